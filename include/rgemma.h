@@ -1,0 +1,171 @@
+/*
+ * rgemma — RecurrentGemma (Griffin) inference in C.
+ *
+ * The one public header of librgemma. Conventions:
+ *   - Functions returning int return 0 on success and -1 on failure; the
+ *     failure's message (naming the file, field or offset) is then available
+ *     from rg_last_error() in the same thread.
+ *   - Objects are created by *_new / *_load and released by *_free (NULL-safe).
+ *   - Token ids are int32_t.
+ */
+#ifndef RGEMMA_H
+#define RGEMMA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RG_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------ errors */
+
+/* Message of the last failure in this thread ("" if none). */
+const char *rg_last_error(void);
+
+/* ------------------------------------------------------------------ config */
+
+typedef enum { RG_LAYER_RECURRENT = 0, RG_LAYER_ATTENTION = 1 } rg_layer_type;
+
+#define RG_MAX_PATTERN 16
+
+typedef struct {
+    int vocab_size;        /* V */
+    int hidden_size;       /* D */
+    int lru_width;         /* R (config null -> D) */
+    int num_heads;         /* H: attention heads and RG-LRU gate blocks */
+    int head_dim;          /* hd */
+    int num_kv_heads;      /* always 1 (multi-query attention) */
+    int mlp_width;         /* F = intermediate_size / 2 (one MLP branch) */
+    int num_layers;        /* Nl */
+    int window;            /* W: token t attends to t-W..t */
+    int conv_width;        /* K */
+    float logits_soft_cap; /* 0 = no cap */
+    float rms_norm_eps;
+    float rope_theta;
+    float partial_rotary_factor; /* fraction of head dims that rotate (0.5) */
+    float embed_scale;     /* bf16(sqrt(D)), or 1 when embeddings are not scaled */
+    int bos_id, eos_id, pad_id;
+    int pattern_len;
+    rg_layer_type pattern[RG_MAX_PATTERN]; /* layer i has type pattern[i % pattern_len] */
+} rg_config;
+
+/* Parse a Hugging Face config.json (text of length len; name is used in
+ * error messages). Validates every architectural key. */
+int rg_config_parse(const char *json, size_t len, const char *name, rg_config *cfg);
+int rg_config_load(const char *path, rg_config *cfg);
+rg_layer_type rg_config_layer_type(const rg_config *cfg, int layer);
+/* A 64-bit fingerprint of the architectural fields (for state files). */
+uint64_t rg_config_fingerprint(const rg_config *cfg);
+
+/* ------------------------------------------------------------------- model */
+
+typedef struct rg_model rg_model;
+
+/* Load a model from a Hugging Face folder (config.json + model.safetensors
+ * or sharded model-*-of-*.safetensors + model.safetensors.index.json), or a
+ * single safetensors file with config.json beside it, or a .gguf file.
+ * Weights are memory-mapped. */
+int rg_model_load(const char *path, rg_model **out);
+void rg_model_free(rg_model *m);
+const rg_config *rg_model_config(const rg_model *m);
+/* Bytes of weights read per decoded token (for roofline reports). */
+size_t rg_model_weight_bytes(const rg_model *m);
+
+/* ------------------------------------------------------------------- state */
+
+/* One sequence's whole memory: conv state, RG-LRU state (float32) and the
+ * KV ring buffer of W slots per attention layer, plus the position. Its size
+ * depends on the config only. */
+typedef struct rg_state rg_state;
+
+rg_state *rg_state_new(const rg_model *m);
+void rg_state_free(rg_state *s);
+void rg_state_reset(rg_state *s);
+/* dst and src must belong to models with the same config. */
+int rg_state_copy(rg_state *dst, const rg_state *src);
+size_t rg_state_bytes(const rg_config *cfg);
+int64_t rg_state_pos(const rg_state *s);
+
+/* --------------------------------------------------------------- forward */
+
+/* Process n >= 1 tokens at positions pos..pos+n-1 of the state's sequence
+ * (a batched prefill when n > 1), advancing the state.
+ * logits: NULL, or room for n*V floats when all_logits != 0, or for V floats
+ * (the last token's logits) when all_logits == 0. */
+int rg_forward(const rg_model *m, rg_state *s, const int32_t *tokens, int n,
+               float *logits, int all_logits);
+
+/* Number of worker threads used by the kernels (default: all cores). */
+void rg_set_threads(int n);
+int rg_get_threads(void);
+
+/* Kernel path: "auto", "scalar", "avx2", "avx512". Also settable with the
+ * environment variable RGEMMA_KERNEL. Returns -1 if the CPU lacks it. */
+int rg_set_kernel_path(const char *name);
+const char *rg_kernel_path(void);
+
+/* --------------------------------------------------------------- tokenizer */
+
+typedef struct rg_tokenizer rg_tokenizer;
+
+/* path: a tokenizer.model (SentencePiece protobuf), a tokenizer.json (HF), or
+ * a folder holding one of them (tokenizer.model preferred). */
+int rg_tokenizer_load(const char *path, rg_tokenizer **out);
+void rg_tokenizer_free(rg_tokenizer *t);
+int rg_tokenizer_vocab_size(const rg_tokenizer *t);
+int rg_tokenizer_bos(const rg_tokenizer *t);
+int rg_tokenizer_eos(const rg_tokenizer *t);
+/* Id of a piece given as text (e.g. "<end_of_turn>"), or -1. */
+int32_t rg_tokenizer_piece_id(const rg_tokenizer *t, const char *piece);
+/* The piece text of an id (as stored, with U+2581 for spaces), or NULL. */
+const char *rg_tokenizer_piece(const rg_tokenizer *t, int32_t id);
+
+/* Encode len bytes of text (may contain NUL). *ids is malloc'd; free() it. */
+int rg_tokenize(const rg_tokenizer *t, const char *text, size_t len,
+                int add_bos, int add_eos, int32_t **ids, size_t *n_ids);
+/* Decode ids to text. *text is malloc'd and NUL-terminated; *len excludes the NUL. */
+int rg_detokenize(const rg_tokenizer *t, const int32_t *ids, size_t n_ids,
+                  char **text, size_t *len);
+
+/* Streaming decoder: feed ids as they are generated; each call returns the
+ * text that became complete (never half of a UTF-8 character). */
+typedef struct rg_detok_stream rg_detok_stream;
+rg_detok_stream *rg_detok_stream_new(const rg_tokenizer *t);
+void rg_detok_stream_free(rg_detok_stream *s);
+/* Returns a pointer to *len bytes owned by the stream, valid until the next call. */
+const char *rg_detok_stream_push(rg_detok_stream *s, int32_t id, size_t *len);
+/* Flush what is pending at the end (incomplete bytes become U+FFFD). */
+const char *rg_detok_stream_flush(rg_detok_stream *s, size_t *len);
+
+/* ---------------------------------------------------------------- sampling */
+
+typedef struct {
+    float temperature;       /* 0 = greedy (default 0.8) */
+    int top_k;               /* 0 = off (default 40) */
+    float top_p;             /* 1 = off (default 0.95) */
+    float min_p;             /* 0 = off (default 0.05) */
+    float repeat_penalty;    /* 1 = off (default 1.0) */
+    int repeat_last_n;       /* tokens the penalties look back over (default 64; -1 = all) */
+    float presence_penalty;  /* 0 = off */
+    float frequency_penalty; /* 0 = off */
+    uint64_t seed;           /* default: 0xFFFFFFFF = random */
+} rg_sampling_params;
+
+void rg_sampling_params_default(rg_sampling_params *p);
+
+typedef struct rg_sampler rg_sampler;
+rg_sampler *rg_sampler_new(const rg_sampling_params *p, int vocab_size);
+void rg_sampler_free(rg_sampler *s);
+/* Pick the next token from logits (length vocab_size; modified in place). */
+int32_t rg_sampler_sample(rg_sampler *s, float *logits);
+/* Record a token as part of the history the penalties look at. */
+void rg_sampler_accept(rg_sampler *s, int32_t token);
+void rg_sampler_reset(rg_sampler *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RGEMMA_H */

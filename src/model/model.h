@@ -1,0 +1,58 @@
+/* The loaded model: config plus per-layer weight views (internal). */
+#ifndef RG_MODEL_H
+#define RG_MODEL_H
+
+#include "model/safetensors.h"
+#include "model/tensor.h"
+#include "rgemma.h"
+
+typedef struct {
+    rg_layer_type type;
+    const float *temporal_norm, *channel_norm; /* [D] */
+    /* gated MLP */
+    rg_tensor gate, up, down; /* [F, D], [F, D], [D, F] */
+    const float *gate_b, *up_b, *down_b;
+    /* recurrent block */
+    rg_tensor linear_x, linear_y, linear_out; /* [R, D], [R, D], [D, R] */
+    const float *linear_x_b, *linear_y_b, *linear_out_b;
+    const float *conv_w, *conv_b;  /* [R, K], [R] */
+    const float *softplus_a;       /* softplus(recurrent_param) [R] */
+    rg_tensor input_gate, a_gate;  /* block-diagonal gates, transposed to [H*bw (out), bw (in)] */
+    const float *input_gate_b, *a_gate_b; /* [R] */
+    /* attention block */
+    rg_tensor q, k, v, o; /* [H*hd, D], [hd, D], [hd, D], [D, H*hd] */
+    const float *o_b;
+} rg_layer;
+
+/* Where the tensors come from: a name -> tensor lookup over the opened file(s). */
+typedef const rg_tensor *(*rg_tensor_lookup)(void *ctx, const char *name);
+
+struct rg_model {
+    rg_config cfg;
+    rg_layer *layers;
+    rg_tensor embed;          /* [V, D], also the output projection (tied) */
+    const float *final_norm;  /* [D] */
+    float *rope_inv_freq;     /* [rot/4]... see model.c */
+    int rope_pairs;           /* m: dims (i, i+m) rotate, i < m */
+    rg_safetensors st;        /* safetensors source (if any) */
+    void *gguf;               /* GGUF source (if any) */
+    void (*gguf_close)(void *);
+    void **owned;             /* buffers made at load time (conversions) */
+    int n_owned;
+};
+
+/* Bind every tensor the config requires through lookup (checks shapes and
+ * dtypes), build derived tables. Used by each file-format loader. */
+int rg_model_bind(rg_model *m, rg_tensor_lookup lookup, void *ctx, const char *source);
+/* Load from a GGUF file (model/gguf.c). */
+int rg_model_load_gguf(rg_model *m, const char *path);
+
+/* Optional per-layer observer for tests and debugging (forward.c). what is
+ * "embed" (layer -1), "temporal", "mlp", "residual" (per layer) or
+ * "final_norm" (layer -1); data is [n x width] for positions pos0.. */
+typedef void (*rg_trace_fn)(void *ctx, const char *what, int layer, int64_t pos0, int n, const float *data,
+                            int width);
+int rg_forward_traced(const rg_model *m, rg_state *s, const int32_t *tokens, int n, float *logits, int all_logits,
+                      rg_trace_fn trace, void *trace_ctx);
+
+#endif

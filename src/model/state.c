@@ -1,0 +1,49 @@
+#include <stdlib.h>
+#include "model/model.h"
+#include "model/state.h"
+#include "util/util.h"
+
+static size_t layer_floats(const rg_config *c, int layer) {
+    if (rg_config_layer_type(c, layer) == RG_LAYER_RECURRENT) return (size_t)c->conv_width * c->lru_width;
+    return 2 * (size_t)c->window * c->head_dim;
+}
+
+size_t rg_state_bytes(const rg_config *c) {
+    size_t n = 0;
+    for (int i = 0; i < c->num_layers; i++) n += layer_floats(c, i);
+    return n * sizeof(float);
+}
+
+rg_state *rg_state_new(const rg_model *m) {
+    rg_state *s = rg_xcalloc(1, sizeof *s);
+    s->cfg = m->cfg;
+    s->offset = rg_xcalloc((size_t)m->cfg.num_layers, sizeof *s->offset);
+    for (int i = 0; i < m->cfg.num_layers; i++) {
+        s->offset[i] = s->floats;
+        s->floats += layer_floats(&m->cfg, i);
+    }
+    s->data = rg_aligned_alloc(s->floats * sizeof(float));
+    return s;
+}
+
+void rg_state_free(rg_state *s) {
+    if (!s) return;
+    free(s->data);
+    free(s->offset);
+    free(s);
+}
+
+void rg_state_reset(rg_state *s) {
+    memset(s->data, 0, s->floats * sizeof(float));
+    s->pos = 0;
+}
+
+int rg_state_copy(rg_state *dst, const rg_state *src) {
+    if (dst->floats != src->floats || rg_config_fingerprint(&dst->cfg) != rg_config_fingerprint(&src->cfg))
+        return rg_error("state copy: the two states belong to different model configurations");
+    memcpy(dst->data, src->data, src->floats * sizeof(float));
+    dst->pos = src->pos;
+    return 0;
+}
+
+int64_t rg_state_pos(const rg_state *s) { return s->pos; }

@@ -1,0 +1,27 @@
+/* Per-sequence state layout (internal). One float32 block:
+ *   recurrent layer: conv [K-1 x R] (last K-1 conv inputs), h [R] (RG-LRU)
+ *   attention layer: k [W x hd], v [W x hd] (ring buffers, slot = pos mod W)
+ * Its size depends on the config only. */
+#ifndef RG_STATE_H
+#define RG_STATE_H
+
+#include "rgemma.h"
+
+struct rg_state {
+    rg_config cfg;
+    int64_t pos;    /* next position = tokens processed so far */
+    float *data;    /* all layers' state */
+    size_t floats;  /* length of data */
+    size_t *offset; /* per layer: start of its state in data */
+};
+
+static inline float *rg_state_conv(rg_state *s, int layer) { return s->data + s->offset[layer]; }
+static inline float *rg_state_h(rg_state *s, int layer) {
+    return s->data + s->offset[layer] + (size_t)(s->cfg.conv_width - 1) * s->cfg.lru_width;
+}
+static inline float *rg_state_k(rg_state *s, int layer) { return s->data + s->offset[layer]; }
+static inline float *rg_state_v(rg_state *s, int layer) {
+    return s->data + s->offset[layer] + (size_t)s->cfg.window * s->cfg.head_dim;
+}
+
+#endif

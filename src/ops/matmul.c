@@ -1,0 +1,88 @@
+/* Matmul driver: splits output rows over the thread pool (OpenMP) and calls
+ * the active instruction set's kernel on each block of rows. Also the kernel
+ * path selection (RGEMMA_KERNEL / rg_set_kernel_path) and thread count. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "ops/ops.h"
+#include "util/util.h"
+
+static const rg_kernel_set *g_kernels;
+
+static const rg_kernel_set *const all_sets[] = {&rg_kernels_scalar};
+
+static int cpu_has(const char *name) {
+    if (!strcmp(name, "scalar")) return 1;
+    __builtin_cpu_init();
+    if (!strcmp(name, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!strcmp(name, "avx512"))
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl");
+    return 0;
+}
+
+static const rg_kernel_set *find_set(const char *name) {
+    for (size_t i = 0; i < sizeof all_sets / sizeof all_sets[0]; i++)
+        if (!strcmp(all_sets[i]->name, name)) return all_sets[i];
+    return NULL;
+}
+
+/* The best set this CPU supports: the last one listed that it can run. */
+static const rg_kernel_set *best_set(void) {
+    const rg_kernel_set *best = &rg_kernels_scalar;
+    for (size_t i = 0; i < sizeof all_sets / sizeof all_sets[0]; i++)
+        if (cpu_has(all_sets[i]->name)) best = all_sets[i];
+    return best;
+}
+
+int rg_set_kernel_path(const char *name) {
+    if (!name || !*name || !strcmp(name, "auto")) {
+        g_kernels = best_set();
+        return 0;
+    }
+    const rg_kernel_set *s = find_set(name);
+    if (!s) return rg_error("unknown kernel path \"%s\" (expected auto, scalar, avx2 or avx512)", name);
+    if (!cpu_has(name)) return rg_error("this CPU cannot run the \"%s\" kernels", name);
+    g_kernels = s;
+    return 0;
+}
+
+const rg_kernel_set *rg_active_kernels(void) {
+    if (!g_kernels) {
+        const char *env = getenv("RGEMMA_KERNEL");
+        if (rg_set_kernel_path(env)) {
+            fprintf(stderr, "rgemma: RGEMMA_KERNEL: %s; using the best available\n", rg_last_error());
+            g_kernels = best_set();
+        }
+    }
+    return g_kernels;
+}
+
+const char *rg_kernel_path(void) { return rg_active_kernels()->name; }
+
+void rg_set_threads(int n) {
+    if (n > 0) omp_set_num_threads(n);
+}
+
+int rg_get_threads(void) { return omp_get_max_threads(); }
+
+#define ROW_BLOCK 16
+
+void rg_matmul(const rg_tensor *w, int64_t row0, int rows, const float *x, int ldx, int n, float *y, int ldy,
+               const float *bias) {
+    const rg_kernel_set *ks = rg_active_kernels();
+    rg_matmul_fn fn = ks->matmul[w->dtype] ? ks->matmul[w->dtype] : rg_kernels_scalar.matmul[w->dtype];
+    size_t rb = rg_tensor_row_bytes(w);
+    int k = (int)w->shape[w->ndim - 1];
+    const uint8_t *base = (const uint8_t *)w->data + (size_t)row0 * rb;
+    int nblocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
+#pragma omp parallel for schedule(static) if (nblocks > 1)
+    for (int b = 0; b < nblocks; b++) {
+        int r0 = b * ROW_BLOCK;
+        int nr = rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK;
+        fn(base + (size_t)r0 * rb, rb, nr, k, x, ldx, n, y + r0, ldy);
+    }
+    if (bias)
+        for (int t = 0; t < n; t++)
+            for (int r = 0; r < rows; r++) y[(size_t)t * ldy + r] += bias[r];
+}

@@ -1,0 +1,64 @@
+/* Kernels of the Griffin forward pass. Activations are float32 row-major
+ * matrices [tokens x width]; weights are rg_tensor views of any rg_dtype. */
+#ifndef RG_OPS_H
+#define RG_OPS_H
+
+#include "model/tensor.h"
+
+/* ---- matmul (ops/matmul.c, kernels_*.c) ---------------------------------
+ * y[t*ldy + r] = sum_i x[t*ldx + i] * W[row0 + r][i]  (+ bias[r])
+ * for t < n tokens and r < rows, with W stored [out, in] (row length k =
+ * W.shape[last]). Work is split over output rows across the thread pool. */
+void rg_matmul(const rg_tensor *w, int64_t row0, int rows, const float *x, int ldx, int n, float *y, int ldy,
+               const float *bias);
+
+/* One kernel set per instruction set; each computes a block of output rows
+ * for n tokens: y[t*ldy + r] = dot(row r of w, x[t*ldx ..]), rows of
+ * row_bytes bytes with k elements each. */
+typedef void (*rg_matmul_fn)(const uint8_t *w, size_t row_bytes, int rows, int k, const float *x, int ldx, int n,
+                             float *y, int ldy);
+typedef struct {
+    const char *name;
+    rg_matmul_fn matmul[RG_DT_COUNT];
+} rg_kernel_set;
+
+extern const rg_kernel_set rg_kernels_scalar;
+const rg_kernel_set *rg_active_kernels(void);
+
+/* Widen one row of a tensor to float32. */
+void rg_dequant_row(const rg_tensor *w, int64_t row, float *out);
+
+/* ---- norms and activations (ops/norm.c) --------------------------------- */
+/* y = x / sqrt(mean(x^2) + eps) * (1 + w), per row of width d. */
+void rg_rmsnorm(const float *x, const float *w, int n, int d, float eps, float *y);
+/* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+float rg_gelu_tanh(float x);
+void rg_gelu_mul(float *g, const float *u, size_t count); /* g = gelu(g) * u */
+
+/* ---- conv1d (ops/conv1d.c) ---------------------------------------------
+ * Depthwise causal conv of width K over n rows of u [n x R], continuing from
+ * state [K-1 x R] (the previous K-1 inputs, oldest first), which is updated.
+ * w is [R x K] (tap K-1 multiplies the current input). out may not alias u. */
+void rg_conv1d(const float *u, int n, int r, int k, const float *w, const float *bias, float *state, float *out);
+
+/* ---- RG-LRU (ops/rglru.c) ------------------------------------------------
+ * x: [n x R] conv output; gx, ga: [n x R] gate pre-activations (before the
+ * sigmoid); softplus_a: softplus(recurrent_param) [R]; h: float32 state [R];
+ * pos0: position of the first row (reset at position 0). Writes y [n x R]. */
+void rg_rglru_scan(const float *x, const float *gx, const float *ga, const float *softplus_a, int n, int r,
+                   int64_t pos0, float *h, float *y);
+
+/* ---- local attention (ops/attention.c) -----------------------------------
+ * Multi-query attention for n query rows at positions pos0..pos0+n-1.
+ * q: [n x H*hd] (rotated), k, v: [n x hd] (k rotated) for the chunk;
+ * kcache, vcache: ring buffers [W x hd] holding positions < pos0 at slot
+ * (p mod W). Token p attends to max(0, p-W)..p. Writes out [n x H*hd].
+ * The caller writes the chunk's keys into the ring afterwards. */
+void rg_local_attention(const float *q, const float *k, const float *v, int n, int heads, int hd, int64_t pos0,
+                        int window, const float *kcache, const float *vcache, float *out);
+
+/* RoPE on the first 2*m dims of each head (pairs (i, i+m)), at position pos.
+ * inv_freq has m entries. x: [heads x hd]. */
+void rg_rope(float *x, int heads, int hd, int m, const float *inv_freq, int64_t pos);
+
+#endif

@@ -1,0 +1,67 @@
+/* Internal helpers shared by every part of the library. */
+#ifndef RG_UTIL_H
+#define RG_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include "rgemma.h"
+
+#if defined(__GNUC__)
+#define RG_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define RG_PRINTF(a, b)
+#endif
+
+/* Set the thread's error message; always returns -1 so callers can
+ * `return rg_error("...")`. */
+int rg_error(const char *fmt, ...) RG_PRINTF(1, 2);
+/* Prefix the current error message with more context ("file: ..."). */
+int rg_error_prefix(const char *fmt, ...) RG_PRINTF(1, 2);
+void rg_clear_error(void);
+
+/* Read a whole file into a malloc'd, NUL-terminated buffer (limit: max_bytes). */
+int rg_read_file(const char *path, size_t max_bytes, char **data, size_t *len);
+
+/* A read-only memory mapping of a whole file. */
+typedef struct {
+    const uint8_t *data;
+    size_t size;
+    char *path;
+} rg_mapped_file;
+int rg_map_file(const char *path, rg_mapped_file *out);
+void rg_unmap_file(rg_mapped_file *f);
+
+/* path join into a malloc'd string */
+char *rg_path_join(const char *dir, const char *name);
+int rg_is_dir(const char *path);
+int rg_file_exists(const char *path);
+
+/* Number conversions. bf16 is the top half of a float32; conversion to bf16
+ * rounds to nearest, ties to even (NaN kept quiet). */
+static inline float rg_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static inline uint16_t rg_f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+float rg_f16_to_f32(uint16_t h);
+uint16_t rg_f32_to_f16(float f);
+
+/* 64-bit FNV-1a */
+uint64_t rg_fnv1a(const void *data, size_t len, uint64_t seed);
+
+void *rg_xmalloc(size_t n);       /* aborts on OOM */
+void *rg_xcalloc(size_t n, size_t size);
+void *rg_aligned_alloc(size_t n); /* 64-byte aligned, zeroed; free with free() */
+
+double rg_time_s(void); /* monotonic seconds */
+
+#endif

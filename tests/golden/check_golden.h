@@ -1,0 +1,17 @@
+/* Checks one golden case folder (see tests/data/golden/README.md) against
+ * the engine: every run the case lists, with the tolerance in its golden.json. */
+#ifndef RG_CHECK_GOLDEN_H
+#define RG_CHECK_GOLDEN_H
+
+#include <stdio.h>
+
+/* Prints one line per run to out. Returns the number of failed runs
+ * (a missing or malformed file counts as a failure). *runs gets the number
+ * of runs checked. */
+int rg_check_golden_case(const char *dir, FILE *out, int *runs);
+/* Is dir a case folder (has golden.json)? */
+int rg_is_golden_case(const char *dir);
+/* Sorted list of case folders directly under root (malloc'd strings). */
+int rg_find_golden_cases(const char *root, char ***cases);
+
+#endif

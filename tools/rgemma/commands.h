@@ -1,0 +1,8 @@
+/* The rgemma CLI's subcommands: each lives in its own cmd_*.c file and is a
+ * thin program over librgemma (include/rgemma.h). */
+#ifndef RG_COMMANDS_H
+#define RG_COMMANDS_H
+
+int cmd_generate(int argc, char **argv);
+
+#endif

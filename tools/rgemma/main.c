@@ -1,0 +1,41 @@
+#include <stdio.h>
+#include <string.h>
+#include "rgemma.h"
+#include "commands.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"generate", cmd_generate, "generate text or token ids from a prompt"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "rgemma %s — RecurrentGemma inference\n\nusage: rgemma COMMAND [options]\n\ncommands:\n",
+            RG_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'rgemma COMMAND --help' describes a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("rgemma %s\n", RG_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "rgemma: unknown command '%s' (try 'rgemma --help')\n", argv[1]);
+    return 2;
+}
