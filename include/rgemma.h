@@ -88,6 +88,10 @@ void rg_state_reset(rg_state *s);
 int rg_state_copy(rg_state *dst, const rg_state *src);
 size_t rg_state_bytes(const rg_config *cfg);
 int64_t rg_state_pos(const rg_state *s);
+/* State files: versioned header, config fingerprint, position, checksum.
+ * Loading refuses a file of another config, version or a corrupt one. */
+int rg_state_save(const rg_state *s, const char *path);
+int rg_state_load(rg_state *s, const char *path);
 
 /* --------------------------------------------------------------- forward */
 
@@ -164,6 +168,44 @@ int32_t rg_sampler_sample(rg_sampler *s, float *logits);
 /* Record a token as part of the history the penalties look at. */
 void rg_sampler_accept(rg_sampler *s, int32_t token);
 void rg_sampler_reset(rg_sampler *s);
+
+/* -------------------------------------------------------------- generation */
+
+typedef enum {
+    RG_STOP_NONE = 0,
+    RG_STOP_EOS,        /* EOS or another end-of-turn id in stop_ids */
+    RG_STOP_STRING,     /* a stop string appeared (it is not emitted) */
+    RG_STOP_LENGTH,     /* max_tokens reached */
+    RG_STOP_CALLBACK,   /* the callback asked to stop (e.g. Ctrl-C, client gone) */
+    RG_STOP_ERROR
+} rg_stop_reason;
+
+typedef struct {
+    int max_tokens;                 /* < 0: no limit other than stops */
+    const char *const *stop;        /* stop strings */
+    int n_stop;
+    const int32_t *stop_ids;        /* ids that end generation besides EOS (e.g. <end_of_turn>) */
+    int n_stop_ids;
+    rg_sampling_params sampling;
+} rg_generate_params;
+
+void rg_generate_params_default(rg_generate_params *p);
+
+/* Called for each generated token with the text that became complete (may be
+ * empty). Return non-zero to stop. */
+typedef int (*rg_token_cb)(void *ctx, int32_t token, const char *text, size_t len);
+
+typedef struct {
+    int prompt_tokens, generated_tokens;
+    double prompt_seconds, generate_seconds;
+    rg_stop_reason stop_reason;
+} rg_generate_result;
+
+/* Continue the sequence in state s: process the prompt ids (batched prefill),
+ * then sample until a stop. The state then holds everything processed, so a
+ * later call continues the same conversation. */
+int rg_generate(const rg_model *m, const rg_tokenizer *t, rg_state *s, const int32_t *prompt, int n_prompt,
+                const rg_generate_params *p, rg_token_cb cb, void *ctx, rg_generate_result *res);
 
 #ifdef __cplusplus
 }
