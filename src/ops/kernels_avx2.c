@@ -301,6 +301,7 @@ const rg_kernel_set rg_kernels_avx2 = {
     "avx2",
     {[RG_DT_F32] = matmul_f32, [RG_DT_F16] = matmul_f16, [RG_DT_BF16] = matmul_bf16, [RG_DT_Q8_0] = matmul_q8_0,
      [RG_DT_Q4_0] = matmul_q4_0},
+    0,
     softmax,
     wsum,
     gelu_mul,

@@ -28,6 +28,9 @@ typedef void (*rg_matmul_fn)(const uint8_t *w, size_t row_bytes, int rows, int k
 typedef struct {
     const char *name;
     rg_matmul_fn matmul[RG_DT_COUNT];
+    /* bit dt set: matmul[dt] rounds the activations to int8 per block of 32
+     * (d = max|x|/127); otherwise it computes in float32 */
+    unsigned int8_act;
     float (*softmax)(float *x, int n, float scale);
     void (*wsum)(const float *p, int ldp, int nh, const float *v, int nk, int hd, float *out, int ldo);
     void (*gelu_mul)(float *g, const float *u, size_t count);
