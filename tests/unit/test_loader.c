@@ -272,6 +272,68 @@ static void test_sharded_checkpoint(void **state) {
     rg_model_free(single);
 }
 
+/* F16 tensors: the same logits as F32 tensors holding the f16-rounded values
+ * (both are widened to float32 before any arithmetic). */
+static void test_f16_checkpoint(void **state) {
+    rg_model *src;
+    assert_int_equal(rg_model_load(CASE, &src), 0);
+    const rg_safetensors *st = &src->st;
+    char *h16 = strdup("{"), *h32 = strdup("{");
+    uint8_t *d16 = rg_xmalloc(orig_dlen()), *d32 = rg_xmalloc(orig_dlen());
+    size_t o16 = 0, o32 = 0;
+    for (int i = 0; i < st->n_entries; i++) {
+        const rg_st_entry *e = &st->entries[i];
+        size_t n = e->t.nbytes / 4;
+        char shape[64] = "", item[512];
+        for (int d = 0; d < e->t.ndim; d++)
+            snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%lld", d ? "," : "",
+                     (long long)e->t.shape[d]);
+        for (size_t j = 0; j < n; j++) {
+            float f;
+            memcpy(&f, (const uint8_t *)e->t.data + 4 * j, 4);
+            uint16_t h = rg_f32_to_f16(f);
+            float back = rg_f16_to_f32(h);
+            memcpy(d16 + o16 + 2 * j, &h, 2);
+            memcpy(d32 + o32 + 4 * j, &back, 4);
+        }
+        snprintf(item, sizeof item, "%s\"%s\":{\"dtype\":\"F16\",\"shape\":[%s],\"data_offsets\":[%zu,%zu]}",
+                 i ? "," : "", e->name, shape, o16, o16 + 2 * n);
+        h16 = realloc(h16, strlen(h16) + strlen(item) + 2);
+        strcat(h16, item);
+        snprintf(item, sizeof item, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%s],\"data_offsets\":[%zu,%zu]}",
+                 i ? "," : "", e->name, shape, o32, o32 + 4 * n);
+        h32 = realloc(h32, strlen(h32) + strlen(item) + 2);
+        strcat(h32, item);
+        o16 += 2 * n;
+        o32 += 4 * n;
+    }
+    strcat(h16, "}");
+    strcat(h32, "}");
+    char *dir16 = make_dir("f16"), *dir32 = make_dir("f16as32");
+    write_st(dir16, "model.safetensors", h16, d16, o16);
+    write_st(dir32, "model.safetensors", h32, d32, o32);
+    rg_model *m16, *m32;
+    assert_int_equal(rg_model_load(dir16, &m16), 0);
+    assert_int_equal(rg_model_load(dir32, &m32), 0);
+    assert_int_equal(m16->embed.dtype, RG_DT_F16);
+    int V = src->cfg.vocab_size;
+    float *a = rg_xmalloc(sizeof(float) * 7 * V), *b = rg_xmalloc(sizeof(float) * 7 * V);
+    run_tokens(m16, a);
+    run_tokens(m32, b);
+    for (int i = 0; i < 7 * V; i++) assert_float_equal(a[i], b[i], 1e-5);
+    rg_model_free(m16);
+    rg_model_free(m32);
+    rg_model_free(src);
+    free(a);
+    free(b);
+    free(h16);
+    free(h32);
+    free(d16);
+    free(d32);
+    free(dir16);
+    free(dir32);
+}
+
 /* ---- config.json ---- */
 
 static char *case_config(void) {
@@ -361,6 +423,7 @@ int main(void) {
         cmocka_unit_test(test_bad_lm_head),
         cmocka_unit_test(test_missing_files),
         cmocka_unit_test(test_sharded_checkpoint),
+        cmocka_unit_test(test_f16_checkpoint),
         cmocka_unit_test(test_config_values),
         cmocka_unit_test(test_config_embed_scale_is_bf16_of_sqrt),
         cmocka_unit_test(test_config_errors),
