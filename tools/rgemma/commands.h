@@ -4,5 +4,7 @@
 #define RG_COMMANDS_H
 
 int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
 
 #endif

@@ -11,6 +11,8 @@ typedef struct {
 
 static const command commands[] = {
     {"generate", cmd_generate, "generate text or token ids from a prompt"},
+    {"tokenize", cmd_tokenize, "text to token ids (also JSON Lines, tokenizer.json -> .model, benchmark)"},
+    {"detokenize", cmd_detokenize, "token ids to text"},
 };
 
 static void usage(FILE *f) {
