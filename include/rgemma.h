@@ -148,10 +148,15 @@ int rg_detokenize(const rg_tokenizer *t, const int32_t *ids, size_t n_ids,
 typedef struct rg_detok_stream rg_detok_stream;
 rg_detok_stream *rg_detok_stream_new(const rg_tokenizer *t);
 void rg_detok_stream_free(rg_detok_stream *s);
-/* Returns a pointer to *len bytes owned by the stream, valid until the next call. */
+/* Returns a pointer to *len bytes owned by the stream, valid until the next
+ * call, or NULL if id is out of range. */
 const char *rg_detok_stream_push(rg_detok_stream *s, int32_t id, size_t *len);
 /* Flush what is pending at the end (incomplete bytes become U+FFFD). */
 const char *rg_detok_stream_flush(rg_detok_stream *s, size_t *len);
+
+/* Write the tokenizer as a SentencePiece tokenizer.model (ModelProto), e.g.
+ * to turn a tokenizer.json into the tokenizer.model it stands for. */
+int rg_tokenizer_save_model(const rg_tokenizer *t, const char *path);
 
 /* ---------------------------------------------------------------- sampling */
 
