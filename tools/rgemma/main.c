@@ -12,6 +12,8 @@ typedef struct {
 static const command commands[] = {
     {"generate", cmd_generate, "generate text or token ids from a prompt"},
     {"synth", cmd_synth, "write a checkpoint folder of RANDOM weights in the released shapes"},
+    {"perplexity", cmd_perplexity, "perplexity of a text file (llama.cpp style)"},
+    {"eval", cmd_eval, "score benchmark tasks (multiple choice, generation, maj@k) from JSONL"},
 };
 
 static void usage(FILE *f) {
