@@ -48,6 +48,7 @@ static void usage(FILE *f) {
             "      --by-group        add a table row per group\n"
             "      --progress, --no-progress   progress bar on stderr (default: if a terminal)\n"
             "      --tokenizer PATH  tokenizer (default: the model folder's)\n"
+            "      --check           only validate the task (and shots) file and count its items\n"
             "  -t, --threads N       worker threads (default: all cores)\n");
 }
 
@@ -178,6 +179,19 @@ static const char *base_name(const char *path, char *buf, size_t n) {
 
 /* ------------------------------------------------------------------- main */
 
+static void print_summary(const char *path, const rg_task *t) {
+    int mc = 0, per_choice = 0, gen = 0, ids = 0;
+    for (int i = 0; i < t->n; i++) {
+        const rg_item *it = &t->items[i];
+        mc += it->kind == RG_ITEM_MC;
+        per_choice += it->kind == RG_ITEM_MC && !it->shared_ctx;
+        gen += it->kind == RG_ITEM_GEN;
+        ids += it->is_ids;
+    }
+    printf("%s: %d items: %d multiple choice (%d with a context per choice), %d generation; %d text, %d token ids\n",
+           path, t->n, mc, per_choice, gen, t->n - ids, ids);
+}
+
 static int needs_text(const rg_task *t) {
     for (int i = 0; t && i < t->n; i++)
         if (!t->items[i].is_ids) return 1;
@@ -186,7 +200,7 @@ static int needs_text(const rg_task *t) {
 
 int cmd_eval(int argc, char **argv) {
     enum { O_TASK = 256, O_SHOTS, O_SEP, O_SEED, O_LIMIT, O_NAME, O_NOREUSE, O_SAMPLES, O_TEMP, O_TOPK, O_TOPP,
-           O_STOP, O_EXTRACT, O_JSON, O_ITEMS, O_BYGROUP, O_PROGRESS, O_NOPROGRESS, O_TOK };
+           O_STOP, O_EXTRACT, O_JSON, O_ITEMS, O_BYGROUP, O_PROGRESS, O_NOPROGRESS, O_TOK, O_CHECK };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},       {"task", required_argument, 0, O_TASK},
         {"shots", required_argument, 0, O_SHOTS},   {"num-shots", required_argument, 0, 'k'},
@@ -199,13 +213,14 @@ int cmd_eval(int argc, char **argv) {
         {"json", required_argument, 0, O_JSON},     {"items", required_argument, 0, O_ITEMS},
         {"by-group", no_argument, 0, O_BYGROUP},    {"progress", no_argument, 0, O_PROGRESS},
         {"no-progress", no_argument, 0, O_NOPROGRESS}, {"tokenizer", required_argument, 0, O_TOK},
-        {"threads", required_argument, 0, 't'},     {"help", no_argument, 0, 'h'},
+        {"threads", required_argument, 0, 't'},     {"check", no_argument, 0, O_CHECK},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *model_path = NULL, *task_path = NULL, *shots_path = NULL, *name = NULL, *json_path = NULL,
                *items_path = NULL, *tok_path = NULL;
     char *sep = NULL;
     char **stops = NULL;
-    int n_stop = 0, by_group = 0, progress = isatty(2), k_set = 0;
+    int n_stop = 0, by_group = 0, progress = isatty(2), k_set = 0, check = 0;
     long long k = 5, seed = 1234, limit = -1, samples = 1, max_tokens = 256, v;
     rg_eval_opts eo = {.reuse = 1};
     rg_sampling_params_default(&eo.sampling);
@@ -234,6 +249,7 @@ int cmd_eval(int argc, char **argv) {
         case O_TOK: tok_path = optarg; break;
         case O_NOREUSE: eo.reuse = 0; break;
         case O_BYGROUP: by_group = 1; break;
+        case O_CHECK: check = 1; break;
         case O_PROGRESS: progress = 1; break;
         case O_NOPROGRESS: progress = 0; break;
         case O_EXTRACT: eo.extract = optarg; break;
@@ -287,7 +303,8 @@ int cmd_eval(int argc, char **argv) {
         }
     }
     if (optind < argc) BAD("unexpected argument '%s'\n", argv[optind]);
-    if (!model_path || !task_path) BAD("-m MODEL and --task FILE are required (try 'rgemma eval --help')\n");
+    if (!task_path || (!model_path && !check))
+        BAD("-m MODEL and --task FILE are required (try 'rgemma eval --help')\n");
     if (k_set && k > 0 && !shots_path) BAD("-k %lld needs --shots FILE to take the examples from\n", k);
     if (eo.extract) {
         char *probe = rg_extract_answer(eo.extract, "");
@@ -305,6 +322,12 @@ int cmd_eval(int argc, char **argv) {
     int n_groups = 0;
     if (rg_task_load(task_path, &task) < 0 || (shots_path && rg_task_load(shots_path, &shots) < 0)) goto fail;
     int n = limit > 0 && limit < task.n ? (int)limit : task.n;
+    if (check) {
+        print_summary(task_path, &task);
+        if (shots_path) print_summary(shots_path, &shots);
+        rc = 0;
+        goto fail;
+    }
     if (rg_model_load(model_path, &m) < 0) goto fail;
     if ((needs_text(&task) || needs_text(shots_path ? &shots : NULL)) && cli_load_tokenizer(model_path, tok_path, &tok) < 0)
         goto fail;
