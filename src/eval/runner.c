@@ -266,6 +266,7 @@ typedef struct {
 
 static int on_token(void *ctx, int32_t token, const char *text, size_t len) {
     gen_out *g = ctx;
+    if (token < 0 && g->is_ids) return 0; /* the end-of-generation call carries only held text */
     if (g->is_ids) {
         char num[16];
         int n = snprintf(num, sizeof num, g->text.n ? " %d" : "%d", token);

@@ -3,6 +3,7 @@
 # (tests/data/eval/convert) convert to the hand-checked JSONL in expected/,
 # which `rgemma eval --check` accepts; a broken input names its line.
 set -e
+export OMP_NUM_THREADS=1 # tiny models: more threads only add overhead
 T=$(mktemp -d /tmp/rgemma-cli-convert.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }

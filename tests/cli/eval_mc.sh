@@ -4,6 +4,7 @@
 # header, from the reference logits): acc 50.00, acc_norm 75.00 over 4 items,
 # the same with and without state reuse; malformed lines name their line.
 set -e
+export OMP_NUM_THREADS=1 # tiny models: more threads only add overhead
 T=$(mktemp -d /tmp/rgemma-cli-evalmc.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }

@@ -4,6 +4,7 @@
 # (logits_full.bin: PPL 1182429.395 +/- 828346.445 over 47 tokens; the first
 # 16-token window alone 847095.71), and bad input is a one-line error.
 set -e
+export OMP_NUM_THREADS=1 # tiny models: more threads only add overhead
 T=$(mktemp -d /tmp/rgemma-cli-ppl.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }

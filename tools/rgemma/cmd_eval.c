@@ -3,6 +3,7 @@
  * maj@k (generation), as a markdown table shaped like the model card's and
  * as JSON. The scoring itself is src/eval/runner.c. */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 #include "commands.h"
 #include "eval/eval.h"
+#include "cli_util.h"
 #include "eval_cli.h"
 #include "rgemma.h"
 #include "util/util.h"
@@ -50,6 +52,13 @@ static void usage(FILE *f) {
             "      --tokenizer PATH  tokenizer (default: the model folder's)\n"
             "      --check           only validate the task (and shots) file and count its items\n"
             "  -t, --threads N       worker threads (default: all cores)\n");
+}
+
+static int parse_seed(const char *s, unsigned long long *out) {
+    char *end;
+    errno = 0;
+    *out = strtoull(s, &end, 10);
+    return errno || end == s || *end || *s == '-' ? -1 : 0;
 }
 
 /* "\n" and "\t" in a --shot-sep / --stop argument */
@@ -221,7 +230,8 @@ int cmd_eval(int argc, char **argv) {
     char *sep = NULL;
     char **stops = NULL;
     int n_stop = 0, by_group = 0, progress = isatty(2), k_set = 0, check = 0;
-    long long k = 5, seed = 1234, limit = -1, samples = 1, max_tokens = 256, v;
+    long k = 5, limit = -1, samples = 1, max_tokens = 256, v;
+    unsigned long long seed = 1234;
     rg_eval_opts eo = {.reuse = 1};
     rg_sampling_params_default(&eo.sampling);
     eo.sampling.temperature = 0;
@@ -229,7 +239,6 @@ int cmd_eval(int argc, char **argv) {
     eo.sampling.top_p = 1;
     eo.sampling.min_p = 0;
     eo.sampling.repeat_penalty = 1;
-    double d;
     int c, rc = 2;
 #define BAD(...)                                                                                                       \
     do {                                                                                                               \
@@ -263,36 +272,33 @@ int cmd_eval(int argc, char **argv) {
             if (!*stops[n_stop - 1]) BAD("--stop must not be empty\n");
             break;
         case 'k':
-            if (cli_int(optarg, 0, 1000, &k)) BAD("-k must be an integer from 0 to 1000 (got \"%s\")\n", optarg);
+            if (cli_int("eval", "-k", optarg, 0, 1000, &k)) goto out;
             k_set = 1;
             break;
         case O_SEED:
-            if (cli_int(optarg, 0, INT64_MAX, &seed)) BAD("--seed must be a non-negative integer (got \"%s\")\n", optarg);
+            if (parse_seed(optarg, &seed)) BAD("--seed must be a non-negative integer (got \"%s\")\n", optarg);
             break;
         case O_LIMIT:
-            if (cli_int(optarg, 1, INT32_MAX, &limit)) BAD("--limit must be a positive integer (got \"%s\")\n", optarg);
+            if (cli_int("eval", "--limit", optarg, 1, INT32_MAX, &limit)) goto out;
             break;
         case O_SAMPLES:
-            if (cli_int(optarg, 1, 1000, &samples)) BAD("--samples must be an integer from 1 to 1000 (got \"%s\")\n", optarg);
+            if (cli_int("eval", "--samples", optarg, 1, 1000, &samples)) goto out;
             break;
         case 'n':
-            if (cli_int(optarg, 1, INT32_MAX, &max_tokens))
-                BAD("--max-tokens must be a positive integer (got \"%s\")\n", optarg);
+            if (cli_int("eval", "--max-tokens", optarg, 1, INT32_MAX, &max_tokens)) goto out;
             break;
         case O_TEMP:
-            if (cli_double(optarg, 0, 100, &d)) BAD("--temp must be a number from 0 to 100 (got \"%s\")\n", optarg);
-            eo.sampling.temperature = (float)d;
+            if (cli_float("eval", "--temp", optarg, 0, 100, &eo.sampling.temperature)) goto out;
             break;
         case O_TOPK:
-            if (cli_int(optarg, 0, INT32_MAX, &v)) BAD("--top-k must be a non-negative integer (got \"%s\")\n", optarg);
+            if (cli_int("eval", "--top-k", optarg, 0, INT32_MAX, &v)) goto out;
             eo.sampling.top_k = (int)v;
             break;
         case O_TOPP:
-            if (cli_double(optarg, 0, 1, &d) || d == 0) BAD("--top-p must be in (0, 1] (got \"%s\")\n", optarg);
-            eo.sampling.top_p = (float)d;
+            if (cli_float("eval", "--top-p", optarg, 0.000001, 1, &eo.sampling.top_p)) goto out;
             break;
         case 't':
-            if (cli_int(optarg, 1, 4096, &v)) BAD("--threads must be a positive integer (got \"%s\")\n", optarg);
+            if (cli_int("eval", "--threads", optarg, 1, 4096, &v)) goto out;
             rg_set_threads((int)v);
             break;
         case 'h':
@@ -305,7 +311,7 @@ int cmd_eval(int argc, char **argv) {
     if (optind < argc) BAD("unexpected argument '%s'\n", argv[optind]);
     if (!task_path || (!model_path && !check))
         BAD("-m MODEL and --task FILE are required (try 'rgemma eval --help')\n");
-    if (k_set && k > 0 && !shots_path) BAD("-k %lld needs --shots FILE to take the examples from\n", k);
+    if (k_set && k > 0 && !shots_path) BAD("-k %ld needs --shots FILE to take the examples from\n", k);
     if (eo.extract) {
         char *probe = rg_extract_answer(eo.extract, "");
         if (!probe) BAD("%s\n", rg_last_error());

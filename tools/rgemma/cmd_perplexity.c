@@ -9,6 +9,7 @@
 #include <string.h>
 #include "commands.h"
 #include "eval/eval.h"
+#include "cli_util.h"
 #include "eval_cli.h"
 #include "rgemma.h"
 #include "util/util.h"
@@ -86,7 +87,7 @@ int cmd_perplexity(int argc, char **argv) {
         {"json", no_argument, 0, 'J'},        {"threads", required_argument, 0, 't'},
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
     const char *model_path = NULL, *file = NULL, *tok_path = NULL;
-    long long ctx = 512, stride = -1, v;
+    long ctx = 512, stride = -1, v;
     int ids_mode = 0, json = 0, c;
     optind = 1;
     opterr = 0;
@@ -98,22 +99,17 @@ int cmd_perplexity(int argc, char **argv) {
         case 'I': ids_mode = 1; break;
         case 'J': json = 1; break;
         case 'c':
-            if (cli_int(optarg, 0, INT32_MAX, &ctx) || ctx == 1) {
-                fprintf(stderr, "rgemma: perplexity: -c must be 0 or an integer >= 2 (got \"%s\")\n", optarg);
+            if (cli_int("perplexity", "-c", optarg, 0, INT32_MAX, &ctx)) return 2;
+            if (ctx == 1) {
+                fprintf(stderr, "rgemma: perplexity: -c must be 0 or at least 2 (got 1)\n");
                 return 2;
             }
             break;
         case 'S':
-            if (cli_int(optarg, 1, INT32_MAX, &stride)) {
-                fprintf(stderr, "rgemma: perplexity: --stride must be a positive integer (got \"%s\")\n", optarg);
-                return 2;
-            }
+            if (cli_int("perplexity", "--stride", optarg, 1, INT32_MAX, &stride)) return 2;
             break;
         case 't':
-            if (cli_int(optarg, 1, 4096, &v)) {
-                fprintf(stderr, "rgemma: perplexity: --threads must be a positive integer (got \"%s\")\n", optarg);
-                return 2;
-            }
+            if (cli_int("perplexity", "--threads", optarg, 1, 4096, &v)) return 2;
             rg_set_threads((int)v);
             break;
         case 'h': usage(stdout); return 0;
@@ -133,7 +129,7 @@ int cmd_perplexity(int argc, char **argv) {
     }
     if (stride < 0) stride = ctx > 1 ? ctx / 2 : 0;
     if (ctx > 0 && stride > ctx) {
-        fprintf(stderr, "rgemma: perplexity: --stride %lld is longer than the window (-c %lld)\n", stride, ctx);
+        fprintf(stderr, "rgemma: perplexity: --stride %ld is longer than the window (-c %ld)\n", stride, ctx);
         return 2;
     }
 

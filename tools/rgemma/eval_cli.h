@@ -1,15 +1,10 @@
-/* Helpers shared by `rgemma perplexity` and `rgemma eval`: option values,
- * loading the model and its tokenizer, and the progress line on stderr. */
+/* Helpers shared by `rgemma perplexity` and `rgemma eval`: loading a
+ * model's tokenizer and the progress line on stderr. */
 #ifndef RG_EVAL_CLI_H
 #define RG_EVAL_CLI_H
 
 #include <stdint.h>
 #include "rgemma.h"
-
-/* Strict number parsing for option values: 0 on success, -1 (nothing
- * printed) when s is not a number in [lo, hi]. */
-int cli_int(const char *s, long long lo, long long hi, long long *out);
-int cli_double(const char *s, double lo, double hi, double *out);
 
 /* The tokenizer for a model: explicit path, else the model folder (or the
  * folder of a model file). */

@@ -11,6 +11,8 @@ typedef struct {
 
 static const command commands[] = {
     {"generate", cmd_generate, "generate text or token ids from a prompt"},
+    {"tokenize", cmd_tokenize, "text to token ids (also JSON Lines, tokenizer.json -> .model, benchmark)"},
+    {"detokenize", cmd_detokenize, "token ids to text"},
     {"synth", cmd_synth, "write a checkpoint folder of RANDOM weights in the released shapes"},
     {"perplexity", cmd_perplexity, "perplexity of a text file (llama.cpp style)"},
     {"eval", cmd_eval, "score benchmark tasks (multiple choice, generation, maj@k) from JSONL"},
