@@ -100,8 +100,7 @@ static char *pb_strdup(const pb_reader *s) {
 }
 
 static int read_piece(rg_tokenizer *t, pb_reader *r) {
-    char what[64];
-    snprintf(what, sizeof what, "pieces[%d]", t->n);
+    const char *what = "a piece"; /* messages give the byte offset */
     const uint8_t *text = NULL;
     size_t len = 0;
     float score = 0;
@@ -128,13 +127,13 @@ static int read_piece(rg_tokenizer *t, pb_reader *r) {
         case 3:
             if (pb_expect(r, field, wire, WT_VARINT, what) || pb_varint(r, &type, what)) return -1;
             if (type < RG_PIECE_NORMAL || type > RG_PIECE_BYTE)
-                return rg_error("%s: %s has unknown type %llu", r->name, what, (unsigned long long)type);
+                return rg_error("%s: piece %d has unknown type %llu", r->name, t->n, (unsigned long long)type);
             break;
         default:
             if (pb_skip(r, wire, what)) return -1;
         }
     }
-    if (!text || !len) return rg_error("%s: %s has no piece text", r->name, what);
+    if (!text || !len) return rg_error("%s: piece %d has no text", r->name, t->n);
     if (t->n == INT32_MAX - 1) return rg_error("%s: too many pieces", r->name);
     rg_tok_add_piece(t, (const char *)text, len, score, (int)type);
     return 0;
