@@ -1,12 +1,12 @@
 /* Encoding text to ids exactly as SentencePiece's BPE model does:
  *  1. normalise (identity): U+0020 -> U+2581, each byte of invalid UTF-8 -> U+FFFD,
- *     optional dummy prefix and extra-whitespace removal;
+ *     optional dummy prefix (or suffix) and extra-whitespace removal;
  *  2. split into symbols: the longest USER_DEFINED piece at each position is one
  *     frozen symbol, otherwise one UTF-8 character is one symbol;
  *  3. repeatedly merge the adjacent pair whose concatenation is a piece with the
  *     highest score (ties: the leftmost pair), using a heap of candidate pairs;
  *  4. emit each symbol's id; a symbol not in the vocabulary becomes one BYTE
- *     piece per byte (byte fallback) or <unk>.
+ *     piece per byte (byte fallback) or <unk> (one for a run of them).
  * Frozen symbols never merge, so BPE runs on each run of unfrozen symbols alone
  * (and on each word when no piece spans a "x▁" boundary, see split_before_space).
  * A run's ids depend on its bytes only, so repeated runs are looked up in a
@@ -220,7 +220,7 @@ static size_t normalize(const rg_tokenizer *t, const uint8_t *in, size_t n, uint
     if (rm)
         while (i < n && in[i] == ' ') i++;
     if (i == n) return 0; /* empty, or only spaces: no dummy prefix either */
-    if (t->add_dummy_prefix) o = put_space(t, out, o);
+    if (t->add_dummy_prefix && !t->treat_whitespace_as_suffix) o = put_space(t, out, o);
     int prev_space = rm;
     while (i < n) {
         uint8_t b = in[i];
@@ -251,6 +251,7 @@ static size_t normalize(const rg_tokenizer *t, const uint8_t *in, size_t n, uint
         const char *sp = t->escape_whitespaces ? SPACE_SYMBOL : " ";
         while (o >= sl && !memcmp(out + o - sl, sp, sl)) o -= sl;
     }
+    if (t->add_dummy_prefix && t->treat_whitespace_as_suffix) o = put_space(t, out, o);
     return o;
 }
 
@@ -311,6 +312,12 @@ int rg_tokenize(const rg_tokenizer *t, const char *text, size_t len, int add_bos
         pos += (size_t)l;
     }
     run(&e, k);
+    if (!t->byte_fallback) { /* SentencePiece merges a run of unknown pieces into one <unk> */
+        size_t j = 0;
+        for (size_t i = 0; i < e.n_out; i++)
+            if (!(e.out[i] == t->unk_id && j > 0 && e.out[j - 1] == t->unk_id)) e.out[j++] = e.out[i];
+        e.n_out = j;
+    }
     if (add_eos) emit(&e, t->eos_id);
     free(buf);
     free(e.sym);
