@@ -13,6 +13,7 @@ static const command commands[] = {
     {"generate", cmd_generate, "generate text or token ids from a prompt"},
     {"tokenize", cmd_tokenize, "text to token ids (also JSON Lines, tokenizer.json -> .model, benchmark)"},
     {"detokenize", cmd_detokenize, "token ids to text"},
+    {"chat", cmd_chat, "talk to an instruction-tuned model (Gemma turns; the state is kept between turns)"},
     {"synth", cmd_synth, "write a checkpoint folder of RANDOM weights in the released shapes"},
 };
 
