@@ -14,6 +14,7 @@ static const command commands[] = {
     {"bench", cmd_bench, "prefill and decode speed, as fractions of this machine's roofline"},
     {"tokenize", cmd_tokenize, "text to token ids (also JSON Lines, tokenizer.json -> .model, benchmark)"},
     {"detokenize", cmd_detokenize, "token ids to text"},
+    {"chat", cmd_chat, "talk to an instruction-tuned model (Gemma turns; the state is kept between turns)"},
     {"synth", cmd_synth, "write a checkpoint folder of RANDOM weights in the released shapes"},
 };
 
