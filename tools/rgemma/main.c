@@ -16,6 +16,8 @@ static const command commands[] = {
     {"detokenize", cmd_detokenize, "token ids to text"},
     {"chat", cmd_chat, "talk to an instruction-tuned model (Gemma turns; the state is kept between turns)"},
     {"synth", cmd_synth, "write a checkpoint folder of RANDOM weights in the released shapes"},
+    {"perplexity", cmd_perplexity, "perplexity of a text file (llama.cpp style)"},
+    {"eval", cmd_eval, "score benchmark tasks (multiple choice, generation, maj@k) from JSONL"},
 };
 
 static void usage(FILE *f) {
