@@ -4,5 +4,6 @@
 #define RG_COMMANDS_H
 
 int cmd_generate(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 #endif
