@@ -64,14 +64,14 @@ static const float *vec(binder *b, const rg_tensor *t) {
     int64_t count = 1;
     for (int i = 0; i < t->ndim; i++) count *= t->shape[i];
     if (t->dtype == RG_DT_F32 && ((uintptr_t)t->data & 3) == 0) return t->data;
+    if (t->dtype == RG_DT_Q8_0 || t->dtype == RG_DT_Q4_0) {
+        rg_error("%s: a %lld-element tensor must not be quantised", b->source, (long long)count);
+        return NULL;
+    }
     float *out = own(b->m, sizeof(float) * (size_t)count);
     rg_tensor flat = *t;
     flat.ndim = 1;
     flat.shape[0] = count;
-    if (t->dtype == RG_DT_Q8_0 || t->dtype == RG_DT_Q4_0) {
-        rg_error("%s: small tensors must not be quantised", b->source);
-        return NULL;
-    }
     rg_dequant_row(&flat, 0, out);
     return out;
 }
@@ -126,12 +126,12 @@ int rg_model_bind(rg_model *m, rg_tensor_lookup lookup, void *ctx, const char *s
     int64_t D = c->hidden_size, R = c->lru_width, F = c->mlp_width, H = c->num_heads, hd = c->head_dim;
     char n[160];
 #define NAME(...) (snprintf(n, sizeof n, __VA_ARGS__), n)
-    if (get_mat(&b, &m->embed, "model.embed_tokens.weight", c->vocab_size, D)) return -1;
-    if (get_vec(&b, &m->final_norm, "model.final_norm.weight", D)) return -1;
     const rg_tensor *head = lookup(ctx, "lm_head.weight");
     if (head && (head->ndim != 2 || head->shape[0] != c->vocab_size || head->shape[1] != D))
         return rg_error("%s: tensor \"lm_head.weight\" must have shape [%d, %lld] (it is tied to the embedding)",
                         source, c->vocab_size, (long long)D);
+    if (get_mat(&b, &m->embed, "model.embed_tokens.weight", c->vocab_size, D)) return -1;
+    if (get_vec(&b, &m->final_norm, "model.final_norm.weight", D)) return -1;
     m->layers = rg_xcalloc((size_t)c->num_layers, sizeof *m->layers);
     for (int i = 0; i < c->num_layers; i++) {
         rg_layer *L = &m->layers[i];

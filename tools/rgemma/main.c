@@ -12,6 +12,13 @@ typedef struct {
 static const command commands[] = {
     {"generate", cmd_generate, "generate text or token ids from a prompt"},
     {"quantize", cmd_quantize, "write a GGUF file (f32, bf16, q8_0, q4_0); --eval measures the quality cost"},
+    {"bench", cmd_bench, "prefill and decode speed, as fractions of this machine's roofline"},
+    {"tokenize", cmd_tokenize, "text to token ids (also JSON Lines, tokenizer.json -> .model, benchmark)"},
+    {"detokenize", cmd_detokenize, "token ids to text"},
+    {"chat", cmd_chat, "talk to an instruction-tuned model (Gemma turns; the state is kept between turns)"},
+    {"synth", cmd_synth, "write a checkpoint folder of RANDOM weights in the released shapes"},
+    {"perplexity", cmd_perplexity, "perplexity of a text file (llama.cpp style)"},
+    {"eval", cmd_eval, "score benchmark tasks (multiple choice, generation, maj@k) from JSONL"},
 };
 
 static void usage(FILE *f) {
