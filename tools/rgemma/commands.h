@@ -5,5 +5,6 @@
 
 int cmd_generate(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

@@ -12,6 +12,7 @@ typedef struct {
 static const command commands[] = {
     {"generate", cmd_generate, "generate text or token ids from a prompt"},
     {"synth", cmd_synth, "write a checkpoint folder of RANDOM weights in the released shapes"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server (chat, completions, streaming)"},
 };
 
 static void usage(FILE *f) {
