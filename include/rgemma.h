@@ -92,6 +92,15 @@ int64_t rg_state_pos(const rg_state *s);
  * Loading refuses a file of another config, version or a corrupt one. */
 int rg_state_save(const rg_state *s, const char *path);
 int rg_state_load(rg_state *s, const char *path);
+/* The same, also carrying up to RG_STATE_MAX_PENDING ids that belong to the
+ * sequence but are not processed yet (rg_generate's next_token). pending
+ * (load): room for RG_STATE_MAX_PENDING ids, or NULL. The state is changed
+ * only when the whole file checks out. */
+#define RG_STATE_MAX_PENDING 16
+int rg_state_save_pending(const rg_state *s, const int32_t *pending, int n_pending, const char *path);
+int rg_state_load_pending(rg_state *s, const char *path, int32_t *pending, int *n_pending);
+/* Size of a state file: constant for a config. */
+size_t rg_state_file_bytes(const rg_config *cfg);
 
 /* --------------------------------------------------------------- forward */
 
@@ -139,10 +148,15 @@ int rg_detokenize(const rg_tokenizer *t, const int32_t *ids, size_t n_ids,
 typedef struct rg_detok_stream rg_detok_stream;
 rg_detok_stream *rg_detok_stream_new(const rg_tokenizer *t);
 void rg_detok_stream_free(rg_detok_stream *s);
-/* Returns a pointer to *len bytes owned by the stream, valid until the next call. */
+/* Returns a pointer to *len bytes owned by the stream, valid until the next
+ * call, or NULL if id is out of range. */
 const char *rg_detok_stream_push(rg_detok_stream *s, int32_t id, size_t *len);
 /* Flush what is pending at the end (incomplete bytes become U+FFFD). */
 const char *rg_detok_stream_flush(rg_detok_stream *s, size_t *len);
+
+/* Write the tokenizer as a SentencePiece tokenizer.model (ModelProto), e.g.
+ * to turn a tokenizer.json into the tokenizer.model it stands for. */
+int rg_tokenizer_save_model(const rg_tokenizer *t, const char *path);
 
 /* ---------------------------------------------------------------- sampling */
 
@@ -158,15 +172,24 @@ typedef struct {
     uint64_t seed;           /* default: 0xFFFFFFFF = random */
 } rg_sampling_params;
 
+#define RG_SEED_RANDOM 0xFFFFFFFFu
+
+/* llama.cpp's defaults (listed above). Semantics: see src/sampling/sampler.c;
+ * the chain is penalties -> top-k -> top-p -> min-p -> temperature -> draw,
+ * and temperature <= 0 means greedy (argmax after the penalties). */
 void rg_sampling_params_default(rg_sampling_params *p);
 
 typedef struct rg_sampler rg_sampler;
+/* NULL (with rg_last_error) on invalid parameters. */
 rg_sampler *rg_sampler_new(const rg_sampling_params *p, int vocab_size);
+/* The seed in use (drawn from /dev/urandom when the params said RG_SEED_RANDOM). */
+uint64_t rg_sampler_seed(const rg_sampler *s);
 void rg_sampler_free(rg_sampler *s);
 /* Pick the next token from logits (length vocab_size; modified in place). */
 int32_t rg_sampler_sample(rg_sampler *s, float *logits);
 /* Record a token as part of the history the penalties look at. */
 void rg_sampler_accept(rg_sampler *s, int32_t token);
+/* Forget the history and restart the random stream from the seed. */
 void rg_sampler_reset(rg_sampler *s);
 
 /* -------------------------------------------------------------- generation */
@@ -181,31 +204,57 @@ typedef enum {
 } rg_stop_reason;
 
 typedef struct {
-    int max_tokens;                 /* < 0: no limit other than stops */
-    const char *const *stop;        /* stop strings */
+    int max_tokens;                 /* < 0: no limit other than stops (default -1) */
+    const char *const *stop;        /* stop strings (need a tokenizer) */
     int n_stop;
     const int32_t *stop_ids;        /* ids that end generation besides EOS (e.g. <end_of_turn>) */
     int n_stop_ids;
     rg_sampling_params sampling;
+    int ignore_eos;                 /* non-zero: EOS does not stop (stop_ids still do) */
+    const volatile int *cancel;     /* if non-NULL and *cancel becomes non-zero (e.g. from a signal
+                                       handler), generation stops: RG_STOP_CALLBACK */
 } rg_generate_params;
 
 void rg_generate_params_default(rg_generate_params *p);
 
-/* Called for each generated token with the text that became complete (may be
- * empty). Return non-zero to stop. */
+/* Called for each generated token that is part of the output (not for the
+ * EOS / stop id that ends it) with the text that became complete: never half
+ * of a UTF-8 character, never text that could still turn out to start a stop
+ * string (that is held back until it cannot). Called once more at the end
+ * with token -1 and the text still held (empty after a stop string), except
+ * after a stop by callback, cancel or error. text is NULL when there is no
+ * tokenizer. Return non-zero to stop. */
 typedef int (*rg_token_cb)(void *ctx, int32_t token, const char *text, size_t len);
 
 typedef struct {
-    int prompt_tokens, generated_tokens;
+    int prompt_tokens, generated_tokens; /* generated counts every sampled token, EOS included */
     double prompt_seconds, generate_seconds;
     rg_stop_reason stop_reason;
+    /* The last sampled token (or -1 if none): it is part of the sequence but
+     * NOT yet processed by the state (its logits were never needed). A later
+     * call that continues the sequence passes it first in its prompt. */
+    int32_t next_token;
+    uint64_t seed; /* the sampler's seed (the drawn one when sampling.seed was RG_SEED_RANDOM) */
 } rg_generate_result;
 
-/* Continue the sequence in state s: process the prompt ids (batched prefill),
- * then sample until a stop. The state then holds everything processed, so a
- * later call continues the same conversation. */
+/* Continue the sequence in state s: process the prompt ids (batched prefill,
+ * n_prompt >= 1), then sample until a stop. The state then holds the prompt
+ * and every generated token but the last (res->next_token), so a later call
+ * continues the same sequence with prompt = {next_token, new ids...}.
+ * Penalties look at the prompt and the generated tokens of this call.
+ * t may be NULL (ids only; no stop strings). Returns -1 on error. */
 int rg_generate(const rg_model *m, const rg_tokenizer *t, rg_state *s, const int32_t *prompt, int n_prompt,
                 const rg_generate_params *p, rg_token_cb cb, void *ctx, rg_generate_result *res);
+
+/* Gemma chat format (SPEC §8): the ids of one user turn,
+ *   [BOS] <start_of_turn>user\n{text}<end_of_turn>\n<start_of_turn>model\n
+ * BOS only when first != 0 (an empty state). Otherwise the ids first close the
+ * previous model reply: they start with pending (the previous result's
+ * next_token, if >= 0), then "\n" when pending is <end_of_turn>, else
+ * "<end_of_turn>\n" (the reply was cut off). system (may be NULL) is folded
+ * into the first user turn: Gemma has no system role. *ids is malloc'd. */
+int rg_chat_turn(const rg_tokenizer *t, const char *system, const char *text, int first, int32_t pending,
+                 int32_t **ids, size_t *n_ids);
 
 #ifdef __cplusplus
 }

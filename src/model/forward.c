@@ -59,9 +59,8 @@ static void recurrent_block(const rg_model *m, const rg_layer *L, rg_state *s, i
         rg_matmul(&L->a_gate, (int64_t)h * bw, bw, w->c + h * bw, R, n, w->ga + h * bw, R, L->a_gate_b + h * bw);
     }
     rg_rglru_scan(w->c, w->gx, w->ga, L->softplus_a, n, R, s->pos, rg_state_h(s, layer), w->hh);
-    size_t count = (size_t)n * R;
-    for (size_t i = 0; i < count; i++) w->hh[i] *= rg_gelu_tanh(w->y[i]);
-    rg_matmul(&L->linear_out, 0, D, w->hh, R, n, w->tout, D, L->linear_out_b);
+    rg_gelu_mul(w->y, w->hh, (size_t)n * R); /* y = gelu(y) * h */
+    rg_matmul(&L->linear_out, 0, D, w->y, R, n, w->tout, D, L->linear_out_b);
 }
 
 /* Multi-query local attention with RoPE on the first half of each head. */
@@ -104,11 +103,7 @@ static void output_logits(const rg_model *m, const float *normed, int n, float *
     const rg_config *c = &m->cfg;
     int V = c->vocab_size;
     rg_matmul(&m->embed, 0, V, normed, c->hidden_size, n, logits, V, NULL);
-    float cap = c->logits_soft_cap;
-    if (cap > 0) {
-        size_t count = (size_t)n * V;
-        for (size_t i = 0; i < count; i++) logits[i] = cap * tanhf(logits[i] / cap);
-    }
+    if (c->logits_soft_cap > 0) rg_softcap(logits, (size_t)n * V, c->logits_soft_cap);
 }
 
 static void process_chunk(const rg_model *m, rg_state *s, const int32_t *tokens, int n, float *logits,

@@ -1,6 +1,8 @@
 /* Portable kernels: the reference every SIMD path is tested against, and the
- * fallback on CPUs without AVX2. One matmul per weight type, each a dot
- * product of a weight row with n activation rows. */
+ * fallback on CPUs without AVX2. One matmul per weight type (a dot product
+ * of each widened weight row with n activation rows), and the attention,
+ * activation and RG-LRU loops in plain C. */
+#include <math.h>
 #include <stdlib.h>
 #include "ops/ops.h"
 #include "util/util.h"
@@ -60,7 +62,7 @@ void rg_dequant_row(const rg_tensor *w, int64_t row, float *out) {
  * every token. */
 static void matmul_scalar(rg_dtype dt, const uint8_t *w, size_t row_bytes, int rows, int k, const float *x, int ldx,
                           int n, float *y, int ldy) {
-    float *row = rg_xmalloc(sizeof(float) * (size_t)k);
+    float *row = rg_scratch(RG_SCRATCH_KERNEL, sizeof(float) * (size_t)k);
     for (int r = 0; r < rows; r++) {
         widen_row(dt, w + (size_t)r * row_bytes, k, row);
         for (int t = 0; t < n; t++) {
@@ -70,7 +72,6 @@ static void matmul_scalar(rg_dtype dt, const uint8_t *w, size_t row_bytes, int r
             y[(size_t)t * ldy + r] = acc;
         }
     }
-    free(row);
 }
 
 #define SCALAR_KERNEL(NAME, DT)                                                                               \
@@ -84,8 +85,70 @@ SCALAR_KERNEL(matmul_bf16, RG_DT_BF16)
 SCALAR_KERNEL(matmul_q8_0, RG_DT_Q8_0)
 SCALAR_KERNEL(matmul_q4_0, RG_DT_Q4_0)
 
+static float softmax(float *x, int n, float scale) {
+    float mx = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        x[j] *= scale;
+        if (x[j] > mx) mx = x[j];
+    }
+    float sum = 0;
+    for (int j = 0; j < n; j++) {
+        x[j] = expf(x[j] - mx);
+        sum += x[j];
+    }
+    return sum;
+}
+
+static void wsum(const float *p, int ldp, int nh, const float *v, int nk, int hd, float *out, int ldo) {
+    for (int h = 0; h < nh; h++)
+        for (int j = 0; j < nk; j++) {
+            float pj = p[(size_t)h * ldp + j];
+            for (int i = 0; i < hd; i++) out[(size_t)h * ldo + i] += pj * v[(size_t)j * hd + i];
+        }
+}
+
+static void gelu_mul(float *g, const float *u, size_t count) {
+    for (size_t i = 0; i < count; i++) g[i] = rg_gelu_tanh(g[i]) * u[i];
+}
+
+static void softcap(float *x, size_t count, float cap) {
+    for (size_t i = 0; i < count; i++) x[i] = cap * tanhf(x[i] / cap);
+}
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* RG-LRU (SPEC §5.2), per channel:
+ *   log_a = -8 * sigmoid(ga) * softplus(L);  a = exp(log_a)
+ *   mult  = sqrt(1 - exp(2 log_a)), or 1 at position 0
+ *   h_t   = a * h_{t-1} + x * sigmoid(gx) * mult   (h_{t-1} = 0 at position 0) */
+static void rglru(const float *x, const float *gx, const float *ga, const float *softplus_a, int n, int r, int ld,
+                  int64_t pos0, float *h, float *y) {
+    for (int c = 0; c < r; c++) {
+        float hc = h[c];
+        for (int t = 0; t < n; t++) {
+            size_t i = (size_t)t * ld + c;
+            float log_a = -8.0f * sigmoidf(ga[i]) * softplus_a[c];
+            float a = expf(log_a);
+            float mult = sqrtf(1.0f - expf(2.0f * log_a));
+            if (pos0 + t == 0) {
+                a = 0.0f;
+                mult = 1.0f;
+            }
+            hc = a * hc + x[i] * sigmoidf(gx[i]) * mult;
+            y[i] = hc;
+        }
+        h[c] = hc;
+    }
+}
+
 const rg_kernel_set rg_kernels_scalar = {
     "scalar",
     {[RG_DT_F32] = matmul_f32, [RG_DT_F16] = matmul_f16, [RG_DT_BF16] = matmul_bf16, [RG_DT_Q8_0] = matmul_q8_0,
      [RG_DT_Q4_0] = matmul_q4_0},
+    0,
+    softmax,
+    wsum,
+    gelu_mul,
+    softcap,
+    rglru,
 };

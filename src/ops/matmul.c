@@ -9,7 +9,8 @@
 
 static const rg_kernel_set *g_kernels;
 
-static const rg_kernel_set *const all_sets[] = {&rg_kernels_scalar};
+/* Ordered from least to most capable. */
+static const rg_kernel_set *const all_sets[] = {&rg_kernels_scalar, &rg_kernels_avx2, &rg_kernels_avx512};
 
 static int cpu_has(const char *name) {
     if (!strcmp(name, "scalar")) return 1;
@@ -17,7 +18,8 @@ static int cpu_has(const char *name) {
     if (!strcmp(name, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     if (!strcmp(name, "avx512"))
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl");
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512vnni") && cpu_has("avx2");
     return 0;
 }
 
@@ -66,7 +68,27 @@ void rg_set_threads(int n) {
 
 int rg_get_threads(void) { return omp_get_max_threads(); }
 
-#define ROW_BLOCK 16
+int rg_kernel_sets(const rg_kernel_set **sets, int max) {
+    int n = 0;
+    for (size_t i = 0; i < sizeof all_sets / sizeof all_sets[0]; i++)
+        if (cpu_has(all_sets[i]->name) && n < max) sets[n++] = all_sets[i];
+    return n;
+}
+
+void *rg_scratch(int slot, size_t bytes) {
+    static _Thread_local void *buf[RG_SCRATCH_SLOTS];
+    static _Thread_local size_t cap[RG_SCRATCH_SLOTS];
+    if (bytes > cap[slot]) {
+        free(buf[slot]);
+        cap[slot] = (bytes + 4095) & ~(size_t)4095;
+        buf[slot] = rg_aligned_alloc(cap[slot]);
+    }
+    return buf[slot];
+}
+
+/* Thread shares are cut at multiples of this many rows (the kernels' row
+ * tiles) and a second thread is used only for at least this many. */
+#define ROW_ALIGN 16
 
 void rg_matmul(const rg_tensor *w, int64_t row0, int rows, const float *x, int ldx, int n, float *y, int ldy,
                const float *bias) {
@@ -75,14 +97,15 @@ void rg_matmul(const rg_tensor *w, int64_t row0, int rows, const float *x, int l
     size_t rb = rg_tensor_row_bytes(w);
     int k = (int)w->shape[w->ndim - 1];
     const uint8_t *base = (const uint8_t *)w->data + (size_t)row0 * rb;
-    int nblocks = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
-#pragma omp parallel for schedule(static) if (nblocks > 1)
-    for (int b = 0; b < nblocks; b++) {
-        int r0 = b * ROW_BLOCK;
-        int nr = rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK;
-        fn(base + (size_t)r0 * rb, rb, nr, k, x, ldx, n, y + r0, ldy);
+#pragma omp parallel if (rows >= 2 * ROW_ALIGN)
+    {
+        size_t r0, r1;
+        rg_split((size_t)rows, ROW_ALIGN, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
+        if (r1 > r0) {
+            fn(base + r0 * rb, rb, (int)(r1 - r0), k, x, ldx, n, y + r0, ldy);
+            if (bias)
+                for (int t = 0; t < n; t++)
+                    for (size_t r = r0; r < r1; r++) y[(size_t)t * ldy + r] += bias[r];
+        }
     }
-    if (bias)
-        for (int t = 0; t < n; t++)
-            for (int r = 0; r < rows; r++) y[(size_t)t * ldy + r] += bias[r];
 }

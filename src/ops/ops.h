@@ -8,22 +8,55 @@
 /* ---- matmul (ops/matmul.c, kernels_*.c) ---------------------------------
  * y[t*ldy + r] = sum_i x[t*ldx + i] * W[row0 + r][i]  (+ bias[r])
  * for t < n tokens and r < rows, with W stored [out, in] (row length k =
- * W.shape[last]). Work is split over output rows across the thread pool. */
+ * W.shape[last]). The rows are split evenly over the threads. */
 void rg_matmul(const rg_tensor *w, int64_t row0, int rows, const float *x, int ldx, int n, float *y, int ldy,
                const float *bias);
 
-/* One kernel set per instruction set; each computes a block of output rows
- * for n tokens: y[t*ldy + r] = dot(row r of w, x[t*ldx ..]), rows of
- * row_bytes bytes with k elements each. */
+/* One kernel set per instruction set. Every function is single-threaded:
+ * the callers in ops/ split the work over the threads.
+ *   matmul[dt]: rows [0, rows) of a weight block (rows of row_bytes bytes
+ *     holding k elements each) times n activation rows:
+ *     y[t*ldy + r] = dot(row r, x[t*ldx ..]).
+ *   softmax: x[i] = exp(x[i]*scale - max_j x[j]*scale), returns the sum.
+ *   wsum: out[h*ldo + i] += sum_j p[h*ldp + j] * v[j*hd + i], h < nh, i < hd.
+ *   gelu_mul: g[i] = gelu_tanh(g[i]) * u[i].
+ *   softcap: x[i] = cap * tanh(x[i] / cap).
+ *   rglru: the RG-LRU scan (see rg_rglru_scan) for channels [0, r) of
+ *     matrices with row stride ld. */
 typedef void (*rg_matmul_fn)(const uint8_t *w, size_t row_bytes, int rows, int k, const float *x, int ldx, int n,
                              float *y, int ldy);
 typedef struct {
     const char *name;
     rg_matmul_fn matmul[RG_DT_COUNT];
+    /* bit dt set: matmul[dt] rounds the activations to int8 per block of 32
+     * (d = max|x|/127); otherwise it computes in float32 */
+    unsigned int8_act;
+    float (*softmax)(float *x, int n, float scale);
+    void (*wsum)(const float *p, int ldp, int nh, const float *v, int nk, int hd, float *out, int ldo);
+    void (*gelu_mul)(float *g, const float *u, size_t count);
+    void (*softcap)(float *x, size_t count, float cap);
+    void (*rglru)(const float *x, const float *gx, const float *ga, const float *softplus_a, int n, int r, int ld,
+                  int64_t pos0, float *h, float *y);
 } rg_kernel_set;
 
-extern const rg_kernel_set rg_kernels_scalar;
+extern const rg_kernel_set rg_kernels_scalar, rg_kernels_avx2, rg_kernels_avx512;
 const rg_kernel_set *rg_active_kernels(void);
+/* Every kernel set this CPU can run, best last (for tests); returns the count. */
+int rg_kernel_sets(const rg_kernel_set **sets, int max);
+/* A per-thread scratch buffer of at least bytes bytes (64-byte aligned),
+ * kept between calls; valid until the thread's next call with the same
+ * slot. Slot RG_SCRATCH_KERNEL is the kernels', RG_SCRATCH_OP the callers'. */
+enum { RG_SCRATCH_KERNEL = 0, RG_SCRATCH_OP = 1, RG_SCRATCH_SLOTS = 2 };
+void *rg_scratch(int slot, size_t bytes);
+
+/* Part `part` of `parts` of [0, total), cut at multiples of align (so SIMD
+ * kernels see whole vectors): [*begin, *end). */
+static inline void rg_split(size_t total, size_t align, int part, int parts, size_t *begin, size_t *end) {
+    size_t units = (total + align - 1) / align;
+    size_t b = units * (size_t)part / (size_t)parts, e = units * (size_t)(part + 1) / (size_t)parts;
+    *begin = b * align < total ? b * align : total;
+    *end = e * align < total ? e * align : total;
+}
 
 /* Widen one row of a tensor to float32. */
 void rg_dequant_row(const rg_tensor *w, int64_t row, float *out);
@@ -33,7 +66,9 @@ void rg_dequant_row(const rg_tensor *w, int64_t row, float *out);
 void rg_rmsnorm(const float *x, const float *w, int n, int d, float eps, float *y);
 /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
 float rg_gelu_tanh(float x);
-void rg_gelu_mul(float *g, const float *u, size_t count); /* g = gelu(g) * u */
+/* g = gelu(g) * u and x = cap tanh(x / cap), split over the threads. */
+void rg_gelu_mul(float *g, const float *u, size_t count);
+void rg_softcap(float *x, size_t count, float cap);
 
 /* ---- conv1d (ops/conv1d.c) ---------------------------------------------
  * Depthwise causal conv of width K over n rows of u [n x R], continuing from

@@ -11,6 +11,8 @@ typedef struct {
 
 static const command commands[] = {
     {"generate", cmd_generate, "generate text or token ids from a prompt"},
+    {"tokenize", cmd_tokenize, "text to token ids (also JSON Lines, tokenizer.json -> .model, benchmark)"},
+    {"detokenize", cmd_detokenize, "token ids to text"},
     {"synth", cmd_synth, "write a checkpoint folder of RANDOM weights in the released shapes"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server (chat, completions, streaming)"},
 };

@@ -1,0 +1,155 @@
+/* State files: one sequence's whole memory on disk, to continue later.
+ *
+ * Layout (little-endian, fixed size for a given config):
+ *   0   char[8]  magic "RGSTATE\0"
+ *   8   u32      version (1)
+ *   12  u32      header bytes (HEADER_BYTES)
+ *   16  u64      config fingerprint (rg_config_fingerprint)
+ *   24  i32[4]   vocab, hidden, layers, window (for the error message)
+ *   40  i64      position (tokens processed)
+ *   48  u64      number of float32 values that follow
+ *   56  u32      pending ids (tokens of the sequence not processed yet)
+ *   60  i32[16]  pending ids
+ *   124 u32      reserved (0)
+ *   128 u64      checksum: FNV-1a of bytes 0..127 and of the data
+ *   136 f32[]    the state (model/state.h)
+ * A different config, version, size or checksum is refused. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include "model/state.h"
+#include "util/util.h"
+
+#define MAGIC "RGSTATE"
+#define VERSION 1u
+#define SUM_AT 128
+#define HEADER_BYTES 136
+
+static void put32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get32(const uint8_t *p) {
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+static uint64_t get64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+static uint64_t checksum(const uint8_t *header, const float *data, size_t floats) {
+    return rg_fnv1a(data, floats * sizeof(float), rg_fnv1a(header, SUM_AT, 0xcbf29ce484222325ull));
+}
+
+int rg_state_save_pending(const rg_state *s, const int32_t *pending, int n_pending, const char *path) {
+    if (n_pending < 0 || n_pending > RG_STATE_MAX_PENDING)
+        return rg_error("%s: %d pending tokens (at most %d)", path, n_pending, RG_STATE_MAX_PENDING);
+    uint8_t h[HEADER_BYTES] = {0};
+    memcpy(h, MAGIC, 8);
+    put32(h + 8, VERSION);
+    put32(h + 12, HEADER_BYTES);
+    put64(h + 16, rg_config_fingerprint(&s->cfg));
+    put32(h + 24, (uint32_t)s->cfg.vocab_size);
+    put32(h + 28, (uint32_t)s->cfg.hidden_size);
+    put32(h + 32, (uint32_t)s->cfg.num_layers);
+    put32(h + 36, (uint32_t)s->cfg.window);
+    put64(h + 40, (uint64_t)s->pos);
+    put64(h + 48, (uint64_t)s->floats);
+    put32(h + 56, (uint32_t)n_pending);
+    for (int i = 0; i < n_pending; i++) put32(h + 60 + 4 * i, (uint32_t)pending[i]);
+    put64(h + SUM_AT, checksum(h, s->data, s->floats));
+    /* write beside the target, then rename: a crash never leaves half a file */
+    size_t pl = strlen(path);
+    char *tmp = rg_xmalloc(pl + 8);
+    memcpy(tmp, path, pl);
+    memcpy(tmp + pl, ".tmp", 5);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        rg_error("%s: cannot create: %s", tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    int ok = fwrite(h, 1, sizeof h, f) == sizeof h && fwrite(s->data, sizeof(float), s->floats, f) == s->floats;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path)) {
+        rg_error("%s: write failed: %s", path, strerror(errno ? errno : EIO));
+        remove(tmp);
+        free(tmp);
+        return -1;
+    }
+    free(tmp);
+    return 0;
+}
+
+int rg_state_save(const rg_state *s, const char *path) { return rg_state_save_pending(s, NULL, 0, path); }
+
+int rg_state_load_pending(rg_state *s, const char *path, int32_t *pending, int *n_pending) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return rg_error("%s: cannot open: %s", path, strerror(errno));
+    uint8_t h[HEADER_BYTES];
+    struct stat st;
+    int rc = -1;
+    float *data = NULL;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+        rg_error("%s: not a regular file", path);
+        goto done;
+    }
+    if (fread(h, 1, sizeof h, f) != sizeof h || memcmp(h, MAGIC, 8)) {
+        rg_error("%s: not an rgemma state file", path);
+        goto done;
+    }
+    if (get32(h + 8) != VERSION || get32(h + 12) != HEADER_BYTES) {
+        rg_error("%s: state file version %u is not supported (this build reads version %u)", path, get32(h + 8),
+                 VERSION);
+        goto done;
+    }
+    if (get64(h + 16) != rg_config_fingerprint(&s->cfg)) {
+        rg_error("%s: the state was saved with another model configuration (vocab %u, hidden %u, %u layers, window "
+                 "%u; this model: vocab %d, hidden %d, %d layers, window %d)",
+                 path, get32(h + 24), get32(h + 28), get32(h + 32), get32(h + 36), s->cfg.vocab_size,
+                 s->cfg.hidden_size, s->cfg.num_layers, s->cfg.window);
+        goto done;
+    }
+    uint64_t floats = get64(h + 48);
+    if (floats != s->floats || (uint64_t)st.st_size != HEADER_BYTES + floats * sizeof(float)) {
+        rg_error("%s: truncated or corrupt state file (%lld bytes, expected %llu)", path, (long long)st.st_size,
+                 (unsigned long long)(HEADER_BYTES + s->floats * sizeof(float)));
+        goto done;
+    }
+    int64_t pos = (int64_t)get64(h + 40);
+    uint32_t np = get32(h + 56);
+    if (pos < 0 || np > RG_STATE_MAX_PENDING) {
+        rg_error("%s: corrupt state file (bad position or pending count)", path);
+        goto done;
+    }
+    data = rg_aligned_alloc(s->floats * sizeof(float));
+    if (fread(data, sizeof(float), s->floats, f) != s->floats) {
+        rg_error("%s: read error", path);
+        goto done;
+    }
+    if (checksum(h, data, s->floats) != get64(h + SUM_AT)) {
+        rg_error("%s: corrupt state file (checksum mismatch)", path);
+        goto done;
+    }
+    /* only now, with everything checked, does the state change */
+    memcpy(s->data, data, s->floats * sizeof(float));
+    s->pos = pos;
+    if (pending)
+        for (uint32_t i = 0; i < np; i++) pending[i] = (int32_t)get32(h + 60 + 4 * i);
+    if (n_pending) *n_pending = (int)np;
+    rc = 0;
+done:
+    free(data);
+    fclose(f);
+    return rc;
+}
+
+int rg_state_load(rg_state *s, const char *path) { return rg_state_load_pending(s, path, NULL, NULL); }
+
+size_t rg_state_file_bytes(const rg_config *cfg) { return HEADER_BYTES + rg_state_bytes(cfg); }

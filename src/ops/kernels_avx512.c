@@ -1,0 +1,397 @@
+/* AVX-512 kernels (F, BW, VL, DQ and VNNI; only this file is built with
+ * those instructions, and matmul.c picks it only on a CPU that has them).
+ *
+ * Float weights (F32, F16, BF16), float32 activations: register tiles of RB
+ * weight rows x up to TB tokens. Each step loads 16 weights of each row
+ * (widened in registers) and 16 activations of each token and does RB*TB
+ * fused multiply-adds, so every weight loaded serves TB tokens. With more
+ * than TB tokens (prefill) the k axis is cut in blocks of KC: the block of
+ * activations stays in L2 while a weight tile, widened once to float32 in a
+ * scratch buffer, serves every token from L1.
+ *
+ * Quantised weights (Q8_0, Q4_0): each activation row is quantised per block
+ * of 32 like Q8_0 (d_x = max|x| / 127, q = round(x / d_x)); a block's dot
+ * product is one integer instruction (vpdpbusd: unsigned bytes x signed
+ * bytes, summed in int32) scaled by d_w * d_x. vpdpbusd wants the weights
+ * unsigned, so Q8_0 weights get +128 (xor 0x80) and Q4_0 weights are used as
+ * their nibbles 0..15; the offset (128 or 8 times the block's sum of q) is
+ * subtracted by starting the integer sum from a bias. Rounding the
+ * activations to int8 is the only approximation: |error| of a block's dot
+ * product <= d_x/2 * sum|w| (tests/unit/test_kernels.c checks that bound). */
+#include <immintrin.h>
+#include <math.h>
+#include "ops/ops.h"
+#include "util/util.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+enum { RB = 4, TB = 6, KC = 512, QTB = 4 };
+
+/* ------------------------------------------------------------ helpers */
+
+/* [sum(a0), sum(a1), sum(a2), sum(a3)] */
+INLINE __m128 hsum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+    __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+    __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    __m512 u = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t1))),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t1))));
+    __m256 v = _mm256_add_ps(_mm512_castps512_ps256(u), _mm512_extractf32x8_ps(u, 1));
+    return _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+}
+
+INLINE __m128 hsum4_256(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    __m256 t0 = _mm256_add_ps(_mm256_unpacklo_ps(a0, a1), _mm256_unpackhi_ps(a0, a1));
+    __m256 t1 = _mm256_add_ps(_mm256_unpacklo_ps(a2, a3), _mm256_unpackhi_ps(a2, a3));
+    __m256 u = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t1))),
+                             _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t1))));
+    return _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
+}
+
+INLINE __mmask16 tail_mask(int count) { return (__mmask16)((1u << count) - 1); }
+
+/* 16 weights from element i of a float row, widened to float32. */
+INLINE __m512 load_w(rg_dtype dt, const uint8_t *row, int i, __mmask16 m) {
+    if (dt == RG_DT_F32) return _mm512_maskz_loadu_ps(m, (const float *)row + i);
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)row + i);
+    if (dt == RG_DT_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); /* bf16 = top half of f32 */
+}
+
+/* exp(x) = 2^n * e^r, n = round(x / ln 2), |r| <= ln2/2, e^r by the Cephes
+ * expf polynomial (about 1 ulp); 2^n applied by vscalefps. */
+INLINE __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(88.8f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* tanh(x) = 1 - 2 / (exp(2x) + 1) (absolute error ~1e-7) */
+INLINE __m512 tanh16(__m512 x) {
+    __m512 e = exp16(_mm512_add_ps(x, x));
+    return _mm512_sub_ps(_mm512_set1_ps(1.0f),
+                         _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
+}
+
+INLINE __m512 sigmoid16(__m512 x) {
+    __m512 one = _mm512_set1_ps(1.0f);
+    return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+
+/* ------------------------------------------------- matmul, float weights */
+
+/* y[t][r] (+)= sum_{i<len} w[r][i] x[t][i] for r < nr, t < nt (a constant
+ * after inlining, so acc lives in registers). Rows past nr repeat the last
+ * row and are not stored. */
+INLINE void tile_f(rg_dtype dt, const int nt, const uint8_t *w, size_t rb, int nr, int len, const float *x, int ldx,
+                   float *y, int ldy, int add) {
+    const uint8_t *wr[RB];
+    for (int r = 0; r < RB; r++) wr[r] = w + (size_t)(r < nr ? r : nr - 1) * rb;
+    __m512 acc[RB][TB];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 6
+        for (int t = 0; t < nt; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int i = 0; i < len; i += 16) {
+        __mmask16 m = len - i >= 16 ? 0xffff : tail_mask(len - i);
+        __m512 wv[RB];
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++) wv[r] = load_w(dt, wr[r], i, m);
+#pragma GCC unroll 6
+        for (int t = 0; t < nt; t++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)t * ldx + i);
+#pragma GCC unroll 4
+            for (int r = 0; r < RB; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+        }
+    }
+    __mmask8 ym = (__mmask8)((1u << nr) - 1);
+#pragma GCC unroll 6
+    for (int t = 0; t < nt; t++) {
+        __m128 s = hsum4(acc[0][t], acc[1][t], acc[2][t], acc[3][t]);
+        float *yt = y + (size_t)t * ldy;
+        if (add) s = _mm_add_ps(s, _mm_maskz_loadu_ps(ym, yt));
+        _mm_mask_storeu_ps(yt, ym, s);
+    }
+}
+
+/* One tile of nt <= TB tokens, dispatched to a constant nt. */
+INLINE void tile_f_any(rg_dtype dt, int nt, const uint8_t *w, size_t rb, int nr, int len, const float *x, int ldx,
+                       float *y, int ldy, int add) {
+    switch (nt) {
+    case 1: tile_f(dt, 1, w, rb, nr, len, x, ldx, y, ldy, add); break;
+    case 2: tile_f(dt, 2, w, rb, nr, len, x, ldx, y, ldy, add); break;
+    case 3: tile_f(dt, 3, w, rb, nr, len, x, ldx, y, ldy, add); break;
+    case 4: tile_f(dt, 4, w, rb, nr, len, x, ldx, y, ldy, add); break;
+    case 5: tile_f(dt, 5, w, rb, nr, len, x, ldx, y, ldy, add); break;
+    default: tile_f(dt, 6, w, rb, nr, len, x, ldx, y, ldy, add); break;
+    }
+}
+
+/* Widen len elements of nr rows (from element i0) to float32 rows of KC. */
+INLINE void widen_tile(rg_dtype dt, const uint8_t *w, size_t rb, int nr, int i0, int len, float *dst) {
+    for (int r = 0; r < nr; r++)
+        for (int i = 0; i < len; i += 16) {
+            __mmask16 m = len - i >= 16 ? 0xffff : tail_mask(len - i);
+            _mm512_mask_storeu_ps(dst + (size_t)r * KC + i, m, load_w(dt, w + (size_t)r * rb, i0 + i, m));
+        }
+}
+
+INLINE void matmul_float(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n,
+                         float *y, int ldy) {
+    if (n <= TB) { /* decode: stream each row once, widening in registers */
+        for (int r0 = 0; r0 < rows; r0 += RB)
+            tile_f_any(dt, n, w + (size_t)r0 * rb, rb, rows - r0 < RB ? rows - r0 : RB, k, x, ldx, y + r0, ldy, 0);
+        return;
+    }
+    float *wide = dt == RG_DT_F32 ? NULL : rg_scratch(RG_SCRATCH_KERNEL, sizeof(float) * RB * KC);
+    for (int k0 = 0; k0 < k; k0 += KC) {
+        int len = k - k0 < KC ? k - k0 : KC;
+        for (int r0 = 0; r0 < rows; r0 += RB) {
+            int nr = rows - r0 < RB ? rows - r0 : RB;
+            const uint8_t *src = w + (size_t)r0 * rb + (size_t)k0 * sizeof(float);
+            size_t srb = rb;
+            if (wide) {
+                widen_tile(dt, w + (size_t)r0 * rb, rb, nr, k0, len, wide);
+                src = (const uint8_t *)wide;
+                srb = sizeof(float) * KC;
+            }
+            for (int t0 = 0; t0 < n; t0 += TB)
+                tile_f_any(RG_DT_F32, n - t0 < TB ? n - t0 : TB, src, srb, nr, len, x + (size_t)t0 * ldx + k0, ldx,
+                           y + (size_t)t0 * ldy + r0, ldy, k0 > 0);
+        }
+    }
+}
+
+static void matmul_f32(const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n, float *y,
+                       int ldy) {
+    matmul_float(RG_DT_F32, w, rb, rows, k, x, ldx, n, y, ldy);
+}
+static void matmul_f16(const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n, float *y,
+                       int ldy) {
+    matmul_float(RG_DT_F16, w, rb, rows, k, x, ldx, n, y, ldy);
+}
+static void matmul_bf16(const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n, float *y,
+                        int ldy) {
+    matmul_float(RG_DT_BF16, w, rb, rows, k, x, ldx, n, y, ldy);
+}
+
+/* --------------------------------------------- matmul, quantised weights */
+
+/* Per activation block: its scale and the integer sum's starting value in
+ * each of the 8 lanes (-(offset * sum q) / 8). */
+typedef struct {
+    float d;
+    int32_t bias;
+} qmeta;
+
+/* Quantise n activation rows (k a multiple of 32) into q [n x k] and meta
+ * [n x k/32]; offset is 128 (Q8_0) or 8 (Q4_0). */
+static void quantize_act(const float *x, int ldx, int n, int k, int offset, int8_t *q, qmeta *meta) {
+    int nb = k / RG_QBLOCK;
+    for (int t = 0; t < n; t++)
+        for (int b = 0; b < nb; b++) {
+            const float *xb = x + (size_t)t * ldx + b * RG_QBLOCK;
+            __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
+            float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+            float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
+            __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, _mm512_set1_ps(id)));
+            __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_set1_ps(id)));
+            int8_t *qb = q + (size_t)t * k + b * RG_QBLOCK;
+            _mm_storeu_si128((__m128i *)qb, _mm512_cvtsepi32_epi8(q0));
+            _mm_storeu_si128((__m128i *)(qb + 16), _mm512_cvtsepi32_epi8(q1));
+            int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+            meta[(size_t)t * nb + b] = (qmeta){d, -sum * (offset / 8)};
+        }
+}
+
+/* A weight block's 32 values as unsigned bytes (Q8_0: q + 128; Q4_0: the
+ * nibbles, low ones = elements 0..15, high ones = 16..31). */
+INLINE __m256i unpack_q(rg_dtype dt, const uint8_t *blk) {
+    if (dt == RG_DT_Q8_0)
+        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 2)), _mm256_set1_epi8((char)0x80));
+    __m128i v = _mm_loadu_si128((const __m128i *)(blk + 2));
+    __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
+}
+
+INLINE void tile_q(rg_dtype dt, const int nt, const uint8_t *w, size_t rb, int nr, int nb, const int8_t *q,
+                   const qmeta *meta, int k, float *y, int ldy) {
+    const size_t bs = dt == RG_DT_Q8_0 ? 34 : 18;
+    const uint8_t *wr[RB];
+    for (int r = 0; r < RB; r++) wr[r] = w + (size_t)(r < nr ? r : nr - 1) * rb;
+    __m256 acc[RB][QTB];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < nt; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        __m256i wu[RB];
+        __m256 dw[RB];
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++) {
+            const uint8_t *blk = wr[r] + (size_t)b * bs;
+            wu[r] = unpack_q(dt, blk);
+            uint16_t h;
+            memcpy(&h, blk, 2);
+            dw[r] = _mm256_cvtph_ps(_mm_set1_epi16((short)h));
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < nt; t++) {
+            __m256i xq = _mm256_loadu_si256((const __m256i *)(q + (size_t)t * k + b * RG_QBLOCK));
+            const qmeta *mt = meta + (size_t)t * nb + b;
+            __m256i bias = _mm256_set1_epi32(mt->bias);
+            __m256 dx = _mm256_set1_ps(mt->d);
+#pragma GCC unroll 4
+            for (int r = 0; r < RB; r++) {
+                __m256i s = _mm256_dpbusd_epi32(bias, wu[r], xq);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw[r], dx), acc[r][t]);
+            }
+        }
+    }
+    __mmask8 ym = (__mmask8)((1u << nr) - 1);
+#pragma GCC unroll 4
+    for (int t = 0; t < nt; t++)
+        _mm_mask_storeu_ps(y + (size_t)t * ldy, ym, hsum4_256(acc[0][t], acc[1][t], acc[2][t], acc[3][t]));
+}
+
+INLINE void matmul_quant(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n,
+                         float *y, int ldy) {
+    int nb = k / RG_QBLOCK;
+    size_t qbytes = ((size_t)n * k + 63) & ~(size_t)63;
+    int8_t *q = rg_scratch(RG_SCRATCH_KERNEL, qbytes + sizeof(qmeta) * (size_t)n * nb);
+    qmeta *meta = (qmeta *)(q + qbytes);
+    quantize_act(x, ldx, n, k, dt == RG_DT_Q8_0 ? 128 : 8, q, meta);
+    for (int r0 = 0; r0 < rows; r0 += RB) {
+        int nr = rows - r0 < RB ? rows - r0 : RB;
+        const uint8_t *wr = w + (size_t)r0 * rb;
+        for (int t0 = 0; t0 < n; t0 += QTB) {
+            const int8_t *qt = q + (size_t)t0 * k;
+            const qmeta *mt = meta + (size_t)t0 * nb;
+            float *yt = y + (size_t)t0 * ldy + r0;
+            switch (n - t0) {
+            case 1: tile_q(dt, 1, wr, rb, nr, nb, qt, mt, k, yt, ldy); break;
+            case 2: tile_q(dt, 2, wr, rb, nr, nb, qt, mt, k, yt, ldy); break;
+            case 3: tile_q(dt, 3, wr, rb, nr, nb, qt, mt, k, yt, ldy); break;
+            default: tile_q(dt, 4, wr, rb, nr, nb, qt, mt, k, yt, ldy); break;
+            }
+        }
+    }
+}
+
+static void matmul_q8_0(const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n, float *y,
+                        int ldy) {
+    matmul_quant(RG_DT_Q8_0, w, rb, rows, k, x, ldx, n, y, ldy);
+}
+static void matmul_q4_0(const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n, float *y,
+                        int ldy) {
+    matmul_quant(RG_DT_Q4_0, w, rb, rows, k, x, ldx, n, y, ldy);
+}
+
+/* ------------------------------------------------ attention, activations */
+
+static float softmax(float *x, int n, float scale) {
+    __m512 mx = _mm512_set1_ps(-INFINITY), sc = _mm512_set1_ps(scale);
+    for (int j = 0; j < n; j += 16) {
+        __mmask16 m = n - j >= 16 ? 0xffff : tail_mask(n - j);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + j), sc);
+        _mm512_mask_storeu_ps(x + j, m, v);
+        mx = _mm512_mask_max_ps(mx, m, mx, v);
+    }
+    __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(mx)), sum = _mm512_setzero_ps();
+    for (int j = 0; j < n; j += 16) {
+        __mmask16 m = n - j >= 16 ? 0xffff : tail_mask(n - j);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + j), top));
+        _mm512_mask_storeu_ps(x + j, m, e);
+        sum = _mm512_mask_add_ps(sum, m, sum, e);
+    }
+    return _mm512_reduce_add_ps(sum);
+}
+
+/* Up to 8 heads at a time, 16 columns at a time: each value row segment is
+ * loaded once for the group's heads. */
+static void wsum(const float *p, int ldp, int nh, const float *v, int nk, int hd, float *out, int ldo) {
+    for (int h0 = 0; h0 < nh; h0 += 8) {
+        int g = nh - h0 < 8 ? nh - h0 : 8;
+        for (int i = 0; i < hd; i += 16) {
+            __mmask16 m = hd - i >= 16 ? 0xffff : tail_mask(hd - i);
+            __m512 acc[8];
+            for (int h = 0; h < g; h++) acc[h] = _mm512_maskz_loadu_ps(m, out + (size_t)(h0 + h) * ldo + i);
+            for (int j = 0; j < nk; j++) {
+                __m512 vv = _mm512_maskz_loadu_ps(m, v + (size_t)j * hd + i);
+                const float *pj = p + (size_t)h0 * ldp + j;
+                for (int h = 0; h < g; h++)
+                    acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(pj[(size_t)h * ldp]), vv, acc[h]);
+            }
+            for (int h = 0; h < g; h++) _mm512_mask_storeu_ps(out + (size_t)(h0 + h) * ldo + i, m, acc[h]);
+        }
+    }
+}
+
+static void gelu_mul(float *g, const float *u, size_t count) {
+    const __m512 k = _mm512_set1_ps(0.7978845608028654f), c = _mm512_set1_ps(0.044715f),
+                 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    for (size_t i = 0; i < count; i += 16) {
+        __mmask16 m = count - i >= 16 ? 0xffff : tail_mask((int)(count - i));
+        __m512 x = _mm512_maskz_loadu_ps(m, g + i);
+        __m512 inner = _mm512_mul_ps(k, _mm512_add_ps(x, _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(c, x), x), x)));
+        __m512 ge = _mm512_mul_ps(_mm512_mul_ps(half, x), _mm512_add_ps(one, tanh16(inner)));
+        _mm512_mask_storeu_ps(g + i, m, _mm512_mul_ps(ge, _mm512_maskz_loadu_ps(m, u + i)));
+    }
+}
+
+static void softcap(float *x, size_t count, float cap) {
+    const __m512 c = _mm512_set1_ps(cap);
+    for (size_t i = 0; i < count; i += 16) {
+        __mmask16 m = count - i >= 16 ? 0xffff : tail_mask((int)(count - i));
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(c, tanh16(_mm512_div_ps(v, c))));
+    }
+}
+
+/* The scalar kernel's formulas (kernels_scalar.c), 16 channels at a time. */
+static void rglru(const float *x, const float *gx, const float *ga, const float *softplus_a, int n, int r, int ld,
+                  int64_t pos0, float *h, float *y) {
+    const __m512 one = _mm512_set1_ps(1.0f), m8 = _mm512_set1_ps(-8.0f);
+    for (int c = 0; c < r; c += 16) {
+        __mmask16 m = r - c >= 16 ? 0xffff : tail_mask(r - c);
+        __m512 sp = _mm512_maskz_loadu_ps(m, softplus_a + c);
+        __m512 hc = _mm512_maskz_loadu_ps(m, h + c);
+        for (int t = 0; t < n; t++) {
+            size_t i = (size_t)t * ld + c;
+            __m512 log_a = _mm512_mul_ps(_mm512_mul_ps(m8, sigmoid16(_mm512_maskz_loadu_ps(m, ga + i))), sp);
+            __m512 a = exp16(log_a);
+            __m512 mult = _mm512_sqrt_ps(_mm512_sub_ps(one, exp16(_mm512_add_ps(log_a, log_a))));
+            if (pos0 + t == 0) {
+                a = _mm512_setzero_ps();
+                mult = one;
+            }
+            __m512 xin = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i),
+                                                     sigmoid16(_mm512_maskz_loadu_ps(m, gx + i))),
+                                       mult);
+            hc = _mm512_fmadd_ps(a, hc, xin);
+            _mm512_mask_storeu_ps(y + i, m, hc);
+        }
+        _mm512_mask_storeu_ps(h + c, m, hc);
+    }
+}
+
+const rg_kernel_set rg_kernels_avx512 = {
+    "avx512",
+    {[RG_DT_F32] = matmul_f32, [RG_DT_F16] = matmul_f16, [RG_DT_BF16] = matmul_bf16, [RG_DT_Q8_0] = matmul_q8_0,
+     [RG_DT_Q4_0] = matmul_q4_0},
+    1u << RG_DT_Q8_0 | 1u << RG_DT_Q4_0,
+    softmax,
+    wsum,
+    gelu_mul,
+    softcap,
+    rglru,
+};

@@ -1,0 +1,28 @@
+#!/bin/sh
+# The golden check under every kernel path: RGEMMA_KERNEL=scalar, avx2 and
+# avx512 (a path this CPU cannot run is skipped with a line saying so). All
+# three compute with float32 activations for the float32/bf16 golden models,
+# so each keeps golden.json's tolerance (atol 5e-4).
+BUILD=${RGEMMA_BUILD:-build}
+dirs="tests/data/golden"
+if [ -n "$RGEMMA_SHARED" ] && [ -d "$RGEMMA_SHARED/testdata/golden" ]; then
+    dirs="$dirs $RGEMMA_SHARED/testdata/golden"
+fi
+status=0
+for path in scalar avx2 avx512; do
+    for d in $dirs; do
+        out=$(RGEMMA_KERNEL=$path "$BUILD/check-golden" "$d" 2>&1)
+        rc=$?
+        if printf '%s\n' "$out" | grep -q "cannot run the \"$path\" kernels"; then
+            echo "skip: this CPU cannot run the $path kernels"
+            break
+        fi
+        last=$(printf '%s\n' "$out" | tail -n 1)
+        echo "$d: $last"
+        case "$last" in
+        "check-golden ($path kernels):"*" 0 failed") [ "$rc" -eq 0 ] || status=1 ;;
+        *) printf '%s\n' "$out"; status=1 ;;
+        esac
+    done
+done
+exit $status

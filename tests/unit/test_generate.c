@@ -1,0 +1,342 @@
+/* rg_generate on the golden models: greedy tokens exact, stops, the pending
+ * token, continuing a sequence, state files (save/load/refuse). */
+#include <cjson/cJSON.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+#include "../golden/check_golden.h"
+#include "util/util.h"
+
+typedef struct {
+    char *dir;
+    int32_t prompt[256], want[64];
+    int n_prompt, n_want;
+} golden;
+
+static int read_ids(const cJSON *arr, int32_t *out, int max) {
+    int n = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr) if (n < max) out[n++] = (int32_t)e->valuedouble;
+    return n;
+}
+
+static golden *load_golden(const char *dir) {
+    char *path = rg_path_join(dir, "golden.json"), *text;
+    size_t len;
+    assert_int_equal(rg_read_file(path, 64u << 20, &text, &len), 0);
+    cJSON *root = cJSON_Parse(text);
+    const cJSON *g = cJSON_GetObjectItem(root, "greedy");
+    golden *gd = calloc(1, sizeof *gd);
+    gd->dir = strdup(dir);
+    gd->n_prompt = read_ids(cJSON_GetObjectItem(g, "prompt"), gd->prompt, 256);
+    gd->n_want = read_ids(cJSON_GetObjectItem(g, "generated"), gd->want, 64);
+    cJSON_Delete(root);
+    free(text);
+    free(path);
+    return gd;
+}
+
+typedef struct {
+    int32_t ids[256];
+    int n, flushes, stop_after, cancel_after;
+    volatile int *cancel;
+} collector;
+
+static int collect(void *ctx, int32_t token, const char *text, size_t len) {
+    collector *c = ctx;
+    assert_null(text); /* no tokenizer */
+    assert_int_equal(len, 0);
+    if (token < 0) {
+        c->flushes++;
+        return 0;
+    }
+    c->ids[c->n++] = token;
+    if (c->cancel && c->n == c->cancel_after) *c->cancel = 1;
+    return c->stop_after && c->n == c->stop_after;
+}
+
+static rg_generate_params greedy(int max_tokens) {
+    rg_generate_params p;
+    rg_generate_params_default(&p);
+    p.sampling.temperature = 0;
+    p.max_tokens = max_tokens;
+    p.ignore_eos = 1;
+    return p;
+}
+
+static char tmp_dir[] = "/tmp/rgemma-test-generate-XXXXXX";
+
+static void test_greedy_matches_golden(void **state) {
+    golden *g = *state;
+    rg_model *m;
+    if (rg_model_load(g->dir, &m)) fail_msg("%s", rg_last_error());
+    rg_state *s = rg_state_new(m);
+    rg_generate_params p = greedy(g->n_want);
+    collector c = {0};
+    rg_generate_result r;
+    assert_int_equal(rg_generate(m, NULL, s, g->prompt, g->n_prompt, &p, collect, &c, &r), 0);
+    assert_int_equal(c.n, g->n_want);
+    assert_memory_equal(c.ids, g->want, sizeof(int32_t) * g->n_want);
+    assert_int_equal(r.stop_reason, RG_STOP_LENGTH);
+    assert_int_equal(r.prompt_tokens, g->n_prompt);
+    assert_int_equal(r.generated_tokens, g->n_want);
+    assert_int_equal(c.flushes, 1);
+    /* the last token is pending, everything before it is in the state */
+    assert_int_equal(r.next_token, g->want[g->n_want - 1]);
+    assert_int_equal(rg_state_pos(s), g->n_prompt + g->n_want - 1);
+
+    /* continuing in pieces gives the same tokens: 5, then 1 more, then the rest */
+    rg_state_reset(s);
+    int got = 0;
+    int32_t all[64], prompt[260];
+    memcpy(prompt, g->prompt, sizeof(int32_t) * g->n_prompt);
+    int n_prompt = g->n_prompt;
+    const int piece[3] = {5, 1, g->n_want - 6};
+    for (int k = 0; k < 3; k++) {
+        p.max_tokens = piece[k];
+        collector c2 = {0};
+        assert_int_equal(rg_generate(m, NULL, s, prompt, n_prompt, &p, collect, &c2, &r), 0);
+        memcpy(all + got, c2.ids, sizeof(int32_t) * c2.n);
+        got += c2.n;
+        prompt[0] = r.next_token;
+        n_prompt = 1;
+    }
+    assert_int_equal(got, g->n_want);
+    assert_memory_equal(all, g->want, sizeof(int32_t) * g->n_want);
+    rg_state_free(s);
+    rg_model_free(m);
+}
+
+static void test_stops(void **state) {
+    golden *g = *state;
+    rg_model *m;
+    assert_int_equal(rg_model_load(g->dir, &m), 0);
+    rg_state *s = rg_state_new(m);
+    rg_generate_result r;
+
+    /* max_tokens 0: the prompt only */
+    rg_generate_params p = greedy(0);
+    collector c = {0};
+    assert_int_equal(rg_generate(m, NULL, s, g->prompt, g->n_prompt, &p, collect, &c, &r), 0);
+    assert_int_equal(r.stop_reason, RG_STOP_LENGTH);
+    assert_int_equal(c.n, 0);
+    assert_int_equal(r.next_token, -1);
+    assert_int_equal(rg_state_pos(s), g->n_prompt);
+
+    /* a stop id: the golden token 3 ends it, and is not passed to the callback */
+    int32_t stop = g->want[3];
+    int first = 0;
+    while (g->want[first] != stop) first++;
+    p = greedy(-1);
+    p.stop_ids = &stop;
+    p.n_stop_ids = 1;
+    rg_state_reset(s);
+    memset(&c, 0, sizeof c);
+    assert_int_equal(rg_generate(m, NULL, s, g->prompt, g->n_prompt, &p, collect, &c, &r), 0);
+    assert_int_equal(r.stop_reason, RG_STOP_EOS);
+    assert_int_equal(c.n, first);
+    assert_int_equal(r.generated_tokens, first + 1);
+    assert_int_equal(r.next_token, stop);
+
+    /* the callback asks to stop */
+    p = greedy(-1);
+    rg_state_reset(s);
+    memset(&c, 0, sizeof c);
+    c.stop_after = 2;
+    assert_int_equal(rg_generate(m, NULL, s, g->prompt, g->n_prompt, &p, collect, &c, &r), 0);
+    assert_int_equal(r.stop_reason, RG_STOP_CALLBACK);
+    assert_int_equal(c.n, 2);
+    assert_int_equal(c.flushes, 0);
+
+    /* the cancel flag (as a signal handler sets it) */
+    volatile int cancel = 0;
+    p.cancel = &cancel;
+    rg_state_reset(s);
+    memset(&c, 0, sizeof c);
+    c.cancel = &cancel;
+    c.cancel_after = 3;
+    assert_int_equal(rg_generate(m, NULL, s, g->prompt, g->n_prompt, &p, collect, &c, &r), 0);
+    assert_int_equal(r.stop_reason, RG_STOP_CALLBACK);
+    assert_int_equal(c.n, 3);
+    assert_memory_equal(c.ids, g->want, 3 * sizeof(int32_t));
+    /* already cancelled: not even the prompt is processed */
+    rg_state_reset(s);
+    assert_int_equal(rg_generate(m, NULL, s, g->prompt, g->n_prompt, &p, NULL, NULL, &r), 0);
+    assert_int_equal(r.stop_reason, RG_STOP_CALLBACK);
+    assert_int_equal(rg_state_pos(s), 0);
+
+    /* errors */
+    p = greedy(4);
+    assert_int_equal(rg_generate(m, NULL, s, g->prompt, 0, &p, NULL, NULL, &r), -1);
+    assert_non_null(strstr(rg_last_error(), "empty prompt"));
+    int32_t bad[2] = {2, 1 << 20};
+    assert_int_equal(rg_generate(m, NULL, s, bad, 2, &p, NULL, NULL, &r), -1);
+    assert_non_null(strstr(rg_last_error(), "outside the vocabulary"));
+    const char *stops[1] = {"x"};
+    p.stop = stops;
+    p.n_stop = 1;
+    assert_int_equal(rg_generate(m, NULL, s, g->prompt, 1, &p, NULL, NULL, &r), -1);
+    assert_non_null(strstr(rg_last_error(), "tokenizer"));
+    p = greedy(4);
+    p.sampling.temperature = -1;
+    assert_int_equal(rg_generate(m, NULL, s, g->prompt, 1, &p, NULL, NULL, &r), -1);
+    rg_state_free(s);
+    rg_model_free(m);
+}
+
+static void test_sampling_reproducible(void **state) {
+    golden *g = *state;
+    rg_model *m;
+    assert_int_equal(rg_model_load(g->dir, &m), 0);
+    rg_state *s = rg_state_new(m);
+    rg_generate_params p;
+    rg_generate_params_default(&p);
+    p.max_tokens = 24;
+    p.ignore_eos = 1;
+    p.sampling.temperature = 1.5f;
+    p.sampling.seed = 99;
+    collector a = {0}, b = {0}, c = {0};
+    rg_generate_result r;
+    assert_int_equal(rg_generate(m, NULL, s, g->prompt, g->n_prompt, &p, collect, &a, &r), 0);
+    assert_true(r.seed == 99);
+    rg_state_reset(s);
+    assert_int_equal(rg_generate(m, NULL, s, g->prompt, g->n_prompt, &p, collect, &b, &r), 0);
+    p.sampling.seed = 100;
+    rg_state_reset(s);
+    assert_int_equal(rg_generate(m, NULL, s, g->prompt, g->n_prompt, &p, collect, &c, &r), 0);
+    assert_int_equal(a.n, 24);
+    assert_memory_equal(a.ids, b.ids, sizeof(int32_t) * 24);
+    assert_memory_not_equal(a.ids, c.ids, sizeof(int32_t) * 24);
+    rg_state_free(s);
+    rg_model_free(m);
+}
+
+static long file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) ? -1 : (long)st.st_size;
+}
+
+static void flip_byte(const char *path, long at) {
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, at, SEEK_SET);
+    int ch = fgetc(f);
+    fseek(f, at, SEEK_SET);
+    fputc(ch ^ 0x5a, f);
+    fclose(f);
+}
+
+static void test_state_files(void **state) {
+    golden *g = *state;
+    rg_model *m;
+    assert_int_equal(rg_model_load(g->dir, &m), 0);
+    const rg_config *cfg = rg_model_config(m);
+    rg_state *s = rg_state_new(m), *s2 = rg_state_new(m);
+    rg_generate_params p = greedy(6);
+    rg_generate_result r;
+    assert_int_equal(rg_generate(m, NULL, s, g->prompt, g->n_prompt, &p, NULL, NULL, &r), 0);
+    char *path = rg_path_join(tmp_dir, "a.state"), *path2 = rg_path_join(tmp_dir, "b.state");
+    assert_int_equal(rg_state_save_pending(s, &r.next_token, 1, path), 0);
+    assert_int_equal(file_size(path), (long)rg_state_file_bytes(cfg));
+
+    /* load -> continue == the uninterrupted run */
+    int32_t pending[RG_STATE_MAX_PENDING];
+    int np = 0;
+    assert_int_equal(rg_state_load_pending(s2, path, pending, &np), 0);
+    assert_int_equal(np, 1);
+    assert_int_equal(pending[0], g->want[5]);
+    assert_int_equal(rg_state_pos(s2), rg_state_pos(s));
+    p = greedy(g->n_want - 6);
+    collector c = {0};
+    assert_int_equal(rg_generate(m, NULL, s2, pending, np, &p, collect, &c, &r), 0);
+    assert_memory_equal(c.ids, g->want + 6, sizeof(int32_t) * (g->n_want - 6));
+
+    /* the size does not depend on the position */
+    assert_int_equal(rg_state_save(s2, path2), 0);
+    assert_int_equal(file_size(path2), file_size(path));
+    assert_int_equal(rg_state_load(s2, path2), 0);
+
+    /* refusals leave the state as it was */
+    int64_t pos = rg_state_pos(s2);
+    char cmd[512];
+    flip_byte(path2, 200); /* data */
+    assert_int_equal(rg_state_load(s2, path2), -1);
+    assert_non_null(strstr(rg_last_error(), "checksum"));
+    assert_int_equal(rg_state_pos(s2), pos);
+    assert_int_equal(rg_state_save(s2, path2), 0);
+    flip_byte(path2, 40); /* position field */
+    assert_int_equal(rg_state_load(s2, path2), -1);
+    assert_int_equal(rg_state_save(s2, path2), 0);
+    flip_byte(path2, 8); /* version */
+    assert_int_equal(rg_state_load(s2, path2), -1);
+    assert_non_null(strstr(rg_last_error(), "version"));
+    assert_int_equal(rg_state_save(s2, path2), 0);
+    flip_byte(path2, 0);
+    assert_int_equal(rg_state_load(s2, path2), -1);
+    assert_non_null(strstr(rg_last_error(), "not an rgemma state file"));
+    assert_int_equal(rg_state_save(s2, path2), 0);
+    snprintf(cmd, sizeof cmd, "truncate -s -4 '%s'", path2);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(rg_state_load(s2, path2), -1);
+    assert_non_null(strstr(rg_last_error(), "truncated"));
+    assert_int_equal(rg_state_load(s2, "/nonexistent/x.state"), -1);
+    assert_int_equal(rg_state_pos(s2), pos);
+
+    /* another model's state */
+    char **cases;
+    int n = rg_find_golden_cases("tests/data/golden", &cases);
+    for (int i = 0; i < n; i++) {
+        rg_model *o;
+        assert_int_equal(rg_model_load(cases[i], &o), 0);
+        rg_state *so = rg_state_new(o);
+        int same = rg_config_fingerprint(rg_model_config(o)) == rg_config_fingerprint(cfg);
+        assert_int_equal(rg_state_load(so, path), same ? 0 : -1);
+        if (!same) assert_non_null(strstr(rg_last_error(), "another model configuration"));
+        rg_state_free(so);
+        rg_model_free(o);
+        free(cases[i]);
+    }
+    free(cases);
+    free(path);
+    free(path2);
+    rg_state_free(s);
+    rg_state_free(s2);
+    rg_model_free(m);
+}
+
+int main(void) {
+    if (!mkdtemp(tmp_dir)) return 1;
+    char **cases;
+    int n = rg_find_golden_cases("tests/data/golden", &cases);
+    if (n < 1) {
+        fprintf(stderr, "no golden cases under tests/data/golden\n");
+        return 1;
+    }
+    struct CMUnitTest *tests = calloc((size_t)n * 4, sizeof *tests);
+    golden **g = calloc((size_t)n, sizeof *g);
+    for (int i = 0; i < n; i++) {
+        g[i] = load_golden(cases[i]);
+        tests[4 * i + 0] = (struct CMUnitTest){"greedy", test_greedy_matches_golden, NULL, NULL, g[i]};
+        tests[4 * i + 1] = (struct CMUnitTest){"stops", test_stops, NULL, NULL, g[i]};
+        tests[4 * i + 2] = (struct CMUnitTest){"sampling", test_sampling_reproducible, NULL, NULL, g[i]};
+        tests[4 * i + 3] = (struct CMUnitTest){"state files", test_state_files, NULL, NULL, g[i]};
+    }
+    int rc = _cmocka_run_group_tests("generate", tests, (size_t)n * 4, NULL, NULL);
+    for (int i = 0; i < n; i++) {
+        free(g[i]->dir);
+        free(g[i]);
+        free(cases[i]);
+    }
+    free(g);
+    free(cases);
+    free(tests);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
+    if (system(cmd)) return 1;
+    return rc;
+}

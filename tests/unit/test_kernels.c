@@ -1,0 +1,302 @@
+/* Every kernel set this CPU can run (scalar, AVX2, AVX-512) against a
+ * float64 reference, for every weight type and awkward sizes: row lengths
+ * that are not a multiple of the vector width or of the k block, row counts
+ * that are not a multiple of the row tile, 1..70 tokens, padded strides.
+ *
+ * Tolerances are derived, not tuned:
+ *  - float32 accumulation of k products: |error| <= g_k * sum|w_i x_i|,
+ *    g_k = k u / (1 - k u), u = 2^-24 (the standard bound for any order);
+ *  - int8 activations (bit dt of int8_act): rounding x to d*q with
+ *    d = max|x|/127 moves each x_i by at most d/2, so the dot product moves by
+ *    at most sum over blocks of d_b/2 * sum|w_i|; plus the float32 bound;
+ *  - exp/tanh/sigmoid polynomials (Cephes expf, about 1 ulp, reduced
+ *    argument error about 2 ulp): relative 8 ulp for exp-based results,
+ *    absolute 4e-7 for tanh(x) = 1 - 2/(e^2x + 1) near 0 (cancellation). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <cmocka.h>
+#include "model/tensor.h"
+#include "ops/ops.h"
+#include "util/util.h"
+
+static const rg_kernel_set *g_sets[4];
+static int g_nsets;
+
+static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (float)((g_rng >> 40) * (2.0 / (1ull << 24)) - 1.0);
+}
+
+/* Encode rows x k floats as dt (Q8_0/Q4_0 as ggml quantises them). */
+static uint8_t *encode(rg_dtype dt, const float *v, int rows, int k, size_t *row_bytes) {
+    size_t rb = rg_dtype_row_bytes(dt, k);
+    uint8_t *w = rg_xmalloc(rb * (size_t)rows);
+    for (int r = 0; r < rows; r++) {
+        const float *src = v + (size_t)r * k;
+        uint8_t *dst = w + (size_t)r * rb;
+        for (int i = 0; i < k; i++) {
+            uint16_t h;
+            switch (dt) {
+            case RG_DT_F32: memcpy(dst + 4 * i, &src[i], 4); break;
+            case RG_DT_F16: h = rg_f32_to_f16(src[i]); memcpy(dst + 2 * i, &h, 2); break;
+            case RG_DT_BF16: h = rg_f32_to_bf16(src[i]); memcpy(dst + 2 * i, &h, 2); break;
+            default: break;
+            }
+        }
+        if (dt != RG_DT_Q8_0 && dt != RG_DT_Q4_0) continue;
+        for (int b = 0; b < k / RG_QBLOCK; b++) {
+            const float *x = src + b * RG_QBLOCK;
+            float amax = 0, max = 0;
+            for (int j = 0; j < RG_QBLOCK; j++)
+                if (fabsf(x[j]) > amax) amax = fabsf(x[j]), max = x[j];
+            if (dt == RG_DT_Q8_0) {
+                uint8_t *blk = dst + (size_t)b * 34;
+                float d = amax / 127, id = d ? 1 / d : 0;
+                uint16_t h16 = rg_f32_to_f16(d);
+                memcpy(blk, &h16, 2);
+                for (int j = 0; j < RG_QBLOCK; j++) blk[2 + j] = (uint8_t)(int8_t)lrintf(x[j] * id);
+            } else {
+                uint8_t *blk = dst + (size_t)b * 18;
+                float d = max / -8, id = d ? 1 / d : 0;
+                uint16_t h16 = rg_f32_to_f16(d);
+                memcpy(blk, &h16, 2);
+                for (int j = 0; j < 16; j++) {
+                    int lo = (int)(x[j] * id + 8.5f), hi = (int)(x[j + 16] * id + 8.5f);
+                    lo = lo > 15 ? 15 : lo;
+                    hi = hi > 15 ? 15 : hi;
+                    blk[2 + j] = (uint8_t)(lo | hi << 4);
+                }
+            }
+        }
+    }
+    *row_bytes = rb;
+    return w;
+}
+
+/* One matmul through set s vs the float64 reference; returns the worst
+ * error as a fraction of its bound (must be <= 1). */
+static double check_matmul(const rg_kernel_set *s, rg_dtype dt, int rows, int k, int n) {
+    int ldx = k + 3, ldy = rows + 2;
+    float *v = rg_xmalloc(sizeof(float) * (size_t)rows * k);
+    for (size_t i = 0; i < (size_t)rows * k; i++) v[i] = frand();
+    float *x = rg_xmalloc(sizeof(float) * (size_t)n * ldx);
+    for (size_t i = 0; i < (size_t)n * ldx; i++) x[i] = frand() * (i % 97 == 0 ? 8.0f : 1.0f); /* a few outliers */
+    size_t rb;
+    uint8_t *w = encode(dt, v, rows, k, &rb);
+    rg_tensor t = {dt, 2, {rows, k}, w, rb * (size_t)rows};
+    float *y = rg_xmalloc(sizeof(float) * (size_t)n * ldy);
+    for (size_t i = 0; i < (size_t)n * ldy; i++) y[i] = NAN;
+    s->matmul[dt](w, rb, rows, k, x, ldx, n, y, ldy);
+
+    int int8 = (s->int8_act >> dt) & 1;
+    float *wf = rg_xmalloc(sizeof(float) * (size_t)k);
+    double worst = 0;
+    for (int r = 0; r < rows; r++) {
+        rg_dequant_row(&t, r, wf);
+        for (int tk = 0; tk < n; tk++) {
+            const float *xt = x + (size_t)tk * ldx;
+            double ref = 0, mag = 0, act = 0;
+            for (int i = 0; i < k; i++) {
+                ref += (double)wf[i] * xt[i];
+                mag += fabs((double)wf[i] * xt[i]);
+            }
+            if (int8)
+                for (int b = 0; b < k / RG_QBLOCK; b++) {
+                    double amax = 0, sw = 0;
+                    for (int j = 0; j < RG_QBLOCK; j++) {
+                        amax = fmax(amax, fabs(xt[b * RG_QBLOCK + j]));
+                        sw += fabs(wf[b * RG_QBLOCK + j]);
+                    }
+                    act += amax / 127 / 2 * sw;
+                    mag += amax * sw; /* |w x_hat| <= |w| max|x| */
+                }
+            double ku = k * ldexp(1.0, -24), bound = ku / (1 - ku) * mag + act * (1 + 1e-5) + 1e-30;
+            double err = fabs((double)y[(size_t)tk * ldy + r] - ref);
+            if (!(err <= worst * bound)) worst = isnan(err) ? INFINITY : err / bound;
+        }
+    }
+    for (int tk = 0; tk < n; tk++) /* padding past rows is untouched */
+        for (int r = rows; r < ldy; r++) assert_true(isnan(y[(size_t)tk * ldy + r]));
+    free(v);
+    free(x);
+    free(w);
+    free(y);
+    free(wf);
+    return worst;
+}
+
+static void run_shapes(rg_dtype dt, const int *ks, int nk, const int *rows, int nrows, const int *ns, int nn) {
+    for (int si = 0; si < g_nsets; si++)
+        for (int a = 0; a < nk; a++)
+            for (int b = 0; b < nrows; b++)
+                for (int c = 0; c < nn; c++) {
+                    double e = check_matmul(g_sets[si], dt, rows[b], ks[a], ns[c]);
+                    if (e > 1)
+                        fail_msg("%s %s rows=%d k=%d n=%d: error %.3g x its bound", g_sets[si]->name,
+                                 rg_dtype_name(dt), rows[b], ks[a], ns[c], e);
+                }
+}
+
+static const int float_k[] = {1, 7, 15, 16, 17, 33, 80, 255, 513, 1100};
+static const int quant_k[] = {32, 96, 544, 1056};
+static const int some_rows[] = {1, 3, 5, 17};
+static const int some_n[] = {1, 2, 3, 4, 5, 6, 7, 13};
+
+static void test_matmul_float(void **st) {
+    (void)st;
+    rg_dtype dts[] = {RG_DT_F32, RG_DT_F16, RG_DT_BF16};
+    for (int d = 0; d < 3; d++) run_shapes(dts[d], float_k, 10, some_rows, 4, some_n, 8);
+}
+
+static void test_matmul_quant(void **st) {
+    (void)st;
+    run_shapes(RG_DT_Q8_0, quant_k, 4, some_rows, 4, some_n, 8);
+    run_shapes(RG_DT_Q4_0, quant_k, 4, some_rows, 4, some_n, 8);
+}
+
+/* every token count 1..70 (tiles of 3, 4, 6 and their tails) */
+static void test_matmul_tokens(void **st) {
+    (void)st;
+    int ns[70];
+    for (int i = 0; i < 70; i++) ns[i] = i + 1;
+    const int k1[] = {80}, k2[] = {64}, r[] = {9};
+    run_shapes(RG_DT_F32, k1, 1, r, 1, ns, 70);
+    run_shapes(RG_DT_BF16, k1, 1, r, 1, ns, 70);
+    run_shapes(RG_DT_Q8_0, k2, 1, r, 1, ns, 70);
+    run_shapes(RG_DT_Q4_0, k2, 1, r, 1, ns, 70);
+}
+
+/* The driver: rows split over threads, bias added, rows from row0. */
+static void test_matmul_driver(void **st) {
+    (void)st;
+    int rows = 100, k = 40, n = 5;
+    float *v = rg_xmalloc(sizeof(float) * rows * k), *x = rg_xmalloc(sizeof(float) * n * k);
+    float *bias = rg_xmalloc(sizeof(float) * rows), *y = rg_xmalloc(sizeof(float) * n * 60);
+    for (int i = 0; i < rows * k; i++) v[i] = frand();
+    for (int i = 0; i < n * k; i++) x[i] = frand();
+    for (int i = 0; i < rows; i++) bias[i] = frand();
+    rg_tensor t = {RG_DT_F32, 2, {rows, k}, v, sizeof(float) * rows * k};
+    rg_matmul(&t, 37, 60, x, k, n, y, 60, bias + 37);
+    for (int tk = 0; tk < n; tk++)
+        for (int r = 0; r < 60; r++) {
+            double ref = bias[37 + r];
+            for (int i = 0; i < k; i++) ref += (double)v[(37 + r) * k + i] * x[tk * k + i];
+            assert_true(fabs(y[tk * 60 + r] - ref) < 1e-4);
+        }
+    free(v);
+    free(x);
+    free(bias);
+    free(y);
+}
+
+#define ULP8 (8 * 5.96e-8)
+
+static void test_softmax(void **st) {
+    (void)st;
+    int lens[] = {1, 5, 16, 17, 100, 2049};
+    for (int si = 0; si < g_nsets; si++)
+        for (int l = 0; l < 6; l++) {
+            int n = lens[l];
+            float *a = rg_xmalloc(sizeof(float) * n), *b = rg_xmalloc(sizeof(float) * n);
+            for (int j = 0; j < n; j++) a[j] = b[j] = frand() * 40;
+            float sa = rg_kernels_scalar.softmax(a, n, 0.0625f), sb = g_sets[si]->softmax(b, n, 0.0625f);
+            assert_true(fabsf(sa - sb) <= ULP8 * sa * 2);
+            for (int j = 0; j < n; j++) assert_true(fabsf(a[j] - b[j]) <= ULP8 * a[j] + 1e-37f);
+            free(a);
+            free(b);
+        }
+}
+
+static void test_wsum(void **st) {
+    (void)st;
+    int hds[] = {16, 20, 256}, nhs[] = {1, 5, 10};
+    for (int si = 0; si < g_nsets; si++)
+        for (int a = 0; a < 3; a++)
+            for (int b = 0; b < 3; b++) {
+                int hd = hds[a], nh = nhs[b], nk = 37, ldp = 40, ldo = hd + 1;
+                float *p = rg_xmalloc(sizeof(float) * nh * ldp), *v = rg_xmalloc(sizeof(float) * nk * hd);
+                float *o1 = rg_xmalloc(sizeof(float) * nh * ldo), *o2 = rg_xmalloc(sizeof(float) * nh * ldo);
+                for (int i = 0; i < nh * ldp; i++) p[i] = fabsf(frand());
+                for (int i = 0; i < nk * hd; i++) v[i] = frand();
+                for (int i = 0; i < nh * ldo; i++) o1[i] = o2[i] = frand();
+                rg_kernels_scalar.wsum(p, ldp, nh, v, nk, hd, o1, ldo);
+                g_sets[si]->wsum(p, ldp, nh, v, nk, hd, o2, ldo);
+                for (int h = 0; h < nh; h++)
+                    for (int i = 0; i < ldo; i++) {
+                        double mag = 1; /* |out0| <= 1 */
+                        for (int j = 0; j < nk && i < hd; j++) mag += fabs(p[h * ldp + j] * v[j * hd + i]);
+                        float e = fabsf(o1[h * ldo + i] - o2[h * ldo + i]);
+                        assert_true(e <= 2 * (nk + 1) * 5.96e-8 * mag); /* both within the summation bound */
+                    }
+                free(p);
+                free(v);
+                free(o1);
+                free(o2);
+            }
+}
+
+static void test_activations(void **st) {
+    (void)st;
+    size_t n = 1000 + 7;
+    float *g1 = rg_xmalloc(sizeof(float) * n), *g2 = rg_xmalloc(sizeof(float) * n), *u = rg_xmalloc(sizeof(float) * n);
+    for (int si = 0; si < g_nsets; si++) {
+        for (size_t i = 0; i < n; i++) g1[i] = g2[i] = frand() * 12, u[i] = frand();
+        rg_kernels_scalar.gelu_mul(g1, u, n);
+        g_sets[si]->gelu_mul(g2, u, n - 3); /* the tail stays as it was */
+        for (size_t i = 0; i < n - 3; i++) /* 0.5 |x| |u| * (tanh error) plus float rounding */
+            assert_true(fabsf(g1[i] - g2[i]) <= 4e-7f * (6.0f * fabsf(u[i])) + ULP8 * fabsf(g1[i]) + 1e-30f);
+        for (size_t i = n - 3; i < n; i++) assert_true(g2[i] != g1[i] || g2[i] == 0);
+        for (size_t i = 0; i < n; i++) g1[i] = g2[i] = frand() * 200;
+        rg_kernels_scalar.softcap(g1, n, 30.0f);
+        g_sets[si]->softcap(g2, n, 30.0f);
+        for (size_t i = 0; i < n; i++) assert_true(fabsf(g1[i] - g2[i]) <= 30.0f * 4e-7f);
+    }
+    free(g1);
+    free(g2);
+    free(u);
+}
+
+static void test_rglru(void **st) {
+    (void)st;
+    int r = 45, ld = 50, n = 9;
+    float *x = rg_xmalloc(sizeof(float) * n * ld), *gx = rg_xmalloc(sizeof(float) * n * ld);
+    float *ga = rg_xmalloc(sizeof(float) * n * ld), *sp = rg_xmalloc(sizeof(float) * r);
+    float *h1 = rg_xmalloc(sizeof(float) * r), *h2 = rg_xmalloc(sizeof(float) * r);
+    float *y1 = rg_xmalloc(sizeof(float) * n * ld), *y2 = rg_xmalloc(sizeof(float) * n * ld);
+    for (int i = 0; i < n * ld; i++) x[i] = frand() * 3, gx[i] = frand() * 4, ga[i] = frand() * 4;
+    for (int i = 0; i < r; i++) sp[i] = log1pf(expf(frand() * 3));
+    for (int si = 0; si < g_nsets; si++)
+        for (int64_t pos0 = 0; pos0 < 2; pos0++) { /* with and without the reset at position 0 */
+            for (int i = 0; i < r; i++) h1[i] = h2[i] = frand();
+            rg_kernels_scalar.rglru(x, gx, ga, sp, n, r, ld, pos0, h1, y1);
+            g_sets[si]->rglru(x, gx, ga, sp, n, r, ld, pos0, h2, y2);
+            /* each step: a, sigmoid, mult within a few ulp; h stays O(|x|) */
+            for (int t = 0; t < n; t++)
+                for (int c = 0; c < r; c++) assert_true(fabsf(y1[t * ld + c] - y2[t * ld + c]) <= 1e-5f * 4);
+            for (int c = 0; c < r; c++) assert_true(h1[c] == y1[(n - 1) * ld + c] && h2[c] == y2[(n - 1) * ld + c]);
+        }
+    free(x), free(gx), free(ga), free(sp), free(h1), free(h2), free(y1), free(y2);
+}
+
+int main(void) {
+    g_nsets = rg_kernel_sets(g_sets, 4);
+    printf("kernel sets on this CPU:");
+    for (int i = 0; i < g_nsets; i++) printf(" %s", g_sets[i]->name);
+    printf("\n");
+    if (g_nsets < 3) printf("note: this CPU lacks AVX2/AVX-512+VNNI; those kernel sets are not tested here\n");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul_float), cmocka_unit_test(test_matmul_quant),
+        cmocka_unit_test(test_matmul_tokens), cmocka_unit_test(test_matmul_driver),
+        cmocka_unit_test(test_softmax), cmocka_unit_test(test_wsum),
+        cmocka_unit_test(test_activations), cmocka_unit_test(test_rglru),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,111 @@
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include "cli_util.h"
+
+int cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "rgemma: %s: %s must be an integer in [%ld, %ld] (got \"%s\")\n", cmd, opt, lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_float(const char *cmd, const char *opt, const char *s, double lo, double hi, float *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "rgemma: %s: %s must be a number in [%g, %g] (got \"%s\")\n", cmd, opt, lo, hi, s);
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}
+
+int cli_ids(const char *cmd, const char *opt, const char *s, int32_t **ids, int *n) {
+    size_t cap = 1;
+    for (const char *p = s; *p; p++) cap += *p == ',';
+    int32_t *v = malloc(sizeof *v * cap);
+    int k = 0;
+    const char *p = s;
+    for (;;) {
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (errno || end == p || x < 0 || x > INT32_MAX || (*end && *end != ',')) {
+            fprintf(stderr, "rgemma: %s: %s must be comma-separated token ids like 2,651,6037 (got \"%s\")\n", cmd,
+                    opt, s);
+            free(v);
+            return -1;
+        }
+        v[k++] = (int32_t)x;
+        if (!*end) break;
+        p = end + 1;
+    }
+    *ids = v;
+    *n = k;
+    return 0;
+}
+
+volatile int cli_interrupted;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    cli_interrupted = 1;
+}
+
+void cli_catch_sigint(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C terminates */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+size_t cli_peak_rss(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru)) return 0;
+    return (size_t)ru.ru_maxrss * 1024; /* Linux reports KiB */
+}
+
+const char *cli_stop_name(rg_stop_reason r) {
+    switch (r) {
+    case RG_STOP_EOS: return "end of text";
+    case RG_STOP_STRING: return "stop string";
+    case RG_STOP_LENGTH: return "token limit";
+    case RG_STOP_CALLBACK: return "interrupted";
+    case RG_STOP_ERROR: return "error";
+    default: return "none";
+    }
+}
+
+char *cli_bytes(size_t n, char buf[32]) {
+    if (n < 1024 * 1024) snprintf(buf, 32, "%.1f KiB", (double)n / 1024.0);
+    else if (n < 1024ull * 1024 * 1024) snprintf(buf, 32, "%.1f MiB", (double)n / (1024.0 * 1024.0));
+    else snprintf(buf, 32, "%.2f GiB", (double)n / (1024.0 * 1024.0 * 1024.0));
+    return buf;
+}
+
+static double rate(int n, double s) { return s > 0 ? n / s : 0; }
+
+void cli_report(const rg_generate_result *r, const rg_config *cfg) {
+    fprintf(stderr, "\n");
+    fprintf(stderr, "prompt:    %6d tokens  %8.3f s  %9.2f tok/s\n", r->prompt_tokens, r->prompt_seconds,
+            rate(r->prompt_tokens, r->prompt_seconds));
+    fprintf(stderr, "generated: %6d tokens  %8.3f s  %9.2f tok/s  (stop: %s, seed %llu)\n", r->generated_tokens,
+            r->generate_seconds, rate(r->generated_tokens, r->generate_seconds), cli_stop_name(r->stop_reason),
+            (unsigned long long)r->seed);
+    char a[32], b[32];
+    fprintf(stderr, "state:     %s (fixed: does not grow with the sequence)\n", cli_bytes(rg_state_bytes(cfg), a));
+    fprintf(stderr, "peak RSS:  %s\n", cli_bytes(cli_peak_rss(), b));
+}

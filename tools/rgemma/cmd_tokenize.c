@@ -1,0 +1,330 @@
+/* rgemma tokenize / detokenize: text <-> token ids with a tokenizer.model,
+ * a tokenizer.json or a model folder; JSON Lines in and out for batches;
+ * conversion of tokenizer.json to tokenizer.model; a speed benchmark. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "rgemma.h"
+#include "commands.h"
+#include "tokenizer/jsonl.h"
+#include "util/util.h"
+
+static const char *tokenize_usage =
+    "usage: rgemma tokenize -t TOKENIZER [--bos] [--eos] [[--] TEXT]\n"
+    "       rgemma tokenize -t TOKENIZER [--bos] [--eos] --jsonl FILE\n"
+    "       rgemma tokenize --convert TOKENIZER OUT.model\n"
+    "       rgemma tokenize -t TOKENIZER --bench FILE\n"
+    "\n"
+    "TOKENIZER is a tokenizer.model, a tokenizer.json or a folder with one of them.\n"
+    "TEXT (or standard input when it is missing) is encoded and the ids printed on one line.\n"
+    "  --bos, --eos     add the BOS / EOS id\n"
+    "  --jsonl FILE     read lines {\"text\": ...} (or {\"hex\": ...}) from FILE ('-' = stdin),\n"
+    "                   write one line {\"ids\": [...]} per line, in order\n"
+    "  --convert IN OUT write the SentencePiece tokenizer.model for IN (e.g. a tokenizer.json)\n"
+    "  --bench FILE     print the load time and the encode/decode speed on FILE's text\n";
+
+static const char *detokenize_usage =
+    "usage: rgemma detokenize -t TOKENIZER IDS...\n"
+    "       rgemma detokenize -t TOKENIZER --jsonl FILE\n"
+    "\n"
+    "IDS are separated by spaces or commas (\"[1, 2]\" works too); the text is printed with a newline.\n"
+    "  --jsonl FILE     read lines {\"ids\": [...]} from FILE ('-' = stdin), write {\"text\": ...} lines\n";
+
+static int fail(const char *what) {
+    fprintf(stderr, "rgemma: %s%s%s\n", what ? what : "", what ? ": " : "", rg_last_error());
+    return 1;
+}
+
+static int read_stream(FILE *f, char **data, size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *buf = rg_xmalloc(cap);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            if (!buf) return rg_error("out of memory");
+        }
+    }
+    if (ferror(f)) {
+        free(buf);
+        return rg_error("read error");
+    }
+    *data = buf;
+    *len = n;
+    return 0;
+}
+
+static void print_ids_json(FILE *f, const int32_t *ids, size_t n) {
+    fputs("{\"ids\": [", f);
+    for (size_t i = 0; i < n; i++) fprintf(f, i ? ", %d" : "%d", ids[i]);
+    fputs("]}\n", f);
+}
+
+static int hex_decode(const char *hex, size_t n, char **out, size_t *len) {
+    if (n % 2) return rg_error("\"hex\" has an odd number of digits");
+    char *b = rg_xmalloc(n / 2 + 1);
+    for (size_t i = 0; i < n; i += 2) {
+        unsigned v;
+        char pair[3] = {hex[i], hex[i + 1], 0};
+        char *end;
+        v = (unsigned)strtoul(pair, &end, 16);
+        if (*end || !hex[i] || !hex[i + 1] || pair[0] == '-' || pair[0] == '+' || pair[0] == ' ') {
+            free(b);
+            return rg_error("\"hex\" holds a non-hex digit");
+        }
+        b[i / 2] = (char)v;
+    }
+    *out = b;
+    *len = n / 2;
+    return 0;
+}
+
+/* Run fn on each non-blank line of path ('-' = stdin); errors name the line. */
+static int for_each_line(const char *path, int (*fn)(void *, const char *, size_t), void *ctx) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) {
+        fprintf(stderr, "rgemma: %s: cannot open: %s\n", path, strerror(errno));
+        return 1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int rc = 0;
+    for (long no = 1; (n = getline(&line, &cap, f)) >= 0; no++) {
+        size_t len = (size_t)n;
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+        size_t i = 0;
+        while (i < len && (line[i] == ' ' || line[i] == '\t')) i++;
+        if (i == len) continue;
+        if (fn(ctx, line, len)) {
+            fprintf(stderr, "rgemma: %s:%ld: %s\n", path, no, rg_last_error());
+            rc = 1;
+            break;
+        }
+    }
+    free(line);
+    if (f != stdin) fclose(f);
+    fflush(stdout);
+    return rc;
+}
+
+typedef struct {
+    const rg_tokenizer *t;
+    int bos, eos;
+} line_ctx;
+
+static int tokenize_line(void *vctx, const char *line, size_t len) {
+    line_ctx *c = vctx;
+    char *text = NULL, *hex = NULL;
+    size_t n = 0, hn = 0;
+    int rc = rg_jsonl_string(line, len, "text", &text, &n);
+    if (rc == 0) {
+        rc = rg_jsonl_string(line, len, "hex", &hex, &hn);
+        if (rc == 0) rc = rg_error("no \"text\" (or \"hex\") string");
+        if (rc == 1) rc = hex_decode(hex, hn, &text, &n) ? -1 : 1;
+    }
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    if (rc == 1) rc = rg_tokenize(c->t, text, n, c->bos, c->eos, &ids, &n_ids);
+    if (rc == 0) print_ids_json(stdout, ids, n_ids);
+    free(ids);
+    free(text);
+    free(hex);
+    return rc < 0 ? -1 : 0;
+}
+
+static int detokenize_line(void *vctx, const char *line, size_t len) {
+    line_ctx *c = vctx;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = rg_jsonl_ints(line, len, "ids", &ids, &n);
+    if (rc == 0) rc = rg_error("no \"ids\" array");
+    char *text = NULL;
+    size_t tlen = 0;
+    if (rc == 1) rc = rg_detokenize(c->t, ids, n, &text, &tlen);
+    if (rc == 0) {
+        fputs("{\"text\": ", stdout);
+        rg_json_write_string(stdout, text, tlen);
+        fputs("}\n", stdout);
+    }
+    free(ids);
+    free(text);
+    return rc < 0 ? -1 : 0;
+}
+
+static int bench(const char *tok_path, const char *file) {
+    double t0 = rg_time_s();
+    rg_tokenizer *t;
+    if (rg_tokenizer_load(tok_path, &t)) return fail(NULL);
+    double load_s = rg_time_s() - t0;
+    char *text;
+    size_t len;
+    if (rg_read_file(file, (size_t)1 << 31, &text, &len)) {
+        rg_tokenizer_free(t);
+        return fail(NULL);
+    }
+    printf("load:   %.3f s  (%d pieces, %s)\n", load_s, rg_tokenizer_vocab_size(t), tok_path);
+    double enc_best = 1e30, dec_best = 1e30;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    char *back = NULL;
+    size_t back_len = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        free(ids);
+        free(back);
+        t0 = rg_time_s();
+        if (rg_tokenize(t, text, len, 0, 0, &ids, &n_ids)) return fail(NULL);
+        double e = rg_time_s() - t0;
+        t0 = rg_time_s();
+        if (rg_detokenize(t, ids, n_ids, &back, &back_len)) return fail(NULL);
+        double d = rg_time_s() - t0;
+        if (e < enc_best) enc_best = e;
+        if (d < dec_best) dec_best = d;
+    }
+    double mb = (double)len / 1e6;
+    printf("encode: %.2f MB in %.3f s = %.1f MB/s  (%zu tokens, %.2f bytes/token; best of 3)\n", mb, enc_best,
+           mb / enc_best, n_ids, n_ids ? (double)len / (double)n_ids : 0.0);
+    printf("decode: %.1f MB/s  (round trip %s)\n", mb / dec_best,
+           back_len == len && !memcmp(back, text, len) ? "exact" : "differs: text has U+2581 or invalid UTF-8");
+    free(ids);
+    free(back);
+    free(text);
+    rg_tokenizer_free(t);
+    return 0;
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    const char *tok = NULL, *jsonl = NULL, *bench_file = NULL, *text = NULL;
+    int bos = 0, eos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(tokenize_usage, stdout);
+            return 0;
+        } else if ((!strcmp(a, "-t") || !strcmp(a, "--tokenizer")) && i + 1 < argc) {
+            tok = argv[++i];
+        } else if (!strcmp(a, "--bos")) {
+            bos = 1;
+        } else if (!strcmp(a, "--eos")) {
+            eos = 1;
+        } else if (!strcmp(a, "--jsonl") && i + 1 < argc) {
+            jsonl = argv[++i];
+        } else if (!strcmp(a, "--bench") && i + 1 < argc) {
+            bench_file = argv[++i];
+        } else if (!strcmp(a, "--convert") && i + 2 < argc) {
+            rg_tokenizer *t;
+            if (rg_tokenizer_load(argv[i + 1], &t)) return fail(NULL);
+            int rc = rg_tokenizer_save_model(t, argv[i + 2]);
+            if (!rc) fprintf(stderr, "wrote %s (%d pieces)\n", argv[i + 2], rg_tokenizer_vocab_size(t));
+            rg_tokenizer_free(t);
+            return rc ? fail(NULL) : 0;
+        } else if (!strcmp(a, "--") && i + 1 < argc && !text) {
+            text = argv[++i];
+        } else if (a[0] == '-' && a[1] && !text) {
+            fprintf(stderr, "rgemma: tokenize: unknown option or missing value: %s\n%s", a, tokenize_usage);
+            return 2;
+        } else if (!text) {
+            text = a;
+        } else {
+            fprintf(stderr, "rgemma: tokenize: one TEXT only (quote it)\n");
+            return 2;
+        }
+    }
+    if (!tok) {
+        fprintf(stderr, "rgemma: tokenize: -t TOKENIZER is required\n%s", tokenize_usage);
+        return 2;
+    }
+    if (bench_file) return bench(tok, bench_file);
+    rg_tokenizer *t;
+    if (rg_tokenizer_load(tok, &t)) return fail(NULL);
+    int rc = 0;
+    if (jsonl) {
+        line_ctx c = {t, bos, eos};
+        rc = for_each_line(jsonl, tokenize_line, &c);
+    } else {
+        char *data = NULL;
+        size_t len = 0;
+        if (text) {
+            len = strlen(text);
+        } else if (read_stream(stdin, &data, &len)) {
+            rg_tokenizer_free(t);
+            return fail("stdin");
+        }
+        int32_t *ids;
+        size_t n;
+        if (rg_tokenize(t, text ? text : data, len, bos, eos, &ids, &n)) {
+            rc = fail(NULL);
+        } else {
+            for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+            putchar('\n');
+            free(ids);
+        }
+        free(data);
+    }
+    rg_tokenizer_free(t);
+    return rc;
+}
+
+int cmd_detokenize(int argc, char **argv) {
+    const char *tok = NULL, *jsonl = NULL;
+    size_t n = 0, cap = 64;
+    int32_t *ids = rg_xmalloc(cap * sizeof *ids);
+    int rc = 0;
+    for (int i = 1; i < argc && !rc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(detokenize_usage, stdout);
+            free(ids);
+            return 0;
+        } else if ((!strcmp(a, "-t") || !strcmp(a, "--tokenizer")) && i + 1 < argc) {
+            tok = argv[++i];
+        } else if (!strcmp(a, "--jsonl") && i + 1 < argc) {
+            jsonl = argv[++i];
+        } else {
+            /* ids: numbers separated by spaces, commas or brackets */
+            for (const char *p = a; *p;) {
+                if (strchr(" ,[]\t\n", *p)) {
+                    p++;
+                    continue;
+                }
+                char *end;
+                errno = 0;
+                long v = strtol(p, &end, 10);
+                if (end == p || errno || v < INT32_MIN || v > INT32_MAX || !strchr(" ,[]\t\n", *end)) {
+                    fprintf(stderr, "rgemma: detokenize: not a token id: %s\n%s", a, detokenize_usage);
+                    rc = 2;
+                    break;
+                }
+                if (n == cap) ids = realloc(ids, (cap *= 2) * sizeof *ids);
+                ids[n++] = (int32_t)v;
+                p = end;
+            }
+        }
+    }
+    if (!rc && !tok) {
+        fprintf(stderr, "rgemma: detokenize: -t TOKENIZER is required\n%s", detokenize_usage);
+        rc = 2;
+    }
+    rg_tokenizer *t = NULL;
+    if (!rc && rg_tokenizer_load(tok, &t)) rc = fail(NULL);
+    if (!rc && jsonl) {
+        line_ctx c = {t, 0, 0};
+        rc = for_each_line(jsonl, detokenize_line, &c);
+    } else if (!rc) {
+        char *text;
+        size_t len;
+        if (rg_detokenize(t, ids, n, &text, &len)) {
+            rc = fail(NULL);
+        } else {
+            fwrite(text, 1, len, stdout);
+            putchar('\n');
+            free(text);
+        }
+    }
+    rg_tokenizer_free(t);
+    free(ids);
+    return rc;
+}
