@@ -64,7 +64,8 @@ const errors = [];
 async function client() {
   while (performance.now() < end) {
     try {
-      tokens += (await request(next++)).tokens;
+      const r = await request(next++);
+      tokens += r.tokens;
       ok++;
     } catch (e) {
       errors.push(String(e.message ?? e));
