@@ -297,6 +297,43 @@ static void rglru(const float *x, const float *gx, const float *ga, const float 
     }
 }
 
+/* Assembler loops over registers 0..13: zero them; 12 multiply-adds into
+ * registers 0..11 from 12 and 13. */
+#define REGS12 "0,1,2,3,4,5,6,7,8,9,10,11"
+#define ZERO14 ".irp r," REGS12 ",12,13\n\tvpxor %%xmm\\r, %%xmm\\r, %%xmm\\r\n\t.endr\n\t"
+#define FMA12 ".irp r," REGS12 "\n\tvfmadd231ps %%ymm12, %%ymm13, %%ymm\\r\n\t.endr\n\t"
+#define CLOBBER14 "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13"
+
+/* ------------------------------------------------------ roofline probes */
+
+static float read_sum(const float *p, size_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_add_ps(s0, _mm256_loadu_ps(p + i));
+        s1 = _mm256_add_ps(s1, _mm256_loadu_ps(p + i + 8));
+        s2 = _mm256_add_ps(s2, _mm256_loadu_ps(p + i + 16));
+        s3 = _mm256_add_ps(s3, _mm256_loadu_ps(p + i + 24));
+    }
+    __m256 t = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+    float lane[8], s = 0;
+    _mm256_storeu_ps(lane, t);
+    for (int l = 0; l < 8; l++) s += lane[l];
+    for (; i < n; i++) s += p[i];
+    return s;
+}
+
+/* 12 independent accumulators, in assembly so the compiler cannot fold the
+ * loop. This set has no int8 dot product. */
+static double peak_loop(int int8, long iters) {
+    if (int8 || iters <= 0) return 0;
+    long n = iters;
+    __asm__ volatile(ZERO14 "1:\n\t" FMA12 "dec %0\n\t"
+                                          "jnz 1b\n\t"
+                     : "+r"(n)::CLOBBER14, "cc");
+    return (double)iters * 12 * 8 * 2;
+}
+
 const rg_kernel_set rg_kernels_avx2 = {
     "avx2",
     {[RG_DT_F32] = matmul_f32, [RG_DT_F16] = matmul_f16, [RG_DT_BF16] = matmul_bf16, [RG_DT_Q8_0] = matmul_q8_0,
@@ -307,4 +344,6 @@ const rg_kernel_set rg_kernels_avx2 = {
     gelu_mul,
     softcap,
     rglru,
+    read_sum,
+    peak_loop,
 };

@@ -384,6 +384,47 @@ static void rglru(const float *x, const float *gx, const float *ga, const float 
     }
 }
 
+/* Assembler loops over registers 0..13: zero them; 12 multiply-adds into
+ * registers 0..11 from 12 and 13. */
+#define REGS12 "0,1,2,3,4,5,6,7,8,9,10,11"
+#define ZERO14 ".irp r," REGS12 ",12,13\n\tvpxor %%xmm\\r, %%xmm\\r, %%xmm\\r\n\t.endr\n\t"
+#define FMA12 ".irp r," REGS12 "\n\tvfmadd231ps %%zmm12, %%zmm13, %%zmm\\r\n\t.endr\n\t"
+#define DP12 ".irp r," REGS12 "\n\tvpdpbusd %%zmm12, %%zmm13, %%zmm\\r\n\t.endr\n\t"
+#define CLOBBER14 "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13"
+
+/* ------------------------------------------------------ roofline probes */
+
+static float read_sum(const float *p, size_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_add_ps(s0, _mm512_loadu_ps(p + i));
+        s1 = _mm512_add_ps(s1, _mm512_loadu_ps(p + i + 16));
+        s2 = _mm512_add_ps(s2, _mm512_loadu_ps(p + i + 32));
+        s3 = _mm512_add_ps(s3, _mm512_loadu_ps(p + i + 48));
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+    for (; i < n; i++) s += p[i];
+    return s;
+}
+
+/* 12 independent accumulators (more than latency x throughput on current
+ * cores), written in assembly so the compiler cannot fold the loop. */
+static double peak_loop(int int8, long iters) {
+    if (iters <= 0) return 0;
+    long n = iters;
+    if (int8) {
+        __asm__ volatile(ZERO14 "1:\n\t" DP12 "dec %0\n\t"
+                                              "jnz 1b\n\t"
+                         : "+r"(n)::CLOBBER14, "cc");
+        return (double)iters * 12 * 64 * 2;
+    }
+    __asm__ volatile(ZERO14 "1:\n\t" FMA12 "dec %0\n\t"
+                                          "jnz 1b\n\t"
+                     : "+r"(n)::CLOBBER14, "cc");
+    return (double)iters * 12 * 16 * 2;
+}
+
 const rg_kernel_set rg_kernels_avx512 = {
     "avx512",
     {[RG_DT_F32] = matmul_f32, [RG_DT_F16] = matmul_f16, [RG_DT_BF16] = matmul_bf16, [RG_DT_Q8_0] = matmul_q8_0,
@@ -394,4 +435,6 @@ const rg_kernel_set rg_kernels_avx512 = {
     gelu_mul,
     softcap,
     rglru,
+    read_sum,
+    peak_loop,
 };

@@ -141,6 +141,27 @@ static void rglru(const float *x, const float *gx, const float *ga, const float 
     }
 }
 
+
+static float read_sum(const float *p, size_t n) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) s0 += p[i], s1 += p[i + 1], s2 += p[i + 2], s3 += p[i + 3];
+    for (; i < n; i++) s0 += p[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* 8 independent multiply-add chains in plain C (what this set's matmul
+ * does); the volatile sink keeps the loop. */
+static double peak_loop(int int8, long iters) {
+    if (int8 || iters <= 0) return 0;
+    float a[8] = {0}, b = 0.5f, c = 0.25f;
+    for (long i = 0; i < iters; i++)
+        for (int j = 0; j < 8; j++) a[j] = a[j] * b + c;
+    volatile float sink = a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
+    (void)sink;
+    return (double)iters * 8 * 2;
+}
+
 const rg_kernel_set rg_kernels_scalar = {
     "scalar",
     {[RG_DT_F32] = matmul_f32, [RG_DT_F16] = matmul_f16, [RG_DT_BF16] = matmul_bf16, [RG_DT_Q8_0] = matmul_q8_0,
@@ -151,4 +172,6 @@ const rg_kernel_set rg_kernels_scalar = {
     gelu_mul,
     softcap,
     rglru,
+    read_sum,
+    peak_loop,
 };

@@ -37,6 +37,13 @@ typedef struct {
     void (*softcap)(float *x, size_t count, float cap);
     void (*rglru)(const float *x, const float *gx, const float *ga, const float *softplus_a, int n, int r, int ld,
                   int64_t pos0, float *h, float *y);
+    /* roofline probes (ops/probe.c): read_sum streams n floats (returns
+     * their sum so the reads happen); peak_loop runs iters rounds of
+     * independent multiply-adds with the instruction matmul uses (float32
+     * FMA, or the int8 dot product when int8 != 0) and returns the FLOPs done
+     * (2 per multiply-add), 0 if the set has no int8 dot product. */
+    float (*read_sum)(const float *p, size_t n);
+    double (*peak_loop)(int int8, long iters);
 } rg_kernel_set;
 
 extern const rg_kernel_set rg_kernels_scalar, rg_kernels_avx2, rg_kernels_avx512;
@@ -48,6 +55,13 @@ int rg_kernel_sets(const rg_kernel_set **sets, int max);
  * slot. Slot RG_SCRATCH_KERNEL is the kernels', RG_SCRATCH_OP the callers'. */
 enum { RG_SCRATCH_KERNEL = 0, RG_SCRATCH_OP = 1, RG_SCRATCH_SLOTS = 2 };
 void *rg_scratch(int slot, size_t bytes);
+
+/* Measured with the active kernel set and all threads: the best memory read
+ * bandwidth (bytes/s) over reps passes over a fresh buffer of `bytes`, and
+ * the peak multiply-add rate (FLOP/s) of float32 FMA or (int8 != 0) of the
+ * int8 dot product (0 if the set has none). */
+double rg_measure_read_bandwidth(size_t bytes, int reps);
+double rg_measure_peak_flops(int int8);
 
 /* Part `part` of `parts` of [0, total), cut at multiples of align (so SIMD
  * kernels see whole vectors): [*begin, *end). */

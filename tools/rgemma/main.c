@@ -11,6 +11,7 @@ typedef struct {
 
 static const command commands[] = {
     {"generate", cmd_generate, "generate text or token ids from a prompt"},
+    {"bench", cmd_bench, "prefill and decode speed, as fractions of this machine's roofline"},
     {"tokenize", cmd_tokenize, "text to token ids (also JSON Lines, tokenizer.json -> .model, benchmark)"},
     {"detokenize", cmd_detokenize, "token ids to text"},
     {"synth", cmd_synth, "write a checkpoint folder of RANDOM weights in the released shapes"},

@@ -1,0 +1,406 @@
+/* rgemma bench: prefill and decode speed in the spirit of llama-bench, with
+ * each row set against this machine's roofline, measured in the same run:
+ *   pp rows (compute-bound): FLOP/s of the matmuls / peak multiply-add rate
+ *     of the instruction the kernels use for that weight type;
+ *   tg rows (memory-bound): tokens/s / (read bandwidth / weight bytes read
+ *     per token).
+ * Weights are never touched by value, so random-weight models (rgemma synth)
+ * give the speed of real ones. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cli_util.h"
+#include "commands.h"
+#include "model/model.h"
+#include "ops/ops.h"
+#include "util/util.h"
+
+#define MAX_LIST 16
+#define MAX_MODELS 8
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: rgemma bench -m MODEL [-m MODEL ...] [options]\n\n"
+            "Measures prefill (pp) and decode (tg) speed, llama-bench style, and this\n"
+            "machine's memory read bandwidth and peak multiply-add rate, and prints each\n"
+            "row as a fraction of its roofline. Rows: ppP for each prefill size P (from an\n"
+            "empty state), tgN @ dD for each decode length N and depth D (D tokens are\n"
+            "processed first; the state does not grow with D).\n\n"
+            "  -m, --model PATH     model folder, .safetensors or .gguf (repeat: one per\n"
+            "                       weight type)\n"
+            "  -p, --prompt LIST    prefill sizes, e.g. 512 or 128,512 (default 512; 0 = none)\n"
+            "  -n, --gen LIST       decode lengths (default 128; 0 = none)\n"
+            "  -d, --depth LIST     depths of the decode rows (default 0,2048,8192)\n"
+            "  -r, --reps N         repetitions per row (default 3)\n"
+            "  -t, --threads N      threads (default: all cores)\n"
+            "  -k, --kernels PATH   auto (default), scalar, avx2 or avx512\n"
+            "  -o, --output FMT     md (default) or json\n");
+}
+
+/* "512,1024" -> values in [lo, hi] */
+static int parse_list(const char *opt, const char *s, long lo, long hi, long *out, int *n) {
+    char buf[256];
+    if (strlen(s) >= sizeof buf) {
+        fprintf(stderr, "rgemma: bench: %s: list too long\n", opt);
+        return -1;
+    }
+    strcpy(buf, s);
+    *n = 0;
+    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (*n == MAX_LIST) {
+            fprintf(stderr, "rgemma: bench: %s: at most %d values\n", opt, MAX_LIST);
+            return -1;
+        }
+        if (cli_int("bench", opt, tok, lo, hi, &out[(*n)++])) return -1;
+    }
+    if (*n == 0) {
+        fprintf(stderr, "rgemma: bench: %s: empty list\n", opt);
+        return -1;
+    }
+    return 0;
+}
+
+/* Peak RSS per row: Linux resets the high-water mark on writing 5 to
+ * /proc/self/clear_refs; without that the process peak is reported. */
+static int g_hwm_resettable = -1;
+static void reset_peak_rss(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    int ok = f && fputs("5", f) >= 0;
+    if (f && fclose(f)) ok = 0;
+    if (g_hwm_resettable != 0) g_hwm_resettable = ok;
+}
+static size_t peak_rss(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kb = strtoull(line + 6, NULL, 10);
+    if (f) fclose(f);
+    return kb ? kb * 1024 : cli_peak_rss();
+}
+
+static void cpu_name(char *out, size_t len) {
+    snprintf(out, len, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "model name", 10)) {
+            char *v = strchr(line, ':');
+            if (v) {
+                v += strspn(v + 1, " \t") + 1;
+                v[strcspn(v, "\n")] = 0;
+                snprintf(out, len, "%s", v);
+            }
+            break;
+        }
+    if (f) fclose(f);
+}
+
+static void load_average(double la[3]) {
+    la[0] = la[1] = la[2] = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf %lf %lf", &la[0], &la[1], &la[2]) != 3) la[0] = la[1] = la[2] = -1;
+        fclose(f);
+    }
+}
+
+/* Multiply-adds per token of every matmul but the logits. */
+static double layer_macs(const rg_config *c) {
+    double D = c->hidden_size, R = c->lru_width, F = c->mlp_width, H = c->num_heads, hd = c->head_dim;
+    double total = 0;
+    for (int l = 0; l < c->num_layers; l++) {
+        total += 3 * D * F;
+        if (rg_config_layer_type(c, l) == RG_LAYER_RECURRENT) total += 3 * R * D + 2 * R * (R / H);
+        else total += 2 * H * hd * D + 2 * hd * D;
+    }
+    return total;
+}
+
+typedef struct {
+    char test[48];
+    int n_prompt, n_gen, depth, reps;
+    double mean, std, fraction, roof; /* roof: peak FLOP/s (pp) or roofline tokens/s (tg) */
+    double *samples;                  /* tokens/s per repetition */
+    size_t rss;
+} row;
+
+typedef struct {
+    const char *path, *name, *wtype, *compute;
+    size_t weight_bytes;
+    row rows[2 * MAX_LIST + MAX_LIST * MAX_LIST];
+    int nrows;
+} model_result;
+
+static void stats(row *r) {
+    double s = 0, ss = 0;
+    for (int i = 0; i < r->reps; i++) s += r->samples[i];
+    r->mean = s / r->reps;
+    for (int i = 0; i < r->reps; i++) ss += (r->samples[i] - r->mean) * (r->samples[i] - r->mean);
+    r->std = r->reps > 1 ? sqrt(ss / (r->reps - 1)) : 0;
+}
+
+static void fill_tokens(int32_t *tok, int n, int vocab) {
+    uint64_t x = 0x2545F4914F6CDD1Dull;
+    for (int i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        tok[i] = (int32_t)(3 + x % (uint64_t)(vocab - 3));
+    }
+}
+
+static int bench_model(const char *path, const long *pp, int npp, const long *tg, int ntg, const long *depth,
+                       int nd, int reps, double bw, double peak_f32, double peak_int8, model_result *res) {
+    rg_model *m;
+    fprintf(stderr, "loading %s\n", path);
+    if (rg_model_load(path, &m)) {
+        fprintf(stderr, "rgemma: %s\n", rg_last_error());
+        return -1;
+    }
+    const rg_config *c = rg_model_config(m);
+    const rg_kernel_set *ks = rg_active_kernels();
+    rg_dtype dt = m->layers[0].gate.dtype;
+    int int8 = (ks->int8_act >> dt) & 1;
+    res->path = path;
+    const char *slash = strrchr(path, '/');
+    res->name = slash && slash[1] ? slash + 1 : path;
+    res->wtype = rg_dtype_name(dt);
+    res->compute = int8 ? "int8 dot" : "f32 FMA";
+    res->weight_bytes = rg_model_weight_bytes(m);
+    double peak = int8 ? peak_int8 : peak_f32, macs = layer_macs(c);
+    double tg_roof = bw / (double)res->weight_bytes;
+
+    long maxlen = 1;
+    for (int i = 0; i < npp; i++) maxlen = pp[i] > maxlen ? pp[i] : maxlen;
+    for (int i = 0; i < nd; i++) maxlen = depth[i] > maxlen ? depth[i] : maxlen;
+    for (int i = 0; i < ntg; i++) maxlen = tg[i] > maxlen ? tg[i] : maxlen;
+    int32_t *tok = rg_xmalloc(sizeof(int32_t) * (size_t)maxlen);
+    fill_tokens(tok, (int)maxlen, c->vocab_size);
+    float *logits = rg_xmalloc(sizeof(float) * (size_t)c->vocab_size);
+    /* every buffer exists before the first row, so rows compare like for like */
+    rg_state *base = rg_state_new(m), *s = rg_state_new(m);
+    rg_state_copy(s, base);
+    int rc = rg_forward(m, s, tok, 1, logits, 0); /* warm-up: maps every weight page */
+
+    for (int i = 0; i < npp && !rc; i++) {
+        row *r = &res->rows[res->nrows++];
+        *r = (row){.n_prompt = (int)pp[i], .reps = reps, .samples = rg_xcalloc((size_t)reps, sizeof(double))};
+        snprintf(r->test, sizeof r->test, "pp%ld", pp[i]);
+        for (int k = 0; k < reps && !rc; k++) {
+            rg_state_copy(s, base);
+            reset_peak_rss();
+            double t0 = rg_time_s();
+            rc = rg_forward(m, s, tok, (int)pp[i], logits, 0);
+            double dt_s = rg_time_s() - t0;
+            r->samples[k] = (double)pp[i] / dt_s;
+            size_t rss = peak_rss();
+            r->rss = rss > r->rss ? rss : r->rss;
+            fprintf(stderr, "  %s rep %d: %.2f t/s\n", r->test, k + 1, r->samples[k]);
+        }
+        stats(r);
+        /* FLOPs: 2 per multiply-add, every token through the layers, the logits of the last one */
+        double flops = 2 * ((double)pp[i] * macs + (double)c->vocab_size * c->hidden_size);
+        r->roof = peak;
+        r->fraction = peak > 0 ? flops / ((double)pp[i] / r->mean) / peak : 0;
+    }
+    long done = 0;
+    for (int d = 0; d < nd && !rc; d++) {
+        if (depth[d] > done) {
+            double t0 = rg_time_s();
+            rc = rg_forward(m, base, tok, (int)(depth[d] - done), NULL, 0);
+            fprintf(stderr, "  depth %ld: %ld tokens processed in %.1f s\n", depth[d], depth[d] - done,
+                    rg_time_s() - t0);
+            done = depth[d];
+        }
+        for (int i = 0; i < ntg && !rc; i++) {
+            row *r = &res->rows[res->nrows++];
+            *r = (row){.n_gen = (int)tg[i], .depth = (int)depth[d], .reps = reps,
+                       .samples = rg_xcalloc((size_t)reps, sizeof(double))};
+            snprintf(r->test, sizeof r->test, depth[d] ? "tg%ld @ d%ld" : "tg%ld", tg[i], depth[d]);
+            for (int k = 0; k < reps && !rc; k++) {
+                rg_state_copy(s, base);
+                reset_peak_rss();
+                double t0 = rg_time_s();
+                for (long j = 0; j < tg[i] && !rc; j++) rc = rg_forward(m, s, &tok[j], 1, logits, 0);
+                double dt_s = rg_time_s() - t0;
+                r->samples[k] = (double)tg[i] / dt_s;
+                size_t rss = peak_rss();
+                r->rss = rss > r->rss ? rss : r->rss;
+                fprintf(stderr, "  %s rep %d: %.2f t/s\n", r->test, k + 1, r->samples[k]);
+            }
+            stats(r);
+            r->roof = tg_roof;
+            r->fraction = r->mean / tg_roof;
+        }
+    }
+    if (rc) fprintf(stderr, "rgemma: %s\n", rg_last_error());
+    rg_state_free(base);
+    rg_state_free(s);
+    free(tok);
+    free(logits);
+    rg_model_free(m);
+    return rc;
+}
+
+static void print_markdown(const model_result *res, int nres, const char *cpu, int threads, double bw,
+                           double peak_f32, double peak_int8, const double la[3]) {
+    char b[32];
+    printf("CPU: %s, %d threads, %s kernels; load average %.2f %.2f %.2f\n", cpu, threads, rg_kernel_path(), la[0],
+           la[1], la[2]);
+    printf("measured: memory read %.1f GB/s; peak f32 FMA %.1f GFLOP/s", bw / 1e9, peak_f32 / 1e9);
+    if (peak_int8 > 0) printf(", int8 dot %.1f GOP/s", peak_int8 / 1e9);
+    printf("\n\n| model | type | weights/token | threads | test | t/s | roofline | peak RSS |\n");
+    printf("|---|---|---:|---:|---|---:|---|---:|\n");
+    for (int i = 0; i < nres; i++)
+        for (int j = 0; j < res[i].nrows; j++) {
+            const row *r = &res[i].rows[j];
+            char roof[96];
+            if (r->n_prompt)
+                snprintf(roof, sizeof roof, "%.0f%% of %.0f GFLOP/s (%s)", 100 * r->fraction, r->roof / 1e9,
+                         res[i].compute);
+            else
+                snprintf(roof, sizeof roof, "%.0f%% of %.2f t/s", 100 * r->fraction, r->roof);
+            printf("| %s | %s | %.2f GB | %d | %s | %.2f ± %.2f | %s | %s |\n", res[i].name, res[i].wtype,
+                   (double)res[i].weight_bytes / 1e9, threads, r->test, r->mean, r->std, roof, cli_bytes(r->rss, b));
+        }
+    if (!g_hwm_resettable) printf("\n(peak RSS is the process peak: /proc/self/clear_refs is not writable)\n");
+}
+
+static void print_json(const model_result *res, int nres, const char *cpu, int threads, double bw,
+                       double peak_f32, double peak_int8, const double la[3]) {
+    cJSON *root = cJSON_CreateObject(), *mach = cJSON_AddObjectToObject(root, "machine");
+    cJSON_AddStringToObject(mach, "cpu", cpu);
+    cJSON_AddNumberToObject(mach, "threads", threads);
+    cJSON_AddStringToObject(mach, "kernels", rg_kernel_path());
+    cJSON_AddNumberToObject(mach, "read_bandwidth_bytes_per_s", bw);
+    cJSON_AddNumberToObject(mach, "peak_f32_fma_flops", peak_f32);
+    cJSON_AddNumberToObject(mach, "peak_int8_dot_ops", peak_int8);
+    cJSON_AddItemToObject(mach, "load_average", cJSON_CreateDoubleArray(la, 3));
+    cJSON *arr = cJSON_AddArrayToObject(root, "results");
+    for (int i = 0; i < nres; i++)
+        for (int j = 0; j < res[i].nrows; j++) {
+            const row *r = &res[i].rows[j];
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "model", res[i].path);
+            cJSON_AddStringToObject(o, "weight_type", res[i].wtype);
+            cJSON_AddNumberToObject(o, "weight_bytes_per_token", (double)res[i].weight_bytes);
+            cJSON_AddStringToObject(o, "test", r->test);
+            cJSON_AddNumberToObject(o, "n_prompt", r->n_prompt);
+            cJSON_AddNumberToObject(o, "n_gen", r->n_gen);
+            cJSON_AddNumberToObject(o, "depth", r->depth);
+            cJSON_AddItemToObject(o, "tokens_per_s", cJSON_CreateDoubleArray(r->samples, r->reps));
+            cJSON_AddNumberToObject(o, "tokens_per_s_mean", r->mean);
+            cJSON_AddNumberToObject(o, "tokens_per_s_std", r->std);
+            if (r->n_prompt) {
+                cJSON_AddStringToObject(o, "roofline", res[i].compute);
+                cJSON_AddNumberToObject(o, "roofline_peak_flops", r->roof);
+            } else {
+                cJSON_AddStringToObject(o, "roofline", "memory read bandwidth");
+                cJSON_AddNumberToObject(o, "roofline_tokens_per_s", r->roof);
+            }
+            cJSON_AddNumberToObject(o, "roofline_fraction", r->fraction);
+            cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)r->rss);
+            cJSON_AddItemToArray(arr, o);
+        }
+    char *text = cJSON_Print(root);
+    printf("%s\n", text);
+    free(text);
+    cJSON_Delete(root);
+}
+
+int cmd_bench(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'p'},
+        {"gen", required_argument, 0, 'n'},   {"depth", required_argument, 0, 'd'},
+        {"reps", required_argument, 0, 'r'},  {"threads", required_argument, 0, 't'},
+        {"kernels", required_argument, 0, 'k'}, {"output", required_argument, 0, 'o'},
+        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+    const char *models[MAX_MODELS], *fmt = "md";
+    int nmodels = 0, npp = 1, ntg = 1, nd = 3;
+    long pp[MAX_LIST] = {512}, tg[MAX_LIST] = {128}, depth[MAX_LIST] = {0, 2048, 8192}, reps = 3, v;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "m:p:n:d:r:t:k:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            if (nmodels == MAX_MODELS) {
+                fprintf(stderr, "rgemma: bench: at most %d models\n", MAX_MODELS);
+                return 2;
+            }
+            models[nmodels++] = optarg;
+            break;
+        case 'p': if (parse_list("--prompt", optarg, 0, 1 << 20, pp, &npp)) return 2; break;
+        case 'n': if (parse_list("--gen", optarg, 0, 1 << 20, tg, &ntg)) return 2; break;
+        case 'd': if (parse_list("--depth", optarg, 0, 1 << 24, depth, &nd)) return 2; break;
+        case 'r': if (cli_int("bench", "--reps", optarg, 1, 1000, &reps)) return 2; break;
+        case 't':
+            if (cli_int("bench", "--threads", optarg, 1, 4096, &v)) return 2;
+            rg_set_threads((int)v);
+            break;
+        case 'k':
+            if (rg_set_kernel_path(optarg)) {
+                fprintf(stderr, "rgemma: bench: %s\n", rg_last_error());
+                return 2;
+            }
+            break;
+        case 'o':
+            if (strcmp(optarg, "md") && strcmp(optarg, "json")) {
+                fprintf(stderr, "rgemma: bench: --output must be md or json (got \"%s\")\n", optarg);
+                return 2;
+            }
+            fmt = optarg;
+            break;
+        case 'h': usage(stdout); return 0;
+        default:
+            fprintf(stderr, "rgemma: bench: unknown or incomplete option '%s' (try --help)\n", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc || nmodels == 0) {
+        fprintf(stderr, "rgemma: bench: %s (try --help)\n",
+                nmodels ? "unexpected argument" : "no model given (-m PATH)");
+        return 2;
+    }
+    /* 0 in a list means "none of these rows"; depths are filled in order */
+    long *lists[2] = {pp, tg};
+    int *counts[2] = {&npp, &ntg};
+    for (int l = 0; l < 2; l++) {
+        int k = 0;
+        for (int i = 0; i < *counts[l]; i++)
+            if (lists[l][i] > 0) lists[l][k++] = lists[l][i];
+        *counts[l] = k;
+    }
+    for (int i = 1; i < nd; i++)
+        for (int j = i; j > 0 && depth[j] < depth[j - 1]; j--) {
+            long t = depth[j];
+            depth[j] = depth[j - 1];
+            depth[j - 1] = t;
+        }
+
+    char cpu[128];
+    cpu_name(cpu, sizeof cpu);
+    double la[3];
+    load_average(la);
+    int threads = rg_get_threads();
+    fprintf(stderr, "measuring the machine (%d threads, %s kernels)\n", threads, rg_kernel_path());
+    double bw = rg_measure_read_bandwidth((size_t)1 << 30, 5);
+    double peak_f32 = rg_measure_peak_flops(0), peak_int8 = rg_measure_peak_flops(1);
+    fprintf(stderr, "  read %.1f GB/s, f32 FMA %.1f GFLOP/s, int8 dot %.1f GOP/s\n", bw / 1e9, peak_f32 / 1e9,
+            peak_int8 / 1e9);
+
+    model_result *res = rg_xcalloc((size_t)nmodels, sizeof *res);
+    int rc = 0, nres = 0;
+    for (int i = 0; i < nmodels && !rc; i++, nres++)
+        rc = bench_model(models[i], pp, npp, tg, ntg, depth, nd, (int)reps, bw, peak_f32, peak_int8, &res[i]);
+    int rows = 0;
+    for (int i = 0; i < nres; i++) rows += res[i].nrows;
+    if (rows > 0 && !strcmp(fmt, "json")) print_json(res, nres, cpu, threads, bw, peak_f32, peak_int8, la);
+    else if (rows > 0) print_markdown(res, nres, cpu, threads, bw, peak_f32, peak_int8, la);
+    for (int i = 0; i < nres; i++)
+        for (int j = 0; j < res[i].nrows; j++) free(res[i].rows[j].samples);
+    free(res);
+    return rc ? 1 : 0;
+}
