@@ -256,6 +256,21 @@ int rg_generate(const rg_model *m, const rg_tokenizer *t, rg_state *s, const int
 int rg_chat_turn(const rg_tokenizer *t, const char *system, const char *text, int first, int32_t pending,
                  int32_t **ids, size_t *n_ids);
 
+/* -------------------------------------------------------------- evaluation */
+
+/* log softmax(logits)[y] over n logits, in double and stable for any
+ * magnitude: x_y - m - log(sum_i exp(x_i - m)) with m = max_i x_i. */
+double rg_logprob(const float *logits, int n, int32_t y);
+
+/* Log-likelihood of a continuation. The state s holds the context, and
+ * last_logits are the logits its last token produced (they predict cont[0]).
+ * *logprob = sum_i log p(cont[i] | context, cont[0..i-1]); *greedy (may be
+ * NULL) = 1 when every cont[i] was the argmax; token_logprobs (may be NULL)
+ * gets the n terms. s advances over cont[0..n-2] (the last token's own
+ * logits are not needed), in chunks, so memory stays bounded. */
+int rg_score_continuation(const rg_model *m, rg_state *s, const float *last_logits, const int32_t *cont, int n,
+                          double *logprob, int *greedy, double *token_logprobs);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,7 +1,7 @@
 /* Gemma's chat turn format (REF common.py apply_it_formatter):
  *   <start_of_turn>user\n{text}<end_of_turn>\n<start_of_turn>model\n
- * Special pieces are looked up by name, never parsed out of user text, so a
- * user typing "<end_of_turn>" gets those characters, not the control id. */
+ * The turn markers are placed by id; the text between them is tokenized as
+ * one piece ("user\n{text}"), as a chat template does. */
 #include <stdio.h>
 #include <stdlib.h>
 #include "util/util.h"

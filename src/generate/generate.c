@@ -14,14 +14,6 @@
  * enough that a cancel during a long prompt is noticed quickly. */
 #define PREFILL_CHUNK 256
 
-/* The streaming decoder comes with the tokenizer (src/tokenizer). Until that
- * lands the symbols may be absent; no rg_tokenizer can exist then, so they
- * are never called. */
-#pragma weak rg_detok_stream_new
-#pragma weak rg_detok_stream_free
-#pragma weak rg_detok_stream_push
-#pragma weak rg_detok_stream_flush
-
 void rg_generate_params_default(rg_generate_params *p) {
     memset(p, 0, sizeof *p);
     p->max_tokens = -1;
@@ -185,7 +177,7 @@ int rg_generate(const rg_model *m, const rg_tokenizer *t, rg_state *s, const int
     res->stop_reason = why;
 out:
     free(held.buf);
-    if (ds) rg_detok_stream_free(ds);
+    rg_detok_stream_free(ds);
     free(logits);
     rg_sampler_free(smp);
     return rc;

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 #include "../golden/check_golden.h"
+#include "model/synth.h"
 #include "util/util.h"
 
 typedef struct {
@@ -309,6 +310,135 @@ static void test_state_files(void **state) {
     rg_model_free(m);
 }
 
+
+/* ---- text: stop strings and hold-back, with a real tokenizer ------------ */
+
+typedef struct {
+    char text[4096];
+    size_t len;
+    int calls, max_piece_ends[256], n_ends;
+} text_sink;
+
+static int sink(void *ctx, int32_t token, const char *text, size_t len) {
+    text_sink *t = ctx;
+    assert_non_null(text);
+    assert_true(t->len + len < sizeof t->text);
+    memcpy(t->text + t->len, text, len);
+    t->len += len;
+    t->text[t->len] = 0;
+    if (token >= 0 && t->n_ends < 256) t->max_piece_ends[t->n_ends++] = (int)t->len;
+    t->calls++;
+    return 0;
+}
+
+static void test_stop_strings(void **state) {
+    (void)state;
+    rg_config c;
+    rg_synth_preset("tiny", &c);
+    c.vocab_size = 1000; /* tests/data/tokenizer/small_bpe.model */
+    c.hidden_size = c.lru_width = 64;
+    c.num_heads = 4;
+    c.head_dim = 16;
+    c.mlp_width = 128;
+    c.window = 32;
+    char *dir = rg_path_join(tmp_dir, "text-model");
+    rg_synth_options o = {.dtype = RG_DT_F32, .seed = 3};
+    assert_int_equal(rg_synth_write(&c, dir, &o, NULL), 0);
+    rg_model *m;
+    rg_tokenizer *tok;
+    assert_int_equal(rg_model_load(dir, &m), 0);
+    assert_int_equal(rg_tokenizer_load("tests/data/tokenizer/small_bpe.model", &tok), 0);
+    rg_state *s = rg_state_new(m);
+    int32_t *prompt;
+    size_t np;
+    assert_int_equal(rg_tokenize(tok, "The license", 11, 1, 0, &prompt, &np), 0);
+
+    rg_generate_params p = greedy(40);
+    text_sink full = {0};
+    rg_generate_result r;
+    assert_int_equal(rg_generate(m, tok, s, prompt, (int)np, &p, sink, &full, &r), 0);
+    assert_true(full.len > 20);
+
+    /* stop strings cut from the text: the output is the text before its
+     * first occurrence, and nothing of the stop string is ever emitted, even
+     * when it spans several tokens (then its start was held back) */
+    int spanning = 0;
+    for (size_t at = 1; at + 6 < full.len; at += 5) {
+        for (size_t k = 2; k <= 6; k += 2) {
+            char stop[8];
+            memcpy(stop, full.text + at, k);
+            stop[k] = 0;
+            if (strlen(stop) != k) continue;
+            const char *first = strstr(full.text, stop);
+            size_t want = (size_t)(first - full.text);
+            for (int e = 0; e < full.n_ends; e++)
+                spanning += full.max_piece_ends[e] > (int)want && full.max_piece_ends[e] < (int)(want + k);
+            const char *stops[2] = {"\x01never", stop};
+            p.stop = stops;
+            p.n_stop = 2;
+            rg_state_reset(s);
+            text_sink got = {0};
+            assert_int_equal(rg_generate(m, tok, s, prompt, (int)np, &p, sink, &got, &r), 0);
+            assert_int_equal(r.stop_reason, RG_STOP_STRING);
+            assert_int_equal(got.len, want);
+            assert_memory_equal(got.text, full.text, want);
+        }
+    }
+    assert_true(spanning > 0);
+
+    /* a stop string whose start appears but never completes: held back while
+     * it could, then flushed, so the text is whole */
+    char tail[16];
+    snprintf(tail, sizeof tail, "%c%c\x02", full.text[full.len - 2], full.text[full.len - 1]);
+    const char *stops[1] = {tail};
+    p.stop = stops;
+    p.n_stop = 1;
+    rg_state_reset(s);
+    text_sink got = {0};
+    assert_int_equal(rg_generate(m, tok, s, prompt, (int)np, &p, sink, &got, &r), 0);
+    assert_int_equal(r.stop_reason, RG_STOP_LENGTH);
+    assert_int_equal(got.len, full.len);
+    assert_memory_equal(got.text, full.text, full.len);
+    free(prompt);
+    free(dir);
+    rg_state_free(s);
+    rg_tokenizer_free(tok);
+    rg_model_free(m);
+}
+
+static void test_chat_turns(void **state) {
+    (void)state;
+    rg_tokenizer *tok;
+    assert_int_equal(rg_tokenizer_load("tests/data/tokenizer/small_bpe.model", &tok), 0);
+    int32_t sot = rg_tokenizer_piece_id(tok, "<start_of_turn>"), eot = rg_tokenizer_piece_id(tok, "<end_of_turn>");
+    assert_true(sot >= 0 && eot >= 0);
+    int32_t *ids, *want;
+    size_t n, nw;
+    /* first turn = the whole template tokenized (user-defined pieces match as single ids) */
+    const char *tmpl = "<start_of_turn>user\nSys.\n\nHi there<end_of_turn>\n<start_of_turn>model\n";
+    assert_int_equal(rg_tokenize(tok, tmpl, strlen(tmpl), 1, 0, &want, &nw), 0);
+    assert_int_equal(rg_chat_turn(tok, "Sys.", "Hi there", 1, -1, &ids, &n), 0);
+    assert_int_equal(n, nw);
+    assert_memory_equal(ids, want, n * sizeof *ids);
+    assert_int_equal(ids[0], rg_tokenizer_bos(tok));
+    assert_int_equal(ids[1], sot);
+    free(ids), free(want);
+    /* later turn after a reply that ended with <end_of_turn>: pending first, no BOS, no system */
+    tmpl = "<end_of_turn>\n<start_of_turn>user\nMore<end_of_turn>\n<start_of_turn>model\n";
+    assert_int_equal(rg_tokenize(tok, tmpl, strlen(tmpl), 0, 0, &want, &nw), 0);
+    assert_int_equal(rg_chat_turn(tok, "Sys.", "More", 0, eot, &ids, &n), 0);
+    assert_int_equal(n, nw);
+    assert_memory_equal(ids, want, n * sizeof *ids);
+    free(ids);
+    /* after a reply cut off at token 300: 300, then <end_of_turn> closes it */
+    assert_int_equal(rg_chat_turn(tok, NULL, "More", 0, 300, &ids, &n), 0);
+    assert_int_equal(n, nw + 1);
+    assert_int_equal(ids[0], 300);
+    assert_memory_equal(ids + 1, want, nw * sizeof *ids);
+    free(ids), free(want);
+    rg_tokenizer_free(tok);
+}
+
 int main(void) {
     if (!mkdtemp(tmp_dir)) return 1;
     char **cases;
@@ -327,6 +457,8 @@ int main(void) {
         tests[4 * i + 3] = (struct CMUnitTest){"state files", test_state_files, NULL, NULL, g[i]};
     }
     int rc = _cmocka_run_group_tests("generate", tests, (size_t)n * 4, NULL, NULL);
+    const struct CMUnitTest text_tests[] = {cmocka_unit_test(test_stop_strings), cmocka_unit_test(test_chat_turns)};
+    rc |= cmocka_run_group_tests_name("generate text", text_tests, NULL, NULL);
     for (int i = 0; i < n; i++) {
         free(g[i]->dir);
         free(g[i]);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include "cli_util.h"
+#include "util/util.h"
 
 int cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
     char *end;
@@ -54,6 +55,45 @@ int cli_ids(const char *cmd, const char *opt, const char *s, int32_t **ids, int 
     *ids = v;
     *n = k;
     return 0;
+}
+
+rg_tokenizer *cli_tokenizer(const char *cmd, const char *model_path, const char *override, int required,
+                            int *failed) {
+    *failed = 0;
+    char *dir = NULL;
+    const char *where = override;
+    if (!where) {
+        if (rg_is_dir(model_path)) {
+            dir = strdup(model_path);
+        } else {
+            const char *slash = strrchr(model_path, '/');
+            dir = slash ? strndup(model_path, (size_t)(slash - model_path + 1)) : strdup(".");
+        }
+        char *a = rg_path_join(dir, "tokenizer.model"), *b = rg_path_join(dir, "tokenizer.json");
+        int found = rg_file_exists(a) || rg_file_exists(b);
+        free(a);
+        free(b);
+        if (!found) {
+            if (required) {
+                fprintf(stderr,
+                        "rgemma: %s: %s has no tokenizer.model or tokenizer.json: text needs one (get the Gemma "
+                        "tokenizer with scripts/get-gemma-tokenizer.sh and pass --tokenizer, or use --prompt-ids)\n",
+                        cmd, dir);
+                *failed = 1;
+            }
+            free(dir);
+            return NULL;
+        }
+        where = dir;
+    }
+    rg_tokenizer *t = NULL;
+    if (rg_tokenizer_load(where, &t)) {
+        fprintf(stderr, "rgemma: %s: tokenizer: %s\n", cmd, rg_last_error());
+        *failed = 1;
+        t = NULL;
+    }
+    free(dir);
+    return t;
 }
 
 volatile int cli_interrupted;

@@ -13,6 +13,13 @@ int cli_float(const char *cmd, const char *opt, const char *s, double lo, double
 /* "2,651,6037" -> ids (malloc'd) */
 int cli_ids(const char *cmd, const char *opt, const char *s, int32_t **ids, int *n);
 
+/* The tokenizer of a model: `override` if given, else the tokenizer.model or
+ * tokenizer.json in the model's folder. When there is none: NULL, and if
+ * `required`, a one-line error naming what to do. *failed is set when an
+ * error was printed. */
+rg_tokenizer *cli_tokenizer(const char *cmd, const char *model_path, const char *override, int required,
+                            int *failed);
+
 /* Ctrl-C: the first press sets the flag (generation stops cleanly), a second
  * one kills the program as usual. */
 extern volatile int cli_interrupted;

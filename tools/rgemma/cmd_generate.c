@@ -1,4 +1,4 @@
-/* rgemma generate: a prompt in, generated tokens out (streamed), with
+/* rgemma generate: a prompt in, generated text (or ids) out, streamed, with
  * llama.cpp's sampling options, then a short report on stderr. */
 #include <getopt.h>
 #include <stdio.h>
@@ -6,14 +6,21 @@
 #include <string.h>
 #include "cli_util.h"
 #include "commands.h"
+#include "util/util.h"
+
+#define MAX_STOPS 16
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: rgemma generate -m MODEL (--prompt-ids IDS | --load-state FILE) [options]\n\n"
+            "usage: rgemma generate -m MODEL (-p TEXT | -f FILE | --prompt-ids IDS | --load-state FILE) [options]\n\n"
             "  -m, --model DIR          Hugging Face RecurrentGemma folder (or .safetensors / .gguf)\n"
+            "  -p, --prompt TEXT        prompt text (BOS is added at the start of a sequence)\n"
+            "  -f, --file FILE          read the prompt from FILE ('-' = stdin)\n"
             "      --prompt-ids IDS     prompt as token ids, e.g. 2,651,6037 (used as given: include BOS 2);\n"
-            "                           the generated ids are printed\n"
-            "  -n, --n-predict N        tokens to generate (default -1: until EOS or Ctrl-C)\n"
+            "                           the generated ids are printed instead of text\n"
+            "      --chat               wrap the prompt as one Gemma user turn (for -it models)\n"
+            "      --system TEXT        system prompt for --chat (folded into the user turn)\n"
+            "  -n, --n-predict N        tokens to generate (default -1: until EOS, a stop or Ctrl-C)\n"
             "  -s, --seed N             sampling seed (default -1: random)\n"
             "      --temp T             temperature (default 0.8; 0 = greedy)\n"
             "      --top-k K            keep the K most likely tokens (default 40; 0 = off)\n"
@@ -23,34 +30,43 @@ static void usage(FILE *f) {
             "      --repeat-last-n N    tokens the penalties look back over (default 64; 0 = off, -1 = all)\n"
             "      --presence-penalty X (default 0.0 = off)\n"
             "      --frequency-penalty X (default 0.0 = off)\n"
+            "      --stop STRING        stop when STRING appears (not printed); repeatable\n"
             "      --ignore-eos         do not stop at EOS\n"
+            "      --no-display-prompt  do not print the prompt before the generated text\n"
             "      --save-state FILE    save the sequence's state at the end (fixed size)\n"
             "      --load-state FILE    continue the sequence saved in FILE\n"
-            "  -t, --threads N          worker threads (default: all cores)\n");
+            "      --tokenizer PATH     tokenizer.model / tokenizer.json / folder (default: the model's folder)\n"
+            "  -t, --threads N          worker threads (default: all cores)\n\n"
+            "Generation also stops at <end_of_turn>. Ctrl-C stops it cleanly (a second Ctrl-C kills).\n");
 }
 
 enum {
     OPT_PROMPT_IDS = 256, OPT_TEMP, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_REPEAT_LAST_N,
-    OPT_PRESENCE, OPT_FREQUENCY, OPT_IGNORE_EOS, OPT_SAVE_STATE, OPT_LOAD_STATE
+    OPT_PRESENCE, OPT_FREQUENCY, OPT_IGNORE_EOS, OPT_SAVE_STATE, OPT_LOAD_STATE, OPT_STOP, OPT_CHAT, OPT_SYSTEM,
+    OPT_TOKENIZER, OPT_NO_DISPLAY
 };
 
 typedef struct {
-    int first;
-} print_ctx;
+    int ids, first;
+} printer;
 
-static int print_id(void *ctx, int32_t token, const char *text, size_t len) {
-    (void)text, (void)len;
-    print_ctx *p = ctx;
-    if (token < 0) return 0;
-    printf("%s%d", p->first ? "" : ",", token);
+static int print_out(void *ctx, int32_t token, const char *text, size_t len) {
+    printer *p = ctx;
+    if (p->ids) {
+        if (token >= 0) printf("%s%d", p->first ? "" : ",", token);
+        p->first = 0;
+    } else if (len) {
+        fwrite(text, 1, len, stdout);
+    }
     fflush(stdout);
-    p->first = 0;
     return 0;
 }
 
 int cmd_generate(int argc, char **argv) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},
+        {"prompt", required_argument, 0, 'p'},
+        {"file", required_argument, 0, 'f'},
         {"n-predict", required_argument, 0, 'n'},
         {"seed", required_argument, 0, 's'},
         {"threads", required_argument, 0, 't'},
@@ -64,11 +80,19 @@ int cmd_generate(int argc, char **argv) {
         {"repeat-last-n", required_argument, 0, OPT_REPEAT_LAST_N},
         {"presence-penalty", required_argument, 0, OPT_PRESENCE},
         {"frequency-penalty", required_argument, 0, OPT_FREQUENCY},
+        {"stop", required_argument, 0, OPT_STOP},
         {"ignore-eos", no_argument, 0, OPT_IGNORE_EOS},
+        {"chat", no_argument, 0, OPT_CHAT},
+        {"system", required_argument, 0, OPT_SYSTEM},
+        {"tokenizer", required_argument, 0, OPT_TOKENIZER},
+        {"no-display-prompt", no_argument, 0, OPT_NO_DISPLAY},
         {"save-state", required_argument, 0, OPT_SAVE_STATE},
         {"load-state", required_argument, 0, OPT_LOAD_STATE},
         {0, 0, 0, 0}};
     const char *cmd = "generate", *model_path = NULL, *ids_arg = NULL, *save_path = NULL, *load_path = NULL;
+    const char *text_arg = NULL, *file_arg = NULL, *system_arg = NULL, *tok_arg = NULL;
+    const char *stops[MAX_STOPS];
+    int n_stops = 0, chat = 0, display_prompt = 1;
     rg_generate_params gp;
     rg_generate_params_default(&gp);
     rg_sampling_params *sp = &gp.sampling;
@@ -76,13 +100,26 @@ int cmd_generate(int argc, char **argv) {
     int c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "m:n:s:t:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:p:f:n:s:t:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_path = optarg; break;
+        case 'p': text_arg = optarg; break;
+        case 'f': file_arg = optarg; break;
         case OPT_PROMPT_IDS: ids_arg = optarg; break;
         case OPT_SAVE_STATE: save_path = optarg; break;
         case OPT_LOAD_STATE: load_path = optarg; break;
         case OPT_IGNORE_EOS: gp.ignore_eos = 1; break;
+        case OPT_CHAT: chat = 1; break;
+        case OPT_SYSTEM: system_arg = optarg; break;
+        case OPT_TOKENIZER: tok_arg = optarg; break;
+        case OPT_NO_DISPLAY: display_prompt = 0; break;
+        case OPT_STOP:
+            if (n_stops == MAX_STOPS || !*optarg) {
+                fprintf(stderr, "rgemma: generate: --stop takes a non-empty string, at most %d times\n", MAX_STOPS);
+                return 2;
+            }
+            stops[n_stops++] = optarg;
+            break;
         case 'n':
             if (cli_int(cmd, "-n", optarg, -1, 1L << 30, &v)) return 2;
             gp.max_tokens = (int)v;
@@ -136,23 +173,58 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "rgemma: generate: -m MODEL is required (try 'rgemma generate --help')\n");
         return 2;
     }
-    if (!ids_arg && !load_path) {
-        fprintf(stderr, "rgemma: generate: give a prompt (--prompt-ids) or --load-state\n");
+    if (!!text_arg + !!file_arg + !!ids_arg > 1) {
+        fprintf(stderr, "rgemma: generate: give one of -p, -f and --prompt-ids\n");
         return 2;
     }
-    int32_t *ids = NULL;
-    int n_ids = 0;
-    if (ids_arg && cli_ids(cmd, "--prompt-ids", ids_arg, &ids, &n_ids)) return 2;
+    if (!text_arg && !file_arg && !ids_arg && !load_path) {
+        fprintf(stderr, "rgemma: generate: give a prompt (-p TEXT, -f FILE or --prompt-ids) or --load-state\n");
+        return 2;
+    }
+    if ((chat || system_arg) && !text_arg && !file_arg) {
+        fprintf(stderr, "rgemma: generate: --chat and --system need a text prompt (-p or -f)\n");
+        return 2;
+    }
+    if (n_stops && ids_arg) {
+        fprintf(stderr, "rgemma: generate: --stop works on text: use -p or -f\n");
+        return 2;
+    }
 
-    int rc = 1;
+    int rc = 1, failed;
+    char *text = NULL;
+    size_t text_len = 0;
+    int32_t *ids = NULL, *prompt = NULL;
+    int n_ids = 0;
     rg_model *m = NULL;
     rg_state *st = NULL;
-    int32_t *prompt = NULL;
+    rg_tokenizer *tok = NULL;
+    if (ids_arg && cli_ids(cmd, "--prompt-ids", ids_arg, &ids, &n_ids)) return 2;
+    if (text_arg) {
+        text = strdup(text_arg);
+        text_len = strlen(text);
+    } else if (file_arg) {
+        if (rg_read_file(!strcmp(file_arg, "-") ? "/dev/stdin" : file_arg, 256u << 20, &text, &text_len)) {
+            fprintf(stderr, "rgemma: generate: %s\n", rg_last_error());
+            return 1;
+        }
+    }
+    if (text && text_len == 0) {
+        fprintf(stderr, "rgemma: generate: the prompt is empty\n");
+        goto done;
+    }
     if (rg_model_load(model_path, &m)) {
         fprintf(stderr, "rgemma: %s\n", rg_last_error());
         goto done;
     }
     const rg_config *cfg = rg_model_config(m);
+    /* text in or out needs the tokenizer; ids in/out uses it only for <end_of_turn> */
+    tok = cli_tokenizer(cmd, model_path, tok_arg, text != NULL || tok_arg, &failed);
+    if (failed) goto done;
+    if (tok && rg_tokenizer_vocab_size(tok) > cfg->vocab_size) {
+        fprintf(stderr, "rgemma: generate: the tokenizer has %d pieces but the model's vocabulary is %d\n",
+                rg_tokenizer_vocab_size(tok), cfg->vocab_size);
+        goto done;
+    }
     st = rg_state_new(m);
     /* a loaded state may carry the token its run sampled last but never
      * processed: it goes first */
@@ -162,21 +234,46 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "rgemma: %s\n", rg_last_error());
         goto done;
     }
+    int fresh = rg_state_pos(st) == 0 && n_pending == 0;
+    if (text) {
+        size_t n;
+        int r;
+        if (chat) {
+            r = rg_chat_turn(tok, system_arg, text, fresh, n_pending ? pending[n_pending - 1] : -1, &ids, &n);
+            if (!r && n_pending) n_pending--; /* rg_chat_turn placed it */
+        } else {
+            r = rg_tokenize(tok, text, text_len, fresh, 0, &ids, &n);
+        }
+        if (r) {
+            fprintf(stderr, "rgemma: generate: %s\n", rg_last_error());
+            goto done;
+        }
+        n_ids = (int)n;
+    }
     int n_prompt = n_pending + n_ids;
     if (n_prompt == 0) {
         fprintf(stderr, "rgemma: generate: %s holds no pending token: give a prompt to continue from it\n",
                 load_path);
         goto done;
     }
-    prompt = malloc(sizeof *prompt * (size_t)n_prompt);
+    prompt = rg_xmalloc(sizeof *prompt * (size_t)n_prompt);
     memcpy(prompt, pending, sizeof *prompt * (size_t)n_pending);
     if (n_ids) memcpy(prompt + n_pending, ids, sizeof *ids * (size_t)n_ids);
 
+    int32_t eot = tok ? rg_tokenizer_piece_id(tok, "<end_of_turn>") : -1;
+    gp.stop_ids = &eot;
+    gp.n_stop_ids = eot >= 0;
+    gp.stop = stops;
+    gp.n_stop = n_stops;
     cli_catch_sigint();
     gp.cancel = &cli_interrupted;
-    print_ctx pc = {1};
+    printer pr = {ids_arg != NULL || !tok, 1};
+    if (text && !chat && display_prompt) {
+        fwrite(text, 1, text_len, stdout);
+        fflush(stdout);
+    }
     rg_generate_result res;
-    if (rg_generate(m, NULL, st, prompt, n_prompt, &gp, print_id, &pc, &res)) {
+    if (rg_generate(m, pr.ids ? NULL : tok, st, prompt, n_prompt, &gp, print_out, &pr, &res)) {
         printf("\n");
         fprintf(stderr, "rgemma: %s\n", rg_last_error());
         goto done;
@@ -193,10 +290,12 @@ int cmd_generate(int argc, char **argv) {
                 (long long)rg_state_pos(st));
     }
     cli_report(&res, cfg);
-    rc = 0;
+    rc = res.stop_reason == RG_STOP_CALLBACK ? 130 : 0; /* 130: interrupted, as shells report Ctrl-C */
 done:
+    free(text);
     free(prompt);
     free(ids);
+    rg_tokenizer_free(tok);
     rg_state_free(st);
     rg_model_free(m);
     return rc;

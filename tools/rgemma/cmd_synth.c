@@ -88,9 +88,10 @@ static int copy_tokenizer(const char *src, const char *dir) {
     static const char *const names[] = {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
                                         "special_tokens_map.json"};
     int copied = 0;
-    if (rg_file_exists(src)) {
-        const char *base = strrchr(src, '/');
-        char *to = rg_path_join(dir, base ? base + 1 : src);
+    if (rg_file_exists(src)) { /* a .json is an HF tokenizer.json, anything else a SentencePiece model */
+        size_t n = strlen(src);
+        int json = n >= 5 && !strcmp(src + n - 5, ".json");
+        char *to = rg_path_join(dir, json ? "tokenizer.json" : "tokenizer.model");
         int rc = copy_file(src, to);
         free(to);
         return rc ? -1 : 1;

@@ -14,7 +14,10 @@ static const command commands[] = {
     {"bench", cmd_bench, "prefill and decode speed, as fractions of this machine's roofline"},
     {"tokenize", cmd_tokenize, "text to token ids (also JSON Lines, tokenizer.json -> .model, benchmark)"},
     {"detokenize", cmd_detokenize, "token ids to text"},
+    {"chat", cmd_chat, "talk to an instruction-tuned model (Gemma turns; the state is kept between turns)"},
     {"synth", cmd_synth, "write a checkpoint folder of RANDOM weights in the released shapes"},
+    {"perplexity", cmd_perplexity, "perplexity of a text file (llama.cpp style)"},
+    {"eval", cmd_eval, "score benchmark tasks (multiple choice, generation, maj@k) from JSONL"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server (chat, completions, streaming)"},
 };
 

@@ -1,0 +1,457 @@
+/* rgemma eval: score a JSONL task file (schema: README "Evaluation") and
+ * report acc / acc_norm (multiple choice by log-likelihood) and em / nm /
+ * maj@k (generation), as a markdown table shaped like the model card's and
+ * as JSON. The scoring itself is src/eval/runner.c. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "commands.h"
+#include "eval/eval.h"
+#include "cli_util.h"
+#include "eval_cli.h"
+#include "rgemma.h"
+#include "util/util.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: rgemma eval -m MODEL --task FILE.jsonl [options]\n\n"
+            "Scores a benchmark in the JSONL schema of the README (\"Evaluation\"): multiple\n"
+            "choice by log-likelihood (acc, acc_norm), generation by exact / normalised match\n"
+            "and majority vote over samples (em, nm, maj@K). Prints a markdown table.\n\n"
+            "  -m, --model PATH      model folder or file\n"
+            "      --task FILE       the items (scripts/eval-convert.py makes them from the\n"
+            "                        public datasets)\n"
+            "      --shots FILE      few-shot examples, same schema (their answers are shown)\n"
+            "  -k, --num-shots K     shots per item (default 5 with --shots); chosen per group\n"
+            "                        (e.g. MMLU subject) with --seed\n"
+            "      --shot-sep STR    written after each shot (default \"\\n\\n\"; \\n and \\t understood)\n"
+            "      --seed N          shot choice and sampling seed (default 1234)\n"
+            "      --limit N         the first N items only\n"
+            "      --name NAME       benchmark name in the report (default: the task file's name)\n"
+            "      --no-reuse        process every choice from scratch instead of from a state\n"
+            "                        snapshot (same scores; the baseline of the speed-up)\n"
+            "  generation:\n"
+            "      --samples K       generations per item for maj@K (default 1)\n"
+            "      --temp T          temperature (default 0 = greedy)\n"
+            "      --top-k N, --top-p P   sampling filters (default off)\n"
+            "  -n, --max-tokens N    tokens per generation (default 256)\n"
+            "      --stop STR        stop string for items without \"stop\" (repeatable)\n"
+            "      --extract MODE    answer in the output: text (default), number (the last\n"
+            "                        number, as for GSM8K) or a POSIX regex (its last match,\n"
+            "                        group 1 when it has one)\n"
+            "  output:\n"
+            "      --json FILE       JSON report (\"-\" = stdout, instead of the table)\n"
+            "      --items FILE      one JSON line per item: predictions, log-likelihoods, outputs\n"
+            "      --by-group        add a table row per group\n"
+            "      --progress, --no-progress   progress bar on stderr (default: if a terminal)\n"
+            "      --tokenizer PATH  tokenizer (default: the model folder's)\n"
+            "      --check           only validate the task (and shots) file and count its items\n"
+            "  -t, --threads N       worker threads (default: all cores)\n");
+}
+
+static int parse_seed(const char *s, unsigned long long *out) {
+    char *end;
+    errno = 0;
+    *out = strtoull(s, &end, 10);
+    return errno || end == s || *end || *s == '-' ? -1 : 0;
+}
+
+/* "\n" and "\t" in a --shot-sep / --stop argument */
+static char *unescape(const char *s) {
+    char *r = rg_xmalloc(strlen(s) + 1), *o = r;
+    for (; *s; s++) {
+        if (s[0] == '\\' && (s[1] == 'n' || s[1] == 't' || s[1] == '\\')) {
+            *o++ = s[1] == 'n' ? '\n' : s[1] == 't' ? '\t' : '\\';
+            s++;
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = 0;
+    return r;
+}
+
+/* ------------------------------------------------------------------ report */
+
+enum { M_ACC, M_ACC_NORM, M_EM, M_NM, M_MAJ, N_METRICS };
+
+typedef struct {
+    char *name;
+    double *v[N_METRICS]; /* per-item scores of each metric */
+    int n[N_METRICS];
+} score_set;
+
+static void score_add(score_set *s, int metric, double x, int cap) {
+    if (!s->v[metric]) s->v[metric] = rg_xmalloc(sizeof(double) * (size_t)cap);
+    s->v[metric][s->n[metric]++] = x;
+}
+
+static void score_free(score_set *s) {
+    free(s->name);
+    for (int i = 0; i < N_METRICS; i++) free(s->v[i]);
+}
+
+static const char *metric_name(int metric, int samples, char *buf, size_t n) {
+    static const char *names[] = {"acc", "acc_norm", "em", "nm", "maj"};
+    if (metric == M_MAJ) {
+        snprintf(buf, n, "maj@%d", samples);
+        return buf;
+    }
+    return names[metric];
+}
+
+/* maj@K is reported when K > 1 (maj@1 is nm) */
+static int shown(const score_set *s, int metric, int samples) {
+    return s->n[metric] > 0 && (metric != M_MAJ || samples > 1);
+}
+
+static void md_rows(FILE *f, const char *bench, const score_set *s, int samples) {
+    for (int m = 0; m < N_METRICS; m++) {
+        if (!shown(s, m, samples)) continue;
+        double mean, se;
+        char buf[32];
+        rg_mean_stderr(s->v[m], s->n[m], &mean, &se);
+        fprintf(f, "| %s | %s | %.2f | %d | ", bench, metric_name(m, samples, buf, sizeof buf), 100 * mean, s->n[m]);
+        if (isnan(se)) fprintf(f, "- |\n");
+        else fprintf(f, "%.2f |\n", 100 * se);
+    }
+}
+
+static cJSON *json_metrics(const score_set *s, int samples) {
+    cJSON *o = cJSON_CreateObject();
+    for (int m = 0; m < N_METRICS; m++) {
+        if (!shown(s, m, samples)) continue;
+        double mean, se;
+        char buf[32];
+        rg_mean_stderr(s->v[m], s->n[m], &mean, &se);
+        cJSON *e = cJSON_AddObjectToObject(o, metric_name(m, samples, buf, sizeof buf));
+        cJSON_AddNumberToObject(e, "score", mean);
+        if (isnan(se)) cJSON_AddNullToObject(e, "stderr");
+        else cJSON_AddNumberToObject(e, "stderr", se);
+        cJSON_AddNumberToObject(e, "n", s->n[m]);
+    }
+    return o;
+}
+
+static void add_scores(score_set *s, const rg_item *it, const rg_item_result *r, int cap) {
+    if (it->kind == RG_ITEM_MC) {
+        score_add(s, M_ACC, r->acc, cap);
+        score_add(s, M_ACC_NORM, r->acc_norm, cap);
+    } else {
+        score_add(s, M_EM, r->em, cap);
+        score_add(s, M_NM, r->nm, cap);
+        score_add(s, M_MAJ, r->maj, cap);
+    }
+}
+
+static void log_item(FILE *f, const rg_item *it, const rg_item_result *r) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "line", it->line);
+    if (it->id) cJSON_AddStringToObject(o, "id", it->id);
+    if (it->group) cJSON_AddStringToObject(o, "group", it->group);
+    if (it->kind == RG_ITEM_MC) {
+        cJSON_AddNumberToObject(o, "label", it->label);
+        cJSON_AddNumberToObject(o, "pred", r->pred);
+        cJSON_AddNumberToObject(o, "pred_norm", r->pred_norm);
+        cJSON_AddItemToObject(o, "ll", cJSON_CreateDoubleArray(r->ll, it->n_choices));
+        cJSON_AddItemToObject(o, "n_tokens", cJSON_CreateIntArray(r->n_tokens, it->n_choices));
+        cJSON_AddItemToObject(o, "greedy", cJSON_CreateIntArray(r->greedy, it->n_choices));
+        cJSON_AddNumberToObject(o, "acc", r->acc);
+        cJSON_AddNumberToObject(o, "acc_norm", r->acc_norm);
+    } else {
+        cJSON_AddItemToObject(o, "outputs", cJSON_CreateStringArray((const char *const *)r->outputs, r->n_outputs));
+        cJSON_AddItemToObject(o, "extracted",
+                              cJSON_CreateStringArray((const char *const *)r->extracted, r->n_outputs));
+        cJSON_AddNumberToObject(o, "vote", r->vote);
+        cJSON_AddNumberToObject(o, "em", r->em);
+        cJSON_AddNumberToObject(o, "nm", r->nm);
+        cJSON_AddNumberToObject(o, "maj", r->maj);
+    }
+    char *s = cJSON_PrintUnformatted(o);
+    fprintf(f, "%s\n", s);
+    free(s);
+    cJSON_Delete(o);
+}
+
+static const char *base_name(const char *path, char *buf, size_t n) {
+    const char *b = strrchr(path, '/');
+    snprintf(buf, n, "%s", b ? b + 1 : path);
+    char *dot = strstr(buf, ".jsonl");
+    if (dot && dot != buf) *dot = 0;
+    return buf;
+}
+
+/* ------------------------------------------------------------------- main */
+
+static void print_summary(const char *path, const rg_task *t) {
+    int mc = 0, per_choice = 0, gen = 0, ids = 0;
+    for (int i = 0; i < t->n; i++) {
+        const rg_item *it = &t->items[i];
+        mc += it->kind == RG_ITEM_MC;
+        per_choice += it->kind == RG_ITEM_MC && !it->shared_ctx;
+        gen += it->kind == RG_ITEM_GEN;
+        ids += it->is_ids;
+    }
+    printf("%s: %d items: %d multiple choice (%d with a context per choice), %d generation; %d text, %d token ids\n",
+           path, t->n, mc, per_choice, gen, t->n - ids, ids);
+}
+
+static int needs_text(const rg_task *t) {
+    for (int i = 0; t && i < t->n; i++)
+        if (!t->items[i].is_ids) return 1;
+    return 0;
+}
+
+int cmd_eval(int argc, char **argv) {
+    enum { O_TASK = 256, O_SHOTS, O_SEP, O_SEED, O_LIMIT, O_NAME, O_NOREUSE, O_SAMPLES, O_TEMP, O_TOPK, O_TOPP,
+           O_STOP, O_EXTRACT, O_JSON, O_ITEMS, O_BYGROUP, O_PROGRESS, O_NOPROGRESS, O_TOK, O_CHECK };
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},       {"task", required_argument, 0, O_TASK},
+        {"shots", required_argument, 0, O_SHOTS},   {"num-shots", required_argument, 0, 'k'},
+        {"shot-sep", required_argument, 0, O_SEP},  {"seed", required_argument, 0, O_SEED},
+        {"limit", required_argument, 0, O_LIMIT},   {"name", required_argument, 0, O_NAME},
+        {"no-reuse", no_argument, 0, O_NOREUSE},    {"samples", required_argument, 0, O_SAMPLES},
+        {"temp", required_argument, 0, O_TEMP},     {"top-k", required_argument, 0, O_TOPK},
+        {"top-p", required_argument, 0, O_TOPP},    {"max-tokens", required_argument, 0, 'n'},
+        {"stop", required_argument, 0, O_STOP},     {"extract", required_argument, 0, O_EXTRACT},
+        {"json", required_argument, 0, O_JSON},     {"items", required_argument, 0, O_ITEMS},
+        {"by-group", no_argument, 0, O_BYGROUP},    {"progress", no_argument, 0, O_PROGRESS},
+        {"no-progress", no_argument, 0, O_NOPROGRESS}, {"tokenizer", required_argument, 0, O_TOK},
+        {"threads", required_argument, 0, 't'},     {"check", no_argument, 0, O_CHECK},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *model_path = NULL, *task_path = NULL, *shots_path = NULL, *name = NULL, *json_path = NULL,
+               *items_path = NULL, *tok_path = NULL;
+    char *sep = NULL;
+    char **stops = NULL;
+    int n_stop = 0, by_group = 0, progress = isatty(2), k_set = 0, check = 0;
+    long k = 5, limit = -1, samples = 1, max_tokens = 256, v;
+    unsigned long long seed = 1234;
+    rg_eval_opts eo = {.reuse = 1};
+    rg_sampling_params_default(&eo.sampling);
+    eo.sampling.temperature = 0;
+    eo.sampling.top_k = 0;
+    eo.sampling.top_p = 1;
+    eo.sampling.min_p = 0;
+    eo.sampling.repeat_penalty = 1;
+    int c, rc = 2;
+#define BAD(...)                                                                                                       \
+    do {                                                                                                               \
+        fprintf(stderr, "rgemma: eval: " __VA_ARGS__);                                                                 \
+        goto out;                                                                                                      \
+    } while (0)
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "m:k:n:t:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_path = optarg; break;
+        case O_TASK: task_path = optarg; break;
+        case O_SHOTS: shots_path = optarg; break;
+        case O_NAME: name = optarg; break;
+        case O_JSON: json_path = optarg; break;
+        case O_ITEMS: items_path = optarg; break;
+        case O_TOK: tok_path = optarg; break;
+        case O_NOREUSE: eo.reuse = 0; break;
+        case O_BYGROUP: by_group = 1; break;
+        case O_CHECK: check = 1; break;
+        case O_PROGRESS: progress = 1; break;
+        case O_NOPROGRESS: progress = 0; break;
+        case O_EXTRACT: eo.extract = optarg; break;
+        case O_SEP:
+            free(sep);
+            sep = unescape(optarg);
+            break;
+        case O_STOP:
+            stops = realloc(stops, sizeof *stops * (size_t)(n_stop + 1));
+            stops[n_stop++] = unescape(optarg);
+            if (!*stops[n_stop - 1]) BAD("--stop must not be empty\n");
+            break;
+        case 'k':
+            if (cli_int("eval", "-k", optarg, 0, 1000, &k)) goto out;
+            k_set = 1;
+            break;
+        case O_SEED:
+            if (parse_seed(optarg, &seed)) BAD("--seed must be a non-negative integer (got \"%s\")\n", optarg);
+            break;
+        case O_LIMIT:
+            if (cli_int("eval", "--limit", optarg, 1, INT32_MAX, &limit)) goto out;
+            break;
+        case O_SAMPLES:
+            if (cli_int("eval", "--samples", optarg, 1, 1000, &samples)) goto out;
+            break;
+        case 'n':
+            if (cli_int("eval", "--max-tokens", optarg, 1, INT32_MAX, &max_tokens)) goto out;
+            break;
+        case O_TEMP:
+            if (cli_float("eval", "--temp", optarg, 0, 100, &eo.sampling.temperature)) goto out;
+            break;
+        case O_TOPK:
+            if (cli_int("eval", "--top-k", optarg, 0, INT32_MAX, &v)) goto out;
+            eo.sampling.top_k = (int)v;
+            break;
+        case O_TOPP:
+            if (cli_float("eval", "--top-p", optarg, 0.000001, 1, &eo.sampling.top_p)) goto out;
+            break;
+        case 't':
+            if (cli_int("eval", "--threads", optarg, 1, 4096, &v)) goto out;
+            rg_set_threads((int)v);
+            break;
+        case 'h':
+            usage(stdout);
+            rc = 0;
+            goto out;
+        default: BAD("unknown or incomplete option '%s' (try 'rgemma eval --help')\n", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) BAD("unexpected argument '%s'\n", argv[optind]);
+    if (!task_path || (!model_path && !check))
+        BAD("-m MODEL and --task FILE are required (try 'rgemma eval --help')\n");
+    if (k_set && k > 0 && !shots_path) BAD("-k %ld needs --shots FILE to take the examples from\n", k);
+    if (eo.extract) {
+        char *probe = rg_extract_answer(eo.extract, "");
+        if (!probe) BAD("%s\n", rg_last_error());
+        free(probe);
+    }
+    rc = 1;
+
+    rg_task task = {0}, shots = {0};
+    rg_model *m = NULL;
+    rg_tokenizer *tok = NULL;
+    rg_evaluator *ev = NULL;
+    FILE *items_f = NULL;
+    score_set all = {0}, *groups = NULL;
+    int n_groups = 0;
+    if (rg_task_load(task_path, &task) < 0 || (shots_path && rg_task_load(shots_path, &shots) < 0)) goto fail;
+    int n = limit > 0 && limit < task.n ? (int)limit : task.n;
+    if (check) {
+        print_summary(task_path, &task);
+        if (shots_path) print_summary(shots_path, &shots);
+        rc = 0;
+        goto fail;
+    }
+    if (rg_model_load(model_path, &m) < 0) goto fail;
+    if ((needs_text(&task) || needs_text(shots_path ? &shots : NULL)) && cli_load_tokenizer(model_path, tok_path, &tok) < 0)
+        goto fail;
+    if (items_path && !(items_f = fopen(items_path, "w"))) {
+        rg_error("%s: cannot write", items_path);
+        goto fail;
+    }
+    eo.model = m;
+    eo.tok = tok;
+    eo.shots = shots_path ? &shots : NULL;
+    eo.k_shots = shots_path ? (int)k : 0;
+    eo.seed = (uint64_t)seed;
+    eo.shot_sep = sep;
+    eo.samples = (int)samples;
+    eo.max_tokens = (int)max_tokens;
+    eo.stop = (const char *const *)stops;
+    eo.n_stop = n_stop;
+    ev = rg_evaluator_new(&eo);
+    if (!ev) goto fail;
+
+    char bench_buf[256];
+    const char *bench = name ? name : base_name(task_path, bench_buf, sizeof bench_buf);
+    fprintf(stderr, "eval: %s: %d items, %d-shot, state reuse %s\n", bench, n, eo.k_shots, eo.reuse ? "on" : "off");
+    cli_progress bar;
+    cli_progress_start(&bar, progress, n, "items");
+    double t0 = rg_time_s();
+    int64_t tokens = 0;
+    int correct = 0;
+    for (int i = 0; i < n; i++) {
+        const rg_item *it = &task.items[i];
+        rg_item_result r;
+        if (rg_eval_item(ev, it, i, &r) < 0) {
+            rg_item_result_free(&r);
+            cli_progress_end(&bar);
+            rg_error_prefix("%s", task_path);
+            goto fail;
+        }
+        tokens += r.tokens;
+        add_scores(&all, it, &r, n);
+        correct += it->kind == RG_ITEM_MC ? (int)r.acc : (int)r.nm;
+        if (it->group) {
+            int g = 0;
+            while (g < n_groups && strcmp(groups[g].name, it->group)) g++;
+            if (g == n_groups) {
+                groups = realloc(groups, sizeof *groups * (size_t)(n_groups + 1));
+                memset(&groups[g], 0, sizeof *groups);
+                groups[g].name = strdup(it->group);
+                n_groups++;
+            }
+            add_scores(&groups[g], it, &r, n);
+        }
+        if (items_f) log_item(items_f, it, &r);
+        rg_item_result_free(&r);
+        char extra[64];
+        snprintf(extra, sizeof extra, "score %.1f%%", 100.0 * correct / (i + 1));
+        cli_progress_update(&bar, i + 1, extra);
+    }
+    cli_progress_end(&bar);
+    double secs = rg_time_s() - t0;
+    fprintf(stderr, "eval: %d items in %.2f s (%.2f items/s), %lld tokens processed (%.1f tokens/s)\n", n, secs,
+            secs > 0 ? n / secs : 0, (long long)tokens, secs > 0 ? tokens / secs : 0);
+
+    int to_stdout = json_path && !strcmp(json_path, "-");
+    if (!to_stdout) {
+        printf("| Benchmark | Metric | Score | n | stderr |\n|---|---|---|---|---|\n");
+        md_rows(stdout, bench, &all, (int)samples);
+        for (int g = 0; by_group && g < n_groups; g++) {
+            char row[512];
+            snprintf(row, sizeof row, "%s / %s", bench, groups[g].name);
+            md_rows(stdout, row, &groups[g], (int)samples);
+        }
+    }
+    if (json_path) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "benchmark", bench);
+        cJSON_AddStringToObject(o, "task", task_path);
+        cJSON_AddStringToObject(o, "model", model_path);
+        cJSON_AddNumberToObject(o, "n", n);
+        cJSON_AddNumberToObject(o, "num_shots", eo.k_shots);
+        if (shots_path) cJSON_AddStringToObject(o, "shots", shots_path);
+        cJSON_AddNumberToObject(o, "seed", (double)seed);
+        cJSON_AddBoolToObject(o, "state_reuse", eo.reuse);
+        cJSON_AddNumberToObject(o, "samples", (double)samples);
+        cJSON_AddItemToObject(o, "metrics", json_metrics(&all, (int)samples));
+        cJSON *gs = cJSON_AddObjectToObject(o, "groups");
+        for (int g = 0; g < n_groups; g++) cJSON_AddItemToObject(gs, groups[g].name, json_metrics(&groups[g], (int)samples));
+        cJSON_AddNumberToObject(o, "seconds", secs);
+        cJSON_AddNumberToObject(o, "items_per_second", secs > 0 ? n / secs : 0);
+        cJSON_AddNumberToObject(o, "tokens", (double)tokens);
+        cJSON_AddNumberToObject(o, "tokens_per_second", secs > 0 ? tokens / secs : 0);
+        char *s = cJSON_Print(o);
+        cJSON_Delete(o);
+        FILE *f = to_stdout ? stdout : fopen(json_path, "w");
+        if (!f) {
+            free(s);
+            rg_error("%s: cannot write", json_path);
+            goto fail;
+        }
+        fprintf(f, "%s\n", s);
+        free(s);
+        if (!to_stdout) fclose(f);
+    }
+    rc = 0;
+fail:
+    if (rc) fprintf(stderr, "rgemma: eval: %s\n", rg_last_error());
+    if (items_f) fclose(items_f);
+    score_free(&all);
+    for (int g = 0; g < n_groups; g++) score_free(&groups[g]);
+    free(groups);
+    rg_evaluator_free(ev);
+    rg_tokenizer_free(tok);
+    rg_model_free(m);
+    rg_task_free(&task);
+    rg_task_free(&shots);
+out:
+    for (int i = 0; i < n_stop; i++) free(stops[i]);
+    free(stops);
+    free(sep);
+    return rc;
+#undef BAD
+}
