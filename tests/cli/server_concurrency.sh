@@ -9,11 +9,11 @@ make_model
 
 # wait_health PYTHON_CONDITION WHAT: poll /health for up to 10 s
 wait_health() {
-    i=0
-    while [ $i -lt 100 ]; do
+    _polls=0
+    while [ $_polls -lt 100 ]; do
         [ "$(get /health)" = 200 ] && [ "$(json "bool($1)")" = true ] && return 0
         sleep 0.1
-        i=$((i + 1))
+        _polls=$((_polls + 1))
     done
     fail "$2 (health: $(cat "$TMP/out"))"
 }

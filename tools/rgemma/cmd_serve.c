@@ -97,6 +97,16 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "rgemma: serve needs a model (-m PATH)\n");
         return 2;
     }
+    /* SIGINT/SIGTERM are taken by sigwait below: blocked before any thread
+     * starts so that every thread inherits the mask, and before the model
+     * loads so that a signal meanwhile stops the server as soon as it runs */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o.threads = threads ? threads : (int)(cores / o.n_slots > 0 ? cores / o.n_slots : 1);
 
@@ -121,15 +131,6 @@ int cmd_serve(int argc, char **argv) {
         snprintf(name, sizeof name, "%.*s", (int)(n - b), model_path + b);
         o.model_name = name;
     }
-
-    /* SIGINT/SIGTERM are taken by sigwait below: block them before any
-     * thread starts so that every thread inherits the mask */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     rg_server *srv;
     if (rg_server_start(m, t, &o, &srv)) {
