@@ -38,7 +38,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${RGEMMA_CACHE:-$HOME/.cache/rgemma}/gemma-tokenizer
 mkdir -p "$dir" || die "cannot create $dir"
 tmp=$(mktemp -d "$dir/.tmp.XXXXXX") || die "cannot create a temporary folder in $dir"
-trap 'rm -rf "$tmp"' EXIT INT TERM
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' INT TERM
 
 if [ ! -f "$dir/tokenizer.json" ] || [ "$(sha256 "$dir/tokenizer.json")" != "$JSON_SHA256" ]; then
     command -v npm >/dev/null 2>&1 || die "npm is missing (Debian: apt-get install nodejs npm; or 'make deps')"

@@ -9,7 +9,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 rgemma=${RGEMMA:-$root/build/rgemma}
 tok=${1:-$(sh "$root/scripts/get-gemma-tokenizer.sh")/tokenizer.model}
 text=$(mktemp)
-trap 'rm -f "$text"' EXIT INT TERM
+trap 'rm -f "$text"' EXIT
+trap 'exit 1' INT TERM
 {
     cat /usr/share/common-licenses/* "$root"/tests/data/tokenizer/*.jsonl
     for f in $(ls /usr/share/man/man1/*.gz | sort); do zcat "$f"; done | head -c 1500000

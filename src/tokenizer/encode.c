@@ -38,6 +38,7 @@ typedef struct {
 typedef struct {
     const rg_tokenizer *t;
     const uint8_t *text; /* normalised */
+    size_t text_len;
     cached_run *cache;   /* open addressing; len 0 = empty */
     size_t cache_mask, cache_n;
     symbol *sym;
@@ -111,6 +112,8 @@ static inline void try_pair(encoder *e, int32_t l, int32_t r) {
     int32_t id;
     if (len == 2) { /* two one-byte characters: ASCII */
         id = t->ascii_pair[p[0] * 128 + p[1]];
+    } else if (len == 4 && a->len == 3 && p[3] < 0x80 && p[0] == 0xe2 && p[1] == 0x96 && p[2] == 0x81) {
+        id = t->space_ascii[p[3]];
     } else {
         id = rg_tok_lookup(t, p, len);
         if (id >= 0 && t->type[id] != RG_PIECE_NORMAL && t->type[id] != RG_PIECE_USER_DEFINED) id = -1;
@@ -161,8 +164,10 @@ static void bpe(encoder *e, int32_t k) {
     for (int32_t i = 0; i >= 0; i = s[i].next) emit_symbol(e, s[i].start, s[i].len, s[i].id);
 }
 
-static void cache_grow(encoder *e) {
-    size_t cap = e->cache ? 2 * (e->cache_mask + 1) : 1024;
+static void cache_grow(encoder *e, size_t text_len) {
+    size_t cap = 64;
+    if (e->cache) cap = 2 * (e->cache_mask + 1);
+    else while (cap < text_len / 16) cap *= 2; /* about one run per 8 bytes, half full */
     cached_run *old = e->cache, *c = rg_xcalloc(cap, sizeof *c);
     for (size_t i = 0; old && i <= e->cache_mask; i++) {
         if (!old[i].len) continue;
@@ -185,7 +190,7 @@ static void run(encoder *e, int32_t k) {
     uint32_t len = (uint32_t)(e->sym[k - 1].start + e->sym[k - 1].len) - start;
     uint64_t h = rg_tok_hash(e->text + start, len);
     uint32_t tag = (uint32_t)(h >> 32);
-    if (2 * (e->cache_n + 1) > e->cache_mask + 1) cache_grow(e);
+    if (!e->cache || 2 * (e->cache_n + 1) > e->cache_mask + 1) cache_grow(e, e->text_len);
     size_t i = h & e->cache_mask;
     for (; e->cache[i].len; i = (i + 1) & e->cache_mask) {
         cached_run *c = &e->cache[i];
@@ -284,7 +289,7 @@ int rg_tokenize(const rg_tokenizer *t, const char *text, size_t len, int add_bos
     if (len > ((size_t)INT32_MAX - 3) / 3) return rg_error("tokenize: text too long (%zu bytes)", len);
     uint8_t *buf = rg_xmalloc(3 * len + 3);
     size_t n = normalize(t, (const uint8_t *)text, len, buf);
-    encoder e = {.t = t, .text = buf};
+    encoder e = {.t = t, .text = buf, .text_len = n};
     if (add_bos) emit(&e, t->bos_id);
 
     int32_t k = 0;        /* unfrozen symbols collected so far */

@@ -206,8 +206,11 @@ int rg_tok_finish(rg_tokenizer *t, const char *name) {
                 return rg_error("%s: byte_fallback is on but the byte piece <0x%02X> is missing", name, b);
 
     for (int a = 0; a < 128; a++) {
-        uint8_t pair[2] = {(uint8_t)a, 0};
-        int32_t id = rg_tok_lookup(t, pair, 1);
+        uint8_t pair[4] = {0xe2, 0x96, 0x81, (uint8_t)a};
+        int32_t id = rg_tok_lookup(t, pair, 4);
+        t->space_ascii[a] = id >= 0 && mergeable(t->type[id]) ? id : -1;
+        pair[0] = (uint8_t)a;
+        id = rg_tok_lookup(t, pair, 1);
         t->ascii_id[a] = id;
         for (int b = 0; b < 128; b++) {
             pair[1] = (uint8_t)b;

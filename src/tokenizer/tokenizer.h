@@ -61,6 +61,7 @@ struct rg_tokenizer {
     uint32_t table_mask;
     int32_t ascii_id[128];  /* id of each one-byte character piece, -1 if none */
     int32_t *ascii_pair;    /* [128*128]: mergeable piece of two ASCII bytes, -1 if none */
+    int32_t space_ascii[128]; /* mergeable piece U+2581 + one ASCII byte, -1 if none */
     rg_tok_trie_node *trie;
     int32_t trie_n;
     int32_t trie_root[256]; /* first-byte index of the trie, -1 if none */

@@ -34,6 +34,11 @@ for tok in "$G/tokenizer.model" "$G/tokenizer.json" "$G"; do
     "$RGEMMA" detokenize -t "$tok" --jsonl $D/gemma.decode.jsonl >"$tmp/got"
     same "detokenize -t $tok --jsonl gemma.decode.jsonl" "$tmp/got" "$tmp/want_dec" 42
 done
+# a folder with only tokenizer.json (no tokenizer_config.json): <bos> is found by name
+mkdir "$tmp/json-only"
+ln -s "$G/tokenizer.json" "$tmp/json-only/tokenizer.json"
+[ "$("$RGEMMA" tokenize -t "$tmp/json-only" --bos --eos "$(printf 'x<start_of_turn>')")" = "2 235297 106 1" ] ||
+    fail "tokenize with a folder holding only tokenizer.json"
 chat=$(printf '<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nx')
 [ "$("$RGEMMA" tokenize -t "$G" --bos "$chat")" = "2 106 1645 108 2151 107 108 106 2516 108 235297" ] ||
     fail "chat-format prompt"
