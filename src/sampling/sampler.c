@@ -40,6 +40,7 @@ struct rg_sampler {
     size_t hist_len, hist_cap, hist_next;
     int *count;       /* [vocab] scratch for the penalties, all zero between calls */
     rg_candidate *cand;
+    float *weight;    /* [vocab] scratch: exp((l - max) / T) of the candidates */
 };
 
 /* ---- xoshiro256**, seeded by splitmix64 ---------------------------------- */
@@ -106,6 +107,7 @@ rg_sampler *rg_sampler_new(const rg_sampling_params *p, int vocab_size) {
     if (s->hist_cap) s->history = rg_xmalloc(sizeof *s->history * s->hist_cap);
     s->count = rg_xcalloc((size_t)vocab_size, sizeof *s->count);
     s->cand = rg_xmalloc(sizeof *s->cand * (size_t)vocab_size);
+    s->weight = rg_xmalloc(sizeof *s->weight * (size_t)vocab_size);
     return s;
 }
 
@@ -114,6 +116,7 @@ void rg_sampler_free(rg_sampler *s) {
     free(s->history);
     free(s->count);
     free(s->cand);
+    free(s->weight);
     free(s);
 }
 
@@ -204,36 +207,52 @@ static int select_top(const float *logits, int n, int k, rg_candidate *out) {
 
 int rg_sampler_candidates(rg_sampler *s, const float *logits, rg_candidate **out) {
     const rg_sampling_params *p = &s->p;
-    int n = s->vocab;
+    int V = s->vocab, n;
+    int top_p = p->top_p < 1.0f, min_p = p->min_p > 0.0f;
     rg_candidate *c = s->cand;
-    if (p->top_k > 0 && p->top_k < n) {
-        n = select_top(logits, n, p->top_k, c);
-    } else {
-        for (int i = 0; i < n; i++) c[i] = (rg_candidate){i, logits[i]};
-        qsort(c, (size_t)n, sizeof *c, cmp_desc);
-    }
-    /* top-p over the softmax (T = 1) of what is left */
-    if (p->top_p < 1.0f && n > 1) {
-        double z = 0;
+    *out = c;
+    double z = 0; /* softmax normaliser (T = 1) of the candidates, relative to the best logit */
+    if (p->top_k > 0 && p->top_k < V) {
+        n = select_top(logits, V, p->top_k, c);
         for (int i = 0; i < n; i++) z += exp((double)c[i].logit - c[0].logit);
+    } else if (!top_p && !min_p) {
+        for (int i = 0; i < V; i++) c[i] = (rg_candidate){i, logits[i]};
+        return V; /* no filter: every token, in id order */
+    } else {
+        /* Top-p and min-p each keep a prefix of the sorted vocabulary; select
+         * a growing top set until it holds one of them rather than sorting
+         * all V logits. */
+        float mx = logits[0];
+        for (int i = 1; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
+        for (int i = 0; i < V; i++) z += exp((double)logits[i] - mx);
+        float floor_l = min_p ? mx + logf(p->min_p) : -INFINITY;
+        for (int k = 256;; k *= 8) {
+            n = select_top(logits, V, k < V ? k : V, c);
+            int done = n == V || c[n - 1].logit < floor_l;
+            if (!done && top_p) {
+                double cum = 0;
+                for (int i = 0; i < n; i++) cum += exp((double)c[i].logit - mx);
+                done = cum / z >= p->top_p;
+            }
+            if (done) break;
+        }
+    }
+    if (top_p && n > 1) { /* the smallest prefix whose probability reaches top_p */
         double cum = 0;
-        int keep = n;
         for (int i = 0; i < n; i++) {
             cum += exp((double)c[i].logit - c[0].logit) / z;
             if (cum >= p->top_p) {
-                keep = i + 1;
+                n = i + 1;
                 break;
             }
         }
-        n = keep;
     }
-    if (p->min_p > 0.0f && n > 1) {
+    if (min_p && n > 1) { /* p_i >= min_p * p_max */
         float floor_l = c[0].logit + logf(p->min_p);
         int keep = 1;
         while (keep < n && c[keep].logit >= floor_l) keep++;
         n = keep;
     }
-    *out = c;
     return n;
 }
 
@@ -250,11 +269,14 @@ int32_t rg_sampler_sample(rg_sampler *s, float *logits) {
     rg_candidate *c;
     int n = rg_sampler_candidates(s, logits, &c);
     /* softmax(l / T) over the survivors, then one draw */
-    double inv_t = 1.0 / s->p.temperature, z = 0;
-    for (int i = 0; i < n; i++) z += exp(((double)c[i].logit - c[0].logit) * inv_t);
+    float mx = c[0].logit;
+    for (int i = 1; i < n; i++) mx = c[i].logit > mx ? c[i].logit : mx;
+    float inv_t = 1.0f / s->p.temperature;
+    double z = 0;
+    for (int i = 0; i < n; i++) z += s->weight[i] = expf((c[i].logit - mx) * inv_t);
     double r = next_unit(s->rng) * z, cum = 0;
     for (int i = 0; i < n; i++) {
-        cum += exp(((double)c[i].logit - c[0].logit) * inv_t);
+        cum += s->weight[i];
         if (r < cum) return c[i].id;
     }
     return c[n - 1].id;

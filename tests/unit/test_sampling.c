@@ -144,6 +144,58 @@ static void test_top_k_selects_the_k_best(void **state) {
     rg_sampler_free(s);
 }
 
+
+static int cmp_cand_desc(const void *a, const void *b) {
+    const rg_candidate *x = a, *y = b;
+    if (x->logit != y->logit) return x->logit < y->logit ? 1 : -1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Without top-k the sampler selects a growing top set instead of sorting the
+ * whole vocabulary: it must keep exactly what a full sort keeps. */
+static void test_filters_without_top_k(void **state) {
+    (void)state;
+    enum { V = 20000 };
+    float *l = malloc(sizeof(float) * V);
+    rg_candidate *ref = malloc(sizeof *ref * V);
+    for (int trial = 0; trial < 6; trial++) {
+        random_logits(l, V, 50 + trial);
+        if (trial % 2) for (int i = 0; i < V; i++) l[i] *= 0.2f; /* flat: top-p needs thousands */
+        for (int i = 0; i < V; i++) ref[i] = (rg_candidate){i, l[i]};
+        qsort(ref, V, sizeof *ref, cmp_cand_desc);
+        double z = 0;
+        for (int i = 0; i < V; i++) z += exp((double)ref[i].logit - ref[0].logit);
+        const float tps[3] = {0.5f, 0.95f, 1.0f}, mps[3] = {0.0f, 0.01f, 0.3f};
+        for (int a = 0; a < 3; a++)
+            for (int b = 0; b < 3; b++) {
+                if (tps[a] == 1.0f && mps[b] == 0.0f) continue;
+                int want = V;
+                double cum = 0;
+                for (int i = 0; i < V && tps[a] < 1.0f; i++) {
+                    cum += exp((double)ref[i].logit - ref[0].logit) / z;
+                    if (cum >= tps[a]) {
+                        want = i + 1;
+                        break;
+                    }
+                }
+                int keep = 1;
+                while (keep < want && mps[b] > 0 && ref[keep].logit >= ref[0].logit + logf(mps[b])) keep++;
+                if (mps[b] > 0) want = keep;
+                rg_sampling_params p = plain(1, 1);
+                p.top_p = tps[a];
+                p.min_p = mps[b];
+                rg_sampler *s = rg_sampler_new(&p, V);
+                rg_candidate *c;
+                int n = rg_sampler_candidates(s, l, &c);
+                assert_int_equal(n, want);
+                for (int i = 0; i < n; i++) assert_int_equal(c[i].id, ref[i].id);
+                rg_sampler_free(s);
+            }
+    }
+    free(l);
+    free(ref);
+}
+
 /* probabilities 0.5, 0.2, 0.15, 0.1, 0.05 (as logits = log p) */
 static void five(float *l) {
     const double pr[5] = {0.1, 0.5, 0.05, 0.2, 0.15};
@@ -325,6 +377,7 @@ int main(void) {
         cmocka_unit_test(test_top_k_selects_the_k_best),
         cmocka_unit_test(test_top_p_smallest_set),
         cmocka_unit_test(test_min_p),
+        cmocka_unit_test(test_filters_without_top_k),
         cmocka_unit_test(test_penalties),
         cmocka_unit_test(test_temperature_distribution),
         cmocka_unit_test(test_temperature_distribution_on_model),
