@@ -16,6 +16,7 @@ typedef struct {
     float *y, *u, *c, *gx, *ga, *hh; /* [B x R] recurrent block */
     float *q, *k, *v, *att;        /* attention block */
     float *g, *up;                 /* [B x F] MLP */
+    rg_matmul_job *jobs;           /* [2H] the RG-LRU gates' blocks */
 } workspace;
 
 static void ws_init(workspace *w, const rg_config *c, int b) {
@@ -36,12 +37,14 @@ static void ws_init(workspace *w, const rg_config *c, int b) {
     w->att = rg_aligned_alloc(sizeof(float) * b * Q);
     w->g = rg_aligned_alloc(sizeof(float) * b * F);
     w->up = rg_aligned_alloc(sizeof(float) * b * F);
+    w->jobs = rg_xmalloc(sizeof(rg_matmul_job) * 2 * (size_t)c->num_heads);
 }
 
 static void ws_free(workspace *w) {
     float *all[] = {w->x, w->a, w->tout, w->y, w->u, w->c, w->gx, w->ga, w->hh,
                     w->q, w->k, w->v, w->att, w->g, w->up};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+    free(w->jobs);
 }
 
 /* y = gelu_tanh(a W_y + b_y); u = a W_x + b_x; c = conv1d(u);
@@ -49,15 +52,19 @@ static void ws_free(workspace *w) {
 static void recurrent_block(const rg_model *m, const rg_layer *L, rg_state *s, int layer, workspace *w, int n) {
     const rg_config *c = &m->cfg;
     int D = c->hidden_size, R = c->lru_width, H = c->num_heads, bw = R / H;
-    rg_matmul(&L->linear_y, 0, R, w->a, D, n, w->y, R, L->linear_y_b);
-    rg_matmul(&L->linear_x, 0, R, w->a, D, n, w->u, R, L->linear_x_b);
+    rg_matmul_job in[2] = {{&L->linear_y, 0, R, w->a, D, w->y, R, L->linear_y_b},
+                           {&L->linear_x, 0, R, w->a, D, w->u, R, L->linear_x_b}};
+    rg_matmul_jobs(in, 2, n);
     rg_conv1d(w->u, n, R, c->conv_width, L->conv_w, L->conv_b, rg_state_conv(s, layer), w->c);
     /* block-diagonal gates: block h maps c[h*bw..] to g[h*bw..] */
+    rg_matmul_job *gates = w->jobs;
     for (int h = 0; h < H; h++) {
-        rg_matmul(&L->input_gate, (int64_t)h * bw, bw, w->c + h * bw, R, n, w->gx + h * bw, R,
-                  L->input_gate_b + h * bw);
-        rg_matmul(&L->a_gate, (int64_t)h * bw, bw, w->c + h * bw, R, n, w->ga + h * bw, R, L->a_gate_b + h * bw);
+        gates[2 * h] = (rg_matmul_job){&L->input_gate, (int64_t)h * bw, bw, w->c + h * bw, R, w->gx + h * bw, R,
+                                       L->input_gate_b + h * bw};
+        gates[2 * h + 1] = (rg_matmul_job){&L->a_gate, (int64_t)h * bw, bw, w->c + h * bw, R, w->ga + h * bw, R,
+                                           L->a_gate_b + h * bw};
     }
+    rg_matmul_jobs(gates, 2 * H, n);
     rg_rglru_scan(w->c, w->gx, w->ga, L->softplus_a, n, R, s->pos, rg_state_h(s, layer), w->hh);
     rg_gelu_mul(w->y, w->hh, (size_t)n * R); /* y = gelu(y) * h */
     rg_matmul(&L->linear_out, 0, D, w->y, R, n, w->tout, D, L->linear_out_b);
@@ -67,9 +74,10 @@ static void recurrent_block(const rg_model *m, const rg_layer *L, rg_state *s, i
 static void attention_block(const rg_model *m, const rg_layer *L, rg_state *s, int layer, workspace *w, int n) {
     const rg_config *c = &m->cfg;
     int D = c->hidden_size, H = c->num_heads, hd = c->head_dim, Q = H * hd, W = c->window;
-    rg_matmul(&L->q, 0, Q, w->a, D, n, w->q, Q, NULL);
-    rg_matmul(&L->k, 0, hd, w->a, D, n, w->k, hd, NULL);
-    rg_matmul(&L->v, 0, hd, w->a, D, n, w->v, hd, NULL);
+    rg_matmul_job qkv[3] = {{&L->q, 0, Q, w->a, D, w->q, Q, NULL},
+                            {&L->k, 0, hd, w->a, D, w->k, hd, NULL},
+                            {&L->v, 0, hd, w->a, D, w->v, hd, NULL}};
+    rg_matmul_jobs(qkv, 3, n);
     for (int t = 0; t < n; t++) {
         rg_rope(w->q + (size_t)t * Q, H, hd, m->rope_pairs, m->rope_inv_freq, s->pos + t);
         rg_rope(w->k + (size_t)t * hd, 1, hd, m->rope_pairs, m->rope_inv_freq, s->pos + t);
@@ -88,8 +96,8 @@ static void attention_block(const rg_model *m, const rg_layer *L, rg_state *s, i
 /* g = gelu_tanh(b W_gate + b_gate) * (b W_up + b_up); out = g W_down + b_down */
 static void mlp_block(const rg_layer *L, const rg_config *c, workspace *w, int n) {
     int D = c->hidden_size, F = c->mlp_width;
-    rg_matmul(&L->gate, 0, F, w->a, D, n, w->g, F, L->gate_b);
-    rg_matmul(&L->up, 0, F, w->a, D, n, w->up, F, L->up_b);
+    rg_matmul_job in[2] = {{&L->gate, 0, F, w->a, D, w->g, F, L->gate_b}, {&L->up, 0, F, w->a, D, w->up, F, L->up_b}};
+    rg_matmul_jobs(in, 2, n);
     rg_gelu_mul(w->g, w->up, (size_t)n * F);
     rg_matmul(&L->down, 0, D, w->g, F, n, w->tout, D, L->down_b);
 }

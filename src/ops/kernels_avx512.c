@@ -26,6 +26,10 @@
 #define INLINE static inline __attribute__((always_inline))
 
 enum { RB = 4, TB = 6, KC = 512, QTB = 4 };
+/* Decode reads each weight once, from memory: prefetching this far ahead in
+ * each of the RB rows keeps enough cache lines in flight to reach the
+ * bandwidth (latency x bandwidth is a few KiB per core). */
+#define PF_AHEAD 1024
 
 /* ------------------------------------------------------------ helpers */
 
@@ -89,11 +93,29 @@ INLINE __m512 sigmoid16(__m512 x) {
 
 /* ------------------------------------------------- matmul, float weights */
 
+/* acc[r][t] += w[r][i..i+16) x[t][i..i+16) (lanes outside m are 0) */
+INLINE void tile_step(rg_dtype dt, const int nt, const uint8_t *const wr[RB], int i, __mmask16 m, const float *x,
+                      int ldx, __m512 acc[RB][TB], const int prefetch) {
+    __m512 wv[RB];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) {
+        if (prefetch)
+            _mm_prefetch((const char *)wr[r] + (size_t)i * (dt == RG_DT_F32 ? 4 : 2) + PF_AHEAD, _MM_HINT_T0);
+        wv[r] = load_w(dt, wr[r], i, m);
+    }
+#pragma GCC unroll 6
+    for (int t = 0; t < nt; t++) {
+        __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)t * ldx + i);
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+}
+
 /* y[t][r] (+)= sum_{i<len} w[r][i] x[t][i] for r < nr, t < nt (a constant
  * after inlining, so acc lives in registers). Rows past nr repeat the last
  * row and are not stored. */
 INLINE void tile_f(rg_dtype dt, const int nt, const uint8_t *w, size_t rb, int nr, int len, const float *x, int ldx,
-                   float *y, int ldy, int add) {
+                   float *y, int ldy, int add, const int prefetch) {
     const uint8_t *wr[RB];
     for (int r = 0; r < RB; r++) wr[r] = w + (size_t)(r < nr ? r : nr - 1) * rb;
     __m512 acc[RB][TB];
@@ -101,18 +123,9 @@ INLINE void tile_f(rg_dtype dt, const int nt, const uint8_t *w, size_t rb, int n
     for (int r = 0; r < RB; r++)
 #pragma GCC unroll 6
         for (int t = 0; t < nt; t++) acc[r][t] = _mm512_setzero_ps();
-    for (int i = 0; i < len; i += 16) {
-        __mmask16 m = len - i >= 16 ? 0xffff : tail_mask(len - i);
-        __m512 wv[RB];
-#pragma GCC unroll 4
-        for (int r = 0; r < RB; r++) wv[r] = load_w(dt, wr[r], i, m);
-#pragma GCC unroll 6
-        for (int t = 0; t < nt; t++) {
-            __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)t * ldx + i);
-#pragma GCC unroll 4
-            for (int r = 0; r < RB; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
-        }
-    }
+    int i = 0;
+    for (; i + 16 <= len; i += 16) tile_step(dt, nt, wr, i, 0xffff, x, ldx, acc, prefetch);
+    if (i < len) tile_step(dt, nt, wr, i, tail_mask(len - i), x, ldx, acc, 0);
     __mmask8 ym = (__mmask8)((1u << nr) - 1);
 #pragma GCC unroll 6
     for (int t = 0; t < nt; t++) {
@@ -125,14 +138,14 @@ INLINE void tile_f(rg_dtype dt, const int nt, const uint8_t *w, size_t rb, int n
 
 /* One tile of nt <= TB tokens, dispatched to a constant nt. */
 INLINE void tile_f_any(rg_dtype dt, int nt, const uint8_t *w, size_t rb, int nr, int len, const float *x, int ldx,
-                       float *y, int ldy, int add) {
+                       float *y, int ldy, int add, const int prefetch) {
     switch (nt) {
-    case 1: tile_f(dt, 1, w, rb, nr, len, x, ldx, y, ldy, add); break;
-    case 2: tile_f(dt, 2, w, rb, nr, len, x, ldx, y, ldy, add); break;
-    case 3: tile_f(dt, 3, w, rb, nr, len, x, ldx, y, ldy, add); break;
-    case 4: tile_f(dt, 4, w, rb, nr, len, x, ldx, y, ldy, add); break;
-    case 5: tile_f(dt, 5, w, rb, nr, len, x, ldx, y, ldy, add); break;
-    default: tile_f(dt, 6, w, rb, nr, len, x, ldx, y, ldy, add); break;
+    case 1: tile_f(dt, 1, w, rb, nr, len, x, ldx, y, ldy, add, prefetch); break;
+    case 2: tile_f(dt, 2, w, rb, nr, len, x, ldx, y, ldy, add, prefetch); break;
+    case 3: tile_f(dt, 3, w, rb, nr, len, x, ldx, y, ldy, add, prefetch); break;
+    case 4: tile_f(dt, 4, w, rb, nr, len, x, ldx, y, ldy, add, prefetch); break;
+    case 5: tile_f(dt, 5, w, rb, nr, len, x, ldx, y, ldy, add, prefetch); break;
+    default: tile_f(dt, 6, w, rb, nr, len, x, ldx, y, ldy, add, prefetch); break;
     }
 }
 
@@ -149,7 +162,7 @@ INLINE void matmul_float(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int
                          float *y, int ldy) {
     if (n <= TB) { /* decode: stream each row once, widening in registers */
         for (int r0 = 0; r0 < rows; r0 += RB)
-            tile_f_any(dt, n, w + (size_t)r0 * rb, rb, rows - r0 < RB ? rows - r0 : RB, k, x, ldx, y + r0, ldy, 0);
+            tile_f_any(dt, n, w + (size_t)r0 * rb, rb, rows - r0 < RB ? rows - r0 : RB, k, x, ldx, y + r0, ldy, 0, 1);
         return;
     }
     float *wide = dt == RG_DT_F32 ? NULL : rg_scratch(RG_SCRATCH_KERNEL, sizeof(float) * RB * KC);
@@ -161,12 +174,16 @@ INLINE void matmul_float(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int
             size_t srb = rb;
             if (wide) {
                 widen_tile(dt, w + (size_t)r0 * rb, rb, nr, k0, len, wide);
+                /* the next tile's weights (2 bytes each) come from memory while this one computes */
+                for (int r = r0 + RB; r < rows && r < r0 + 2 * RB; r++)
+                    for (size_t b = 0; b < (size_t)len * 2; b += 64)
+                        _mm_prefetch((const char *)(w + (size_t)r * rb + (size_t)k0 * 2 + b), _MM_HINT_T0);
                 src = (const uint8_t *)wide;
                 srb = sizeof(float) * KC;
             }
             for (int t0 = 0; t0 < n; t0 += TB)
                 tile_f_any(RG_DT_F32, n - t0 < TB ? n - t0 : TB, src, srb, nr, len, x + (size_t)t0 * ldx + k0, ldx,
-                           y + (size_t)t0 * ldy + r0, ldy, k0 > 0);
+                           y + (size_t)t0 * ldy + r0, ldy, k0 > 0, 0);
         }
     }
 }
@@ -239,6 +256,7 @@ INLINE void tile_q(rg_dtype dt, const int nt, const uint8_t *w, size_t rb, int n
 #pragma GCC unroll 4
         for (int r = 0; r < RB; r++) {
             const uint8_t *blk = wr[r] + (size_t)b * bs;
+            _mm_prefetch((const char *)blk + PF_AHEAD, _MM_HINT_T0);
             wu[r] = unpack_q(dt, blk);
             uint16_t h;
             memcpy(&h, blk, 2);

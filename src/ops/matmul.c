@@ -87,25 +87,43 @@ void *rg_scratch(int slot, size_t bytes) {
 }
 
 /* Thread shares are cut at multiples of this many rows (the kernels' row
- * tiles) and a second thread is used only for at least this many. */
+ * tiles); a second thread is used from two such blocks on. */
 #define ROW_ALIGN 16
+
+/* Rows [r0, r1) of one job. */
+static void run_rows(const rg_kernel_set *ks, const rg_matmul_job *j, int n, size_t r0, size_t r1) {
+    const rg_tensor *w = j->w;
+    rg_matmul_fn fn = ks->matmul[w->dtype] ? ks->matmul[w->dtype] : rg_kernels_scalar.matmul[w->dtype];
+    size_t rb = rg_tensor_row_bytes(w);
+    const uint8_t *base = (const uint8_t *)w->data + ((size_t)j->row0 + r0) * rb;
+    fn(base, rb, (int)(r1 - r0), (int)w->shape[w->ndim - 1], j->x, j->ldx, n, j->y + r0, j->ldy);
+    if (j->bias)
+        for (int t = 0; t < n; t++)
+            for (size_t r = r0; r < r1; r++) j->y[(size_t)t * j->ldy + r] += j->bias[r];
+}
+
+void rg_matmul_jobs(const rg_matmul_job *jobs, int njobs, int n) {
+    const rg_kernel_set *ks = rg_active_kernels();
+    size_t units = 0; /* blocks of ROW_ALIGN rows, over all jobs */
+    for (int i = 0; i < njobs; i++) units += ((size_t)jobs[i].rows + ROW_ALIGN - 1) / ROW_ALIGN;
+#pragma omp parallel if (units >= 2)
+    {
+        size_t u0, u1, at = 0;
+        rg_split(units, 1, omp_get_thread_num(), omp_get_num_threads(), &u0, &u1);
+        for (int i = 0; i < njobs && at < u1; i++) {
+            size_t ju = ((size_t)jobs[i].rows + ROW_ALIGN - 1) / ROW_ALIGN;
+            size_t b = u0 > at ? u0 - at : 0, e = u1 - at < ju ? u1 - at : ju;
+            if (b < e) {
+                size_t r1 = e * ROW_ALIGN < (size_t)jobs[i].rows ? e * ROW_ALIGN : (size_t)jobs[i].rows;
+                run_rows(ks, &jobs[i], n, b * ROW_ALIGN, r1);
+            }
+            at += ju;
+        }
+    }
+}
 
 void rg_matmul(const rg_tensor *w, int64_t row0, int rows, const float *x, int ldx, int n, float *y, int ldy,
                const float *bias) {
-    const rg_kernel_set *ks = rg_active_kernels();
-    rg_matmul_fn fn = ks->matmul[w->dtype] ? ks->matmul[w->dtype] : rg_kernels_scalar.matmul[w->dtype];
-    size_t rb = rg_tensor_row_bytes(w);
-    int k = (int)w->shape[w->ndim - 1];
-    const uint8_t *base = (const uint8_t *)w->data + (size_t)row0 * rb;
-#pragma omp parallel if (rows >= 2 * ROW_ALIGN)
-    {
-        size_t r0, r1;
-        rg_split((size_t)rows, ROW_ALIGN, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
-        if (r1 > r0) {
-            fn(base + r0 * rb, rb, (int)(r1 - r0), k, x, ldx, n, y + r0, ldy);
-            if (bias)
-                for (int t = 0; t < n; t++)
-                    for (size_t r = r0; r < r1; r++) y[(size_t)t * ldy + r] += bias[r];
-        }
-    }
+    rg_matmul_job j = {w, row0, rows, x, ldx, y, ldy, bias};
+    rg_matmul_jobs(&j, 1, n);
 }

@@ -11,6 +11,20 @@
  * W.shape[last]). The rows are split evenly over the threads. */
 void rg_matmul(const rg_tensor *w, int64_t row0, int rows, const float *x, int ldx, int n, float *y, int ldy,
                const float *bias);
+/* Several such products over the same n tokens in one parallel region (one
+ * fork and join instead of njobs): the rows of all jobs, in order, are split
+ * evenly over the threads. */
+typedef struct {
+    const rg_tensor *w;
+    int64_t row0;
+    int rows;
+    const float *x;
+    int ldx;
+    float *y;
+    int ldy;
+    const float *bias; /* NULL or [rows] */
+} rg_matmul_job;
+void rg_matmul_jobs(const rg_matmul_job *jobs, int njobs, int n);
 
 /* One kernel set per instruction set. Every function is single-threaded:
  * the callers in ops/ split the work over the threads.
