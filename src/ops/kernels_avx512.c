@@ -13,11 +13,10 @@
  * of 32 like Q8_0 (d_x = max|x| / 127, q = round(x / d_x)); a block's dot
  * product is one integer instruction (vpdpbusd: unsigned bytes x signed
  * bytes, summed in int32) scaled by d_w * d_x. vpdpbusd wants the weights
- * unsigned, so Q8_0 weights get +128 (xor 0x80) and Q4_0 weights are used as
- * their nibbles 0..15; the offset (128 or 8 times the block's sum of q) is
- * subtracted by starting the integer sum from a bias. Rounding the
- * activations to int8 is the only approximation: |error| of a block's dot
- * product <= d_x/2 * sum|w| (tests/unit/test_kernels.c checks that bound). */
+ * unsigned (see unpack_q); the offset that adds is taken off by starting the
+ * integer sum from a bias (see qmeta). Rounding the activations to int8 is
+ * the only approximation: |error| of a block's dot product <= d_x/2 * sum|w|
+ * (tests/unit/test_kernels.c checks that bound). */
 #include <immintrin.h>
 #include <math.h>
 #include "ops/ops.h"
@@ -203,16 +202,19 @@ static void matmul_bf16(const uint8_t *w, size_t rb, int rows, int k, const floa
 
 /* --------------------------------------------- matmul, quantised weights */
 
-/* Per activation block: its scale and the integer sum's starting value in
- * each of the 8 lanes (-(offset * sum q) / 8). */
+/* Per activation block, the 8 lanes of a block's integer dot product: the
+ * starting value (the weight offset's share: Q8_0 uses q + 128, so
+ * -128 * sum(x_q) over the 8 lanes; Q4_0 uses the nibbles, -8 * sum(x_q)
+ * over lanes 0..3) and the activation scale of each lane (Q4_0's lanes 4..7
+ * hold 16 x the high nibbles, see unpack_q, so their scale is d/16, exact). */
 typedef struct {
-    float d;
-    int32_t bias;
+    float d[8];
+    int32_t bias[8];
 } qmeta;
 
 /* Quantise n activation rows (k a multiple of 32) into q [n x k] and meta
- * [n x k/32]; offset is 128 (Q8_0) or 8 (Q4_0). */
-static void quantize_act(const float *x, int ldx, int n, int k, int offset, int8_t *q, qmeta *meta) {
+ * [n x k/32] for weight type dt. */
+static void quantize_act(rg_dtype dt, const float *x, int ldx, int n, int k, int8_t *q, qmeta *meta) {
     int nb = k / RG_QBLOCK;
     for (int t = 0; t < n; t++)
         for (int b = 0; b < nb; b++) {
@@ -226,18 +228,28 @@ static void quantize_act(const float *x, int ldx, int n, int k, int offset, int8
             _mm_storeu_si128((__m128i *)qb, _mm512_cvtsepi32_epi8(q0));
             _mm_storeu_si128((__m128i *)(qb + 16), _mm512_cvtsepi32_epi8(q1));
             int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-            meta[(size_t)t * nb + b] = (qmeta){d, -sum * (offset / 8)};
+            qmeta *m = &meta[(size_t)t * nb + b];
+            for (int l = 0; l < 8; l++) {
+                if (dt == RG_DT_Q8_0) {
+                    m->d[l] = d;
+                    m->bias[l] = -16 * sum;
+                } else {
+                    m->d[l] = l < 4 ? d : d / 16;
+                    m->bias[l] = l < 4 ? -2 * sum : 0;
+                }
+            }
         }
 }
 
-/* A weight block's 32 values as unsigned bytes (Q8_0: q + 128; Q4_0: the
- * nibbles, low ones = elements 0..15, high ones = 16..31). */
+/* A weight block's 32 values as unsigned bytes for vpdpbusd: Q8_0 gives
+ * q + 128 (xor 0x80); Q4_0 gives the 16 bytes twice, masked to the low
+ * nibbles (elements 0..15) in the first half and to the high nibbles, i.e.
+ * 16 x elements 16..31, in the second (two instructions, no shift). */
 INLINE __m256i unpack_q(rg_dtype dt, const uint8_t *blk) {
     if (dt == RG_DT_Q8_0)
         return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 2)), _mm256_set1_epi8((char)0x80));
-    __m128i v = _mm_loadu_si128((const __m128i *)(blk + 2));
-    __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
-    return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
+    __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 2)));
+    return _mm256_and_si256(b, _mm256_setr_m128i(_mm_set1_epi8(0x0f), _mm_set1_epi8((char)0xf0)));
 }
 
 INLINE void tile_q(rg_dtype dt, const int nt, const uint8_t *w, size_t rb, int nr, int nb, const int8_t *q,
@@ -266,8 +278,8 @@ INLINE void tile_q(rg_dtype dt, const int nt, const uint8_t *w, size_t rb, int n
         for (int t = 0; t < nt; t++) {
             __m256i xq = _mm256_loadu_si256((const __m256i *)(q + (size_t)t * k + b * RG_QBLOCK));
             const qmeta *mt = meta + (size_t)t * nb + b;
-            __m256i bias = _mm256_set1_epi32(mt->bias);
-            __m256 dx = _mm256_set1_ps(mt->d);
+            __m256i bias = _mm256_load_si256((const __m256i *)mt->bias);
+            __m256 dx = _mm256_load_ps(mt->d);
 #pragma GCC unroll 4
             for (int r = 0; r < RB; r++) {
                 __m256i s = _mm256_dpbusd_epi32(bias, wu[r], xq);
@@ -287,7 +299,7 @@ INLINE void matmul_quant(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int
     size_t qbytes = ((size_t)n * k + 63) & ~(size_t)63;
     int8_t *q = rg_scratch(RG_SCRATCH_KERNEL, qbytes + sizeof(qmeta) * (size_t)n * nb);
     qmeta *meta = (qmeta *)(q + qbytes);
-    quantize_act(x, ldx, n, k, dt == RG_DT_Q8_0 ? 128 : 8, q, meta);
+    quantize_act(dt, x, ldx, n, k, q, meta);
     for (int r0 = 0; r0 < rows; r0 += RB) {
         int nr = rows - r0 < RB ? rows - r0 : RB;
         const uint8_t *wr = w + (size_t)r0 * rb;
