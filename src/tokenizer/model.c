@@ -91,11 +91,10 @@ static int mergeable(int type) { return type == RG_PIECE_NORMAL || type == RG_PI
 static int trie_insert(rg_tokenizer *t, int32_t id, int32_t *cap) {
     const uint8_t *s = (const uint8_t *)rg_tok_text(t, id);
     size_t len = rg_tok_len(t, id);
-    int32_t *link = &t->trie_root[s[0]];
-    int32_t node = -1;
+    int32_t parent = -1; /* -1: the first-byte index */
     for (size_t i = 0; i < len; i++) {
-        /* find s[i] among the children reached through *link */
-        int32_t c = *link;
+        /* find s[i] among the children of parent */
+        int32_t c = parent < 0 ? t->trie_root[s[0]] : t->trie[parent].child;
         while (c >= 0 && t->trie[c].byte != s[i]) c = t->trie[c].sibling;
         if (c < 0) {
             if (t->trie_n == *cap) {
@@ -104,13 +103,13 @@ static int trie_insert(rg_tokenizer *t, int32_t id, int32_t *cap) {
                 if (!t->trie) return rg_error("out of memory");
             }
             c = t->trie_n++;
+            int32_t *link = parent < 0 ? &t->trie_root[s[0]] : &t->trie[parent].child;
             t->trie[c] = (rg_tok_trie_node){.child = -1, .sibling = *link, .id = -1, .byte = s[i]};
             *link = c;
         }
-        node = c;
-        link = &t->trie[c].child;
+        parent = c;
     }
-    t->trie[node].id = id;
+    t->trie[parent].id = id;
     return 0;
 }
 

@@ -245,6 +245,46 @@ static void test_no_byte_fallback(void **state) {
     rg_tokenizer_free(t);
 }
 
+/* Many user-defined pieces sharing prefixes (the trie grows several times):
+ * each is matched whole, and the longest one wins. */
+static void test_many_user_defined(void **state) {
+    rg_tokenizer *small = load_small(), *t = rg_xmalloc(sizeof *t);
+    rg_tok_init(t);
+    for (int32_t i = 0; i < small->n; i++)
+        rg_tok_add_piece(t, rg_tok_text(small, i), rg_tok_len(small, i), small->score[i], small->type[i]);
+    char piece[80];
+    for (int k = 1; k <= 60; k++) { /* runs of 1..60 U+0001: ids 1000..1059 */
+        memset(piece, 1, (size_t)k);
+        rg_tok_add_piece(t, piece, (size_t)k, 0, RG_PIECE_USER_DEFINED);
+    }
+    for (int k = 0; k < 500; k++) { /* <u0> .. <u499>: ids 1060..1559 */
+        snprintf(piece, sizeof piece, "<u%d>", k);
+        rg_tok_add_piece(t, piece, strlen(piece), 0, RG_PIECE_USER_DEFINED);
+    }
+    t->byte_fallback = small->byte_fallback;
+    t->add_dummy_prefix = t->remove_extra_whitespaces = 0;
+    rg_tokenizer_free(small);
+    if (rg_tok_finish(t, "many-user-defined")) fail_msg("%s", rg_last_error());
+    char text[160];
+    int32_t *ids;
+    size_t n;
+    for (int k = 1; k <= 130; k++) { /* k U+0001 = runs of 60, then the rest */
+        memset(text, 1, (size_t)k);
+        assert_int_equal(rg_tokenize(t, text, (size_t)k, 0, 0, &ids, &n), 0);
+        assert_int_equal(n, (size_t)((k + 59) / 60));
+        for (size_t i = 0; i < n; i++) assert_int_equal(ids[i], 1000 + (i + 1 < n ? 59 : (k - 1) % 60));
+        free(ids);
+    }
+    for (int k = 0; k < 500; k++) {
+        snprintf(text, sizeof text, "x<u%d>y", k);
+        assert_int_equal(rg_tokenize(t, text, strlen(text), 0, 0, &ids, &n), 0);
+        assert_int_equal(n, 3);
+        assert_int_equal(ids[1], 1060 + k);
+        free(ids);
+    }
+    rg_tokenizer_free(t);
+}
+
 /* The writer keeps every piece, score and type. */
 static void test_writer_roundtrip(void **state) {
     rg_tokenizer *a = load_small(), *b = NULL;
@@ -520,6 +560,7 @@ int main(void) {
         cmocka_unit_test(test_writer_roundtrip), cmocka_unit_test(test_hf_json),
         cmocka_unit_test(test_bad_files),        cmocka_unit_test(test_no_byte_fallback),
         cmocka_unit_test(test_random_roundtrip), cmocka_unit_test(test_mutated_model),
+        cmocka_unit_test(test_many_user_defined),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -64,6 +64,27 @@ static void check_gemma(const char *file) {
     const int32_t want[] = {2, 106, 1645, 108, 2151, 107, 108, 106, 2516, 108};
     assert_true(ids_equal("encode", "chat", ids, n, want, sizeof want / sizeof want[0]));
     free(ids);
+    /* runs of 1..70 newlines / tabs: the longest user-defined run (31) first, then
+     * the rest: k newlines = id 107 + k; k >= 2 tabs = id 255967 + k, one tab = byte 226 */
+    for (int k = 1; k <= 70; k++) {
+        for (int tab = 0; tab < 2; tab++) {
+            char text[80];
+            memset(text, tab ? '\t' : '\n', (size_t)k);
+            text[k] = 'x';
+            assert_int_equal(rg_tokenize(t, text, (size_t)k + 1, 0, 0, &ids, &n), 0);
+            int32_t expect[4];
+            size_t m = 0;
+            for (int r = k; r > 0; r -= 31) {
+                int run = r > 31 ? 31 : r;
+                expect[m++] = tab ? (run == 1 ? 226 : 255967 + run) : 107 + run;
+            }
+            expect[m++] = 235297; /* x */
+            char name[32];
+            snprintf(name, sizeof name, "%d %s", k, tab ? "tabs" : "newlines");
+            assert_true(ids_equal("encode", name, ids, n, expect, m));
+            free(ids);
+        }
+    }
     rg_tokenizer_free(t);
 }
 
