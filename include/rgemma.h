@@ -74,6 +74,37 @@ const rg_config *rg_model_config(const rg_model *m);
 /* Bytes of weights read per decoded token (for roofline reports). */
 size_t rg_model_weight_bytes(const rg_model *m);
 
+/* ---------------------------------------------------------------- quantize */
+
+typedef struct {
+    const char *type;       /* "f32", "bf16", "q8_0" or "q4_0": type of the projection matrices */
+    const char *embed_type; /* the tied embedding/logit matrix; NULL = the default for type */
+    /* Called when each tensor starts (done = bytes of tensor data written so
+     * far, of total) and once at the end with tensor NULL. why is NULL when the
+     * tensor gets the requested type, else the reason it is kept in another. */
+    void (*progress)(void *ctx, const char *tensor, const char *type, const char *why, uint64_t done,
+                     uint64_t total);
+    void *progress_ctx;
+} rg_quantize_params;
+
+void rg_quantize_params_default(rg_quantize_params *p);
+/* Write the checkpoint at in_path (a Hugging Face folder or safetensors file)
+ * as a GGUF v3 file: the config as metadata, the folder's tokenizer (if any),
+ * the tensors converted one at a time. */
+int rg_quantize(const char *in_path, const char *out_path, const rg_quantize_params *p);
+
+/* How far model m's next-token distributions are from ref's over the same
+ * tokens: the tokens are cut into sequences of seq_len, each run from
+ * position 0. KL(p_ref || p_m) in nats. */
+typedef struct {
+    int64_t positions;
+    double mean_kl, max_kl;
+    double top1_agreement; /* fraction of positions with the same argmax */
+    double max_abs_logit_diff;
+} rg_divergence;
+int rg_model_divergence(const rg_model *ref, const rg_model *m, const int32_t *tokens, int n_tokens, int seq_len,
+                        rg_divergence *out);
+
 /* ------------------------------------------------------------------- state */
 
 /* One sequence's whole memory: conv state, RG-LRU state (float32) and the

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include "model/model.h"
 #include "util/util.h"
 
 #define MAX_DIM (1 << 20)
@@ -88,6 +89,45 @@ static int check_string(cfg_reader *r, const char *key, const char *const *allow
 /* sqrt(D) computed in float64, stored as float32, rounded to bfloat16 (SPEC §2). */
 static float embed_scale_for(int d) { return rg_bf16_to_f32(rg_f32_to_bf16((float)sqrt((double)d))); }
 
+/* Checks shared by every source of a config (config.json, GGUF metadata):
+ * sizes in range and the constraints between them. */
+int rg_config_check(const rg_config *cfg, const char *name) {
+    const struct {
+        const char *what;
+        int v, lo, hi;
+    } sizes[] = {
+        {"vocab_size", cfg->vocab_size, 1, 1 << 24},     {"hidden_size", cfg->hidden_size, 1, MAX_DIM},
+        {"lru_width", cfg->lru_width, 1, MAX_DIM},       {"num_attention_heads", cfg->num_heads, 1, 4096},
+        {"head_dim", cfg->head_dim, 1, MAX_DIM},         {"mlp width", cfg->mlp_width, 1, MAX_DIM},
+        {"num_hidden_layers", cfg->num_layers, 1, 4096}, {"attention_window_size", cfg->window, 1, 1 << 24},
+        {"conv1d_width", cfg->conv_width, 1, 64},        {"bos_token_id", cfg->bos_id, 0, 1 << 24},
+        {"eos_token_id", cfg->eos_id, 0, 1 << 24},       {"pad_token_id", cfg->pad_id, 0, 1 << 24},
+        {"block pattern length", cfg->pattern_len, 1, RG_MAX_PATTERN},
+    };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        if (sizes[i].v < sizes[i].lo || sizes[i].v > sizes[i].hi)
+            return rg_error("%s: %s = %d is out of range [%d, %d]", name, sizes[i].what, sizes[i].v, sizes[i].lo,
+                            sizes[i].hi);
+    if (!(cfg->logits_soft_cap >= 0 && cfg->logits_soft_cap <= 1e6f) ||
+        !(cfg->rms_norm_eps >= 0 && cfg->rms_norm_eps <= 1) ||
+        !(cfg->rope_theta >= 1e-3f && cfg->rope_theta <= 1e12f) ||
+        !(cfg->partial_rotary_factor >= 0 && cfg->partial_rotary_factor <= 1) ||
+        !(cfg->embed_scale > 0 && cfg->embed_scale < 1e6f))
+        return rg_error("%s: logits_soft_cap, rms_norm_eps, rope_theta, partial_rotary_factor or the embedding "
+                        "scale is out of range", name);
+    if (cfg->num_kv_heads != 1)
+        return rg_error("%s: num_key_value_heads = %d is not supported (RecurrentGemma uses 1)", name,
+                        cfg->num_kv_heads);
+    if (cfg->lru_width % cfg->num_heads)
+        return rg_error("%s: lru_width = %d is not a multiple of num_attention_heads = %d", name, cfg->lru_width,
+                        cfg->num_heads);
+    int rot = (int)(cfg->head_dim * cfg->partial_rotary_factor);
+    if (rot % 2) return rg_error("%s: head_dim x partial_rotary_factor = %d rotated dims must be even", name, rot);
+    if ((int64_t)cfg->num_heads * cfg->head_dim > MAX_DIM)
+        return rg_error("%s: num_attention_heads x head_dim is too large", name);
+    return 0;
+}
+
 int rg_config_parse(const char *json, size_t len, const char *name, rg_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
     cJSON *root = cJSON_ParseWithLength(json, len);
@@ -135,31 +175,13 @@ int rg_config_parse(const char *json, size_t len, const char *name, rg_config *c
         goto done;
     }
     cfg->mlp_width = intermediate / 2;
-    if (cfg->num_kv_heads != 1) {
-        rg_error("%s: key \"num_key_value_heads\" = %d is not supported (RecurrentGemma uses 1)", name,
-                 cfg->num_kv_heads);
-        goto done;
-    }
-    if (cfg->lru_width % cfg->num_heads) {
-        rg_error("%s: key \"lru_width\" = %d is not a multiple of \"num_attention_heads\" = %d", name,
-                 cfg->lru_width, cfg->num_heads);
-        goto done;
-    }
-    int rot = (int)(cfg->head_dim * cfg->partial_rotary_factor);
-    if (rot % 2) {
-        rg_error("%s: \"head_dim\" x \"partial_rotary_factor\" = %d rotated dims must be even", name, rot);
-        goto done;
-    }
-    if ((int64_t)cfg->num_heads * cfg->head_dim > MAX_DIM) {
-        rg_error("%s: \"num_attention_heads\" x \"head_dim\" is too large", name);
-        goto done;
-    }
     const cJSON *scale = cJSON_GetObjectItemCaseSensitive(root, "embeddings_scale_by_sqrt_dim");
     if (scale && !cJSON_IsNull(scale) && !cJSON_IsBool(scale)) {
         rg_error("%s: key \"embeddings_scale_by_sqrt_dim\" must be true or false", name);
         goto done;
     }
     cfg->embed_scale = (scale && cJSON_IsFalse(scale)) ? 1.0f : embed_scale_for(cfg->hidden_size);
+    if (rg_config_check(cfg, name)) goto done;
     rc = 0;
 done:
     cJSON_Delete(root);

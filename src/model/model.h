@@ -44,6 +44,8 @@ struct rg_model {
 /* Bind every tensor the config requires through lookup (checks shapes and
  * dtypes), build derived tables. Used by each file-format loader. */
 int rg_model_bind(rg_model *m, rg_tensor_lookup lookup, void *ctx, const char *source);
+/* Range and consistency checks of a config from any source (model/config.c). */
+int rg_config_check(const rg_config *cfg, const char *source);
 /* Load from a GGUF file (model/gguf.c). */
 int rg_model_load_gguf(rg_model *m, const char *path);
 

@@ -4,6 +4,7 @@
 #define RG_COMMANDS_H
 
 int cmd_generate(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);

@@ -11,6 +11,7 @@ typedef struct {
 
 static const command commands[] = {
     {"generate", cmd_generate, "generate text or token ids from a prompt"},
+    {"quantize", cmd_quantize, "write a GGUF file (f32, bf16, q8_0, q4_0); --eval measures the quality cost"},
     {"bench", cmd_bench, "prefill and decode speed, as fractions of this machine's roofline"},
     {"tokenize", cmd_tokenize, "text to token ids (also JSON Lines, tokenizer.json -> .model, benchmark)"},
     {"detokenize", cmd_detokenize, "token ids to text"},

@@ -1,0 +1,179 @@
+/* rg_quantize: Hugging Face checkpoint -> GGUF file. The source is loaded
+ * as a model first (so a checkpoint the engine would refuse is never
+ * written), then each tensor is read from the mapping, converted row by row
+ * and streamed out; the source pages of a finished tensor are dropped, so
+ * the process never holds more than one tensor's worth of the source. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include "model/gguf.h"
+#include "model/model.h"
+#include "ops/ops.h"
+#include "quant/quant.h"
+#include "util/util.h"
+
+#define CHUNK (4u << 20) /* output bytes per write */
+
+void rg_quantize_params_default(rg_quantize_params *p) {
+    memset(p, 0, sizeof *p);
+    p->type = "q8_0";
+}
+
+/* Default type of the tied embedding/logit matrix for each requested type
+ * (measured, see README "Quantized models"). */
+static rg_dtype default_embed(rg_dtype want) { return want; }
+
+/* llama.cpp's general.file_type values */
+static uint32_t file_type(rg_dtype want) {
+    switch (want) {
+    case RG_DT_F16: return 1;
+    case RG_DT_Q4_0: return 2;
+    case RG_DT_Q8_0: return 7;
+    case RG_DT_BF16: return 32;
+    default: return 0;
+    }
+}
+
+/* Order: embedding, then layer by layer (numerically), then the rest, so a
+ * decode step reads the file front to back. */
+static long rank(const char *name) {
+    if (!strcmp(name, "model.embed_tokens.weight")) return -1;
+    const char *p = "model.layers.";
+    if (!strncmp(name, p, strlen(p))) return strtol(name + strlen(p), NULL, 10);
+    return LONG_MAX;
+}
+
+static int cmp_entry(const void *a, const void *b) {
+    const rg_st_entry *x = *(rg_st_entry *const *)a, *y = *(rg_st_entry *const *)b;
+    long rx = rank(x->name), ry = rank(y->name);
+    return rx != ry ? (rx > ry) - (rx < ry) : strcmp(x->name, y->name);
+}
+
+static void drop_pages(const void *p, size_t n) {
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p & ~(page - 1), e = (uintptr_t)p + n;
+    madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
+/* The tensor as a matrix [rows, cols] (cols = its last dimension; a
+ * 0-dimensional tensor is [1, 1]). */
+static rg_tensor as_matrix(const rg_tensor *t) {
+    rg_tensor m = *t;
+    m.ndim = 2;
+    m.shape[0] = 1;
+    m.shape[1] = t->ndim ? t->shape[t->ndim - 1] : 1;
+    for (int i = 0; i < t->ndim - 1; i++) m.shape[0] *= t->shape[i];
+    return m;
+}
+
+static uint64_t stored_bytes(const rg_tensor *t, rg_dtype dt) {
+    rg_tensor m = as_matrix(t);
+    return rg_dtype_row_bytes(dt, m.shape[1]) * (uint64_t)m.shape[0];
+}
+
+/* Convert one tensor row by row and append it to the file. */
+static int stream_tensor(rg_gguf_writer *w, const rg_st_entry *e, rg_dtype dt, uint8_t *chunk, float *row) {
+    rg_tensor flat = as_matrix(&e->t);
+    int64_t rows = flat.shape[0], cols = flat.shape[1];
+    size_t rb = rg_dtype_row_bytes(dt, cols), used = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        if (used + rb > CHUNK) {
+            if (rg_gguf_w_data(w, chunk, used)) return -1;
+            used = 0;
+        }
+        rg_dequant_row(&flat, r, row);
+        if (rg_quantize_row(dt, row, cols, chunk + used))
+            return rg_error_prefix("tensor \"%s\" row %lld: ", e->name, (long long)r);
+        used += rb;
+    }
+    if (rg_gguf_w_data(w, chunk, used)) return -1;
+    drop_pages(e->t.data, e->t.nbytes);
+    return 0;
+}
+
+static const char *base_name(const char *path) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    const char *s = path + n;
+    while (s > path && s[-1] != '/') s--;
+    return s;
+}
+
+int rg_quantize(const char *in_path, const char *out_path, const rg_quantize_params *p) {
+    rg_quantize_params defaults;
+    if (!p) {
+        rg_quantize_params_default(&defaults);
+        p = &defaults;
+    }
+    rg_dtype want, embed;
+    if (rg_dtype_parse(p->type ? p->type : "q8_0", &want)) return -1;
+    embed = default_embed(want);
+    if (p->embed_type && rg_dtype_parse(p->embed_type, &embed)) return -1;
+    rg_model *m;
+    if (rg_model_load(in_path, &m)) return -1;
+    if (!m->st.n_entries) {
+        rg_model_free(m);
+        return rg_error("%s: quantize reads Hugging Face checkpoints (a folder or a .safetensors file)", in_path);
+    }
+    int n = 0;
+    const rg_st_entry **order = rg_xmalloc(sizeof *order * (size_t)m->st.n_entries);
+    for (int i = 0; i < m->st.n_entries; i++)
+        if (strcmp(m->st.entries[i].name, "lm_head.weight")) order[n++] = &m->st.entries[i]; /* tied (SPEC §1) */
+    qsort(order, (size_t)n, sizeof *order, cmp_entry);
+
+    rg_gguf_writer *w = rg_gguf_writer_new();
+    rg_dtype *types = rg_xmalloc(sizeof *types * (size_t)n);
+    const char **why = rg_xmalloc(sizeof *why * (size_t)n);
+    uint8_t *chunk = NULL;
+    float *row = NULL;
+    int rc = -1;
+    rg_gguf_w_str(w, "general.architecture", RG_GGUF_ARCH);
+    char name[256];
+    snprintf(name, sizeof name, "%.*s", (int)strcspn(base_name(in_path), "/"), base_name(in_path));
+    rg_gguf_w_str(w, "general.name", name);
+    rg_gguf_w_u32(w, "general.file_type", file_type(want));
+    if (want == RG_DT_Q8_0 || want == RG_DT_Q4_0) rg_gguf_w_u32(w, "general.quantization_version", 2);
+    rg_gguf_w_config(w, &m->cfg);
+    uint64_t total = 0, done = 0;
+    int64_t max_cols = 1;
+    for (int i = 0; i < n; i++) {
+        const rg_tensor *t = &order[i]->t;
+        rg_tensor mat = as_matrix(t);
+        types[i] = rg_quant_choose(order[i]->name, &mat, want, embed, &why[i]);
+        if (rg_gguf_w_tensor(w, order[i]->name, types[i], t->ndim ? t->ndim : 1, t->ndim ? t->shape : mat.shape)) {
+            rg_error_prefix("%s: ", out_path);
+            goto done;
+        }
+        total += stored_bytes(t, types[i]);
+        if (mat.shape[1] > max_cols) max_cols = mat.shape[1];
+    }
+    if ((uint64_t)rg_dtype_row_bytes(RG_DT_F32, max_cols) > CHUNK) {
+        rg_error("%s: rows of %lld elements are too long", in_path, (long long)max_cols);
+        goto done;
+    }
+    if (rg_gguf_w_begin(w, out_path)) goto done;
+    chunk = rg_xmalloc(CHUNK);
+    row = rg_xmalloc(sizeof(float) * (size_t)max_cols);
+    for (int i = 0; i < n; i++) {
+        if (p->progress) p->progress(p->progress_ctx, order[i]->name, rg_dtype_name(types[i]), why[i], done, total);
+        if (stream_tensor(w, order[i], types[i], chunk, row)) {
+            rg_error_prefix("%s: ", in_path);
+            goto done;
+        }
+        done += stored_bytes(&order[i]->t, types[i]);
+    }
+    if (rg_gguf_w_finish(w)) goto done;
+    if (p->progress) p->progress(p->progress_ctx, NULL, NULL, NULL, done, total);
+    rc = 0;
+done:
+    rg_gguf_writer_free(w);
+    free(chunk);
+    free(row);
+    free(types);
+    free(why);
+    free(order);
+    rg_model_free(m);
+    return rc;
+}

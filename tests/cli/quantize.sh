@@ -1,0 +1,31 @@
+#!/bin/sh
+# rgemma quantize: writes a GGUF file that rgemma loads, --eval prints the
+# quality figures, bad input is one "rgemma: ..." line and a non-zero exit.
+set -eu
+RGEMMA=${RGEMMA:-build/rgemma}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+M=tests/data/golden/dev_4layer
+
+"$RGEMMA" quantize "$M" "$T/m.gguf" --type q8_0 >"$T/out" 2>"$T/err"
+grep -q "wrote $T/m.gguf" "$T/out"
+grep -q "Q8_0" "$T/out"
+grep -q "RG-LRU gate" "$T/out"
+[ ! -e "$T/m.gguf.tmp" ]
+
+"$RGEMMA" quantize --eval "$M" "$T/m.gguf" -n 256 --ctx 128 --json >"$T/eval"
+grep -q '"positions": 256' "$T/eval"
+grep -q '"mean_kl": ' "$T/eval"
+
+# refusals: unknown type, missing input, a file that is not GGUF
+if "$RGEMMA" quantize "$M" "$T/x.gguf" --type q5_k 2>"$T/err"; then exit 1; fi
+grep -q '^rgemma: unknown weight type "q5_k"' "$T/err"
+[ ! -e "$T/x.gguf" ]
+if "$RGEMMA" quantize "$T/nope" "$T/x.gguf" 2>"$T/err"; then exit 1; fi
+grep -q '^rgemma: .*nope' "$T/err"
+printf 'GGUF\003\000\000\000\001' >"$T/bad.gguf"
+if "$RGEMMA" quantize --eval "$M" "$T/bad.gguf" 2>"$T/err"; then exit 1; fi
+grep -q '^rgemma: .*bad.gguf: truncated' "$T/err"
+[ "$(wc -l <"$T/err")" -eq 1 ]
+if "$RGEMMA" quantize "$M" 2>/dev/null; then exit 1; fi
+exit 0

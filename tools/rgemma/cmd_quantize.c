@@ -1,0 +1,172 @@
+/* rgemma quantize: write a GGUF file from a Hugging Face checkpoint, or
+ * (--eval) measure how far a quantised model's distributions are from its
+ * reference. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "commands.h"
+#include "rgemma.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: rgemma quantize IN_DIR OUT.gguf [--type f32|bf16|q8_0|q4_0] [--embed-type TYPE]\n"
+            "       rgemma quantize --eval REF MODEL [-n N] [--ctx L] [--seed S] [-t THREADS] [--json]\n"
+            "\n"
+            "  IN_DIR          Hugging Face folder (config.json + safetensors) or a .safetensors file\n"
+            "  --type T        type of the projection matrices (default q8_0); norms, biases, conv and\n"
+            "                  RG-LRU parameters stay float32, the RG-LRU gates bfloat16 (see README)\n"
+            "  --embed-type T  type of the tied embedding/logit matrix (default: see README)\n"
+            "  --eval REF MODEL  run both models over N tokens (random ids, BOS first, sequences of L)\n"
+            "                  and print the mean/max KL(REF || MODEL), top-1 agreement, max |dlogit|\n"
+            "  -n N            positions to compare (default 4096); --ctx L: sequence length (default 512)\n");
+}
+
+typedef struct {
+    int tty;
+    char last[128];
+    struct {
+        char type[8];
+        const char *why;
+        int tensors;
+    } kinds[16];
+    int n_kinds;
+} progress_state;
+
+static void on_progress(void *ctx, const char *tensor, const char *type, const char *why, uint64_t done,
+                        uint64_t total) {
+    progress_state *ps = ctx;
+    if (tensor) {
+        int k = 0;
+        while (k < ps->n_kinds && (strcmp(ps->kinds[k].type, type) || ps->kinds[k].why != why)) k++;
+        if (k == ps->n_kinds && k < 16) {
+            snprintf(ps->kinds[k].type, sizeof ps->kinds[k].type, "%s", type);
+            ps->kinds[k].why = why;
+            ps->n_kinds++;
+        }
+        if (k < 16) ps->kinds[k].tensors++;
+    }
+    if (!ps->tty) return;
+    int width = 30, filled = total ? (int)(width * (double)done / (double)total) : width;
+    char bar[32];
+    for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
+    bar[width] = 0;
+    fprintf(stderr, "\r[%s] %3d%%  %7.2f / %.2f GiB  %-56.56s %-5s", bar,
+            total ? (int)(100.0 * (double)done / (double)total) : 100, (double)done / (1u << 30),
+            (double)total / (1u << 30), tensor ? tensor : "done", type ? type : "");
+    if (!tensor) fputc('\n', stderr);
+}
+
+static int run_quantize(const char *in, const char *out, const char *type, const char *embed_type) {
+    rg_quantize_params p;
+    rg_quantize_params_default(&p);
+    if (type) p.type = type;
+    p.embed_type = embed_type;
+    progress_state ps = {.tty = isatty(2)};
+    p.progress = on_progress;
+    p.progress_ctx = &ps;
+    if (rg_quantize(in, out, &p)) {
+        if (ps.tty) fputc('\n', stderr);
+        fprintf(stderr, "rgemma: %s\n", rg_last_error());
+        return 1;
+    }
+    FILE *f = fopen(out, "rb");
+    long size = -1;
+    if (f && !fseek(f, 0, SEEK_END)) size = ftell(f);
+    if (f) fclose(f);
+    printf("wrote %s (%.1f MiB, --type %s)\n", out, (double)size / (1 << 20), p.type);
+    for (int k = 0; k < ps.n_kinds; k++)
+        printf("  %-5s %4d tensors%s%s%s\n", ps.kinds[k].type, ps.kinds[k].tensors, ps.kinds[k].why ? "  (" : "",
+               ps.kinds[k].why ? ps.kinds[k].why : "", ps.kinds[k].why ? ")" : "");
+    return 0;
+}
+
+static int run_eval(const char *ref_path, const char *path, int n, int ctx, uint64_t seed, int json) {
+    rg_model *ref = NULL, *m = NULL;
+    if (rg_model_load(ref_path, &ref) || rg_model_load(path, &m)) {
+        fprintf(stderr, "rgemma: %s\n", rg_last_error());
+        rg_model_free(ref);
+        return 1;
+    }
+    int V = rg_model_config(ref)->vocab_size, bos = rg_model_config(ref)->bos_id;
+    int32_t *tok = malloc(sizeof *tok * (size_t)n);
+    uint64_t s = seed;
+    for (int i = 0; i < n; i++) {
+        /* splitmix64 */
+        uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        tok[i] = i % ctx == 0 ? bos : (int32_t)(z % (uint64_t)V);
+    }
+    rg_divergence d;
+    int rc = rg_model_divergence(ref, m, tok, n, ctx, &d);
+    free(tok);
+    rg_model_free(ref);
+    rg_model_free(m);
+    if (rc) {
+        fprintf(stderr, "rgemma: %s\n", rg_last_error());
+        return 1;
+    }
+    if (json)
+        printf("{\"reference\": \"%s\", \"model\": \"%s\", \"positions\": %lld, \"seq_len\": %d, \"seed\": %llu, "
+               "\"mean_kl\": %.6g, \"max_kl\": %.6g, \"top1_agreement\": %.6f, \"max_abs_logit_diff\": %.6g}\n",
+               ref_path, path, (long long)d.positions, ctx, (unsigned long long)seed, d.mean_kl, d.max_kl,
+               d.top1_agreement, d.max_abs_logit_diff);
+    else
+        printf("reference   %s\nmodel       %s\npositions   %lld (sequences of %d random ids, seed %llu)\n"
+               "mean KL     %.4g nats\nmax KL      %.4g nats\ntop-1       %.2f %%\nmax |dlogit| %.4g\n",
+               ref_path, path, (long long)d.positions, ctx, (unsigned long long)seed, d.mean_kl, d.max_kl,
+               100 * d.top1_agreement, d.max_abs_logit_diff);
+    return 0;
+}
+
+int cmd_quantize(int argc, char **argv) {
+    const char *pos[2] = {NULL, NULL}, *type = NULL, *embed_type = NULL;
+    int npos = 0, eval = 0, n = 4096, ctx = 512, json = 0;
+    uint64_t seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int has = i + 1 < argc;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--type") && has) {
+            type = argv[++i];
+        } else if (!strcmp(a, "--embed-type") && has) {
+            embed_type = argv[++i];
+        } else if (!strcmp(a, "--eval")) {
+            eval = 1;
+        } else if (!strcmp(a, "-n") && has) {
+            n = atoi(argv[++i]);
+        } else if (!strcmp(a, "--ctx") && has) {
+            ctx = atoi(argv[++i]);
+        } else if (!strcmp(a, "--seed") && has) {
+            seed = strtoull(argv[++i], NULL, 10);
+        } else if (!strcmp(a, "-t") && has) {
+            rg_set_threads(atoi(argv[++i]));
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "rgemma: quantize: unknown or incomplete option '%s'\n", a);
+            return 2;
+        } else if (npos < 2) {
+            pos[npos++] = a;
+        } else {
+            fprintf(stderr, "rgemma: quantize: too many arguments\n");
+            return 2;
+        }
+    }
+    if (npos != 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (eval) {
+        if (n < 1 || ctx < 1) {
+            fprintf(stderr, "rgemma: quantize --eval: -n and --ctx must be positive\n");
+            return 2;
+        }
+        return run_eval(pos[0], pos[1], n, ctx, seed, json);
+    }
+    return run_quantize(pos[0], pos[1], type, embed_type);
+}
