@@ -31,7 +31,7 @@ static void usage(FILE *f) {
             "      --presence-penalty X (default 0.0 = off)\n"
             "      --frequency-penalty X (default 0.0 = off)\n"
             "      --stop STRING        stop when STRING appears (not printed); repeatable\n"
-            "      --ignore-eos         do not stop at EOS\n"
+            "      --ignore-eos         do not stop at EOS or <end_of_turn>\n"
             "      --no-display-prompt  do not print the prompt before the generated text\n"
             "      --save-state FILE    save the sequence's state at the end (fixed size)\n"
             "      --load-state FILE    continue the sequence saved in FILE\n"
@@ -262,7 +262,7 @@ int cmd_generate(int argc, char **argv) {
 
     int32_t eot = tok ? rg_tokenizer_piece_id(tok, "<end_of_turn>") : -1;
     gp.stop_ids = &eot;
-    gp.n_stop_ids = eot >= 0;
+    gp.n_stop_ids = eot >= 0 && !gp.ignore_eos; /* --ignore-eos: no end-of-text id stops (as llama.cpp) */
     gp.stop = stops;
     gp.n_stop = n_stops;
     cli_catch_sigint();
