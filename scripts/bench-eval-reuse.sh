@@ -41,7 +41,7 @@ BEGIN {
     srand(7);
     for (i = 0; i < items; i++) {
         printf "{\"context_ids\":[2,%s],\"choices_ids\":[[%s],[%s],[%s],[%s]],\"label\":%d}\n", seq(63), seq(24), seq(24), seq(24), seq(24), i % 4 > "'"$W"'/hellaswag.jsonl";
-        printf "{\"group\":\"g%d\",\"context_ids\":[%s],\"choices_ids\":[[%s],[%s],[%s],[%s]],\"label\":%d}\n", i % 2, seq(48), seq(1), seq(1), seq(1), seq(1), i % 4 > "'"$W"'/mmlu.jsonl";
+        printf "{\"group\":\"g%d\",\"context_ids\":[%s],\"choices_ids\":[[%s],[%s],[%s],[%s]],\"label\":%d}\n", (2 * i >= items), seq(48), seq(1), seq(1), seq(1), seq(1), i % 4 > "'"$W"'/mmlu.jsonl";
     }
     for (g = 0; g < 2; g++) for (i = 0; i < 5; i++)
         printf "{\"group\":\"g%d\",\"context_ids\":[%s%s],\"choices_ids\":[[%s],[%s]],\"label\":0}\n", g, i ? "" : "2,", seq(i ? 39 : 38), seq(1), seq(1) > "'"$W"'/shots.jsonl";
@@ -54,21 +54,21 @@ run() { # name, extra args...
         cat "$W/$name.err"
         exit 1
     }
-    sed -n 's/.*"seconds":[[:space:]]*\([0-9.e+-]*\).*/\1/p' "$W/$name.json"
 }
-tokens() { sed -n 's/.*"tokens":[[:space:]]*\([0-9]*\).*/\1/p' "$W/$1.json"; }
+field() { sed -n "s/.*\"$2\":[[:space:]]*\([0-9.e+-]*\).*/\1/p" "$W/$1.json"; }
 
 echo "model: $MODEL; $ITEMS items per benchmark; threads: ${OMP_NUM_THREADS:-all}"
-echo "| benchmark | reuse s | tokens | no-reuse s | tokens | speed-up |"
-echo "|---|---|---|---|---|---|"
+echo "| benchmark | reuse: wall s | CPU s | tokens | no-reuse: wall s | CPU s | tokens | speed-up (CPU) |"
+echo "|---|---|---|---|---|---|---|---|"
 for b in hellaswag mmlu; do
     extra=""
     [ $b = mmlu ] && extra="--shots $W/shots.jsonl -k 5"
-    a=$(run $b-reuse --task "$W/$b.jsonl" $extra)
-    n=$(run $b-noreuse --task "$W/$b.jsonl" $extra --no-reuse)
+    run $b-reuse --task "$W/$b.jsonl" $extra
+    run $b-noreuse --task "$W/$b.jsonl" $extra --no-reuse
     grep '^| ' "$W/$b-reuse.md" | sed 1,2d >"$W/a"
     grep '^| ' "$W/$b-noreuse.md" | sed 1,2d >"$W/b"
     cmp -s "$W/a" "$W/b" || { echo "scores differ between reuse and no-reuse"; exit 1; }
-    awk -v b=$b -v a="$a" -v n="$n" -v ta="$(tokens $b-reuse)" -v tn="$(tokens $b-noreuse)" \
-        'BEGIN { printf "| %s | %.2f | %d | %.2f | %d | %.2fx |\n", b, a, ta, n, tn, n / a }'
+    awk -v b=$b -v wa="$(field $b-reuse seconds)" -v ca="$(field $b-reuse cpu_seconds)" -v ta="$(field $b-reuse tokens)" \
+        -v wn="$(field $b-noreuse seconds)" -v cn="$(field $b-noreuse cpu_seconds)" -v tn="$(field $b-noreuse tokens)" \
+        'BEGIN { printf "| %s | %.2f | %.2f | %d | %.2f | %.2f | %d | %.2fx |\n", b, wa, ca, ta, wn, cn, tn, cn / ca }'
 done

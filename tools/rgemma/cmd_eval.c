@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include "commands.h"
 #include "eval/eval.h"
@@ -59,6 +60,13 @@ static int parse_seed(const char *s, unsigned long long *out) {
     errno = 0;
     *out = strtoull(s, &end, 10);
     return errno || end == s || *end || *s == '-' ? -1 : 0;
+}
+
+/* user + system CPU seconds of this process (steadier than wall time on a busy machine) */
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 /* "\n" and "\t" in a --shot-sep / --stop argument */
@@ -359,7 +367,7 @@ int cmd_eval(int argc, char **argv) {
     fprintf(stderr, "eval: %s: %d items, %d-shot, state reuse %s\n", bench, n, eo.k_shots, eo.reuse ? "on" : "off");
     cli_progress bar;
     cli_progress_start(&bar, progress, n, "items");
-    double t0 = rg_time_s();
+    double t0 = rg_time_s(), c0 = cpu_seconds();
     int64_t tokens = 0;
     int correct = 0;
     for (int i = 0; i < n; i++) {
@@ -392,7 +400,7 @@ int cmd_eval(int argc, char **argv) {
         cli_progress_update(&bar, i + 1, extra);
     }
     cli_progress_end(&bar);
-    double secs = rg_time_s() - t0;
+    double secs = rg_time_s() - t0, cpu = cpu_seconds() - c0;
     fprintf(stderr, "eval: %d items in %.2f s (%.2f items/s), %lld tokens processed (%.1f tokens/s)\n", n, secs,
             secs > 0 ? n / secs : 0, (long long)tokens, secs > 0 ? tokens / secs : 0);
 
@@ -421,6 +429,7 @@ int cmd_eval(int argc, char **argv) {
         cJSON *gs = cJSON_AddObjectToObject(o, "groups");
         for (int g = 0; g < n_groups; g++) cJSON_AddItemToObject(gs, groups[g].name, json_metrics(&groups[g], (int)samples));
         cJSON_AddNumberToObject(o, "seconds", secs);
+        cJSON_AddNumberToObject(o, "cpu_seconds", cpu);
         cJSON_AddNumberToObject(o, "items_per_second", secs > 0 ? n / secs : 0);
         cJSON_AddNumberToObject(o, "tokens", (double)tokens);
         cJSON_AddNumberToObject(o, "tokens_per_second", secs > 0 ? tokens / secs : 0);
