@@ -19,6 +19,7 @@ static const command commands[] = {
     {"synth", cmd_synth, "write a checkpoint folder of RANDOM weights in the released shapes"},
     {"perplexity", cmd_perplexity, "perplexity of a text file (llama.cpp style)"},
     {"eval", cmd_eval, "score benchmark tasks (multiple choice, generation, maj@k) from JSONL"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server (chat, completions, streaming)"},
 };
 
 static void usage(FILE *f) {

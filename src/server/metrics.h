@@ -1,0 +1,57 @@
+/* Counters and gauges of `rgemma serve`, written out as Prometheus text at
+ * GET /metrics. Counters are atomics so any thread may bump them. */
+#ifndef RG_SERVER_METRICS_H
+#define RG_SERVER_METRICS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+typedef enum {
+    RG_EP_CHAT,
+    RG_EP_COMPLETIONS,
+    RG_EP_MODELS,
+    RG_EP_HEALTH,
+    RG_EP_TOKENIZE,
+    RG_EP_DETOKENIZE,
+    RG_EP_METRICS,
+    RG_EP_OTHER,
+    RG_EP_COUNT
+} rg_endpoint;
+
+#define RG_RATE_WINDOW 10 /* seconds the tokens/s gauge averages over */
+
+typedef struct {
+    atomic_ullong requests[RG_EP_COUNT];
+    atomic_ullong responses[600];      /* by HTTP status */
+    atomic_ullong rejected;            /* 503: queue full */
+    atomic_ullong timeouts;            /* requests stopped by the request timeout */
+    atomic_ullong disconnects;         /* clients gone before their answer was complete */
+    atomic_ullong prompt_tokens;       /* prompt tokens processed (cache hits excluded) */
+    atomic_ullong cached_tokens;       /* prompt tokens taken from the state cache */
+    atomic_ullong generated_tokens;
+    atomic_ullong prompt_us, generate_us;
+    pthread_mutex_t mu;                /* guards the per-second token buckets */
+    int64_t bucket_sec[RG_RATE_WINDOW];
+    uint64_t bucket_tokens[RG_RATE_WINDOW];
+} rg_metrics;
+
+/* Gauges sampled when /metrics is read. */
+typedef struct {
+    int slots, slots_busy, queue_depth, queue_capacity;
+    int cache_entries, cache_capacity;
+    uint64_t cache_bytes, cache_hits, cache_misses;
+    uint64_t state_bytes;
+} rg_metrics_gauges;
+
+void rg_metrics_init(rg_metrics *m);
+void rg_metrics_destroy(rg_metrics *m);
+void rg_metrics_response(rg_metrics *m, int status);
+/* n tokens generated now (counter and the tokens/s window) */
+void rg_metrics_generated(rg_metrics *m, int n);
+/* Generated tokens per second over the last RG_RATE_WINDOW seconds. */
+double rg_metrics_rate(rg_metrics *m);
+/* Prometheus text exposition (malloc'd). */
+char *rg_metrics_text(rg_metrics *m, const rg_metrics_gauges *g);
+
+#endif

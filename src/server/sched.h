@@ -1,0 +1,70 @@
+/* Slots and the request queue of `rgemma serve`. N worker threads ("slots")
+ * each own an rg_state and run one job at a time; the model is shared
+ * read-only. Jobs wait in a bounded FIFO; submit refuses one when the queue
+ * is full. A job is shared by the HTTP thread that answers the client and
+ * the slot that runs it (reference counted); the slot appends generated text
+ * to it and the HTTP thread streams or collects that text. */
+#ifndef RG_SERVER_SCHED_H
+#define RG_SERVER_SCHED_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include "rgemma.h"
+#include "server/api.h"
+#include "server/cache.h"
+#include "server/metrics.h"
+
+typedef enum { RG_JOB_QUEUED, RG_JOB_RUNNING, RG_JOB_DONE } rg_job_phase;
+
+typedef struct rg_job {
+    /* input: set before submit, read-only after */
+    int32_t *tokens;              /* the whole prompt (BOS included) */
+    int n_tokens;
+    int cache_prefix;             /* >= 0: save the state of the finished turn in the cache, under
+                                     tokens[0..cache_prefix) followed by the closed model turn */
+    rg_generate_params gen;       /* gen.stop points into stop[] */
+    char *stop[RG_API_MAX_STOP];
+    double deadline;              /* rg_time_s() after which the job is stopped */
+
+    /* output, under mu; cv is signalled on every change */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    rg_job_phase phase;
+    char *text;                   /* generated text so far */
+    size_t len, cap;
+    int completion_tokens;
+    int cached_tokens;            /* prompt tokens whose state came from the cache */
+    double prompt_s, generate_s;  /* time to the first token, then to the end */
+    const char *finish;           /* "stop" or "length" once done */
+    int error_status;             /* done with an error: its HTTP status (else 0) */
+    const char *error_code;
+    char error[256];
+
+    atomic_int cancel;            /* client gone or timed out: stop at once */
+    atomic_int refs;
+    struct rg_job *next;          /* queue link */
+} rg_job;
+
+/* A job owning a copy of the prompt and of r's generation settings, with one
+ * reference. */
+rg_job *rg_job_new(const int32_t *tokens, int n_tokens, int cache_prefix, const rg_api_request *r, double deadline);
+void rg_job_ref(rg_job *j);
+void rg_job_unref(rg_job *j);
+
+typedef struct rg_sched rg_sched;
+
+/* threads: kernel threads per slot. cache may be NULL. */
+rg_sched *rg_sched_new(const rg_model *m, const rg_tokenizer *t, int n_slots, int threads, int queue_max,
+                       rg_state_cache *cache, rg_metrics *met);
+/* Queue a job (taking a reference). -1 when every slot is busy and the queue
+ * holds queue_max jobs already. */
+int rg_sched_submit(rg_sched *s, rg_job *j);
+/* The client no longer wants the job: take it off the queue, or make its slot
+ * stop after the current step. The job ends DONE either way. */
+void rg_sched_cancel(rg_sched *s, rg_job *j);
+void rg_sched_load(rg_sched *s, int *busy, int *queued);
+/* Stop: queued jobs end with a 503, running ones are cancelled, the slots
+ * are joined and freed. */
+void rg_sched_free(rg_sched *s);
+
+#endif
