@@ -155,8 +155,9 @@ const char *rg_kernel_path(void);
 
 typedef struct rg_tokenizer rg_tokenizer;
 
-/* path: a tokenizer.model (SentencePiece protobuf), a tokenizer.json (HF), or
- * a folder holding one of them (tokenizer.model preferred). */
+/* path: a tokenizer.model (SentencePiece protobuf), a tokenizer.json (HF), a
+ * folder holding one of them (tokenizer.model preferred), or a .gguf model file
+ * with the tokenizer inside (written by rg_quantize). */
 int rg_tokenizer_load(const char *path, rg_tokenizer **out);
 void rg_tokenizer_free(rg_tokenizer *t);
 int rg_tokenizer_vocab_size(const rg_tokenizer *t);

@@ -119,6 +119,8 @@ void rg_gguf_w_f32(rg_gguf_writer *w, const char *key, float v);
 void rg_gguf_w_bool(rg_gguf_writer *w, const char *key, int v);
 void rg_gguf_w_str(rg_gguf_writer *w, const char *key, const char *v);
 void rg_gguf_w_arr_str(rg_gguf_writer *w, const char *key, const char *const *v, uint64_t n);
+/* strings of the given lengths (they may hold NUL bytes) */
+void rg_gguf_w_arr_strn(rg_gguf_writer *w, const char *key, const char *const *v, const uint64_t *lens, uint64_t n);
 void rg_gguf_w_arr_f32(rg_gguf_writer *w, const char *key, const float *v, uint64_t n);
 void rg_gguf_w_arr_i32(rg_gguf_writer *w, const char *key, const int32_t *v, uint64_t n);
 /* Declare the next tensor (shape in HF order). */
@@ -130,6 +132,11 @@ int rg_gguf_w_data(rg_gguf_writer *w, const void *data, size_t n);
 int rg_gguf_w_finish(rg_gguf_writer *w);
 
 void rg_gguf_w_config(rg_gguf_writer *w, const rg_config *cfg);
+
+/* A SentencePiece tokenizer as tokenizer.ggml.* keys (model/gguf_tokenizer.c),
+ * and back: rg_tokenizer_load() calls rg_tokenizer_load_gguf() for a GGUF file. */
+void rg_gguf_w_tokenizer(rg_gguf_writer *w, const rg_tokenizer *t);
+int rg_tokenizer_load_gguf(const char *path, rg_tokenizer **out);
 
 /* ggml type id <-> engine dtype */
 int rg_gguf_ggml_type(rg_dtype dt);

@@ -49,11 +49,12 @@ static void put_le(rg_gguf_writer *w, uint64_t v, int n) {
     put(w, b, (size_t)n);
 }
 
-static void put_str(rg_gguf_writer *w, const char *s) {
-    size_t n = strlen(s);
+static void put_strn(rg_gguf_writer *w, const char *s, uint64_t n) {
     put_le(w, n, 8);
-    put(w, s, n);
+    put(w, s, (size_t)n);
 }
+
+static void put_str(rg_gguf_writer *w, const char *s) { put_strn(w, s, strlen(s)); }
 
 static void put_f32(rg_gguf_writer *w, float f) {
     uint32_t u;
@@ -100,9 +101,13 @@ void rg_gguf_w_str(rg_gguf_writer *w, const char *k, const char *v) {
     put_str(w, v);
 }
 
-void rg_gguf_w_arr_str(rg_gguf_writer *w, const char *k, const char *const *v, uint64_t n) {
+void rg_gguf_w_arr_strn(rg_gguf_writer *w, const char *k, const char *const *v, const uint64_t *lens, uint64_t n) {
     arr(w, k, RG_GGUF_STRING, n);
-    for (uint64_t i = 0; i < n; i++) put_str(w, v[i]);
+    for (uint64_t i = 0; i < n; i++) put_strn(w, v[i], lens ? lens[i] : strlen(v[i]));
+}
+
+void rg_gguf_w_arr_str(rg_gguf_writer *w, const char *k, const char *const *v, uint64_t n) {
+    rg_gguf_w_arr_strn(w, k, v, NULL, n);
 }
 
 void rg_gguf_w_arr_f32(rg_gguf_writer *w, const char *k, const float *v, uint64_t n) {

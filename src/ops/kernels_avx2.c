@@ -214,7 +214,7 @@ AVX2_MATMUL(matmul_q4_0, RG_DT_Q4_0)
 
 /* ------------------------------------------------ attention, activations */
 
-static float softmax(float *x, int n, float scale) {
+static float softmax(float *x, int n, float scale, float *max) {
     __m256 sc = _mm256_set1_ps(scale);
     float mx = -INFINITY;
     for (int j = 0; j < n; j += 8) {
@@ -225,6 +225,7 @@ static float softmax(float *x, int n, float scale) {
         _mm256_storeu_ps(lane, v);
         for (size_t l = 0; l < (c < 8 ? c : 8); l++) mx = lane[l] > mx ? lane[l] : mx;
     }
+    *max = mx;
     __m256 top = _mm256_set1_ps(mx), sum = _mm256_setzero_ps();
     for (int j = 0; j < n; j += 8) {
         size_t c = (size_t)(n - j);

@@ -328,7 +328,7 @@ static void matmul_q4_0(const uint8_t *w, size_t rb, int rows, int k, const floa
 
 /* ------------------------------------------------ attention, activations */
 
-static float softmax(float *x, int n, float scale) {
+static float softmax(float *x, int n, float scale, float *max) {
     __m512 mx = _mm512_set1_ps(-INFINITY), sc = _mm512_set1_ps(scale);
     for (int j = 0; j < n; j += 16) {
         __mmask16 m = n - j >= 16 ? 0xffff : tail_mask(n - j);
@@ -336,7 +336,8 @@ static float softmax(float *x, int n, float scale) {
         _mm512_mask_storeu_ps(x + j, m, v);
         mx = _mm512_mask_max_ps(mx, m, mx, v);
     }
-    __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(mx)), sum = _mm512_setzero_ps();
+    *max = _mm512_reduce_max_ps(mx);
+    __m512 top = _mm512_set1_ps(*max), sum = _mm512_setzero_ps();
     for (int j = 0; j < n; j += 16) {
         __mmask16 m = n - j >= 16 ? 0xffff : tail_mask(n - j);
         __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + j), top));

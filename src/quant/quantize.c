@@ -93,6 +93,31 @@ static int stream_tensor(rg_gguf_writer *w, const rg_st_entry *e, rg_dtype dt, u
     return 0;
 }
 
+/* The tokenizer beside the checkpoint (tokenizer.model or tokenizer.json in
+ * its folder), if there is one: *t stays NULL when there is none. */
+static int find_tokenizer(const char *in_path, const rg_config *cfg, rg_tokenizer **t) {
+    *t = NULL;
+    char *dir;
+    if (rg_is_dir(in_path)) {
+        dir = strdup(in_path);
+    } else {
+        const char *slash = strrchr(in_path, '/');
+        dir = slash ? strndup(in_path, (size_t)(slash - in_path)) : strdup(".");
+    }
+    char *a = rg_path_join(dir, "tokenizer.model"), *b = rg_path_join(dir, "tokenizer.json");
+    int rc = 0;
+    if (rg_file_exists(a) || rg_file_exists(b)) {
+        rc = rg_tokenizer_load(dir, t);
+        if (!rc && rg_tokenizer_vocab_size(*t) > cfg->vocab_size)
+            rc = rg_error("%s: the tokenizer has %d pieces, more than the model's vocab_size %d", dir,
+                          rg_tokenizer_vocab_size(*t), cfg->vocab_size);
+    }
+    free(a);
+    free(b);
+    free(dir);
+    return rc;
+}
+
 static const char *base_name(const char *path) {
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/') n--;
@@ -123,6 +148,7 @@ int rg_quantize(const char *in_path, const char *out_path, const rg_quantize_par
         if (strcmp(m->st.entries[i].name, "lm_head.weight")) order[n++] = &m->st.entries[i]; /* tied (SPEC §1) */
     qsort(order, (size_t)n, sizeof *order, cmp_entry);
 
+    rg_tokenizer *tok = NULL;
     rg_gguf_writer *w = rg_gguf_writer_new();
     rg_dtype *types = rg_xmalloc(sizeof *types * (size_t)n);
     const char **why = rg_xmalloc(sizeof *why * (size_t)n);
@@ -136,6 +162,8 @@ int rg_quantize(const char *in_path, const char *out_path, const rg_quantize_par
     rg_gguf_w_u32(w, "general.file_type", file_type(want));
     if (want == RG_DT_Q8_0 || want == RG_DT_Q4_0) rg_gguf_w_u32(w, "general.quantization_version", 2);
     rg_gguf_w_config(w, &m->cfg);
+    if (find_tokenizer(in_path, &m->cfg, &tok)) goto done;
+    if (tok) rg_gguf_w_tokenizer(w, tok);
     uint64_t total = 0, done = 0;
     int64_t max_cols = 1;
     for (int i = 0; i < n; i++) {
@@ -168,6 +196,7 @@ int rg_quantize(const char *in_path, const char *out_path, const rg_quantize_par
     if (p->progress) p->progress(p->progress_ctx, NULL, NULL, NULL, done, total);
     rc = 0;
 done:
+    rg_tokenizer_free(tok);
     rg_gguf_writer_free(w);
     free(chunk);
     free(row);

@@ -2,6 +2,7 @@
  * loading it from a file or folder. */
 #include <stdio.h>
 #include <stdlib.h>
+#include "model/gguf.h"
 #include "tokenizer/tokenizer.h"
 #include "util/util.h"
 
@@ -263,6 +264,12 @@ int rg_tokenizer_load(const char *path, rg_tokenizer **out) {
     if (rg_map_file(file, &mf)) {
         free(file);
         return -1;
+    }
+    if (mf.size >= 4 && !memcmp(mf.data, "GGUF", 4)) { /* the tokenizer inside a GGUF model file */
+        rg_unmap_file(&mf);
+        int rc = rg_tokenizer_load_gguf(file, out);
+        free(file);
+        return rc;
     }
     rg_tokenizer *t = rg_xmalloc(sizeof *t);
     rg_tok_init(t);

@@ -28,4 +28,17 @@ if "$RGEMMA" quantize --eval "$M" "$T/bad.gguf" 2>"$T/err"; then exit 1; fi
 grep -q '^rgemma: .*bad.gguf: truncated' "$T/err"
 [ "$(wc -l <"$T/err")" -eq 1 ]
 if "$RGEMMA" quantize "$M" 2>/dev/null; then exit 1; fi
+
+# the tokenizer travels inside the file: a GGUF alone in its folder generates
+# the same text as the checkpoint folder (f32: identical logits)
+. tests/cli/lib/small_model.sh
+small_model "$T/sm"
+mkdir "$T/only"
+"$RGEMMA" quantize "$T/sm" "$T/only/sm.gguf" --type f32 >/dev/null
+a=$("$RGEMMA" tokenize -t "$T/sm" "Hello, world! <start_of_turn>user")
+b=$("$RGEMMA" tokenize -t "$T/only/sm.gguf" "Hello, world! <start_of_turn>user")
+[ -n "$a" ] && [ "$a" = "$b" ]
+a=$("$RGEMMA" generate -m "$T/sm" -p "The license" -n 8 --temp 0 -t 1 --no-display-prompt)
+b=$("$RGEMMA" generate -m "$T/only/sm.gguf" -p "The license" -n 8 --temp 0 -t 1 --no-display-prompt)
+[ -n "$a" ] && [ "$a" = "$b" ]
 exit 0

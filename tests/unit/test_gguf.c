@@ -9,13 +9,16 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ftw.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include <cmocka.h>
 #include "model/gguf.h"
 #include "model/model.h"
+#include "model/synth.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
+#include "tokenizer/tokenizer.h"
 #include "util/util.h"
 
 #define GOLDEN "tests/data/golden/"
@@ -23,6 +26,17 @@
 static char tmpdir[] = "/tmp/rgemma-test-gguf-XXXXXX";
 
 static char *tmp_path(const char *name) { return rg_path_join(tmpdir, name); }
+
+static uint8_t *good;
+static size_t good_len;
+static char *good_path;
+
+static void write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
 
 static void quantize_or_fail(const char *in, const char *out, const char *type, const char *embed_type) {
     rg_quantize_params p;
@@ -228,18 +242,83 @@ static void test_blocks(void **state) {
     assert_non_null(strstr(rg_last_error(), "not finite"));
 }
 
-/* ---- malformed files ------------------------------------------------------ */
+/* The tokenizer beside the checkpoint goes into the file: every piece, score,
+ * type, special id and setting comes back, and it encodes the same. */
+static void test_tokenizer(void **state) {
+    (void)state;
+    rg_config cfg;
+    assert_int_equal(rg_config_load(GOLDEN "dev_4layer/config.json", &cfg), 0);
+    cfg.vocab_size = 1000; /* small_bpe.model has 1000 pieces */
+    char *dir = tmp_path("tok-model"), *out = tmp_path("tok.gguf");
+    rg_synth_options o = {.dtype = RG_DT_F32, .seed = 7};
+    int shards;
+    assert_int_equal(rg_synth_write(&cfg, dir, &o, &shards), 0);
+    char *text, *tm = rg_path_join(dir, "tokenizer.model");
+    size_t len;
+    assert_int_equal(rg_read_file("tests/data/tokenizer/small_bpe.model", 1 << 20, &text, &len), 0);
+    write_file(tm, text, len);
+    free(text);
+    quantize_or_fail(dir, out, "q8_0", NULL);
 
-static uint8_t *good;
-static size_t good_len;
-static char *good_path;
+    rg_tokenizer *a, *b;
+    assert_int_equal(rg_tokenizer_load(dir, &a), 0);
+    if (rg_tokenizer_load(out, &b)) fail_msg("%s", rg_last_error());
+    assert_int_equal(a->n, b->n);
+    for (int32_t i = 0; i < a->n; i++) {
+        assert_int_equal(rg_tok_len(a, i), rg_tok_len(b, i));
+        assert_memory_equal(rg_tok_text(a, i), rg_tok_text(b, i), rg_tok_len(a, i));
+        assert_true(a->score[i] == b->score[i]);
+        assert_int_equal(a->type[i], b->type[i]);
+    }
+    assert_int_equal(a->unk_id, b->unk_id);
+    assert_int_equal(a->bos_id, b->bos_id);
+    assert_int_equal(a->eos_id, b->eos_id);
+    assert_int_equal(a->pad_id, b->pad_id);
+    assert_int_equal(a->byte_fallback, b->byte_fallback);
+    assert_int_equal(a->add_dummy_prefix, b->add_dummy_prefix);
+    assert_int_equal(a->remove_extra_whitespaces, b->remove_extra_whitespaces);
+    assert_int_equal(a->escape_whitespaces, b->escape_whitespaces);
+    assert_int_equal(a->treat_whitespace_as_suffix, b->treat_whitespace_as_suffix);
+    assert_string_equal(a->unk_surface, b->unk_surface);
+    const char *s = "Hello,  world!\n<start_of_turn>user 12345 \xc3\xa9\xf0\x9f\x99\x82";
+    int32_t *ia, *ib;
+    size_t na, nb;
+    assert_int_equal(rg_tokenize(a, s, strlen(s), 1, 0, &ia, &na), 0);
+    assert_int_equal(rg_tokenize(b, s, strlen(s), 1, 0, &ib, &nb), 0);
+    assert_int_equal(na, nb);
+    assert_memory_equal(ia, ib, na * sizeof *ia);
+    free(ia);
+    free(ib);
+    rg_tokenizer_free(a);
+    rg_tokenizer_free(b);
 
-static void write_file(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, n, f), n);
-    fclose(f);
+    /* a model file without a tokenizer says so */
+    assert_int_equal(rg_tokenizer_load(good_path, &b), -1);
+    assert_non_null(strstr(rg_last_error(), "holds no tokenizer"));
+    /* a tokenizer larger than the model's vocabulary is refused: dev_4layer has 512 */
+    const char *files[2] = {"config.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char *src = rg_path_join(GOLDEN "dev_4layer", files[i]), *dst = rg_path_join(dir, files[i]);
+        assert_int_equal(rg_read_file(src, 1 << 24, &text, &len), 0);
+        write_file(dst, text, len);
+        free(text);
+        free(src);
+        free(dst);
+    }
+    char *index = rg_path_join(dir, "model.safetensors.index.json");
+    unlink(index); /* if the synth model was sharded */
+    free(index);
+    rg_quantize_params p;
+    rg_quantize_params_default(&p);
+    assert_int_equal(rg_quantize(dir, out, &p), -1);
+    assert_non_null(strstr(rg_last_error(), "1000 pieces, more than the model's vocab_size 512"));
+    free(tm);
+    unlink(out);
+    free(out);
+    free(dir);
 }
+
+/* ---- malformed files ------------------------------------------------------ */
 
 /* Loading the file must fail with a message that contains want. */
 static void expect_refused(const uint8_t *data, size_t n, const char *want) {
@@ -499,13 +578,16 @@ static int setup(void **state) {
     return 0;
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
 static int teardown(void **state) {
     (void)state;
-    unlink(good_path);
     free(good_path);
     free(good);
-    rmdir(tmpdir);
-    return 0;
+    return nftw(tmpdir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 int main(void) {
@@ -514,6 +596,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocks),   cmocka_unit_test(test_metadata),          cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_policy),   cmocka_unit_test(test_quantised_quality), cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_tokenizer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

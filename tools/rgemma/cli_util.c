@@ -62,6 +62,12 @@ rg_tokenizer *cli_tokenizer(const char *cmd, const char *model_path, const char 
     *failed = 0;
     char *dir = NULL;
     const char *where = override;
+    size_t ml = strlen(model_path);
+    if (!where && ml > 5 && !strcmp(model_path + ml - 5, ".gguf")) {
+        /* a GGUF file made by rgemma quantize carries its tokenizer; without one, look beside it */
+        rg_tokenizer *t = NULL;
+        if (rg_tokenizer_load(model_path, &t) == 0) return t;
+    }
     if (!where) {
         if (rg_is_dir(model_path)) {
             dir = strdup(model_path);

@@ -9,6 +9,9 @@
 int cli_load_tokenizer(const char *model_path, const char *explicit_path, rg_tokenizer **out) {
     if (explicit_path) return rg_tokenizer_load(explicit_path, out);
     if (rg_is_dir(model_path)) return rg_tokenizer_load(model_path, out);
+    size_t ml = strlen(model_path);
+    if (ml > 5 && !strcmp(model_path + ml - 5, ".gguf") && rg_tokenizer_load(model_path, out) == 0)
+        return 0; /* the tokenizer inside the GGUF file; without one, look beside it */
     char *copy = strdup(model_path);
     int rc = rg_tokenizer_load(dirname(copy), out);
     free(copy);
