@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <ftw.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include <cmocka.h>
@@ -212,6 +213,44 @@ static void test_policy(void **state) {
     rg_gguf_close(g);
     unlink(out);
     free(out);
+}
+
+/* A non-finite weight is refused with the tensor, row and column. */
+static void test_nonfinite(void **state) {
+    (void)state;
+    char *dir = tmp_path("nan-model"), *out = tmp_path("nan.gguf");
+    assert_int_equal(mkdir(dir, 0755), 0);
+    const char *files[2] = {"config.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char *src = rg_path_join(GOLDEN "dev_4layer", files[i]), *dst = rg_path_join(dir, files[i]), *text;
+        size_t len;
+        assert_int_equal(rg_read_file(src, 1 << 24, &text, &len), 0);
+        if (i == 1) { /* row 5, column 7 of up_proj (f32, [192, 64]) becomes NaN */
+            rg_safetensors st;
+            assert_int_equal(rg_st_open(&st, src), 0);
+            const rg_st_entry *e = rg_st_find(&st, "model.layers.1.mlp_block.up_proj.weight");
+            size_t off = (size_t)((const uint8_t *)e->t.data - st.files[0].data) + (5 * 64 + 7) * 4;
+            rg_st_close(&st);
+            float nan = NAN;
+            memcpy(text + off, &nan, 4);
+        }
+        write_file(dst, text, len);
+        free(text);
+        free(src);
+        free(dst);
+    }
+    rg_quantize_params p;
+    rg_quantize_params_default(&p);
+    assert_int_equal(rg_quantize(dir, out, &p), -1);
+    printf("  refused: %s\n", rg_last_error() + strlen(tmpdir) + 1);
+    assert_non_null(strstr(rg_last_error(), "\"model.layers.1.mlp_block.up_proj.weight\" row 5: element 7 is not finite"));
+    assert_false(rg_file_exists(out));
+    char *tmp = rg_xmalloc(strlen(out) + 5);
+    sprintf(tmp, "%s.tmp", out);
+    assert_false(rg_file_exists(tmp)); /* no partial file is left behind */
+    free(tmp);
+    free(out);
+    free(dir);
 }
 
 /* Block layouts: Q8_0 = f16 d + 32 int8; Q4_0 = f16 d + 16 bytes, element j
@@ -631,7 +670,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocks),   cmocka_unit_test(test_metadata),          cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_policy),   cmocka_unit_test(test_quantised_quality), cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_tokenizer),
+        cmocka_unit_test(test_tokenizer), cmocka_unit_test(test_nonfinite),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
