@@ -27,8 +27,9 @@ static void block_q8_0(const float *x, uint8_t *out) {
  * error sum x^2 - (sum x q)^2 / sum q^2), and the q with the smallest error
  * wins. Same format, same speed, lower error (see README). */
 static int q4_code(float x, float id) {
-    float v = floorf(x * id + 8.5f);
-    return v < 0 ? 0 : v > 15 ? 15 : (int)v;
+    float v = x * id + 8.5f; /* floor(v) = round(x / d) + 8 */
+    int q = v > 0 ? (int)v : 0; /* truncation is floor for v > 0 (and no libm call) */
+    return q > 15 ? 15 : q;
 }
 
 static void block_q4_0(const float *x, uint8_t *out) {
