@@ -4,8 +4,12 @@
  * weighted sum of values reads each value row once for all heads. */
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 #include "ops/ops.h"
+#include "util/util.h"
+
+#define MAX_PARTS 64
 
 void rg_rope(float *x, int heads, int hd, int m, const float *inv_freq, int64_t pos) {
     for (int i = 0; i < m; i++) {
@@ -44,38 +48,76 @@ static int key_runs(const float *k, const float *v, int hd, int64_t pos0, int64_
 }
 
 /* score(s) = (q . k_s) / sqrt(hd); p = softmax over the W+1 allowed keys
- * (float32); out = sum_s p(s) v_s. */
+ * (float32); out = sum_s p(s) v_s.
+ * Work items are (token, part of its keys). A token's keys are split only
+ * when there are fewer tokens than threads (decode): each part then reads
+ * its share of the cache once for all heads, and the parts are merged as in
+ * flash attention: with m_j, s_j, o_j the max, sum and unnormalised output of
+ * part j and M = max_j m_j, out = sum_j e^(m_j - M) o_j / sum_j e^(m_j - M) s_j. */
 void rg_local_attention(const float *q, const float *k, const float *v, int n, int heads, int hd, int64_t pos0,
                         int window, const float *kcache, const float *vcache, float *out) {
     const rg_kernel_set *ks = rg_active_kernels();
     const float scale = 1.0f / sqrtf((float)hd);
-    /* work items are (token, group of heads); a token's heads are split
-     * only when there are fewer tokens than threads (decode) */
-    int threads = omp_get_max_threads();
-    int groups = n >= threads ? 1 : (threads + n - 1) / n;
-    if (groups > heads) groups = heads;
-#pragma omp parallel for schedule(static) if (n * groups > 1)
-    for (int item = 0; item < n * groups; item++) {
-        int t = item / groups;
-        size_t h0, h1;
-        rg_split((size_t)heads, 1, item % groups, groups, &h0, &h1);
-        int nh = (int)(h1 - h0);
-        int64_t p = pos0 + t;
+    int threads = omp_get_max_threads(), parts = n >= threads ? 1 : (threads + n - 1) / n;
+    if (parts > MAX_PARTS) parts = MAX_PARTS;
+    size_t Q = (size_t)heads * hd, stride = Q + 2 * (size_t)heads; /* a part: o [Q], m [H], s [H] */
+    float *partial = parts > 1 ? rg_xmalloc(sizeof(float) * stride * (size_t)n * parts) : NULL;
+#pragma omp parallel for schedule(static) if (n * parts > 1)
+    for (int item = 0; item < n * parts; item++) {
+        int t = item / parts;
         key_run runs[3];
-        int nr = key_runs(k, v, hd, pos0, p, window, kcache, vcache, runs);
-        int nk = runs[nr - 1].at + runs[nr - 1].count;
-        const float *qh = q + ((size_t)t * heads + h0) * hd;
-        float *oh = out + ((size_t)t * heads + h0) * hd;
-        float *scores = rg_scratch(RG_SCRATCH_OP, sizeof(float) * (size_t)nh * nk);
-        for (int r = 0; r < nr; r++)
-            ks->matmul[RG_DT_F32]((const uint8_t *)runs[r].k, sizeof(float) * hd, runs[r].count, hd, qh, hd, nh,
-                                  scores + runs[r].at, nk);
-        for (int h = 0; h < nh; h++) {
-            float *sh = scores + (size_t)h * nk;
-            float inv = 1.0f / ks->softmax(sh, nk, scale);
-            for (int j = 0; j < nk; j++) sh[j] *= inv;
+        int nr = key_runs(k, v, hd, pos0, pos0 + t, window, kcache, vcache, runs);
+        size_t a, b; /* this part's keys, as columns of the token's score row */
+        rg_split((size_t)(runs[nr - 1].at + runs[nr - 1].count), 1, item % parts, parts, &a, &b);
+        int len = (int)(b - a);
+        float *o = parts > 1 ? partial + stride * (size_t)item : out + Q * (size_t)t;
+        float *mx = o + Q, *sum = mx + heads;
+        memset(o, 0, sizeof(float) * Q);
+        if (len == 0) {
+            for (int h = 0; h < heads; h++) mx[h] = -INFINITY, sum[h] = 0;
+            continue;
         }
-        memset(oh, 0, sizeof(float) * (size_t)nh * hd);
-        for (int r = 0; r < nr; r++) ks->wsum(scores + runs[r].at, nk, nh, runs[r].v, runs[r].count, hd, oh, hd);
+        float *scores = rg_scratch(RG_SCRATCH_OP, sizeof(float) * (size_t)heads * len);
+        for (int r = 0; r < nr; r++) {
+            int lo = runs[r].at > (int)a ? runs[r].at : (int)a;
+            int hi = runs[r].at + runs[r].count < (int)b ? runs[r].at + runs[r].count : (int)b;
+            if (lo < hi)
+                ks->matmul[RG_DT_F32]((const uint8_t *)(runs[r].k + (size_t)(lo - runs[r].at) * hd),
+                                      sizeof(float) * hd, hi - lo, hd, q + Q * (size_t)t, hd, heads,
+                                      scores + (lo - (int)a), len);
+        }
+        for (int h = 0; h < heads; h++) {
+            float *sh = scores + (size_t)h * len, m, s = ks->softmax(sh, len, scale, &m);
+            if (parts > 1) {
+                mx[h] = m;
+                sum[h] = s;
+            } else {
+                for (int j = 0; j < len; j++) sh[j] *= 1.0f / s;
+            }
+        }
+        for (int r = 0; r < nr; r++) {
+            int lo = runs[r].at > (int)a ? runs[r].at : (int)a;
+            int hi = runs[r].at + runs[r].count < (int)b ? runs[r].at + runs[r].count : (int)b;
+            if (lo < hi)
+                ks->wsum(scores + (lo - (int)a), len, heads, runs[r].v + (size_t)(lo - runs[r].at) * hd, hi - lo, hd,
+                         o, hd);
+        }
     }
+    for (int t = 0; t < n && partial; t++)
+        for (int h = 0; h < heads; h++) {
+            const float *part0 = partial + stride * (size_t)t * parts;
+            float top = -INFINITY, total = 0, wj[MAX_PARTS];
+            for (int j = 0; j < parts; j++) top = fmaxf(top, part0[stride * j + Q + h]);
+            for (int j = 0; j < parts; j++) {
+                wj[j] = expf(part0[stride * j + Q + h] - top);
+                total += wj[j] * part0[stride * j + Q + heads + h];
+            }
+            float *oh = out + Q * (size_t)t + (size_t)h * hd;
+            for (int i = 0; i < hd; i++) {
+                float acc = 0;
+                for (int j = 0; j < parts; j++) acc += wj[j] * part0[stride * j + (size_t)h * hd + i];
+                oh[i] = acc / total;
+            }
+        }
+    free(partial);
 }

@@ -154,6 +154,30 @@ INLINE void tile(rg_dtype dt, const int nt, const uint8_t *w, size_t rb, int nr,
     }
 }
 
+/* One token, one row at a time: a single sequential stream through the
+ * weights (what the hardware prefetcher follows best); 4 accumulators over
+ * k hide the FMA latency. */
+INLINE void gemv(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, float *y) {
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *row = w + (size_t)r * rb;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int i = 0;
+        for (; i + 32 <= k; i += 32) {
+            a0 = _mm256_fmadd_ps(load_w(dt, row, i), _mm256_loadu_ps(x + i), a0);
+            a1 = _mm256_fmadd_ps(load_w(dt, row, i + 8), _mm256_loadu_ps(x + i + 8), a1);
+            a2 = _mm256_fmadd_ps(load_w(dt, row, i + 16), _mm256_loadu_ps(x + i + 16), a2);
+            a3 = _mm256_fmadd_ps(load_w(dt, row, i + 24), _mm256_loadu_ps(x + i + 24), a3);
+        }
+        for (; i + 8 <= k; i += 8) a0 = _mm256_fmadd_ps(load_w(dt, row, i), _mm256_loadu_ps(x + i), a0);
+        if (i < k) /* float types only: quantised rows are whole blocks */
+            a1 = _mm256_fmadd_ps(load_w_tail(dt, row, i, k - i), _mm256_maskload_ps(x + i, lane_mask(k - i)), a1);
+        __m256 t = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+        __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+        u = _mm_hadd_ps(u, u);
+        y[r] = _mm_cvtss_f32(_mm_hadd_ps(u, u));
+    }
+}
+
 INLINE void tile_any(rg_dtype dt, int nt, const uint8_t *w, size_t rb, int nr, int len, const float *x, int ldx,
                      float *y, int ldy, int add) {
     switch (nt) {
@@ -177,7 +201,11 @@ INLINE void widen_tile(rg_dtype dt, const uint8_t *w, size_t rb, int nr, int i0,
 
 INLINE void matmul_any(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n,
                        float *y, int ldy) {
-    if (n <= TB) { /* decode: stream each row once, widening in registers */
+    if (n == 1) { /* decode */
+        gemv(dt, w, rb, rows, k, x, y);
+        return;
+    }
+    if (n <= TB) { /* a few tokens: stream each row once, widening in registers */
         for (int r0 = 0; r0 < rows; r0 += RB)
             tile_any(dt, n, w + (size_t)r0 * rb, rb, rows - r0 < RB ? rows - r0 : RB, k, x, ldx, y + r0, ldy, 0);
         return;
@@ -214,7 +242,7 @@ AVX2_MATMUL(matmul_q4_0, RG_DT_Q4_0)
 
 /* ------------------------------------------------ attention, activations */
 
-static float softmax(float *x, int n, float scale) {
+static float softmax(float *x, int n, float scale, float *max) {
     __m256 sc = _mm256_set1_ps(scale);
     float mx = -INFINITY;
     for (int j = 0; j < n; j += 8) {
@@ -225,6 +253,7 @@ static float softmax(float *x, int n, float scale) {
         _mm256_storeu_ps(lane, v);
         for (size_t l = 0; l < (c < 8 ? c : 8); l++) mx = lane[l] > mx ? lane[l] : mx;
     }
+    *max = mx;
     __m256 top = _mm256_set1_ps(mx), sum = _mm256_setzero_ps();
     for (int j = 0; j < n; j += 8) {
         size_t c = (size_t)(n - j);

@@ -25,9 +25,9 @@
 #define INLINE static inline __attribute__((always_inline))
 
 enum { RB = 4, TB = 6, KC = 512, QTB = 4 };
-/* Decode reads each weight once, from memory: prefetching this far ahead in
- * each of the RB rows keeps enough cache lines in flight to reach the
- * bandwidth (latency x bandwidth is a few KiB per core). */
+/* Tiles read RB rows at once, which the hardware prefetcher follows less
+ * well than one stream: float tiles prefetch this far ahead in each row,
+ * quantised tiles (short rows) the same place of the next tile's rows. */
 #define PF_AHEAD 1024
 
 /* ------------------------------------------------------------ helpers */
@@ -135,6 +135,28 @@ INLINE void tile_f(rg_dtype dt, const int nt, const uint8_t *w, size_t rb, int n
     }
 }
 
+/* One token, one row at a time: a single sequential stream through the
+ * weights (what the hardware prefetcher follows best); 4 accumulators over
+ * k hide the FMA latency. */
+INLINE void gemv_f(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, float *y) {
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *row = w + (size_t)r * rb;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int i = 0;
+        for (; i + 64 <= k; i += 64) {
+            a0 = _mm512_fmadd_ps(load_w(dt, row, i, 0xffff), _mm512_loadu_ps(x + i), a0);
+            a1 = _mm512_fmadd_ps(load_w(dt, row, i + 16, 0xffff), _mm512_loadu_ps(x + i + 16), a1);
+            a2 = _mm512_fmadd_ps(load_w(dt, row, i + 32, 0xffff), _mm512_loadu_ps(x + i + 32), a2);
+            a3 = _mm512_fmadd_ps(load_w(dt, row, i + 48, 0xffff), _mm512_loadu_ps(x + i + 48), a3);
+        }
+        for (; i < k; i += 16) {
+            __mmask16 m = k - i >= 16 ? 0xffff : tail_mask(k - i);
+            a0 = _mm512_fmadd_ps(load_w(dt, row, i, m), _mm512_maskz_loadu_ps(m, x + i), a0);
+        }
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    }
+}
+
 /* One tile of nt <= TB tokens, dispatched to a constant nt. */
 INLINE void tile_f_any(rg_dtype dt, int nt, const uint8_t *w, size_t rb, int nr, int len, const float *x, int ldx,
                        float *y, int ldy, int add, const int prefetch) {
@@ -159,7 +181,11 @@ INLINE void widen_tile(rg_dtype dt, const uint8_t *w, size_t rb, int nr, int i0,
 
 INLINE void matmul_float(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n,
                          float *y, int ldy) {
-    if (n <= TB) { /* decode: stream each row once, widening in registers */
+    if (n == 1) { /* decode */
+        gemv_f(dt, w, rb, rows, k, x, y);
+        return;
+    }
+    if (n <= TB) { /* a few tokens: stream each row once, widening in registers */
         for (int r0 = 0; r0 < rows; r0 += RB)
             tile_f_any(dt, n, w + (size_t)r0 * rb, rb, rows - r0 < RB ? rows - r0 : RB, k, x, ldx, y + r0, ldy, 0, 1);
         return;
@@ -268,7 +294,7 @@ INLINE void tile_q(rg_dtype dt, const int nt, const uint8_t *w, size_t rb, int n
 #pragma GCC unroll 4
         for (int r = 0; r < RB; r++) {
             const uint8_t *blk = wr[r] + (size_t)b * bs;
-            _mm_prefetch((const char *)blk + PF_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + RB * rb, _MM_HINT_T0);
             wu[r] = unpack_q(dt, blk);
             uint16_t h;
             memcpy(&h, blk, 2);
@@ -293,6 +319,39 @@ INLINE void tile_q(rg_dtype dt, const int nt, const uint8_t *w, size_t rb, int n
         _mm_mask_storeu_ps(y + (size_t)t * ldy, ym, hsum4_256(acc[0][t], acc[1][t], acc[2][t], acc[3][t]));
 }
 
+/* acc += one block's dot product (row block blk, activation block b) */
+INLINE __m256 block_dot(rg_dtype dt, const uint8_t *blk, const int8_t *q, const qmeta *meta, int b, __m256 acc) {
+    uint16_t h;
+    memcpy(&h, blk, 2);
+    __m256 dw = _mm256_cvtph_ps(_mm_set1_epi16((short)h));
+    __m256i s = _mm256_dpbusd_epi32(_mm256_load_si256((const __m256i *)meta[b].bias), unpack_q(dt, blk),
+                                    _mm256_loadu_si256((const __m256i *)(q + b * RG_QBLOCK)));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_load_ps(meta[b].d)), acc);
+}
+
+/* One token, one row at a time: a single sequential stream through the
+ * weights; 4 accumulators over the blocks hide the FMA latency. */
+INLINE void gemv_q(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int nb, const int8_t *q, const qmeta *meta,
+                   float *y) {
+    const size_t bs = dt == RG_DT_Q8_0 ? 34 : 18;
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *row = w + (size_t)r * rb;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int b = 0;
+        for (; b + 4 <= nb; b += 4) {
+            a0 = block_dot(dt, row + (size_t)b * bs, q, meta, b, a0);
+            a1 = block_dot(dt, row + (size_t)(b + 1) * bs, q, meta, b + 1, a1);
+            a2 = block_dot(dt, row + (size_t)(b + 2) * bs, q, meta, b + 2, a2);
+            a3 = block_dot(dt, row + (size_t)(b + 3) * bs, q, meta, b + 3, a3);
+        }
+        for (; b < nb; b++) a0 = block_dot(dt, row + (size_t)b * bs, q, meta, b, a0);
+        __m256 t = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+        __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+        u = _mm_hadd_ps(u, u);
+        y[r] = _mm_cvtss_f32(_mm_hadd_ps(u, u));
+    }
+}
+
 INLINE void matmul_quant(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n,
                          float *y, int ldy) {
     int nb = k / RG_QBLOCK;
@@ -300,6 +359,10 @@ INLINE void matmul_quant(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int
     int8_t *q = rg_scratch(RG_SCRATCH_KERNEL, qbytes + sizeof(qmeta) * (size_t)n * nb);
     qmeta *meta = (qmeta *)(q + qbytes);
     quantize_act(dt, x, ldx, n, k, q, meta);
+    if (n == 1) { /* decode */
+        gemv_q(dt, w, rb, rows, nb, q, meta, y);
+        return;
+    }
     for (int r0 = 0; r0 < rows; r0 += RB) {
         int nr = rows - r0 < RB ? rows - r0 : RB;
         const uint8_t *wr = w + (size_t)r0 * rb;
@@ -328,7 +391,7 @@ static void matmul_q4_0(const uint8_t *w, size_t rb, int rows, int k, const floa
 
 /* ------------------------------------------------ attention, activations */
 
-static float softmax(float *x, int n, float scale) {
+static float softmax(float *x, int n, float scale, float *max) {
     __m512 mx = _mm512_set1_ps(-INFINITY), sc = _mm512_set1_ps(scale);
     for (int j = 0; j < n; j += 16) {
         __mmask16 m = n - j >= 16 ? 0xffff : tail_mask(n - j);
@@ -336,7 +399,8 @@ static float softmax(float *x, int n, float scale) {
         _mm512_mask_storeu_ps(x + j, m, v);
         mx = _mm512_mask_max_ps(mx, m, mx, v);
     }
-    __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(mx)), sum = _mm512_setzero_ps();
+    *max = _mm512_reduce_max_ps(mx);
+    __m512 top = _mm512_set1_ps(*max), sum = _mm512_setzero_ps();
     for (int j = 0; j < n; j += 16) {
         __mmask16 m = n - j >= 16 ? 0xffff : tail_mask(n - j);
         __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + j), top));

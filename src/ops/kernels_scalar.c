@@ -85,7 +85,7 @@ SCALAR_KERNEL(matmul_bf16, RG_DT_BF16)
 SCALAR_KERNEL(matmul_q8_0, RG_DT_Q8_0)
 SCALAR_KERNEL(matmul_q4_0, RG_DT_Q4_0)
 
-static float softmax(float *x, int n, float scale) {
+static float softmax(float *x, int n, float scale, float *max) {
     float mx = -INFINITY;
     for (int j = 0; j < n; j++) {
         x[j] *= scale;
@@ -96,6 +96,7 @@ static float softmax(float *x, int n, float scale) {
         x[j] = expf(x[j] - mx);
         sum += x[j];
     }
+    *max = mx;
     return sum;
 }
 

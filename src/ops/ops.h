@@ -31,7 +31,8 @@ void rg_matmul_jobs(const rg_matmul_job *jobs, int njobs, int n);
  *   matmul[dt]: rows [0, rows) of a weight block (rows of row_bytes bytes
  *     holding k elements each) times n activation rows:
  *     y[t*ldy + r] = dot(row r, x[t*ldx ..]).
- *   softmax: x[i] = exp(x[i]*scale - max_j x[j]*scale), returns the sum.
+ *   softmax: x[i] = exp(x[i]*scale - m), m = max_j x[j]*scale (stored in
+ *     *max), returns the sum of the x[i] (n >= 1).
  *   wsum: out[h*ldo + i] += sum_j p[h*ldp + j] * v[j*hd + i], h < nh, i < hd.
  *   gelu_mul: g[i] = gelu_tanh(g[i]) * u[i].
  *   softcap: x[i] = cap * tanh(x[i] / cap).
@@ -45,7 +46,7 @@ typedef struct {
     /* bit dt set: matmul[dt] rounds the activations to int8 per block of 32
      * (d = max|x|/127); otherwise it computes in float32 */
     unsigned int8_act;
-    float (*softmax)(float *x, int n, float scale);
+    float (*softmax)(float *x, int n, float scale, float *max);
     void (*wsum)(const float *p, int ldp, int nh, const float *v, int nk, int hd, float *out, int ldo);
     void (*gelu_mul)(float *g, const float *u, size_t count);
     void (*softcap)(float *x, size_t count, float cap);

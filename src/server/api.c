@@ -559,6 +559,9 @@ static void add_meta(cJSON *o, const char *object, const rg_api_meta *m) {
     cJSON_AddStringToObject(o, "system_fingerprint", "rgemma-" RG_VERSION);
 }
 
+/* milliseconds and rates to 3 decimals: enough, and short in JSON */
+static double round3(double x) { return round(x * 1000) / 1000; }
+
 /* usage as OpenAI writes it, and timings as llama-server writes them */
 static void add_usage(cJSON *o, const rg_api_result *r) {
     cJSON *u = cJSON_AddObjectToObject(o, "usage");
@@ -571,12 +574,12 @@ static void add_usage(cJSON *o, const rg_api_result *r) {
     int processed = r->prompt_tokens - r->cached_tokens;
     cJSON_AddNumberToObject(t, "cache_n", r->cached_tokens);
     cJSON_AddNumberToObject(t, "prompt_n", processed);
-    cJSON_AddNumberToObject(t, "prompt_ms", r->prompt_ms);
-    cJSON_AddNumberToObject(t, "prompt_per_second", r->prompt_ms > 0 ? processed * 1000.0 / r->prompt_ms : 0);
+    cJSON_AddNumberToObject(t, "prompt_ms", round3(r->prompt_ms));
+    cJSON_AddNumberToObject(t, "prompt_per_second", r->prompt_ms > 0 ? round3(processed * 1000.0 / r->prompt_ms) : 0);
     cJSON_AddNumberToObject(t, "predicted_n", r->completion_tokens);
-    cJSON_AddNumberToObject(t, "predicted_ms", r->predicted_ms);
+    cJSON_AddNumberToObject(t, "predicted_ms", round3(r->predicted_ms));
     cJSON_AddNumberToObject(t, "predicted_per_second",
-                            r->predicted_ms > 0 ? r->completion_tokens * 1000.0 / r->predicted_ms : 0);
+                            r->predicted_ms > 0 ? round3(r->completion_tokens * 1000.0 / r->predicted_ms) : 0);
 }
 
 /* cJSON strings end at NUL; generated text may hold U+0000, so cut there */
