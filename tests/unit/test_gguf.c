@@ -243,7 +243,8 @@ static void test_nonfinite(void **state) {
     rg_quantize_params_default(&p);
     assert_int_equal(rg_quantize(dir, out, &p), -1);
     printf("  refused: %s\n", rg_last_error() + strlen(tmpdir) + 1);
-    assert_non_null(strstr(rg_last_error(), "\"model.layers.1.mlp_block.up_proj.weight\" row 5: element 7 is not finite"));
+    assert_non_null(
+        strstr(rg_last_error(), "\"model.layers.1.mlp_block.up_proj.weight\" row 5: element 7 is not finite"));
     assert_false(rg_file_exists(out));
     char *tmp = rg_xmalloc(strlen(out) + 5);
     sprintf(tmp, "%s.tmp", out);
