@@ -306,9 +306,7 @@ static int matches(const rg_item *it, const char *s, int norm) {
 }
 
 static uint64_t mix_seed(uint64_t seed, int index, int sample) {
-    uint64_t x = seed ^ ((uint64_t)index * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)sample << 40);
-    x = (x ^ (x >> 31)) * 0xbf58476d1ce4e5b9ull;
-    return x ^ (x >> 29);
+    return rg_mix64(seed ^ ((uint64_t)index * RG_GOLDEN64) ^ ((uint64_t)sample << 40));
 }
 
 static int eval_gen(rg_evaluator *ev, const rg_item *it, int index, const ids_buf *prefix, rg_item_result *r) {

@@ -281,14 +281,6 @@ void rg_task_free(rg_task *task) {
     memset(task, 0, sizeof *task);
 }
 
-/* splitmix64: a small, well-mixed generator for the shot shuffle */
-static uint64_t splitmix(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 int rg_choose_shots(const rg_task *shots, const rg_item *item, int k, uint64_t seed, int *idx) {
     if (k <= 0) return 0;
     int n = shots->n, same = 0;
@@ -307,7 +299,7 @@ int rg_choose_shots(const rg_task *shots, const rg_item *item, int k, uint64_t s
     const char *g = same ? item->group : "";
     uint64_t x = seed ^ rg_fnv1a(g, strlen(g), 0x5eed);
     for (int i = 0; i < k; i++) {
-        int j = i + (int)(splitmix(&x) % (uint64_t)(m - i));
+        int j = i + (int)(rg_splitmix64(&x) % (uint64_t)(m - i));
         int t = pool[i];
         pool[i] = pool[j];
         pool[j] = t;

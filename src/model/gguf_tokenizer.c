@@ -63,7 +63,8 @@ static int read_tokenizer(const rg_gguf *g, rg_tokenizer *t) {
         return -1;
     uint64_t n = tokens->count;
     if (n < 1 || n > (1u << 24))
-        return rg_error("%s: %s has %llu pieces (expected 1 .. %u)", g->path, T_TOKENS, (unsigned long long)n, 1u << 24);
+        return rg_error("%s: %s has %llu pieces (expected 1 .. %u)", g->path, T_TOKENS, (unsigned long long)n,
+                        1u << 24);
     if (scores->count != n || types->count != n)
         return rg_error("%s: %s has %llu pieces but %s has %llu and %s %llu", g->path, T_TOKENS,
                         (unsigned long long)n, T_SCORES, (unsigned long long)scores->count, T_TYPES,

@@ -202,14 +202,6 @@ int rg_synth_specs(const rg_config *cfg, rg_dtype dtype, rg_st_spec **specs) {
 
 /* ---- counter-based random numbers --------------------------------------- */
 
-/* splitmix64 finaliser: a strong 64-bit mix, so mix(key + i * golden) is an
- * independent-looking stream indexed by i. */
-static inline uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-#define GOLDEN 0x9e3779b97f4a7c15ull
 
 /* Standard normal quantiles at the midpoints of 65536 equal-probability
  * bins: a 16-bit uniform index picks one, giving a normal sample (tails
@@ -235,7 +227,7 @@ static void fill(void *ctx, int index, int64_t first, int64_t count, float *out)
     const dist *d = &((const dist *)ctx)[index];
     if (d->kind == DIST_LRU) {
         for (int64_t j = 0; j < count; j++) {
-            double u = (double)(mix64(d->key + (uint64_t)(first + j) * GOLDEN) >> 11) * 0x1p-53;
+            double u = (double)(rg_mix64(d->key + (uint64_t)(first + j) * RG_GOLDEN64) >> 11) * 0x1p-53;
             double r = sqrt(0.49 + u * (0.998001 - 0.49));
             out[j] = (float)log(1.0 / r - 1.0);
         }
@@ -244,7 +236,7 @@ static void fill(void *ctx, int index, int64_t first, int64_t count, float *out)
     /* element e uses 16 bits (e % 4) of the word for e / 4 */
     for (int64_t j = 0; j < count;) {
         int64_t e = first + j;
-        uint64_t w = mix64(d->key + (uint64_t)(e >> 2) * GOLDEN) >> (16 * (e & 3));
+        uint64_t w = rg_mix64(d->key + (uint64_t)(e >> 2) * RG_GOLDEN64) >> (16 * (e & 3));
         for (int b = (int)(e & 3); b < 4 && j < count; b++, j++, w >>= 16)
             out[j] = d->mean + d->std * normal_table[w & 0xffff];
     }
@@ -298,7 +290,7 @@ int rg_synth_write(const rg_config *cfg, const char *dir, const rg_synth_options
     pthread_once(&table_once, build_table);
     tensor_list l = {.dtype = o->dtype};
     build(cfg, &l);
-    for (int i = 0; i < l.n; i++) l.dists[i].key = mix64(rg_fnv1a(l.specs[i].name, strlen(l.specs[i].name), o->seed));
+    for (int i = 0; i < l.n; i++) l.dists[i].key = rg_mix64(rg_fnv1a(l.specs[i].name, strlen(l.specs[i].name), o->seed));
     char note[96];
     snprintf(note, sizeof note, "RANDOM weights (rgemma synth, seed %llu)", (unsigned long long)o->seed);
     rg_st_source src = {fill, l.dists, o->progress, o->progress_ctx, note};

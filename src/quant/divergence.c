@@ -29,7 +29,8 @@ int rg_model_divergence(const rg_model *ref, const rg_model *m, const int32_t *t
     int V = ref->cfg.vocab_size;
     if (m->cfg.vocab_size != V)
         return rg_error("the models have different vocabularies (%d and %d)", V, m->cfg.vocab_size);
-    if (n_tokens < 1 || seq_len < 1) return rg_error("nothing to compare (%d tokens, sequences of %d)", n_tokens, seq_len);
+    if (n_tokens < 1 || seq_len < 1)
+        return rg_error("nothing to compare (%d tokens, sequences of %d)", n_tokens, seq_len);
     for (int i = 0; i < n_tokens; i++)
         if (tokens[i] < 0 || tokens[i] >= V) return rg_error("token %d = %d is outside the vocabulary", i, tokens[i]);
     float *la = rg_xmalloc(sizeof(float) * (size_t)CHUNK * V), *lb = rg_xmalloc(sizeof(float) * (size_t)CHUNK * V);

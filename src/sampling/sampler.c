@@ -45,13 +45,6 @@ struct rg_sampler {
 
 /* ---- xoshiro256**, seeded by splitmix64 ---------------------------------- */
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 static uint64_t next_u64(uint64_t *s) {
@@ -70,7 +63,7 @@ static double next_unit(uint64_t *s) { return (double)(next_u64(s) >> 11) * 0x1p
 
 static void seed_rng(rg_sampler *s) {
     uint64_t x = s->seed;
-    for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++) s->rng[i] = rg_splitmix64(&x);
 }
 
 static uint64_t random_seed(void) {

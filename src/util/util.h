@@ -55,6 +55,16 @@ static inline uint16_t rg_f32_to_bf16(float f) {
 float rg_f16_to_f32(uint16_t h);
 uint16_t rg_f32_to_f16(float f);
 
+/* splitmix64: the finaliser mixes 64 bits well (mix(key + i * golden) is an
+ * independent-looking stream indexed by i); the generator steps it. */
+#define RG_GOLDEN64 0x9e3779b97f4a7c15ull
+static inline uint64_t rg_mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static inline uint64_t rg_splitmix64(uint64_t *x) { return rg_mix64(*x += RG_GOLDEN64); }
+
 /* 64-bit FNV-1a */
 uint64_t rg_fnv1a(const void *data, size_t len, uint64_t seed);
 

@@ -38,7 +38,7 @@ mkdir "$T/only"
 a=$("$RGEMMA" tokenize -t "$T/sm" "Hello, world! <start_of_turn>user")
 b=$("$RGEMMA" tokenize -t "$T/only/sm.gguf" "Hello, world! <start_of_turn>user")
 [ -n "$a" ] && [ "$a" = "$b" ]
-a=$("$RGEMMA" generate -m "$T/sm" -p "The license" -n 8 --temp 0 -t 1 --no-display-prompt)
-b=$("$RGEMMA" generate -m "$T/only/sm.gguf" -p "The license" -n 8 --temp 0 -t 1 --no-display-prompt)
+a=$("$RGEMMA" generate -m "$T/sm" -p "The license" -n 8 --temp 0 -t 1 --no-display-prompt 2>/dev/null)
+b=$("$RGEMMA" generate -m "$T/only/sm.gguf" -p "The license" -n 8 --temp 0 -t 1 --no-display-prompt 2>/dev/null)
 [ -n "$a" ] && [ "$a" = "$b" ]
 exit 0

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <ftw.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include <cmocka.h>
@@ -128,8 +129,11 @@ static void test_roundtrip(void **state) {
  *     tells the two apart.
  *   q8_0 on avx512, which also rounds activations to int8 per block (README
  *     "Speed"): 1.6e-3 / 1.8e-3 -> bound 2.5e-3.
- *   q4_0, every path: 0.18 / 0.20 -> bound 0.3; swapped nibbles measured 9.5 .. 12.7.
- *   top-1 agreement: q8_0 >= 97% -> >= 95%; q4_0 >= 68% -> >= 50%.
+ *   q4_0 (embedding in q8_0, the default), every path: 0.073 / 0.096 -> bound
+ *     0.14. The embedding in q4_0 too measures 0.16 / 0.18, and ggml's plain
+ *     scale d = m / -8 (test_blocks checks the scale search) 0.18 / 0.20;
+ *     swapped nibbles measured 9.5 .. 12.7.
+ *   top-1 agreement: q8_0 >= 97% -> >= 95%; q4_0 >= 76% -> >= 70%.
  * (These tiny random models are harsher than real ones: rows of 64 are two
  * blocks, and the soft cap of 30 lets the logits spread wide.) */
 static void check_quality(const char *case_dir, const char *type) {
@@ -151,8 +155,8 @@ static void check_quality(const char *case_dir, const char *type) {
     for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++) {
         if (rg_set_kernel_path(paths[p])) continue; /* this CPU lacks it */
         int int8_act = !strcmp(paths[p], "avx512");
-        double kl_bound = want == RG_DT_Q4_0 ? 0.3 : int8_act ? 2.5e-3 : 1.2e-3;
-        double top1_bound = want == RG_DT_Q4_0 ? 0.5 : 0.95;
+        double kl_bound = want == RG_DT_Q4_0 ? 0.14 : int8_act ? 2.5e-3 : 1.2e-3;
+        double top1_bound = want == RG_DT_Q4_0 ? 0.7 : 0.95;
         rg_divergence d;
         assert_int_equal(rg_model_divergence(ref, m, tok, n, ctx, &d), 0);
         printf("  %s %s on %s: mean KL %.3g (bound %.3g), top-1 %.2f%% (bound %.0f%%)\n", case_dir, type, paths[p],
@@ -195,7 +199,11 @@ static void test_policy(void **state) {
     assert_int_equal(rg_gguf_find_tensor(g, "model.layers.0.temporal_block.conv_1d.weight")->t.dtype, RG_DT_F32);
     assert_int_equal(rg_gguf_find_tensor(g, "model.final_norm.weight")->t.dtype, RG_DT_F32);
     rg_gguf_close(g);
-    quantize_or_fail(GOLDEN "dev_4layer", out, "q4_0", "q8_0");
+    quantize_or_fail(GOLDEN "dev_4layer", out, "q4_0", "q4_0");
+    assert_int_equal(rg_gguf_open(&g, out), 0);
+    assert_int_equal(rg_gguf_find_tensor(g, "model.embed_tokens.weight")->t.dtype, RG_DT_Q4_0);
+    rg_gguf_close(g);
+    quantize_or_fail(GOLDEN "dev_4layer", out, "q4_0", NULL); /* the default embedding type */
     assert_int_equal(rg_gguf_open(&g, out), 0);
     assert_int_equal(rg_gguf_find_tensor(g, "model.embed_tokens.weight")->t.dtype, RG_DT_Q8_0);
     assert_int_equal(rg_gguf_find_tensor(g, "model.layers.2.temporal_block.q_proj.weight")->t.dtype, RG_DT_Q4_0);
@@ -205,6 +213,45 @@ static void test_policy(void **state) {
     rg_gguf_close(g);
     unlink(out);
     free(out);
+}
+
+/* A non-finite weight is refused with the tensor, row and column. */
+static void test_nonfinite(void **state) {
+    (void)state;
+    char *dir = tmp_path("nan-model"), *out = tmp_path("nan.gguf");
+    assert_int_equal(mkdir(dir, 0755), 0);
+    const char *files[2] = {"config.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char *src = rg_path_join(GOLDEN "dev_4layer", files[i]), *dst = rg_path_join(dir, files[i]), *text;
+        size_t len;
+        assert_int_equal(rg_read_file(src, 1 << 24, &text, &len), 0);
+        if (i == 1) { /* row 5, column 7 of up_proj (f32, [192, 64]) becomes NaN */
+            rg_safetensors st;
+            assert_int_equal(rg_st_open(&st, src), 0);
+            const rg_st_entry *e = rg_st_find(&st, "model.layers.1.mlp_block.up_proj.weight");
+            size_t off = (size_t)((const uint8_t *)e->t.data - st.files[0].data) + (5 * 64 + 7) * 4;
+            rg_st_close(&st);
+            float nan = NAN;
+            memcpy(text + off, &nan, 4);
+        }
+        write_file(dst, text, len);
+        free(text);
+        free(src);
+        free(dst);
+    }
+    rg_quantize_params p;
+    rg_quantize_params_default(&p);
+    assert_int_equal(rg_quantize(dir, out, &p), -1);
+    printf("  refused: %s\n", rg_last_error() + strlen(tmpdir) + 1);
+    assert_non_null(
+        strstr(rg_last_error(), "\"model.layers.1.mlp_block.up_proj.weight\" row 5: element 7 is not finite"));
+    assert_false(rg_file_exists(out));
+    char *tmp = rg_xmalloc(strlen(out) + 5);
+    sprintf(tmp, "%s.tmp", out);
+    assert_false(rg_file_exists(tmp)); /* no partial file is left behind */
+    free(tmp);
+    free(out);
+    free(dir);
 }
 
 /* Block layouts: Q8_0 = f16 d + 32 int8; Q4_0 = f16 d + 16 bytes, element j
@@ -225,17 +272,45 @@ static void test_blocks(void **state) {
     rg_dequant_row(&t, 0, y);
     for (int j = 0; j < 32; j++) assert_true(fabsf(y[j] - x[j]) <= d / 2 + 1e-6f);
 
+    /* values on the Q4_0 grid of d = 0.5 come back exactly, in ggml's nibble order */
+    for (int j = 0; j < 16; j++) {
+        x[j] = 0.5f * (float)(j - 8);       /* q = j */
+        x[j + 16] = 0.5f * (float)(7 - j);  /* q = 15 - j */
+    }
     assert_int_equal(rg_quantize_row(RG_DT_Q4_0, x, 32, q4), 0);
     memcpy(&d16, q4, 2);
-    d = rg_f16_to_f32(d16);
-    assert_true(d == 0.5f); /* the largest magnitude, -4, maps to q = 0: d = -4 / -8 */
-    assert_int_equal(q4[2] & 0x0f, 0);  /* x[0] = -4 -> q 0 */
-    assert_int_equal(q4[2] >> 4, 8);    /* x[16] = 0 -> q 8 */
-    assert_int_equal(q4[17] & 0x0f, 8); /* x[15] = -0.25: floor(-0.5 + 8.5) = 8 */
-    assert_int_equal(q4[17] >> 4, 15);  /* x[31] = 3.75: 7.5 + 8.5 = 16, clamped to 15 */
+    assert_true(rg_f16_to_f32(d16) == 0.5f);
+    for (int j = 0; j < 16; j++) assert_int_equal(q4[2 + j], j | (15 - j) << 4);
     t = (rg_tensor){RG_DT_Q4_0, 2, {1, 32}, q4, 18};
     rg_dequant_row(&t, 0, y);
-    for (int j = 0; j < 32; j++) assert_true(fabsf(y[j] - x[j]) <= d / 2 + 1e-6f);
+    assert_memory_equal(x, y, sizeof x);
+
+    /* on Gaussian blocks the least-squares scale search beats ggml's d = m / -8 */
+    double err = 0, err_ref = 0;
+    uint64_t s = 99;
+    for (int b = 0; b < 2000; b++) {
+        float m = 0;
+        for (int j = 0; j < 32; j++) {
+            double u1, u2; /* Box-Muller */
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            u1 = ((s >> 11) + 0.5) / 9007199254740992.0;
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            u2 = (s >> 11) / 9007199254740992.0;
+            x[j] = (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
+            if (fabsf(x[j]) > fabsf(m)) m = x[j];
+        }
+        assert_int_equal(rg_quantize_row(RG_DT_Q4_0, x, 32, q4), 0);
+        rg_dequant_row(&t, 0, y);
+        float d = rg_f16_to_f32(rg_f32_to_f16(m / -8)), id = 1 / d;
+        for (int j = 0; j < 32; j++) {
+            float q = floorf(x[j] * id + 8.5f);
+            q = q < 0 ? 0 : q > 15 ? 15 : q;
+            err += (double)(y[j] - x[j]) * (y[j] - x[j]);
+            err_ref += (double)(d * (q - 8) - x[j]) * (d * (q - 8) - x[j]);
+        }
+    }
+    printf("  Q4_0 mean squared error on N(0,1) blocks: %.5f (ggml's scale: %.5f)\n", err / 64000, err_ref / 64000);
+    assert_true(err < 0.95 * err_ref);
 
     x[3] = NAN;
     assert_int_equal(rg_quantize_row(RG_DT_Q8_0, x, 32, q8), -1);
@@ -596,7 +671,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocks),   cmocka_unit_test(test_metadata),          cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_policy),   cmocka_unit_test(test_quantised_quality), cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_tokenizer),
+        cmocka_unit_test(test_tokenizer), cmocka_unit_test(test_nonfinite),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -8,6 +8,43 @@
 #include "cli_util.h"
 #include "util/util.h"
 
+int cli_generation_option(const char *cmd, int c, const char *arg, rg_generate_params *gp) {
+    rg_sampling_params *sp = &gp->sampling;
+    long v;
+    switch (c) {
+    case 'n':
+        if (cli_int(cmd, "-n", arg, -1, 1L << 30, &v)) return -1;
+        gp->max_tokens = (int)v;
+        return 1;
+    case 's':
+        if (cli_int(cmd, "--seed", arg, -1, 0xFFFFFFFFL, &v)) return -1;
+        sp->seed = v < 0 ? RG_SEED_RANDOM : (uint64_t)v;
+        return 1;
+    case 't':
+        if (cli_int(cmd, "--threads", arg, 1, 4096, &v)) return -1;
+        rg_set_threads((int)v);
+        return 1;
+    case CLI_OPT_TEMP: return cli_float(cmd, "--temp", arg, 0, 1e6, &sp->temperature) ? -1 : 1;
+    case CLI_OPT_TOP_K:
+        if (cli_int(cmd, "--top-k", arg, 0, 1L << 30, &v)) return -1;
+        sp->top_k = (int)v;
+        return 1;
+    case CLI_OPT_TOP_P: return cli_float(cmd, "--top-p", arg, 0, 1, &sp->top_p) ? -1 : 1;
+    case CLI_OPT_MIN_P: return cli_float(cmd, "--min-p", arg, 0, 1, &sp->min_p) ? -1 : 1;
+    case CLI_OPT_REPEAT_PENALTY:
+        return cli_float(cmd, "--repeat-penalty", arg, 1e-6, 1e6, &sp->repeat_penalty) ? -1 : 1;
+    case CLI_OPT_REPEAT_LAST_N:
+        if (cli_int(cmd, "--repeat-last-n", arg, -1, 1L << 30, &v)) return -1;
+        sp->repeat_last_n = (int)v;
+        return 1;
+    case CLI_OPT_PRESENCE:
+        return cli_float(cmd, "--presence-penalty", arg, -1e6, 1e6, &sp->presence_penalty) ? -1 : 1;
+    case CLI_OPT_FREQUENCY:
+        return cli_float(cmd, "--frequency-penalty", arg, -1e6, 1e6, &sp->frequency_penalty) ? -1 : 1;
+    default: return 0;
+    }
+}
+
 int cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
     char *end;
     errno = 0;

@@ -10,6 +10,26 @@
  * On failure prints "rgemma: CMD: --OPT must be ... (got "...")" and returns -1. */
 int cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
 int cli_float(const char *cmd, const char *opt, const char *s, double lo, double hi, float *out);
+/* Options shared by generate and chat: -n, -s, -t and the sampling flags.
+ * Their long-option codes are CLI_OPT_*; a command numbers its own options
+ * from CLI_OPT_OWN. */
+enum {
+    CLI_OPT_TEMP = 256, CLI_OPT_TOP_K, CLI_OPT_TOP_P, CLI_OPT_MIN_P, CLI_OPT_REPEAT_PENALTY, CLI_OPT_REPEAT_LAST_N,
+    CLI_OPT_PRESENCE, CLI_OPT_FREQUENCY, CLI_OPT_OWN
+};
+#define CLI_GENERATION_OPTIONS                                                                                   \
+    {"n-predict", required_argument, 0, 'n'}, {"seed", required_argument, 0, 's'},                             \
+        {"threads", required_argument, 0, 't'}, {"temp", required_argument, 0, CLI_OPT_TEMP},                 \
+        {"top-k", required_argument, 0, CLI_OPT_TOP_K}, {"top-p", required_argument, 0, CLI_OPT_TOP_P},       \
+        {"min-p", required_argument, 0, CLI_OPT_MIN_P},                                                        \
+        {"repeat-penalty", required_argument, 0, CLI_OPT_REPEAT_PENALTY},                                      \
+        {"repeat-last-n", required_argument, 0, CLI_OPT_REPEAT_LAST_N},                                        \
+        {"presence-penalty", required_argument, 0, CLI_OPT_PRESENCE},                                          \
+        {"frequency-penalty", required_argument, 0, CLI_OPT_FREQUENCY}
+/* Apply option c (from getopt_long) if it is one of those: 1 = applied,
+ * 0 = not one of them, -1 = bad value (the error is printed). */
+int cli_generation_option(const char *cmd, int c, const char *arg, rg_generate_params *gp);
+
 /* "2,651,6037" -> ids (malloc'd) */
 int cli_ids(const char *cmd, const char *opt, const char *s, int32_t **ids, int *n);
 

@@ -32,8 +32,7 @@ static void usage(FILE *f) {
 }
 
 enum {
-    OPT_TEMP = 256, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_REPEAT_LAST_N, OPT_PRESENCE,
-    OPT_FREQUENCY, OPT_SAVE_STATE, OPT_LOAD_STATE, OPT_SYSTEM, OPT_TOKENIZER, OPT_VERBOSE
+    OPT_SAVE_STATE = CLI_OPT_OWN, OPT_LOAD_STATE, OPT_SYSTEM, OPT_TOKENIZER, OPT_VERBOSE
 };
 
 typedef struct {
@@ -97,18 +96,8 @@ static char *read_message(FILE *in, int tty) {
 int cmd_chat(int argc, char **argv) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},
-        {"n-predict", required_argument, 0, 'n'},
-        {"seed", required_argument, 0, 's'},
-        {"threads", required_argument, 0, 't'},
+        CLI_GENERATION_OPTIONS,
         {"help", no_argument, 0, 'h'},
-        {"temp", required_argument, 0, OPT_TEMP},
-        {"top-k", required_argument, 0, OPT_TOP_K},
-        {"top-p", required_argument, 0, OPT_TOP_P},
-        {"min-p", required_argument, 0, OPT_MIN_P},
-        {"repeat-penalty", required_argument, 0, OPT_REPEAT_PENALTY},
-        {"repeat-last-n", required_argument, 0, OPT_REPEAT_LAST_N},
-        {"presence-penalty", required_argument, 0, OPT_PRESENCE},
-        {"frequency-penalty", required_argument, 0, OPT_FREQUENCY},
         {"system", required_argument, 0, OPT_SYSTEM},
         {"tokenizer", required_argument, 0, OPT_TOKENIZER},
         {"verbose-prompt", no_argument, 0, OPT_VERBOSE},
@@ -120,12 +109,13 @@ int cmd_chat(int argc, char **argv) {
     int verbose = 0;
     rg_generate_params gp;
     rg_generate_params_default(&gp);
-    rg_sampling_params *sp = &gp.sampling;
-    long v;
     int c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "m:n:s:t:h", opts, NULL)) != -1) {
+        int shared = cli_generation_option(cmd, c, optarg, &gp);
+        if (shared < 0) return 2;
+        if (shared) continue;
         switch (c) {
         case 'm': model_path = optarg; break;
         case OPT_SAVE_STATE: save_path = optarg; break;
@@ -133,44 +123,6 @@ int cmd_chat(int argc, char **argv) {
         case OPT_SYSTEM: system_arg = optarg; break;
         case OPT_TOKENIZER: tok_arg = optarg; break;
         case OPT_VERBOSE: verbose = 1; break;
-        case 'n':
-            if (cli_int(cmd, "-n", optarg, -1, 1L << 30, &v)) return 2;
-            gp.max_tokens = (int)v;
-            break;
-        case 's':
-            if (cli_int(cmd, "--seed", optarg, -1, 0xFFFFFFFFL, &v)) return 2;
-            sp->seed = v < 0 ? RG_SEED_RANDOM : (uint64_t)v;
-            break;
-        case 't':
-            if (cli_int(cmd, "--threads", optarg, 1, 4096, &v)) return 2;
-            rg_set_threads((int)v);
-            break;
-        case OPT_TEMP:
-            if (cli_float(cmd, "--temp", optarg, 0, 1e6, &sp->temperature)) return 2;
-            break;
-        case OPT_TOP_K:
-            if (cli_int(cmd, "--top-k", optarg, 0, 1L << 30, &v)) return 2;
-            sp->top_k = (int)v;
-            break;
-        case OPT_TOP_P:
-            if (cli_float(cmd, "--top-p", optarg, 0, 1, &sp->top_p)) return 2;
-            break;
-        case OPT_MIN_P:
-            if (cli_float(cmd, "--min-p", optarg, 0, 1, &sp->min_p)) return 2;
-            break;
-        case OPT_REPEAT_PENALTY:
-            if (cli_float(cmd, "--repeat-penalty", optarg, 1e-6, 1e6, &sp->repeat_penalty)) return 2;
-            break;
-        case OPT_REPEAT_LAST_N:
-            if (cli_int(cmd, "--repeat-last-n", optarg, -1, 1L << 30, &v)) return 2;
-            sp->repeat_last_n = (int)v;
-            break;
-        case OPT_PRESENCE:
-            if (cli_float(cmd, "--presence-penalty", optarg, -1e6, 1e6, &sp->presence_penalty)) return 2;
-            break;
-        case OPT_FREQUENCY:
-            if (cli_float(cmd, "--frequency-penalty", optarg, -1e6, 1e6, &sp->frequency_penalty)) return 2;
-            break;
         case 'h': usage(stdout); return 0;
         default:
             fprintf(stderr, "rgemma: chat: unknown option or missing value '%s' (try 'rgemma chat --help')\n",

@@ -41,9 +41,7 @@ static void usage(FILE *f) {
 }
 
 enum {
-    OPT_PROMPT_IDS = 256, OPT_TEMP, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_REPEAT_LAST_N,
-    OPT_PRESENCE, OPT_FREQUENCY, OPT_IGNORE_EOS, OPT_SAVE_STATE, OPT_LOAD_STATE, OPT_STOP, OPT_CHAT, OPT_SYSTEM,
-    OPT_TOKENIZER, OPT_NO_DISPLAY
+    OPT_PROMPT_IDS = CLI_OPT_OWN, OPT_IGNORE_EOS, OPT_SAVE_STATE, OPT_LOAD_STATE, OPT_STOP, OPT_CHAT, OPT_SYSTEM, OPT_TOKENIZER, OPT_NO_DISPLAY
 };
 
 typedef struct {
@@ -67,19 +65,9 @@ int cmd_generate(int argc, char **argv) {
         {"model", required_argument, 0, 'm'},
         {"prompt", required_argument, 0, 'p'},
         {"file", required_argument, 0, 'f'},
-        {"n-predict", required_argument, 0, 'n'},
-        {"seed", required_argument, 0, 's'},
-        {"threads", required_argument, 0, 't'},
+        CLI_GENERATION_OPTIONS,
         {"help", no_argument, 0, 'h'},
         {"prompt-ids", required_argument, 0, OPT_PROMPT_IDS},
-        {"temp", required_argument, 0, OPT_TEMP},
-        {"top-k", required_argument, 0, OPT_TOP_K},
-        {"top-p", required_argument, 0, OPT_TOP_P},
-        {"min-p", required_argument, 0, OPT_MIN_P},
-        {"repeat-penalty", required_argument, 0, OPT_REPEAT_PENALTY},
-        {"repeat-last-n", required_argument, 0, OPT_REPEAT_LAST_N},
-        {"presence-penalty", required_argument, 0, OPT_PRESENCE},
-        {"frequency-penalty", required_argument, 0, OPT_FREQUENCY},
         {"stop", required_argument, 0, OPT_STOP},
         {"ignore-eos", no_argument, 0, OPT_IGNORE_EOS},
         {"chat", no_argument, 0, OPT_CHAT},
@@ -95,12 +83,13 @@ int cmd_generate(int argc, char **argv) {
     int n_stops = 0, chat = 0, display_prompt = 1;
     rg_generate_params gp;
     rg_generate_params_default(&gp);
-    rg_sampling_params *sp = &gp.sampling;
-    long v;
     int c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "m:p:f:n:s:t:h", opts, NULL)) != -1) {
+        int shared = cli_generation_option(cmd, c, optarg, &gp);
+        if (shared < 0) return 2;
+        if (shared) continue;
         switch (c) {
         case 'm': model_path = optarg; break;
         case 'p': text_arg = optarg; break;
@@ -119,44 +108,6 @@ int cmd_generate(int argc, char **argv) {
                 return 2;
             }
             stops[n_stops++] = optarg;
-            break;
-        case 'n':
-            if (cli_int(cmd, "-n", optarg, -1, 1L << 30, &v)) return 2;
-            gp.max_tokens = (int)v;
-            break;
-        case 's':
-            if (cli_int(cmd, "--seed", optarg, -1, 0xFFFFFFFFL, &v)) return 2;
-            sp->seed = v < 0 ? RG_SEED_RANDOM : (uint64_t)v;
-            break;
-        case 't':
-            if (cli_int(cmd, "--threads", optarg, 1, 4096, &v)) return 2;
-            rg_set_threads((int)v);
-            break;
-        case OPT_TEMP:
-            if (cli_float(cmd, "--temp", optarg, 0, 1e6, &sp->temperature)) return 2;
-            break;
-        case OPT_TOP_K:
-            if (cli_int(cmd, "--top-k", optarg, 0, 1L << 30, &v)) return 2;
-            sp->top_k = (int)v;
-            break;
-        case OPT_TOP_P:
-            if (cli_float(cmd, "--top-p", optarg, 0, 1, &sp->top_p)) return 2;
-            break;
-        case OPT_MIN_P:
-            if (cli_float(cmd, "--min-p", optarg, 0, 1, &sp->min_p)) return 2;
-            break;
-        case OPT_REPEAT_PENALTY:
-            if (cli_float(cmd, "--repeat-penalty", optarg, 1e-6, 1e6, &sp->repeat_penalty)) return 2;
-            break;
-        case OPT_REPEAT_LAST_N:
-            if (cli_int(cmd, "--repeat-last-n", optarg, -1, 1L << 30, &v)) return 2;
-            sp->repeat_last_n = (int)v;
-            break;
-        case OPT_PRESENCE:
-            if (cli_float(cmd, "--presence-penalty", optarg, -1e6, 1e6, &sp->presence_penalty)) return 2;
-            break;
-        case OPT_FREQUENCY:
-            if (cli_float(cmd, "--frequency-penalty", optarg, -1e6, 1e6, &sp->frequency_penalty)) return 2;
             break;
         case 'h': usage(stdout); return 0;
         default:

@@ -16,7 +16,8 @@ static void usage(FILE *f) {
             "  IN_DIR          Hugging Face folder (config.json + safetensors) or a .safetensors file\n"
             "  --type T        type of the projection matrices (default q8_0); norms, biases, conv and\n"
             "                  RG-LRU parameters stay float32, the RG-LRU gates bfloat16 (see README)\n"
-            "  --embed-type T  type of the tied embedding/logit matrix (default: see README)\n"
+            "  --embed-type T  type of the tied embedding/logit matrix (default q8_0 for --type q8_0\n"
+            "                  and q4_0, else --type: its error goes straight into the logits)\n"
             "  --eval REF MODEL  run both models over N tokens (random ids, BOS first, sequences of L)\n"
             "                  and print the mean/max KL(REF || MODEL), top-1 agreement, max |dlogit|\n"
             "  -n N            positions to compare (default 4096); --ctx L: sequence length (default 512)\n");
