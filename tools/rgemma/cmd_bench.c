@@ -8,6 +8,7 @@
  * give the speed of real ones. */
 #include <cjson/cJSON.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +68,7 @@ static int parse_list(const char *opt, const char *s, long lo, long hi, long *ou
  * /proc/self/clear_refs; without that the process peak is reported. */
 static int g_hwm_resettable = -1;
 static void reset_peak_rss(void) {
+    malloc_trim(0); /* memory freed by earlier rows (e.g. prefill buffers) is not this row's */
     FILE *f = fopen("/proc/self/clear_refs", "w");
     int ok = f && fputs("5", f) >= 0;
     if (f && fclose(f)) ok = 0;
@@ -120,16 +122,35 @@ static double layer_macs(const rg_config *c) {
     return total;
 }
 
+/* The machine's rooflines: the better of the measurements at the start and
+ * at the end of the run (other processes may have been busy at one). */
+typedef struct {
+    char cpu[128];
+    int threads;
+    double bw, peak_f32, peak_int8, load_start[3], load_end[3];
+} machine;
+
+static void measure_machine(machine *mc) {
+    double bw = rg_measure_read_bandwidth((size_t)1 << 30, 5);
+    double f32 = rg_measure_peak_flops(0), int8 = rg_measure_peak_flops(1);
+    fprintf(stderr, "  read %.1f GB/s, f32 FMA %.1f GFLOP/s, int8 dot %.1f GOP/s\n", bw / 1e9, f32 / 1e9, int8 / 1e9);
+    mc->bw = bw > mc->bw ? bw : mc->bw;
+    mc->peak_f32 = f32 > mc->peak_f32 ? f32 : mc->peak_f32;
+    mc->peak_int8 = int8 > mc->peak_int8 ? int8 : mc->peak_int8;
+}
+
 typedef struct {
     char test[48];
     int n_prompt, n_gen, depth, reps;
-    double mean, std, fraction, roof; /* roof: peak FLOP/s (pp) or roofline tokens/s (tg) */
-    double *samples;                  /* tokens/s per repetition */
+    double mean, std;
+    double work;     /* pp: FLOPs of one repetition; tg: weight bytes read per token */
+    double *samples; /* tokens/s per repetition */
     size_t rss;
 } row;
 
 typedef struct {
     const char *path, *name, *wtype, *compute;
+    int int8;
     size_t weight_bytes;
     row rows[2 * MAX_LIST + MAX_LIST * MAX_LIST];
     int nrows;
@@ -151,8 +172,19 @@ static void fill_tokens(int32_t *tok, int n, int vocab) {
     }
 }
 
+/* A row as a fraction of its roofline; *roof gets the peak FLOP/s (pp) or
+ * the roofline tokens/s (tg). */
+static double fraction(const machine *mc, const model_result *m, const row *r, double *roof) {
+    if (r->n_prompt) {
+        *roof = m->int8 ? mc->peak_int8 : mc->peak_f32;
+        return *roof > 0 ? r->work / ((double)r->n_prompt / r->mean) / *roof : 0;
+    }
+    *roof = mc->bw / r->work;
+    return *roof > 0 ? r->mean / *roof : 0;
+}
+
 static int bench_model(const char *path, const long *pp, int npp, const long *tg, int ntg, const long *depth,
-                       int nd, int reps, double bw, double peak_f32, double peak_int8, model_result *res) {
+                       int nd, int reps, model_result *res) {
     rg_model *m;
     fprintf(stderr, "loading %s\n", path);
     if (rg_model_load(path, &m)) {
@@ -168,9 +200,9 @@ static int bench_model(const char *path, const long *pp, int npp, const long *tg
     res->name = slash && slash[1] ? slash + 1 : path;
     res->wtype = rg_dtype_name(dt);
     res->compute = int8 ? "int8 dot" : "f32 FMA";
+    res->int8 = int8;
     res->weight_bytes = rg_model_weight_bytes(m);
-    double peak = int8 ? peak_int8 : peak_f32, macs = layer_macs(c);
-    double tg_roof = bw / (double)res->weight_bytes;
+    double macs = layer_macs(c);
 
     long maxlen = 1;
     for (int i = 0; i < npp; i++) maxlen = pp[i] > maxlen ? pp[i] : maxlen;
@@ -201,9 +233,7 @@ static int bench_model(const char *path, const long *pp, int npp, const long *tg
         }
         stats(r);
         /* FLOPs: 2 per multiply-add, every token through the layers, the logits of the last one */
-        double flops = 2 * ((double)pp[i] * macs + (double)c->vocab_size * c->hidden_size);
-        r->roof = peak;
-        r->fraction = peak > 0 ? flops / ((double)pp[i] / r->mean) / peak : 0;
+        r->work = 2 * ((double)pp[i] * macs + (double)c->vocab_size * c->hidden_size);
     }
     long done = 0;
     for (int d = 0; d < nd && !rc; d++) {
@@ -231,8 +261,7 @@ static int bench_model(const char *path, const long *pp, int npp, const long *tg
                 fprintf(stderr, "  %s rep %d: %.2f t/s\n", r->test, k + 1, r->samples[k]);
             }
             stats(r);
-            r->roof = tg_roof;
-            r->fraction = r->mean / tg_roof;
+            r->work = (double)res->weight_bytes;
         }
     }
     if (rc) fprintf(stderr, "rgemma: %s\n", rg_last_error());
@@ -244,44 +273,46 @@ static int bench_model(const char *path, const long *pp, int npp, const long *tg
     return rc;
 }
 
-static void print_markdown(const model_result *res, int nres, const char *cpu, int threads, double bw,
-                           double peak_f32, double peak_int8, const double la[3]) {
+static void print_markdown(const model_result *res, int nres, const machine *mc) {
     char b[32];
-    printf("CPU: %s, %d threads, %s kernels; load average %.2f %.2f %.2f\n", cpu, threads, rg_kernel_path(), la[0],
-           la[1], la[2]);
-    printf("measured: memory read %.1f GB/s; peak f32 FMA %.1f GFLOP/s", bw / 1e9, peak_f32 / 1e9);
-    if (peak_int8 > 0) printf(", int8 dot %.1f GOP/s", peak_int8 / 1e9);
+    printf("CPU: %s, %d threads, %s kernels; load average %.2f %.2f %.2f at the start, %.2f %.2f %.2f at the end\n",
+           mc->cpu, mc->threads, rg_kernel_path(), mc->load_start[0], mc->load_start[1], mc->load_start[2],
+           mc->load_end[0], mc->load_end[1], mc->load_end[2]);
+    printf("measured: memory read %.1f GB/s; peak f32 FMA %.1f GFLOP/s", mc->bw / 1e9, mc->peak_f32 / 1e9);
+    if (mc->peak_int8 > 0) printf(", int8 dot %.1f GOP/s", mc->peak_int8 / 1e9);
     printf("\n\n| model | type | weights/token | threads | test | t/s | roofline | peak RSS |\n");
     printf("|---|---|---:|---:|---|---:|---|---:|\n");
     for (int i = 0; i < nres; i++)
         for (int j = 0; j < res[i].nrows; j++) {
             const row *r = &res[i].rows[j];
-            char roof[96];
+            double roof, f = fraction(mc, &res[i], r, &roof);
+            char text[96];
             if (r->n_prompt)
-                snprintf(roof, sizeof roof, "%.0f%% of %.0f GFLOP/s (%s)", 100 * r->fraction, r->roof / 1e9,
-                         res[i].compute);
+                snprintf(text, sizeof text, "%.0f%% of %.0f GFLOP/s (%s)", 100 * f, roof / 1e9, res[i].compute);
             else
-                snprintf(roof, sizeof roof, "%.0f%% of %.2f t/s", 100 * r->fraction, r->roof);
+                snprintf(text, sizeof text, "%.0f%% of %.2f t/s", 100 * f, roof);
             printf("| %s | %s | %.2f GB | %d | %s | %.2f ± %.2f | %s | %s |\n", res[i].name, res[i].wtype,
-                   (double)res[i].weight_bytes / 1e9, threads, r->test, r->mean, r->std, roof, cli_bytes(r->rss, b));
+                   (double)res[i].weight_bytes / 1e9, mc->threads, r->test, r->mean, r->std, text,
+                   cli_bytes(r->rss, b));
         }
     if (!g_hwm_resettable) printf("\n(peak RSS is the process peak: /proc/self/clear_refs is not writable)\n");
 }
 
-static void print_json(const model_result *res, int nres, const char *cpu, int threads, double bw,
-                       double peak_f32, double peak_int8, const double la[3]) {
+static void print_json(const model_result *res, int nres, const machine *mc) {
     cJSON *root = cJSON_CreateObject(), *mach = cJSON_AddObjectToObject(root, "machine");
-    cJSON_AddStringToObject(mach, "cpu", cpu);
-    cJSON_AddNumberToObject(mach, "threads", threads);
+    cJSON_AddStringToObject(mach, "cpu", mc->cpu);
+    cJSON_AddNumberToObject(mach, "threads", mc->threads);
     cJSON_AddStringToObject(mach, "kernels", rg_kernel_path());
-    cJSON_AddNumberToObject(mach, "read_bandwidth_bytes_per_s", bw);
-    cJSON_AddNumberToObject(mach, "peak_f32_fma_flops", peak_f32);
-    cJSON_AddNumberToObject(mach, "peak_int8_dot_ops", peak_int8);
-    cJSON_AddItemToObject(mach, "load_average", cJSON_CreateDoubleArray(la, 3));
+    cJSON_AddNumberToObject(mach, "read_bandwidth_bytes_per_s", mc->bw);
+    cJSON_AddNumberToObject(mach, "peak_f32_fma_flops", mc->peak_f32);
+    cJSON_AddNumberToObject(mach, "peak_int8_dot_ops", mc->peak_int8);
+    cJSON_AddItemToObject(mach, "load_average_start", cJSON_CreateDoubleArray(mc->load_start, 3));
+    cJSON_AddItemToObject(mach, "load_average_end", cJSON_CreateDoubleArray(mc->load_end, 3));
     cJSON *arr = cJSON_AddArrayToObject(root, "results");
     for (int i = 0; i < nres; i++)
         for (int j = 0; j < res[i].nrows; j++) {
             const row *r = &res[i].rows[j];
+            double roof, f = fraction(mc, &res[i], r, &roof);
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "model", res[i].path);
             cJSON_AddStringToObject(o, "weight_type", res[i].wtype);
@@ -295,12 +326,12 @@ static void print_json(const model_result *res, int nres, const char *cpu, int t
             cJSON_AddNumberToObject(o, "tokens_per_s_std", r->std);
             if (r->n_prompt) {
                 cJSON_AddStringToObject(o, "roofline", res[i].compute);
-                cJSON_AddNumberToObject(o, "roofline_peak_flops", r->roof);
+                cJSON_AddNumberToObject(o, "roofline_peak_flops", roof);
             } else {
                 cJSON_AddStringToObject(o, "roofline", "memory read bandwidth");
-                cJSON_AddNumberToObject(o, "roofline_tokens_per_s", r->roof);
+                cJSON_AddNumberToObject(o, "roofline_tokens_per_s", roof);
             }
-            cJSON_AddNumberToObject(o, "roofline_fraction", r->fraction);
+            cJSON_AddNumberToObject(o, "roofline_fraction", f);
             cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)r->rss);
             cJSON_AddItemToArray(arr, o);
         }
@@ -380,25 +411,24 @@ int cmd_bench(int argc, char **argv) {
             depth[j - 1] = t;
         }
 
-    char cpu[128];
-    cpu_name(cpu, sizeof cpu);
-    double la[3];
-    load_average(la);
-    int threads = rg_get_threads();
-    fprintf(stderr, "measuring the machine (%d threads, %s kernels)\n", threads, rg_kernel_path());
-    double bw = rg_measure_read_bandwidth((size_t)1 << 30, 5);
-    double peak_f32 = rg_measure_peak_flops(0), peak_int8 = rg_measure_peak_flops(1);
-    fprintf(stderr, "  read %.1f GB/s, f32 FMA %.1f GFLOP/s, int8 dot %.1f GOP/s\n", bw / 1e9, peak_f32 / 1e9,
-            peak_int8 / 1e9);
+    machine mc = {.threads = rg_get_threads()};
+    cpu_name(mc.cpu, sizeof mc.cpu);
+    load_average(mc.load_start);
+    fprintf(stderr, "measuring the machine (%d threads, %s kernels)\n", mc.threads, rg_kernel_path());
+    measure_machine(&mc);
 
     model_result *res = rg_xcalloc((size_t)nmodels, sizeof *res);
     int rc = 0, nres = 0;
-    for (int i = 0; i < nmodels && !rc; i++, nres++)
-        rc = bench_model(models[i], pp, npp, tg, ntg, depth, nd, (int)reps, bw, peak_f32, peak_int8, &res[i]);
+    for (int i = 0; i < nmodels && !rc; i++, nres++) rc = bench_model(models[i], pp, npp, tg, ntg, depth, nd, (int)reps, &res[i]);
     int rows = 0;
     for (int i = 0; i < nres; i++) rows += res[i].nrows;
-    if (rows > 0 && !strcmp(fmt, "json")) print_json(res, nres, cpu, threads, bw, peak_f32, peak_int8, la);
-    else if (rows > 0) print_markdown(res, nres, cpu, threads, bw, peak_f32, peak_int8, la);
+    if (rows > 0) {
+        fprintf(stderr, "measuring the machine again\n");
+        measure_machine(&mc);
+        load_average(mc.load_end);
+        if (!strcmp(fmt, "json")) print_json(res, nres, &mc);
+        else print_markdown(res, nres, &mc);
+    }
     for (int i = 0; i < nres; i++)
         for (int j = 0; j < res[i].nrows; j++) free(res[i].rows[j].samples);
     free(res);
