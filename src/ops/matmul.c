@@ -86,8 +86,7 @@ void *rg_scratch(int slot, size_t bytes) {
     return buf[slot];
 }
 
-/* Thread shares are cut at multiples of this many rows (the kernels' row
- * tiles); a second thread is used from two such blocks on. */
+/* Work is handed out in multiples of this many rows (the kernels' row tiles). */
 #define ROW_ALIGN 16
 
 /* Rows [r0, r1) of one job. */
@@ -102,14 +101,20 @@ static void run_rows(const rg_kernel_set *ks, const rg_matmul_job *j, int n, siz
             for (size_t r = r0; r < r1; r++) j->y[(size_t)t * j->ldy + r] += j->bias[r];
 }
 
+/* The rows of all jobs are cut in pieces of whole ROW_ALIGN blocks, about 8
+ * per thread, handed out as threads ask: a thread slowed down (another
+ * process on its core) then does less instead of holding the others at the
+ * join. Each piece is contiguous rows, so decode still streams the weights. */
 void rg_matmul_jobs(const rg_matmul_job *jobs, int njobs, int n) {
     const rg_kernel_set *ks = rg_active_kernels();
     size_t units = 0; /* blocks of ROW_ALIGN rows, over all jobs */
     for (int i = 0; i < njobs; i++) units += ((size_t)jobs[i].rows + ROW_ALIGN - 1) / ROW_ALIGN;
-#pragma omp parallel if (units >= 2)
-    {
-        size_t u0, u1, at = 0;
-        rg_split(units, 1, omp_get_thread_num(), omp_get_num_threads(), &u0, &u1);
+    size_t per = units / (8 * (size_t)omp_get_max_threads());
+    if (per < 1) per = 1;
+    long pieces = (long)((units + per - 1) / per);
+#pragma omp parallel for schedule(dynamic, 1) if (pieces > 1)
+    for (long p = 0; p < pieces; p++) {
+        size_t u0 = (size_t)p * per, u1 = u0 + per < units ? u0 + per : units, at = 0;
         for (int i = 0; i < njobs && at < u1; i++) {
             size_t ju = ((size_t)jobs[i].rows + ROW_ALIGN - 1) / ROW_ALIGN;
             size_t b = u0 > at ? u0 - at : 0, e = u1 - at < ju ? u1 - at : ju;
