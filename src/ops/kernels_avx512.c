@@ -228,19 +228,28 @@ static void matmul_bf16(const uint8_t *w, size_t rb, int rows, int k, const floa
 
 /* --------------------------------------------- matmul, quantised weights */
 
-/* Per activation block, the 8 lanes of a block's integer dot product: the
- * starting value (the weight offset's share: Q8_0 uses q + 128, so
- * -128 * sum(x_q) over the 8 lanes; Q4_0 uses the nibbles, -8 * sum(x_q)
- * over lanes 0..3) and the activation scale of each lane (Q4_0's lanes 4..7
- * hold 16 x the high nibbles, see unpack_q, so their scale is d/16, exact). */
+/* Per activation block: its scale d and the starting value of the integer
+ * sum's lanes, which takes off the weight offset (Q8_0 uses q + 128: -128 *
+ * sum(x_q), spread over the 8 lanes; Q4_0 uses the nibbles: -8 * sum(x_q),
+ * over lanes 0..3; its lanes 4..7 hold 16 x the high nibbles, see unpack_q,
+ * so their start is 0 and their scale d/16, exact). Stored compact (8 bytes
+ * a block, broadcast when used) or wide (the 8 lanes ready, 64 bytes: two
+ * instructions fewer a block, worth it while a row of them stays in L1). */
+typedef struct {
+    float d;
+    int32_t bias;
+} qmeta;
 typedef struct {
     float d[8];
     int32_t bias[8];
-} qmeta;
+} qmeta_wide;
+
+/* Decode rows up to this long use the wide form. */
+#define WIDE_MAX_K 4096
 
 /* Quantise n activation rows (k a multiple of 32) into q [n x k] and meta
- * [n x k/32] for weight type dt. */
-static void quantize_act(rg_dtype dt, const float *x, int ldx, int n, int k, int8_t *q, qmeta *meta) {
+ * [n x k/32] (qmeta or, if wide, qmeta_wide) for weight type dt. */
+static void quantize_act(rg_dtype dt, const float *x, int ldx, int n, int k, int8_t *q, void *meta, int wide) {
     int nb = k / RG_QBLOCK;
     for (int t = 0; t < n; t++)
         for (int b = 0; b < nb; b++) {
@@ -254,17 +263,31 @@ static void quantize_act(rg_dtype dt, const float *x, int ldx, int n, int k, int
             _mm_storeu_si128((__m128i *)qb, _mm512_cvtsepi32_epi8(q0));
             _mm_storeu_si128((__m128i *)(qb + 16), _mm512_cvtsepi32_epi8(q1));
             int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-            qmeta *m = &meta[(size_t)t * nb + b];
+            size_t at = (size_t)t * nb + b;
+            qmeta c = {d, dt == RG_DT_Q8_0 ? -16 * sum : -2 * sum};
+            if (!wide) {
+                ((qmeta *)meta)[at] = c;
+                continue;
+            }
+            qmeta_wide *m = (qmeta_wide *)meta + at;
             for (int l = 0; l < 8; l++) {
-                if (dt == RG_DT_Q8_0) {
-                    m->d[l] = d;
-                    m->bias[l] = -16 * sum;
-                } else {
-                    m->d[l] = l < 4 ? d : d / 16;
-                    m->bias[l] = l < 4 ? -2 * sum : 0;
-                }
+                int all = dt == RG_DT_Q8_0 || l < 4;
+                m->d[l] = all ? d : d / 16;
+                m->bias[l] = all ? c.bias : 0;
             }
         }
+}
+
+/* The 8 lanes' starting values and activation scales of block `at`. */
+INLINE __m256i lane_bias(rg_dtype dt, int wide, const void *meta, size_t at) {
+    if (wide) return _mm256_load_si256((const __m256i *)((const qmeta_wide *)meta)[at].bias);
+    int32_t v = ((const qmeta *)meta)[at].bias;
+    return dt == RG_DT_Q8_0 ? _mm256_set1_epi32(v) : _mm256_maskz_set1_epi32(0x0f, v);
+}
+INLINE __m256 lane_scale(rg_dtype dt, int wide, const void *meta, size_t at) {
+    if (wide) return _mm256_load_ps(((const qmeta_wide *)meta)[at].d);
+    __m256 d = _mm256_set1_ps(((const qmeta *)meta)[at].d);
+    return dt == RG_DT_Q8_0 ? d : _mm256_mask_mul_ps(d, 0xf0, d, _mm256_set1_ps(1.0f / 16));
 }
 
 /* A weight block's 32 values as unsigned bytes for vpdpbusd: Q8_0 gives
@@ -278,6 +301,15 @@ INLINE __m256i unpack_q(rg_dtype dt, const uint8_t *blk) {
     return _mm256_and_si256(b, _mm256_setr_m128i(_mm_set1_epi8(0x0f), _mm_set1_epi8((char)0xf0)));
 }
 
+/* A block's weight scale d_w in 8 lanes */
+INLINE __m256 scale_w(const uint8_t *blk) {
+    uint16_t h;
+    memcpy(&h, blk, 2);
+    return _mm256_cvtph_ps(_mm_set1_epi16((short)h));
+}
+
+/* Prefill: RB rows x nt tokens (compact activation metadata, shared by the
+ * RB rows). */
 INLINE void tile_q(rg_dtype dt, const int nt, const uint8_t *w, size_t rb, int nr, int nb, const int8_t *q,
                    const qmeta *meta, int k, float *y, int ldy) {
     const size_t bs = dt == RG_DT_Q8_0 ? 34 : 18;
@@ -296,16 +328,14 @@ INLINE void tile_q(rg_dtype dt, const int nt, const uint8_t *w, size_t rb, int n
             const uint8_t *blk = wr[r] + (size_t)b * bs;
             _mm_prefetch((const char *)blk + RB * rb, _MM_HINT_T0);
             wu[r] = unpack_q(dt, blk);
-            uint16_t h;
-            memcpy(&h, blk, 2);
-            dw[r] = _mm256_cvtph_ps(_mm_set1_epi16((short)h));
+            dw[r] = scale_w(blk);
         }
 #pragma GCC unroll 4
         for (int t = 0; t < nt; t++) {
             __m256i xq = _mm256_loadu_si256((const __m256i *)(q + (size_t)t * k + b * RG_QBLOCK));
-            const qmeta *mt = meta + (size_t)t * nb + b;
-            __m256i bias = _mm256_load_si256((const __m256i *)mt->bias);
-            __m256 dx = _mm256_load_ps(mt->d);
+            size_t at = (size_t)t * nb + b;
+            __m256i bias = lane_bias(dt, 0, meta, at);
+            __m256 dx = lane_scale(dt, 0, meta, at);
 #pragma GCC unroll 4
             for (int r = 0; r < RB; r++) {
                 __m256i s = _mm256_dpbusd_epi32(bias, wu[r], xq);
@@ -320,31 +350,31 @@ INLINE void tile_q(rg_dtype dt, const int nt, const uint8_t *w, size_t rb, int n
 }
 
 /* acc += one block's dot product (row block blk, activation block b) */
-INLINE __m256 block_dot(rg_dtype dt, const uint8_t *blk, const int8_t *q, const qmeta *meta, int b, __m256 acc) {
-    uint16_t h;
-    memcpy(&h, blk, 2);
-    __m256 dw = _mm256_cvtph_ps(_mm_set1_epi16((short)h));
-    __m256i s = _mm256_dpbusd_epi32(_mm256_load_si256((const __m256i *)meta[b].bias), unpack_q(dt, blk),
+INLINE __m256 block_dot(rg_dtype dt, const int wide, const uint8_t *blk, const int8_t *q, const void *meta, int b,
+                        __m256 acc) {
+    __m256i s = _mm256_dpbusd_epi32(lane_bias(dt, wide, meta, (size_t)b), unpack_q(dt, blk),
                                     _mm256_loadu_si256((const __m256i *)(q + b * RG_QBLOCK)));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_load_ps(meta[b].d)), acc);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(scale_w(blk), lane_scale(dt, wide, meta, (size_t)b)),
+                           acc);
 }
 
-/* One token, one row at a time: a single sequential stream through the
- * weights; 4 accumulators over the blocks hide the FMA latency. */
-INLINE void gemv_q(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int nb, const int8_t *q, const qmeta *meta,
-                   float *y) {
+/* Decode: one row at a time, a single sequential stream through the
+ * weights (what the hardware prefetcher follows best; two or four rows at
+ * once stream at half the rate); 4 accumulators hide the FMA latency. */
+INLINE void gemv_q(rg_dtype dt, const int wide, const uint8_t *w, size_t rb, int rows, int nb, const int8_t *q,
+                   const void *meta, float *y) {
     const size_t bs = dt == RG_DT_Q8_0 ? 34 : 18;
     for (int r = 0; r < rows; r++) {
         const uint8_t *row = w + (size_t)r * rb;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         int b = 0;
         for (; b + 4 <= nb; b += 4) {
-            a0 = block_dot(dt, row + (size_t)b * bs, q, meta, b, a0);
-            a1 = block_dot(dt, row + (size_t)(b + 1) * bs, q, meta, b + 1, a1);
-            a2 = block_dot(dt, row + (size_t)(b + 2) * bs, q, meta, b + 2, a2);
-            a3 = block_dot(dt, row + (size_t)(b + 3) * bs, q, meta, b + 3, a3);
+            a0 = block_dot(dt, wide, row + (size_t)b * bs, q, meta, b, a0);
+            a1 = block_dot(dt, wide, row + (size_t)(b + 1) * bs, q, meta, b + 1, a1);
+            a2 = block_dot(dt, wide, row + (size_t)(b + 2) * bs, q, meta, b + 2, a2);
+            a3 = block_dot(dt, wide, row + (size_t)(b + 3) * bs, q, meta, b + 3, a3);
         }
-        for (; b < nb; b++) a0 = block_dot(dt, row + (size_t)b * bs, q, meta, b, a0);
+        for (; b < nb; b++) a0 = block_dot(dt, wide, row + (size_t)b * bs, q, meta, b, a0);
         __m256 t = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
         __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
         u = _mm_hadd_ps(u, u);
@@ -354,13 +384,14 @@ INLINE void gemv_q(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int nb, c
 
 INLINE void matmul_quant(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n,
                          float *y, int ldy) {
-    int nb = k / RG_QBLOCK;
+    int nb = k / RG_QBLOCK, wide = n == 1 && k <= WIDE_MAX_K;
     size_t qbytes = ((size_t)n * k + 63) & ~(size_t)63;
-    int8_t *q = rg_scratch(RG_SCRATCH_KERNEL, qbytes + sizeof(qmeta) * (size_t)n * nb);
-    qmeta *meta = (qmeta *)(q + qbytes);
-    quantize_act(dt, x, ldx, n, k, q, meta);
+    int8_t *q = rg_scratch(RG_SCRATCH_KERNEL, qbytes + (wide ? sizeof(qmeta_wide) : sizeof(qmeta)) * (size_t)n * nb);
+    void *meta = q + qbytes;
+    quantize_act(dt, x, ldx, n, k, q, meta, wide);
     if (n == 1) { /* decode */
-        gemv_q(dt, w, rb, rows, nb, q, meta, y);
+        if (wide) gemv_q(dt, 1, w, rb, rows, nb, q, meta, y);
+        else gemv_q(dt, 0, w, rb, rows, nb, q, meta, y);
         return;
     }
     for (int r0 = 0; r0 < rows; r0 += RB) {
@@ -368,7 +399,7 @@ INLINE void matmul_quant(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int
         const uint8_t *wr = w + (size_t)r0 * rb;
         for (int t0 = 0; t0 < n; t0 += QTB) {
             const int8_t *qt = q + (size_t)t0 * k;
-            const qmeta *mt = meta + (size_t)t0 * nb;
+            const qmeta *mt = (const qmeta *)meta + (size_t)t0 * nb;
             float *yt = y + (size_t)t0 * ldy + r0;
             switch (n - t0) {
             case 1: tile_q(dt, 1, wr, rb, nr, nb, qt, mt, k, yt, ldy); break;
