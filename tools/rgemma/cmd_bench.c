@@ -123,18 +123,31 @@ static double layer_macs(const rg_config *c) {
 }
 
 /* The machine's rooflines: the better of the measurements at the start and
- * at the end of the run (other processes may have been busy at one). */
+ * at the end of the run (other processes may have been busy at one). The
+ * read bandwidth of a shared or virtual machine also changes over minutes
+ * (e.g. with where its cores run), so each decode row is set against the
+ * better of two quick measurements taken just before and just after it;
+ * bw_lo/bw_hi is the range seen. */
 typedef struct {
     char cpu[128];
     int threads;
-    double bw, peak_f32, peak_int8, load_start[3], load_end[3];
+    double bw, bw_lo, bw_hi, peak_f32, peak_int8, load_start[3], load_end[3];
 } machine;
+
+static double row_bandwidth(machine *mc) {
+    double bw = rg_measure_read_bandwidth((size_t)512 << 20, 3);
+    mc->bw_lo = mc->bw_lo == 0 || bw < mc->bw_lo ? bw : mc->bw_lo;
+    mc->bw_hi = bw > mc->bw_hi ? bw : mc->bw_hi;
+    return bw;
+}
 
 static void measure_machine(machine *mc) {
     double bw = rg_measure_read_bandwidth((size_t)1 << 30, 5);
     double f32 = rg_measure_peak_flops(0), int8 = rg_measure_peak_flops(1);
     fprintf(stderr, "  read %.1f GB/s, f32 FMA %.1f GFLOP/s, int8 dot %.1f GOP/s\n", bw / 1e9, f32 / 1e9, int8 / 1e9);
     mc->bw = bw > mc->bw ? bw : mc->bw;
+    mc->bw_lo = mc->bw_lo == 0 || bw < mc->bw_lo ? bw : mc->bw_lo;
+    mc->bw_hi = bw > mc->bw_hi ? bw : mc->bw_hi;
     mc->peak_f32 = f32 > mc->peak_f32 ? f32 : mc->peak_f32;
     mc->peak_int8 = int8 > mc->peak_int8 ? int8 : mc->peak_int8;
 }
@@ -144,6 +157,7 @@ typedef struct {
     int n_prompt, n_gen, depth, reps;
     double mean, std;
     double work;     /* pp: FLOPs of one repetition; tg: weight bytes read per token */
+    double bw;       /* tg: read bandwidth measured around the row */
     double *samples; /* tokens/s per repetition */
     size_t rss;
 } row;
@@ -179,12 +193,12 @@ static double fraction(const machine *mc, const model_result *m, const row *r, d
         *roof = m->int8 ? mc->peak_int8 : mc->peak_f32;
         return *roof > 0 ? r->work / ((double)r->n_prompt / r->mean) / *roof : 0;
     }
-    *roof = mc->bw / r->work;
+    *roof = r->bw / r->work;
     return *roof > 0 ? r->mean / *roof : 0;
 }
 
-static int bench_model(const char *path, const long *pp, int npp, const long *tg, int ntg, const long *depth,
-                       int nd, int reps, model_result *res) {
+static int bench_model(machine *mc, const char *path, const long *pp, int npp, const long *tg, int ntg,
+                       const long *depth, int nd, int reps, model_result *res) {
     rg_model *m;
     fprintf(stderr, "loading %s\n", path);
     if (rg_model_load(path, &m)) {
@@ -249,6 +263,7 @@ static int bench_model(const char *path, const long *pp, int npp, const long *tg
             *r = (row){.n_gen = (int)tg[i], .depth = (int)depth[d], .reps = reps,
                        .samples = rg_xcalloc((size_t)reps, sizeof(double))};
             snprintf(r->test, sizeof r->test, depth[d] ? "tg%ld @ d%ld" : "tg%ld", tg[i], depth[d]);
+            r->bw = row_bandwidth(mc);
             for (int k = 0; k < reps && !rc; k++) {
                 rg_state_copy(s, base);
                 reset_peak_rss();
@@ -262,6 +277,8 @@ static int bench_model(const char *path, const long *pp, int npp, const long *tg
             }
             stats(r);
             r->work = (double)res->weight_bytes;
+            double after = row_bandwidth(mc);
+            r->bw = after > r->bw ? after : r->bw;
         }
     }
     if (rc) fprintf(stderr, "rgemma: %s\n", rg_last_error());
@@ -278,7 +295,9 @@ static void print_markdown(const model_result *res, int nres, const machine *mc)
     printf("CPU: %s, %d threads, %s kernels; load average %.2f %.2f %.2f at the start, %.2f %.2f %.2f at the end\n",
            mc->cpu, mc->threads, rg_kernel_path(), mc->load_start[0], mc->load_start[1], mc->load_start[2],
            mc->load_end[0], mc->load_end[1], mc->load_end[2]);
-    printf("measured: memory read %.1f GB/s; peak f32 FMA %.1f GFLOP/s", mc->bw / 1e9, mc->peak_f32 / 1e9);
+    printf("measured: memory read %.1f-%.1f GB/s (each tg row against the better of its before/after); "
+           "peak f32 FMA %.1f GFLOP/s",
+           mc->bw_lo / 1e9, mc->bw_hi / 1e9, mc->peak_f32 / 1e9);
     if (mc->peak_int8 > 0) printf(", int8 dot %.1f GOP/s", mc->peak_int8 / 1e9);
     printf("\n\n| model | type | weights/token | threads | test | t/s | roofline | peak RSS |\n");
     printf("|---|---|---:|---:|---|---:|---|---:|\n");
@@ -304,6 +323,8 @@ static void print_json(const model_result *res, int nres, const machine *mc) {
     cJSON_AddNumberToObject(mach, "threads", mc->threads);
     cJSON_AddStringToObject(mach, "kernels", rg_kernel_path());
     cJSON_AddNumberToObject(mach, "read_bandwidth_bytes_per_s", mc->bw);
+    cJSON_AddNumberToObject(mach, "read_bandwidth_min_bytes_per_s", mc->bw_lo);
+    cJSON_AddNumberToObject(mach, "read_bandwidth_max_bytes_per_s", mc->bw_hi);
     cJSON_AddNumberToObject(mach, "peak_f32_fma_flops", mc->peak_f32);
     cJSON_AddNumberToObject(mach, "peak_int8_dot_ops", mc->peak_int8);
     cJSON_AddItemToObject(mach, "load_average_start", cJSON_CreateDoubleArray(mc->load_start, 3));
@@ -329,6 +350,7 @@ static void print_json(const model_result *res, int nres, const machine *mc) {
                 cJSON_AddNumberToObject(o, "roofline_peak_flops", roof);
             } else {
                 cJSON_AddStringToObject(o, "roofline", "memory read bandwidth");
+                cJSON_AddNumberToObject(o, "read_bandwidth_bytes_per_s", r->bw);
                 cJSON_AddNumberToObject(o, "roofline_tokens_per_s", roof);
             }
             cJSON_AddNumberToObject(o, "roofline_fraction", f);
@@ -419,7 +441,8 @@ int cmd_bench(int argc, char **argv) {
 
     model_result *res = rg_xcalloc((size_t)nmodels, sizeof *res);
     int rc = 0, nres = 0;
-    for (int i = 0; i < nmodels && !rc; i++, nres++) rc = bench_model(models[i], pp, npp, tg, ntg, depth, nd, (int)reps, &res[i]);
+    for (int i = 0; i < nmodels && !rc; i++, nres++)
+        rc = bench_model(&mc, models[i], pp, npp, tg, ntg, depth, nd, (int)reps, &res[i]);
     int rows = 0;
     for (int i = 0; i < nres; i++) rows += res[i].nrows;
     if (rows > 0) {
