@@ -229,12 +229,14 @@ static void matmul_bf16(const uint8_t *w, size_t rb, int rows, int k, const floa
 /* --------------------------------------------- matmul, quantised weights */
 
 /* Per activation block: its scale d and the starting value of the integer
- * sum's lanes, which takes off the weight offset (Q8_0 uses q + 128: -128 *
- * sum(x_q), spread over the 8 lanes; Q4_0 uses the nibbles: -8 * sum(x_q),
- * over lanes 0..3; its lanes 4..7 hold 16 x the high nibbles, see unpack_q,
- * so their start is 0 and their scale d/16, exact). Stored compact (8 bytes
- * a block, broadcast when used) or wide (the 8 lanes ready, 64 bytes: two
- * instructions fewer a block, worth it while a row of them stays in L1). */
+ * sum, which takes off the weight offset (Q8_0 uses q + 128: -128 *
+ * sum(x_q); Q4_0 uses the nibbles: -8 * sum(x_q)). Stored compact (8 bytes a
+ * block: d and the whole block's start, as the panels use it) or wide (64
+ * bytes, the 8 lanes of the one-row kernels ready: two instructions fewer a
+ * block, worth it while a row of them stays in L1). In those kernels Q8_0
+ * spreads the start over the 8 lanes; Q4_0 over lanes 0..3, as its lanes
+ * 4..7 hold 16 x the high nibbles (see unpack_q): their start is 0 and their
+ * scale d/16, exact. */
 typedef struct {
     float d;
     int32_t bias;
@@ -246,6 +248,12 @@ typedef struct {
 
 /* Decode rows up to this long use the wide form. */
 #define WIDE_MAX_K 4096
+
+/* A block's start spread over the lanes of the one-row kernels (exact:
+ * -128 * sum is a multiple of 8, -8 * sum of 4). */
+INLINE int32_t lane_start(rg_dtype dt, int32_t block_start) {
+    return dt == RG_DT_Q8_0 ? block_start / 8 : block_start / 4;
+}
 
 /* Quantise n activation rows (k a multiple of 32) into q [n x k] and meta
  * [n x k/32] (qmeta or, if wide, qmeta_wide) for weight type dt. */
@@ -264,7 +272,7 @@ static void quantize_act(rg_dtype dt, const float *x, int ldx, int n, int k, int
             _mm_storeu_si128((__m128i *)(qb + 16), _mm512_cvtsepi32_epi8(q1));
             int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
             size_t at = (size_t)t * nb + b;
-            qmeta c = {d, dt == RG_DT_Q8_0 ? -16 * sum : -2 * sum};
+            qmeta c = {d, dt == RG_DT_Q8_0 ? -128 * sum : -8 * sum};
             if (!wide) {
                 ((qmeta *)meta)[at] = c;
                 continue;
@@ -273,7 +281,7 @@ static void quantize_act(rg_dtype dt, const float *x, int ldx, int n, int k, int
             for (int l = 0; l < 8; l++) {
                 int all = dt == RG_DT_Q8_0 || l < 4;
                 m->d[l] = all ? d : d / 16;
-                m->bias[l] = all ? c.bias : 0;
+                m->bias[l] = all ? lane_start(dt, c.bias) : 0;
             }
         }
 }
@@ -281,7 +289,7 @@ static void quantize_act(rg_dtype dt, const float *x, int ldx, int n, int k, int
 /* The 8 lanes' starting values and activation scales of block `at`. */
 INLINE __m256i lane_bias(rg_dtype dt, int wide, const void *meta, size_t at) {
     if (wide) return _mm256_load_si256((const __m256i *)((const qmeta_wide *)meta)[at].bias);
-    int32_t v = ((const qmeta *)meta)[at].bias;
+    int32_t v = lane_start(dt, ((const qmeta *)meta)[at].bias);
     return dt == RG_DT_Q8_0 ? _mm256_set1_epi32(v) : _mm256_maskz_set1_epi32(0x0f, v);
 }
 INLINE __m256 lane_scale(rg_dtype dt, int wide, const void *meta, size_t at) {
@@ -382,16 +390,134 @@ INLINE void gemv_q(rg_dtype dt, const int wide, const uint8_t *w, size_t rb, int
     }
 }
 
+/* Prefill with many tokens: PR weight rows are first repacked into a panel
+ * in which one 64-byte vector holds the same 4 consecutive weights (as
+ * unsigned bytes) of each of the PR rows. vpdpbusd of that vector with 4
+ * activation bytes broadcast adds 4 products into each row's lane, so 8 of
+ * them leave the PR rows' whole-block dot products in one register, and the
+ * block's scaling (cvt, d_w * d_x, fma) costs 3 instructions per 8 vpdpbusd
+ * instead of 3 per one as in tile_q. The repack (gathers) is paid once per
+ * panel and shared by all the tokens. */
+enum { PR = 16, PT = 8 };
+typedef struct {
+    uint8_t q[8][PR][4]; /* q[g][r]: weights 4g..4g+3 of the block in row r */
+    float d[PR];         /* d_w of each row's block (0 past the last row) */
+} panel_block;
+
+/* Panels pay off from this many tokens (measured, see README). */
+#define PANEL_MIN_N 8
+
+static void repack_panel(rg_dtype dt, const uint8_t *w, size_t rb, int nr, int nb, panel_block *p) {
+    const size_t bs = dt == RG_DT_Q8_0 ? 34 : 18;
+    const __mmask16 m = tail_mask(nr);
+    const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32((int)rb));
+    const __m512i zero = _mm512_setzero_si512(), lo4 = _mm512_set1_epi8(0x0f);
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *blk = w + (size_t)b * bs;
+        __m512i d = _mm512_mask_i32gather_epi32(zero, m, rows, blk, 1); /* d_w in the low 16 bits */
+        _mm512_store_ps(p[b].d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));
+        if (dt == RG_DT_Q8_0) {
+            for (int g = 0; g < 8; g++) {
+                __m512i v = _mm512_mask_i32gather_epi32(zero, m, rows, blk + 2 + 4 * g, 1);
+                _mm512_store_si512(p[b].q[g], _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80)));
+            }
+        } else { /* element j < 16 is the low nibble of byte j, element 16 + j its high nibble */
+            for (int g = 0; g < 4; g++) {
+                __m512i v = _mm512_mask_i32gather_epi32(zero, m, rows, blk + 2 + 4 * g, 1);
+                _mm512_store_si512(p[b].q[g], _mm512_and_si512(v, lo4));
+                _mm512_store_si512(p[b].q[g + 4], _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4));
+            }
+        }
+    }
+}
+
+/* y[t][r] = sum over blocks of d_w d_x (start + dot) for the panel's rows,
+ * nt <= PT tokens (compact activation metadata). */
+INLINE void panel_tile(const int nt, const panel_block *p, int nb, const int8_t *q, int k, const qmeta *meta,
+                       float *y, int ldy, __mmask16 m) {
+    __m512 acc[PT];
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        __m512i s[PT];
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) s[t] = _mm512_set1_epi32(meta[(size_t)t * nb + b].bias);
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            __m512i wv = _mm512_load_si512(p[b].q[g]);
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++) {
+                int32_t x4;
+                memcpy(&x4, q + (size_t)t * k + b * RG_QBLOCK + 4 * g, 4);
+                s[t] = _mm512_dpbusd_epi32(s[t], wv, _mm512_set1_epi32(x4));
+            }
+        }
+        __m512 dw = _mm512_load_ps(p[b].d);
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++)
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), _mm512_mul_ps(dw, _mm512_set1_ps(meta[(size_t)t * nb + b].d)),
+                                     acc[t]);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) _mm512_mask_storeu_ps(y + (size_t)t * ldy, m, acc[t]);
+}
+
+static void matmul_panels(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const int8_t *q,
+                          const qmeta *meta, int n, float *y, int ldy, panel_block *p) {
+    int nb = k / RG_QBLOCK;
+    for (int r0 = 0; r0 < rows; r0 += PR) {
+        int nr = rows - r0 < PR ? rows - r0 : PR;
+        repack_panel(dt, w + (size_t)r0 * rb, rb, nr, nb, p);
+        __mmask16 m = tail_mask(nr);
+        for (int t0 = 0; t0 < n; t0 += PT) {
+            const int8_t *qt = q + (size_t)t0 * k;
+            const qmeta *mt = meta + (size_t)t0 * nb;
+            float *yt = y + (size_t)t0 * ldy + r0;
+            switch (n - t0) {
+            case 1: panel_tile(1, p, nb, qt, k, mt, yt, ldy, m); break;
+            case 2: panel_tile(2, p, nb, qt, k, mt, yt, ldy, m); break;
+            case 3: panel_tile(3, p, nb, qt, k, mt, yt, ldy, m); break;
+            case 4: panel_tile(4, p, nb, qt, k, mt, yt, ldy, m); break;
+            case 5: panel_tile(5, p, nb, qt, k, mt, yt, ldy, m); break;
+            case 6: panel_tile(6, p, nb, qt, k, mt, yt, ldy, m); break;
+            case 7: panel_tile(7, p, nb, qt, k, mt, yt, ldy, m); break;
+            default: panel_tile(8, p, nb, qt, k, mt, yt, ldy, m); break;
+            }
+        }
+    }
+}
+
 INLINE void matmul_quant(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n,
                          float *y, int ldy) {
-    int nb = k / RG_QBLOCK, wide = n == 1 && k <= WIDE_MAX_K;
+    int nb = k / RG_QBLOCK, wide = n == 1 && k <= WIDE_MAX_K, panels = n >= PANEL_MIN_N;
     size_t qbytes = ((size_t)n * k + 63) & ~(size_t)63;
-    int8_t *q = rg_scratch(RG_SCRATCH_KERNEL, qbytes + (wide ? sizeof(qmeta_wide) : sizeof(qmeta)) * (size_t)n * nb);
+    size_t mbytes = (((wide ? sizeof(qmeta_wide) : sizeof(qmeta)) * (size_t)n * nb) + 63) & ~(size_t)63;
+    int8_t *q = rg_scratch(RG_SCRATCH_ACT, qbytes + mbytes);
     void *meta = q + qbytes;
-    quantize_act(dt, x, ldx, n, k, q, meta, wide);
+    /* The same x as this thread's previous piece of the same matmul call:
+     * q and meta still hold it (only these kernels use the slot, and the
+     * same sizes did not move it). */
+    static _Thread_local struct {
+        unsigned long call;
+        const float *x;
+        int ldx, n, k, wide;
+        rg_dtype dt;
+    } done;
+    unsigned long call = rg_matmul_call_id();
+    if (!call || done.call != call || done.x != x || done.ldx != ldx || done.n != n || done.k != k ||
+        done.wide != wide || done.dt != dt) {
+        quantize_act(dt, x, ldx, n, k, q, meta, wide);
+        done.call = call, done.x = x, done.ldx = ldx, done.n = n, done.k = k, done.wide = wide, done.dt = dt;
+    }
     if (n == 1) { /* decode */
         if (wide) gemv_q(dt, 1, w, rb, rows, nb, q, meta, y);
         else gemv_q(dt, 0, w, rb, rows, nb, q, meta, y);
+        return;
+    }
+    if (panels) {
+        matmul_panels(dt, w, rb, rows, k, q, meta, n, y, ldy,
+                      rg_scratch(RG_SCRATCH_KERNEL, sizeof(panel_block) * (size_t)nb));
         return;
     }
     for (int r0 = 0; r0 < rows; r0 += RB) {
@@ -441,23 +567,40 @@ static float softmax(float *x, int n, float scale, float *max) {
     return _mm512_reduce_add_ps(sum);
 }
 
-/* Up to 8 heads at a time, 16 columns at a time: each value row segment is
- * loaded once for the group's heads. */
-static void wsum(const float *p, int ldp, int nh, const float *v, int nk, int hd, float *out, int ldo) {
-    for (int h0 = 0; h0 < nh; h0 += 8) {
-        int g = nh - h0 < 8 ? nh - h0 : 8;
-        for (int i = 0; i < hd; i += 16) {
-            __mmask16 m = hd - i >= 16 ? 0xffff : tail_mask(hd - i);
-            __m512 acc[8];
-            for (int h = 0; h < g; h++) acc[h] = _mm512_maskz_loadu_ps(m, out + (size_t)(h0 + h) * ldo + i);
-            for (int j = 0; j < nk; j++) {
-                __m512 vv = _mm512_maskz_loadu_ps(m, v + (size_t)j * hd + i);
-                const float *pj = p + (size_t)h0 * ldp + j;
-                for (int h = 0; h < g; h++)
-                    acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(pj[(size_t)h * ldp]), vv, acc[h]);
-            }
-            for (int h = 0; h < g; h++) _mm512_mask_storeu_ps(out + (size_t)(h0 + h) * ldo + i, m, acc[h]);
+/* Heads in groups of at most WG (the 2B model's 10 heads in one), 16
+ * columns at a time: each value row segment is loaded once for the group,
+ * whose accumulators stay in registers (g is a constant in each copy). */
+enum { WG = 12 };
+INLINE void wsum_group(const int g, const float *p, int ldp, const float *v, int nk, int hd, float *out, int ldo) {
+    for (int i = 0; i < hd; i += 16) {
+        __mmask16 m = hd - i >= 16 ? 0xffff : tail_mask(hd - i);
+        __m512 acc[WG];
+#pragma GCC unroll 12
+        for (int h = 0; h < g; h++) acc[h] = _mm512_maskz_loadu_ps(m, out + (size_t)h * ldo + i);
+        for (int j = 0; j < nk; j++) {
+            __m512 vv = _mm512_maskz_loadu_ps(m, v + (size_t)j * hd + i);
+#pragma GCC unroll 12
+            for (int h = 0; h < g; h++) acc[h] = _mm512_fmadd_ps(_mm512_set1_ps(p[(size_t)h * ldp + j]), vv, acc[h]);
         }
+#pragma GCC unroll 12
+        for (int h = 0; h < g; h++) _mm512_mask_storeu_ps(out + (size_t)h * ldo + i, m, acc[h]);
+    }
+}
+
+static void wsum(const float *p, int ldp, int nh, const float *v, int nk, int hd, float *out, int ldo) {
+    int groups = (nh + WG - 1) / WG;
+    for (int h0 = 0, gi = 0; gi < groups; gi++) {
+        int g = (nh - h0 + (groups - gi) - 1) / (groups - gi); /* even groups: 16 heads = 8 + 8 */
+        const float *pg = p + (size_t)h0 * ldp;
+        float *og = out + (size_t)h0 * ldo;
+        switch (g) {
+#define WSUM_CASE(G) \
+    case G: wsum_group(G, pg, ldp, v, nk, hd, og, ldo); break;
+            WSUM_CASE(1) WSUM_CASE(2) WSUM_CASE(3) WSUM_CASE(4) WSUM_CASE(5) WSUM_CASE(6)
+            WSUM_CASE(7) WSUM_CASE(8) WSUM_CASE(9) WSUM_CASE(10) WSUM_CASE(11) default: WSUM_CASE(12)
+#undef WSUM_CASE
+        }
+        h0 += g;
     }
 }
 

@@ -2,6 +2,7 @@
  * the active instruction set's kernel on each block of rows. Also the kernel
  * path selection (RGEMMA_KERNEL / rg_set_kernel_path) and thread count. */
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include "ops/ops.h"
@@ -75,27 +76,62 @@ int rg_kernel_sets(const rg_kernel_set **sets, int max) {
     return n;
 }
 
-void *rg_scratch(int slot, size_t bytes) {
-    static _Thread_local void *buf[RG_SCRATCH_SLOTS];
-    static _Thread_local size_t cap[RG_SCRATCH_SLOTS];
-    if (bytes > cap[slot]) {
-        free(buf[slot]);
-        cap[slot] = (bytes + 4095) & ~(size_t)4095;
-        buf[slot] = rg_aligned_alloc(cap[slot]);
-    }
-    return buf[slot];
+/* A thread's scratch buffers, freed when the thread exits (the server's
+ * slot threads come and go) through a pthread key's destructor. */
+typedef struct {
+    void *buf[RG_SCRATCH_SLOTS];
+    size_t cap[RG_SCRATCH_SLOTS];
+} scratch_set;
+
+static pthread_key_t g_scratch_key;
+static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p) {
+    scratch_set *s = p;
+    for (int i = 0; i < RG_SCRATCH_SLOTS; i++) free(s->buf[i]);
+    free(s);
 }
+
+static void scratch_key_init(void) {
+    if (pthread_key_create(&g_scratch_key, scratch_free)) {
+        fprintf(stderr, "rgemma: pthread_key_create failed\n");
+        abort();
+    }
+}
+
+void *rg_scratch(int slot, size_t bytes) {
+    static _Thread_local scratch_set *set;
+    if (!set) {
+        pthread_once(&g_scratch_once, scratch_key_init);
+        set = rg_xcalloc(1, sizeof *set);
+        pthread_setspecific(g_scratch_key, set);
+    }
+    if (bytes > set->cap[slot]) {
+        free(set->buf[slot]);
+        set->cap[slot] = (bytes + 4095) & ~(size_t)4095;
+        set->buf[slot] = rg_aligned_alloc(set->cap[slot]);
+    }
+    return set->buf[slot];
+}
+
+static _Thread_local unsigned long g_call_id;
+static unsigned long g_calls;
+
+unsigned long rg_matmul_call_id(void) { return g_call_id; }
 
 /* Work is handed out in multiples of this many rows (the kernels' row tiles). */
 #define ROW_ALIGN 16
 
 /* Rows [r0, r1) of one job. */
-static void run_rows(const rg_kernel_set *ks, const rg_matmul_job *j, int n, size_t r0, size_t r1) {
+static void run_rows(const rg_kernel_set *ks, const rg_matmul_job *j, int n, size_t r0, size_t r1,
+                     unsigned long call) {
     const rg_tensor *w = j->w;
     rg_matmul_fn fn = ks->matmul[w->dtype] ? ks->matmul[w->dtype] : rg_kernels_scalar.matmul[w->dtype];
     size_t rb = rg_tensor_row_bytes(w);
     const uint8_t *base = (const uint8_t *)w->data + ((size_t)j->row0 + r0) * rb;
+    g_call_id = call;
     fn(base, rb, (int)(r1 - r0), (int)w->shape[w->ndim - 1], j->x, j->ldx, n, j->y + r0, j->ldy);
+    g_call_id = 0;
     if (j->bias)
         for (int t = 0; t < n; t++)
             for (size_t r = r0; r < r1; r++) j->y[(size_t)t * j->ldy + r] += j->bias[r];
@@ -112,6 +148,8 @@ void rg_matmul_jobs(const rg_matmul_job *jobs, int njobs, int n) {
     size_t per = units / (8 * (size_t)omp_get_max_threads());
     if (per < 1) per = 1;
     long pieces = (long)((units + per - 1) / per);
+    unsigned long call = __atomic_add_fetch(&g_calls, 1, __ATOMIC_RELAXED);
+    if (call == 0) call = __atomic_add_fetch(&g_calls, 1, __ATOMIC_RELAXED); /* 0 means none */
 #pragma omp parallel for schedule(dynamic, 1) if (pieces > 1)
     for (long p = 0; p < pieces; p++) {
         size_t u0 = (size_t)p * per, u1 = u0 + per < units ? u0 + per : units, at = 0;
@@ -120,7 +158,7 @@ void rg_matmul_jobs(const rg_matmul_job *jobs, int njobs, int n) {
             size_t b = u0 > at ? u0 - at : 0, e = u1 - at < ju ? u1 - at : ju;
             if (b < e) {
                 size_t r1 = e * ROW_ALIGN < (size_t)jobs[i].rows ? e * ROW_ALIGN : (size_t)jobs[i].rows;
-                run_rows(ks, &jobs[i], n, b * ROW_ALIGN, r1);
+                run_rows(ks, &jobs[i], n, b * ROW_ALIGN, r1, call);
             }
             at += ju;
         }

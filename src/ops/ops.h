@@ -67,9 +67,16 @@ const rg_kernel_set *rg_active_kernels(void);
 int rg_kernel_sets(const rg_kernel_set **sets, int max);
 /* A per-thread scratch buffer of at least bytes bytes (64-byte aligned),
  * kept between calls; valid until the thread's next call with the same
- * slot. Slot RG_SCRATCH_KERNEL is the kernels', RG_SCRATCH_OP the callers'. */
-enum { RG_SCRATCH_KERNEL = 0, RG_SCRATCH_OP = 1, RG_SCRATCH_SLOTS = 2 };
+ * slot. Slot RG_SCRATCH_KERNEL is the kernels', RG_SCRATCH_ACT holds only
+ * the quantised-weight kernels' rounded activations, RG_SCRATCH_OP is the
+ * callers'. */
+enum { RG_SCRATCH_KERNEL = 0, RG_SCRATCH_ACT = 1, RG_SCRATCH_OP = 2, RG_SCRATCH_SLOTS = 3 };
 void *rg_scratch(int slot, size_t bytes);
+/* Nonzero while this thread runs a piece of an rg_matmul_jobs call, and
+ * different for each call: activations are constant during one call, so a
+ * kernel may keep what it derived from x (e.g. x rounded to int8) for the
+ * same x in its next piece. 0 when a kernel is called directly. */
+unsigned long rg_matmul_call_id(void);
 
 /* Measured with the active kernel set and all threads: the best memory read
  * bandwidth (bytes/s) over reps passes over a fresh buffer of `bytes`, and

@@ -165,16 +165,17 @@ static void test_matmul_quant(void **st) {
     run_shapes(RG_DT_Q4_0, quant_k, 4, some_rows, 4, some_n, 8);
 }
 
-/* every token count 1..70 (tiles of 3, 4, 6 and their tails) */
+/* every token count 1..70 (tiles of 3, 4, 6, 8 and their tails; quantised
+ * weights also in panels of 16 rows, a full one and a partial one) */
 static void test_matmul_tokens(void **st) {
     (void)st;
     int ns[70];
     for (int i = 0; i < 70; i++) ns[i] = i + 1;
-    const int k1[] = {80}, k2[] = {64}, r[] = {9};
+    const int k1[] = {80}, k2[] = {64}, r[] = {9}, rq[] = {9, 37};
     run_shapes(RG_DT_F32, k1, 1, r, 1, ns, 70);
     run_shapes(RG_DT_BF16, k1, 1, r, 1, ns, 70);
-    run_shapes(RG_DT_Q8_0, k2, 1, r, 1, ns, 70);
-    run_shapes(RG_DT_Q4_0, k2, 1, r, 1, ns, 70);
+    run_shapes(RG_DT_Q8_0, k2, 1, rq, 2, ns, 70);
+    run_shapes(RG_DT_Q4_0, k2, 1, rq, 2, ns, 70);
 }
 
 /* The driver: rows split over threads, bias added, rows from row0. */
@@ -221,10 +222,10 @@ static void test_softmax(void **st) {
 
 static void test_wsum(void **st) {
     (void)st;
-    int hds[] = {16, 20, 256}, nhs[] = {1, 5, 10};
+    int hds[] = {16, 20, 256}, nhs[] = {1, 5, 10, 16, 25};
     for (int si = 0; si < g_nsets; si++)
         for (int a = 0; a < 3; a++)
-            for (int b = 0; b < 3; b++) {
+            for (int b = 0; b < 5; b++) {
                 int hd = hds[a], nh = nhs[b], nk = 37, ldp = 40, ldo = hd + 1;
                 float *p = rg_xmalloc(sizeof(float) * nh * ldp), *v = rg_xmalloc(sizeof(float) * nk * hd);
                 float *o1 = rg_xmalloc(sizeof(float) * nh * ldo), *o2 = rg_xmalloc(sizeof(float) * nh * ldo);
