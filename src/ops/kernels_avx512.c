@@ -396,39 +396,72 @@ INLINE void gemv_q(rg_dtype dt, const int wide, const uint8_t *w, size_t rb, int
  * activation bytes broadcast adds 4 products into each row's lane, so 8 of
  * them leave the PR rows' whole-block dot products in one register, and the
  * block's scaling (cvt, d_w * d_x, fma) costs 3 instructions per 8 vpdpbusd
- * instead of 3 per one as in tile_q. The repack (gathers) is paid once per
- * panel and shared by all the tokens. */
+ * instead of 3 per one as in tile_q. The repack (a transpose in registers)
+ * is paid once per panel and shared by all the tokens. */
 enum { PR = 16, PT = 8 };
 typedef struct {
     uint8_t q[8][PR][4]; /* q[g][r]: weights 4g..4g+3 of the block in row r */
     float d[PR];         /* d_w of each row's block (0 past the last row) */
 } panel_block;
 
-/* Panels pay off from this many tokens (measured, see README). */
-#define PANEL_MIN_N 8
+/* Panels pay off from this many tokens. Measured on the 2B shape (Q8_0, 2
+ * threads, Zen 4), t/s of tile_q vs panels: n=2 22 vs 13, 4 41 vs 27, 8 48
+ * vs 46, 16 53 vs 69, 512 (chunks of 256) 58 vs 133. */
+#define PANEL_MIN_N 10
+
+/* Rows past the last (nr < PR) read this block: weights 0, d_w 0. */
+static const uint8_t zero_block[34];
+
+/* Transposes 16 rows x 8 dwords, given as z[i] = [row i | row i + 8], into
+ * out[g] = dword g of rows 0..15: two 8x8 transposes side by side (32-bit
+ * then 64-bit interleaves within 128-bit lanes, then one two-source qword
+ * permute per output). */
+INLINE void transpose_16x8(const __m512i z[8], __m512i out[8]) {
+    __m512i t[8], u[8];
+    for (int h = 0; h < 2; h++) { /* rows 0-3 (and 8-11), then 4-7 (and 12-15) */
+        const __m512i *zz = z + 4 * h;
+        t[4 * h + 0] = _mm512_unpacklo_epi32(zz[0], zz[1]);
+        t[4 * h + 1] = _mm512_unpackhi_epi32(zz[0], zz[1]);
+        t[4 * h + 2] = _mm512_unpacklo_epi32(zz[2], zz[3]);
+        t[4 * h + 3] = _mm512_unpackhi_epi32(zz[2], zz[3]);
+        u[4 * h + 0] = _mm512_unpacklo_epi64(t[4 * h + 0], t[4 * h + 2]); /* dwords 0 | 4 */
+        u[4 * h + 1] = _mm512_unpackhi_epi64(t[4 * h + 0], t[4 * h + 2]); /* 1 | 5 */
+        u[4 * h + 2] = _mm512_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]); /* 2 | 6 */
+        u[4 * h + 3] = _mm512_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]); /* 3 | 7 */
+    }
+    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    for (int g = 0; g < 4; g++) {
+        out[g] = _mm512_permutex2var_epi64(u[g], lo, u[g + 4]);
+        out[g + 4] = _mm512_permutex2var_epi64(u[g], hi, u[g + 4]);
+    }
+}
 
 static void repack_panel(rg_dtype dt, const uint8_t *w, size_t rb, int nr, int nb, panel_block *p) {
     const size_t bs = dt == RG_DT_Q8_0 ? 34 : 18;
-    const __mmask16 m = tail_mask(nr);
-    const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                            _mm512_set1_epi32((int)rb));
-    const __m512i zero = _mm512_setzero_si512(), lo4 = _mm512_set1_epi8(0x0f);
+    const __m512i lo4 = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8((char)0x80);
+    const __m512i twice = _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3);
     for (int b = 0; b < nb; b++) {
-        const uint8_t *blk = w + (size_t)b * bs;
-        __m512i d = _mm512_mask_i32gather_epi32(zero, m, rows, blk, 1); /* d_w in the low 16 bits */
-        _mm512_store_ps(p[b].d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));
-        if (dt == RG_DT_Q8_0) {
-            for (int g = 0; g < 8; g++) {
-                __m512i v = _mm512_mask_i32gather_epi32(zero, m, rows, blk + 2 + 4 * g, 1);
-                _mm512_store_si512(p[b].q[g], _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80)));
-            }
-        } else { /* element j < 16 is the low nibble of byte j, element 16 + j its high nibble */
-            for (int g = 0; g < 4; g++) {
-                __m512i v = _mm512_mask_i32gather_epi32(zero, m, rows, blk + 2 + 4 * g, 1);
-                _mm512_store_si512(p[b].q[g], _mm512_and_si512(v, lo4));
-                _mm512_store_si512(p[b].q[g + 4], _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4));
+        uint16_t d[PR];
+        __m512i z[8], out[8];
+        for (int i = 0; i < 8; i++) {
+            const uint8_t *b0 = i < nr ? w + (size_t)i * rb + (size_t)b * bs : zero_block;
+            const uint8_t *b1 = i + 8 < nr ? w + (size_t)(i + 8) * rb + (size_t)b * bs : zero_block;
+            memcpy(&d[i], b0, 2);
+            memcpy(&d[i + 8], b1, 2);
+            if (dt == RG_DT_Q8_0) {
+                __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b0 + 2))),
+                                               _mm256_loadu_si256((const __m256i *)(b1 + 2)), 1);
+                z[i] = _mm512_xor_si512(v, flip);
+            } else { /* element j < 16 is the low nibble of byte j, element 16 + j its high nibble */
+                __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2))),
+                                                    _mm_loadu_si128((const __m128i *)(b1 + 2)), 1);
+                __m512i vv = _mm512_permutexvar_epi64(twice, _mm512_castsi256_si512(v)); /* each row's 16 bytes twice */
+                z[i] = _mm512_and_si512(_mm512_mask_srli_epi16(vv, 0xff00ff00, vv, 4), lo4);
             }
         }
+        _mm512_store_ps(p[b].d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d)));
+        transpose_16x8(z, out);
+        for (int g = 0; g < 8; g++) _mm512_store_si512(p[b].q[g], out[g]);
     }
 }
 
