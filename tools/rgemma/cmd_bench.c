@@ -163,7 +163,8 @@ typedef struct {
 } row;
 
 typedef struct {
-    const char *path, *name, *wtype, *compute;
+    const char *path, *name, *compute;
+    char wtype[48]; /* the projections' type, and the embedding's if it differs */
     int int8;
     size_t weight_bytes;
     row rows[2 * MAX_LIST + MAX_LIST * MAX_LIST];
@@ -212,7 +213,10 @@ static int bench_model(machine *mc, const char *path, const long *pp, int npp, c
     res->path = path;
     const char *slash = strrchr(path, '/');
     res->name = slash && slash[1] ? slash + 1 : path;
-    res->wtype = rg_dtype_name(dt);
+    if (m->embed.dtype != dt)
+        snprintf(res->wtype, sizeof res->wtype, "%s, embedding %s", rg_dtype_name(dt), rg_dtype_name(m->embed.dtype));
+    else
+        snprintf(res->wtype, sizeof res->wtype, "%s", rg_dtype_name(dt));
     res->compute = int8 ? "int8 dot" : "f32 FMA";
     res->int8 = int8;
     res->weight_bytes = rg_model_weight_bytes(m);
