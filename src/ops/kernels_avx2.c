@@ -1,12 +1,19 @@
 /* AVX2 + FMA + F16C kernels (only this file is built with those
  * instructions; matmul.c picks it only on a CPU that has them).
  *
- * Every weight type keeps float32 activations: each step widens 8 weights
- * of each of RB rows to float32 in registers (Q8_0/Q4_0: d * q, d * (q - 8))
- * and does RB*TB fused multiply-adds with TB tokens. With more than TB
- * tokens (prefill) the k axis is cut in blocks of KC and a tile of rows is
- * widened once into a float32 scratch buffer that serves every token.
- * Row lengths that are not a multiple of 8 finish with masked loads. */
+ * Several tokens: every weight type keeps float32 activations: each step
+ * widens 8 weights of each of RB rows to float32 in registers (Q8_0/Q4_0:
+ * d * q, d * (q - 8)) and does RB*TB fused multiply-adds with TB tokens. With
+ * more than TB tokens (prefill) the k axis is cut in blocks of KC and a tile
+ * of rows is widened once into a float32 scratch buffer that serves every
+ * token. Row lengths that are not a multiple of 8 finish with masked loads.
+ *
+ * One token (decode) with Q8_0/Q4_0 weights: the activation row is rounded
+ * per block of 32 to int8 (d_x = max|x|/127, as the avx512 path does) and a
+ * block's dot product is integer: vpmaddubsw of |x_q| and w_q with x_q's
+ * sign (pairs in int16: |sum| <= 2 * 127 * 128 < 2^15), vpmaddwd to int32,
+ * then one fma by d_w d_x. Widening every weight to float32 costs about
+ * twice as many instructions, which decode on one core cannot hide. */
 #include <immintrin.h>
 #include <math.h>
 #include "ops/ops.h"
@@ -199,10 +206,75 @@ INLINE void widen_tile(rg_dtype dt, const uint8_t *w, size_t rb, int nr, int i0,
     }
 }
 
+/* ---------------------------------------- one token, quantised weights */
+
+/* x rounded per block of 32: q [k] int8 and d [k/32] */
+static void quantize_row(const float *x, int k, int8_t *q, float *d) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7); /* undo the packs' lane interleave */
+    for (int b = 0; b < k / RG_QBLOCK; b++) {
+        const float *xb = x + b * RG_QBLOCK;
+        __m256 v[4], m;
+        for (int j = 0; j < 4; j++) v[j] = _mm256_loadu_ps(xb + 8 * j);
+        m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                          _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float amax = _mm_cvtss_f32(h), id = amax > 0 ? 127.0f / amax : 0.0f;
+        d[b] = amax / 127.0f;
+        __m256i i[4];
+        for (int j = 0; j < 4; j++) i[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], _mm256_set1_ps(id)));
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i[0], i[1]), _mm256_packs_epi32(i[2], i[3]));
+        _mm256_storeu_si256((__m256i *)(q + b * RG_QBLOCK), _mm256_permutevar8x32_epi32(p, order));
+    }
+}
+
+/* A weight block's 32 values as signed bytes: Q8_0 as stored, Q4_0 nibble - 8. */
+INLINE __m256i block_weights(rg_dtype dt, const uint8_t *blk) {
+    if (dt == RG_DT_Q8_0) return _mm256_loadu_si256((const __m256i *)(blk + 2));
+    __m128i v = _mm_loadu_si128((const __m128i *)(blk + 2)), lo4 = _mm_set1_epi8(0x0f);
+    __m256i n = _mm256_setr_m128i(_mm_and_si128(v, lo4), _mm_and_si128(_mm_srli_epi16(v, 4), lo4));
+    return _mm256_sub_epi8(n, _mm256_set1_epi8(8));
+}
+
+INLINE __m256 block_dot(rg_dtype dt, const uint8_t *blk, const int8_t *q, float dx, __m256 acc) {
+    __m256i xq = _mm256_loadu_si256((const __m256i *)q);
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(xq, xq), _mm256_sign_epi8(block_weights(dt, blk), xq));
+    __m256i s = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(f16_scale(blk) * dx), acc);
+}
+
+/* One row at a time (one sequential stream), 4 accumulators. */
+INLINE void gemv_q(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, float *y) {
+    const size_t bs = dt == RG_DT_Q8_0 ? 34 : 18;
+    int nb = k / RG_QBLOCK;
+    int8_t *q = rg_scratch(RG_SCRATCH_ACT, (size_t)k + sizeof(float) * (size_t)nb);
+    float *dx = (float *)(q + k); /* k is a multiple of 32 */
+    quantize_row(x, k, q, dx);
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *row = w + (size_t)r * rb;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int b = 0;
+        for (; b + 4 <= nb; b += 4) {
+            a0 = block_dot(dt, row + (size_t)b * bs, q + b * RG_QBLOCK, dx[b], a0);
+            a1 = block_dot(dt, row + (size_t)(b + 1) * bs, q + (b + 1) * RG_QBLOCK, dx[b + 1], a1);
+            a2 = block_dot(dt, row + (size_t)(b + 2) * bs, q + (b + 2) * RG_QBLOCK, dx[b + 2], a2);
+            a3 = block_dot(dt, row + (size_t)(b + 3) * bs, q + (b + 3) * RG_QBLOCK, dx[b + 3], a3);
+        }
+        for (; b < nb; b++) a0 = block_dot(dt, row + (size_t)b * bs, q + b * RG_QBLOCK, dx[b], a0);
+        __m256 t = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+        __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+        u = _mm_hadd_ps(u, u);
+        y[r] = _mm_cvtss_f32(_mm_hadd_ps(u, u));
+    }
+}
+
 INLINE void matmul_any(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n,
                        float *y, int ldy) {
     if (n == 1) { /* decode */
-        gemv(dt, w, rb, rows, k, x, y);
+        if (dt == RG_DT_Q8_0 || dt == RG_DT_Q4_0) gemv_q(dt, w, rb, rows, k, x, y);
+        else gemv(dt, w, rb, rows, k, x, y);
         return;
     }
     if (n <= TB) { /* a few tokens: stream each row once, widening in registers */
@@ -367,7 +439,7 @@ const rg_kernel_set rg_kernels_avx2 = {
     "avx2",
     {[RG_DT_F32] = matmul_f32, [RG_DT_F16] = matmul_f16, [RG_DT_BF16] = matmul_bf16, [RG_DT_Q8_0] = matmul_q8_0,
      [RG_DT_Q4_0] = matmul_q4_0},
-    0,
+    1u << RG_DT_Q8_0 | 1u << RG_DT_Q4_0, /* one token only */
     softmax,
     wsum,
     gelu_mul,

@@ -209,7 +209,9 @@ static int bench_model(machine *mc, const char *path, const long *pp, int npp, c
     const rg_config *c = rg_model_config(m);
     const rg_kernel_set *ks = rg_active_kernels();
     rg_dtype dt = m->layers[0].gate.dtype;
-    int int8 = (ks->int8_act >> dt) & 1;
+    /* prefill runs on int8 dot products where the set has them (avx2
+     * rounds only single tokens and has no int8 dot instruction) */
+    int int8 = (ks->int8_act >> dt) & 1 && ks->peak_loop(1, 1) > 0;
     res->path = path;
     const char *slash = strrchr(path, '/');
     res->name = slash && slash[1] ? slash + 1 : path;
