@@ -90,11 +90,35 @@ static rg_endpoint route(const char *url, int *want_post) {
     return RG_EP_OTHER;
 }
 
+/* With --cors, every response names the allowed origin (a browser page on
+ * another origin may then read it). */
+static void add_cors(const rg_server *s, struct MHD_Response *r) {
+    if (!s->o.cors_origin) return;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, s->o.cors_origin);
+    if (strcmp(s->o.cors_origin, "*")) MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "Origin");
+}
+
+/* The answer to a browser's preflight (OPTIONS) before a cross-origin
+ * POST with a JSON body: 204, the methods and headers it may use. */
+static enum MHD_Result send_preflight(rg_server *s, struct MHD_Connection *c) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    add_cors(s, r);
+    MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    MHD_add_response_header(r, "Access-Control-Allow-Headers", "Content-Type, Authorization");
+    MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+    enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_NO_CONTENT, r);
+    MHD_destroy_response(r);
+    rg_metrics_response(&s->met, MHD_HTTP_NO_CONTENT);
+    return rc;
+}
+
 static enum MHD_Result send_body(rg_server *s, struct MHD_Connection *c, int status, char *body, const char *type) {
     struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    add_cors(s, r);
     if (status == 503) MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-    if (status == 405) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, POST");
+    if (status == 405)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, s->o.cors_origin ? "GET, POST, OPTIONS" : "GET, POST");
     enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
     rg_metrics_response(&s->met, status);
@@ -362,6 +386,7 @@ static enum MHD_Result completion(rg_server *s, struct MHD_Connection *c, reques
                                                                        stream_free);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        add_cors(s, resp);
         enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_OK, resp);
         MHD_destroy_response(resp);
         rg_metrics_response(&s->met, 200);
@@ -495,6 +520,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         rq->post = !strcmp(method, MHD_HTTP_METHOD_POST);
         atomic_fetch_add(&s->met.requests[rq->ep], 1);
         if (rq->ep == RG_EP_OTHER) return fail(s, c, 404, "not_found", "unknown endpoint %.200s", url);
+        if (s->o.cors_origin && !strcmp(method, MHD_HTTP_METHOD_OPTIONS)) return send_preflight(s, c);
         if (rq->post != want_post || (!rq->post && strcmp(method, MHD_HTTP_METHOD_GET)))
             return fail(s, c, 405, "method_not_allowed", "%s is not allowed on this endpoint", method);
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);

@@ -20,6 +20,9 @@ typedef struct {
     int max_tokens;          /* largest max_tokens a request may ask for, and its default */
     const char *model_name;  /* the id in /v1/models and the accepted "model" field */
     int verbose;             /* one line per completion request on stderr */
+    const char *cors_origin; /* NULL: no CORS; else the Access-Control-Allow-Origin
+                              * value ("*" or an origin), and OPTIONS preflights
+                              * are answered */
 } rg_server_opts;
 
 void rg_server_opts_default(rg_server_opts *o);

@@ -163,6 +163,33 @@ n400=$(sed -n 's/^rgemma_responses_total{code="400"} //p' "$TMP/out")
 hits=$(sed -n 's/^rgemma_state_cache_hits_total //p' "$TMP/out")
 [ "$hits" -ge 1 ] || fail "no state-cache hit counted"
 
+# ---- no CORS unless asked: no Access-Control header, OPTIONS is not allowed
+curl -s -D "$TMP/hdr" -o /dev/null "$URL/health"
+grep -qi '^access-control' "$TMP/hdr" && fail "CORS headers sent without --cors"
+got=$(curl -s -o /dev/null -w '%{http_code}' -X OPTIONS "$URL/v1/chat/completions")
+[ "$got" = 405 ] || fail "OPTIONS without --cors: HTTP $got, expected 405"
+
 stop_server
 grep -q "stopping" "$TMP/server.log" || fail "no stop message"
+
+# ---- --cors ORIGIN: every response names the origin, preflights get 204
+start_server --cors http://app.example:3000
+curl -s -D "$TMP/hdr" -o /dev/null "$URL/health"
+grep -qi '^access-control-allow-origin: http://app.example:3000' "$TMP/hdr" || fail "no Allow-Origin on /health"
+grep -qi '^vary: origin' "$TMP/hdr" || fail "no Vary: Origin with a named origin"
+got=$(curl -s -D "$TMP/hdr" -o /dev/null -w '%{http_code}' -X OPTIONS -H 'Origin: http://app.example:3000' \
+    -H 'Access-Control-Request-Method: POST' -H 'Access-Control-Request-Headers: content-type' "$URL/v1/chat/completions")
+[ "$got" = 204 ] || fail "preflight: HTTP $got, expected 204"
+grep -qi '^access-control-allow-methods: .*POST' "$TMP/hdr" || fail "preflight without Allow-Methods POST"
+grep -qi '^access-control-allow-headers: .*content-type' "$TMP/hdr" || fail "preflight without Allow-Headers"
+curl -s -N -D "$TMP/hdr" -o "$TMP/stream" --data-binary "$STREAM" "$URL/v1/chat/completions"
+grep -qi '^access-control-allow-origin: http://app.example:3000' "$TMP/hdr" || fail "no Allow-Origin on a stream"
+grep -q '^data: \[DONE\]' "$TMP/stream" || fail "stream with --cors did not finish"
+expect "$(post /v1/chat/completions '{"messages":7}')" 400 "bad request with --cors"
+got=$(curl -s -o /dev/null -w '%{http_code}' -X OPTIONS "$URL/nowhere")
+[ "$got" = 404 ] || fail "OPTIONS on an unknown endpoint: HTTP $got, expected 404"
+stop_server
+timeout 30 "$RGEMMA" serve -m "$MODEL" --cors 'http://a b' >"$TMP/bad.log" 2>&1 && fail "--cors with a space was accepted"
+grep -q "printable ASCII" "$TMP/bad.log" || fail "--cors with a space: unclear error"
+
 echo "server_api: all checks passed"

@@ -32,6 +32,8 @@ static void usage(FILE *f) {
             "      --cache-states N    conversation states kept for follow-up turns (default 16; 0 = off)\n"
             "      --max-body BYTES    largest request body (default 1048576)\n"
             "      --max-tokens N      largest max_tokens a request may ask for, and its default (default 4096)\n"
+            "      --cors ORIGIN       let web pages from ORIGIN (or \"*\": any) call the API: sends\n"
+            "                          Access-Control-Allow-Origin and answers OPTIONS preflights (default: off)\n"
             "  -v, --verbose           one line per completion request on stderr\n");
 }
 
@@ -85,7 +87,19 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--cache-states")) INT_OPT(0, 100000, o.cache_states);
         else if (!strcmp(a, "--max-body")) INT_OPT(16, LONG_MAX, o.max_body);
         else if (!strcmp(a, "--max-tokens")) INT_OPT(1, 1 << 30, o.max_tokens);
-        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o.verbose = 1;
+        else if (!strcmp(a, "--cors")) {
+            STR_OPT(o.cors_origin);
+            for (const char *ch = o.cors_origin; *ch; ch++)
+                if (*ch < 0x21 || *ch > 0x7e) {
+                    fprintf(stderr, "rgemma: serve: --cors \"%s\": an origin is printable ASCII without spaces\n",
+                            o.cors_origin);
+                    return 2;
+                }
+            if (!*o.cors_origin) {
+                fprintf(stderr, "rgemma: serve: --cors needs an origin (e.g. http://localhost:3000) or \"*\"\n");
+                return 2;
+            }
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o.verbose = 1;
         else {
             fprintf(stderr, "rgemma: serve: unknown option '%s' (try 'rgemma serve --help')\n", a);
             return 2;
