@@ -14,10 +14,13 @@ for t in "pp16" "tg4" "tg4 @ d20"; do
         || fail "row $t missing or malformed: $(cat "$T/md")"
 done
 [ "$(grep -c '^| dev_4layer' "$T/md")" -eq 3 ] || fail "expected 3 rows"
+[ "$(grep -c '^| dev_4layer .* | tg4.* | [0-9]*% of [0-9.]* t/s ([0-9.]* of [0-9.]* GB/s) |' "$T/md")" -eq 2 ] \
+    || fail "tg rows without their stream rate: $(cat "$T/md")"
 grep -q "depth 20: 20 tokens processed" "$T/err" || fail "the depth was not filled: $(cat "$T/err")"
 
 "$RGEMMA" bench -m "$M" -p 8 -n 2 -d 0 -r 1 -o json >"$T/json" 2>/dev/null || fail "bench -o json"
 grep -q '"read_bandwidth_bytes_per_s"' "$T/json" || fail "json: no bandwidth"
+grep -q '"weight_stream_bytes_per_s"' "$T/json" || fail "json: no weight stream rate"
 [ "$(grep -c '"roofline_fraction"' "$T/json")" -eq 2 ] || fail "json: expected 2 results: $(cat "$T/json")"
 grep -q '"test":[[:space:]]*"pp8"' "$T/json" || fail "json: no pp8 row"
 

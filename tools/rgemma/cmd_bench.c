@@ -314,8 +314,9 @@ static void print_markdown(const model_result *res, int nres, const machine *mc)
             char text[96];
             if (r->n_prompt)
                 snprintf(text, sizeof text, "%.0f%% of %.0f GFLOP/s (%s)", 100 * f, roof / 1e9, res[i].compute);
-            else
-                snprintf(text, sizeof text, "%.0f%% of %.2f t/s", 100 * f, roof);
+            else /* also the weight stream's rate against the bandwidth measured around the row */
+                snprintf(text, sizeof text, "%.0f%% of %.2f t/s (%.1f of %.1f GB/s)", 100 * f, roof,
+                         r->mean * r->work / 1e9, r->bw / 1e9);
             printf("| %s | %s | %.2f GB | %d | %s | %.2f ± %.2f | %s | %s |\n", res[i].name, res[i].wtype,
                    (double)res[i].weight_bytes / 1e9, mc->threads, r->test, r->mean, r->std, text,
                    cli_bytes(r->rss, b));
@@ -357,6 +358,7 @@ static void print_json(const model_result *res, int nres, const machine *mc) {
             } else {
                 cJSON_AddStringToObject(o, "roofline", "memory read bandwidth");
                 cJSON_AddNumberToObject(o, "read_bandwidth_bytes_per_s", r->bw);
+                cJSON_AddNumberToObject(o, "weight_stream_bytes_per_s", r->mean * r->work);
                 cJSON_AddNumberToObject(o, "roofline_tokens_per_s", roof);
             }
             cJSON_AddNumberToObject(o, "roofline_fraction", f);
