@@ -36,6 +36,14 @@ INLINE __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
     return _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
 }
 
+/* a0 + a1 + a2 + a3, all lanes summed */
+INLINE float add_all4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    __m256 t = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+    __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+    u = _mm_hadd_ps(u, u);
+    return _mm_cvtss_f32(_mm_hadd_ps(u, u));
+}
+
 INLINE float f16_scale(const uint8_t *blk) {
     uint16_t h;
     memcpy(&h, blk, 2);
@@ -178,10 +186,7 @@ INLINE void gemv(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, cons
         for (; i + 8 <= k; i += 8) a0 = _mm256_fmadd_ps(load_w(dt, row, i), _mm256_loadu_ps(x + i), a0);
         if (i < k) /* float types only: quantised rows are whole blocks */
             a1 = _mm256_fmadd_ps(load_w_tail(dt, row, i, k - i), _mm256_maskload_ps(x + i, lane_mask(k - i)), a1);
-        __m256 t = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
-        __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
-        u = _mm_hadd_ps(u, u);
-        y[r] = _mm_cvtss_f32(_mm_hadd_ps(u, u));
+        y[r] = add_all4(a0, a1, a2, a3);
     }
 }
 
@@ -263,10 +268,7 @@ INLINE void gemv_q(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, co
             a3 = block_dot(dt, row + (size_t)(b + 3) * bs, q + (b + 3) * RG_QBLOCK, dx[b + 3], a3);
         }
         for (; b < nb; b++) a0 = block_dot(dt, row + (size_t)b * bs, q + b * RG_QBLOCK, dx[b], a0);
-        __m256 t = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
-        __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
-        u = _mm_hadd_ps(u, u);
-        y[r] = _mm_cvtss_f32(_mm_hadd_ps(u, u));
+        y[r] = add_all4(a0, a1, a2, a3);
     }
 }
 

@@ -50,6 +50,14 @@ INLINE __m128 hsum4_256(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
     return _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
 }
 
+/* a0 + a1 + a2 + a3, all lanes summed */
+INLINE float add_all4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    __m256 t = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+    __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+    u = _mm_hadd_ps(u, u);
+    return _mm_cvtss_f32(_mm_hadd_ps(u, u));
+}
+
 INLINE __mmask16 tail_mask(int count) { return (__mmask16)((1u << count) - 1); }
 
 /* 16 weights from element i of a float row, widened to float32. */
@@ -383,10 +391,7 @@ INLINE void gemv_q(rg_dtype dt, const int wide, const uint8_t *w, size_t rb, int
             a3 = block_dot(dt, wide, row + (size_t)(b + 3) * bs, q, meta, b + 3, a3);
         }
         for (; b < nb; b++) a0 = block_dot(dt, wide, row + (size_t)b * bs, q, meta, b, a0);
-        __m256 t = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
-        __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
-        u = _mm_hadd_ps(u, u);
-        y[r] = _mm_cvtss_f32(_mm_hadd_ps(u, u));
+        y[r] = add_all4(a0, a1, a2, a3);
     }
 }
 
@@ -529,8 +534,9 @@ INLINE void matmul_quant(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int
     int8_t *q = rg_scratch(RG_SCRATCH_ACT, qbytes + mbytes);
     void *meta = q + qbytes;
     /* The same x as this thread's previous piece of the same matmul call:
-     * q and meta still hold it (only these kernels use the slot, and the
-     * same sizes did not move it). */
+     * q and meta still hold it (only quantised kernels write the slot, the
+     * kernel set is fixed within a call, and the same sizes did not move
+     * it). */
     static _Thread_local struct {
         unsigned long call;
         const float *x;

@@ -211,7 +211,7 @@ static int bench_model(machine *mc, const char *path, const long *pp, int npp, c
     rg_dtype dt = m->layers[0].gate.dtype;
     /* prefill runs on int8 dot products where the set has them (avx2
      * rounds only single tokens and has no int8 dot instruction) */
-    int int8 = (ks->int8_act >> dt) & 1 && ks->peak_loop(1, 1) > 0;
+    int int8 = (ks->int8_act >> dt) & 1 && mc->peak_int8 > 0;
     res->path = path;
     const char *slash = strrchr(path, '/');
     res->name = slash && slash[1] ? slash + 1 : path;
