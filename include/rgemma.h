@@ -142,6 +142,25 @@ size_t rg_state_file_bytes(const rg_config *cfg);
 int rg_forward(const rg_model *m, rg_state *s, const int32_t *tokens, int n,
                float *logits, int all_logits);
 
+/* One sequence's part of a batched step (rg_forward_batch). */
+typedef struct {
+    rg_state *state;       /* a state appears at most once in one call */
+    const int32_t *tokens; /* n_tokens >= 1 new tokens, at positions pos..pos+n_tokens-1 of the state */
+    int n_tokens;
+    float *logits;         /* NULL, or room for n_tokens*V floats when all_logits != 0, or for V floats
+                              (the last token's logits) when all_logits == 0 */
+    int all_logits;
+} rg_batch_seq;
+
+/* Advance several independent sequences at once: the same results as
+ * rg_forward on each (up to float rounding of the matrix kernels), but the
+ * rows of all sequences go through every weight matrix together, so each
+ * weight is read once per step of up to 256 rows instead of once per
+ * sequence. Decode rows (n_tokens = 1) and prompt chunks mix freely; the
+ * conv, RG-LRU and attention window stay per state. Nothing is changed when
+ * the call is refused (a state passed twice, an id out of range, ...). */
+int rg_forward_batch(const rg_model *m, const rg_batch_seq *seqs, int n_seqs);
+
 /* Number of worker threads used by the kernels (default: all cores). */
 void rg_set_threads(int n);
 int rg_get_threads(void);
@@ -277,6 +296,33 @@ typedef struct {
  * t may be NULL (ids only; no stop strings). Returns -1 on error. */
 int rg_generate(const rg_model *m, const rg_tokenizer *t, rg_state *s, const int32_t *prompt, int n_prompt,
                 const rg_generate_params *p, rg_token_cb cb, void *ctx, rg_generate_result *res);
+
+/* The same generation one step at a time, for callers that run many
+ * sequences together (a server's slots, N samples of one prompt): each
+ * rg_seq_step is one rg_forward_batch over all the sequences given, so the
+ * weights are read once per step for all of them. A sequence prefills its
+ * prompt (up to the step's prompt budget), then samples one token per step;
+ * it calls cb exactly as rg_generate does. rg_generate(...) is
+ * rg_seq_new + rg_seq_step until rg_seq_done + rg_seq_result.
+ * p (and the arrays it points to), t, s and ctx must outlive the sequence. */
+typedef struct rg_seq rg_seq;
+/* NULL (with rg_last_error) on a bad prompt or bad parameters. */
+rg_seq *rg_seq_new(const rg_model *m, const rg_tokenizer *t, rg_state *s, const int32_t *prompt, int n_prompt,
+                   const rg_generate_params *p, rg_token_cb cb, void *ctx);
+/* One step over the sequences not yet done (all of one model). Each
+ * decoding sequence brings its one token; prompt tokens are given to the
+ * prefilling sequences in order, prompt_budget in all (<= 0: no limit).
+ * Returns -1 if the step could not run (then every sequence in it ends with
+ * RG_STOP_ERROR). A sequence can also end alone with RG_STOP_ERROR (e.g.
+ * non-finite logits): see rg_seq_error. */
+int rg_seq_step(rg_seq *const *seqs, int n, int prompt_budget);
+int rg_seq_done(const rg_seq *q);
+/* End the sequence at its next step (RG_STOP_CALLBACK, no final callback). */
+void rg_seq_stop(rg_seq *q);
+const rg_generate_result *rg_seq_result(const rg_seq *q);
+/* Why the sequence ended with RG_STOP_ERROR ("" otherwise). */
+const char *rg_seq_error(const rg_seq *q);
+void rg_seq_free(rg_seq *q);
 
 /* Gemma chat format (SPEC §8): the ids of one user turn,
  *   [BOS] <start_of_turn>user\n{text}<end_of_turn>\n<start_of_turn>model\n

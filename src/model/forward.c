@@ -1,7 +1,10 @@
-/* The Griffin forward pass (SPEC §1-7). Tokens are processed in chunks of
- * up to RG_CHUNK rows: every linear layer is a matrix product over the
- * chunk, the conv and RG-LRU scan over its rows, and attention over the
- * window. Any chunking gives the same result as one pass. */
+/* The Griffin forward pass (SPEC §1-7), for one sequence or a batch of them.
+ * A step processes up to RG_CHUNK rows, taken from one or more sequences
+ * ("segments": each a run of consecutive rows of one state). Every linear
+ * layer is one matrix product over all rows of the step, so each weight is
+ * read once per step whatever the number of sequences; the conv, the RG-LRU
+ * scan and attention run per segment over its own state. Any split of the
+ * tokens into steps gives the same result as one pass. */
 #include <math.h>
 #include <stdlib.h>
 #include "model/model.h"
@@ -23,6 +26,8 @@ typedef struct {
     float *q, *k, *v, *att;        /* attention block */
     float *g, *up;                 /* [B x F] MLP */
     rg_matmul_job *jobs;           /* [2H] the RG-LRU gates' blocks */
+    float *logits;                 /* [rows x V] when a step's logits belong to several sequences */
+    int rows;                      /* rows of a step at most */
 } workspace;
 
 static void ws_init(workspace *w, const rg_config *c, int b) {
@@ -44,6 +49,8 @@ static void ws_init(workspace *w, const rg_config *c, int b) {
     w->g = rg_aligned_alloc(sizeof(float) * b * F);
     w->up = rg_aligned_alloc(sizeof(float) * b * F);
     w->jobs = rg_xmalloc(sizeof(rg_matmul_job) * 2 * (size_t)c->num_heads);
+    w->logits = NULL;
+    w->rows = b;
 }
 
 static void ws_free(workspace *w) {
@@ -51,17 +58,60 @@ static void ws_free(workspace *w) {
                     w->q, w->k, w->v, w->att, w->g, w->up};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
     free(w->jobs);
+    free(w->logits);
+}
+
+/* A run of consecutive rows of the step that belong to one sequence. */
+typedef struct {
+    rg_state *s;
+    const int32_t *tokens;
+    int n, row;    /* tokens, first row in the step's matrices */
+    int want;      /* rows whose logits are wanted: the last `want` of the segment */
+    float *logits; /* [want x V] */
+} segment;
+
+/* Per-segment work (conv, RG-LRU scan, attention). A segment of many rows
+ * is split over the threads by the op itself; segments of a few rows (decode
+ * rows above all) run side by side, one per thread, since splitting one row's
+ * work over the threads costs more than it saves. */
+#define SIDE_BY_SIDE_ROWS 8
+
+typedef void (*segment_fn)(const rg_model *m, const rg_layer *L, const segment *g, int layer, workspace *w);
+
+static void for_each_segment(segment_fn fn, const rg_model *m, const rg_layer *L, const segment *seg, int nseg,
+                             int layer, workspace *w) {
+#pragma omp parallel for schedule(dynamic, 1) if (nseg > 1)
+    for (int i = 0; i < nseg; i++)
+        if (seg[i].n < SIDE_BY_SIDE_ROWS) fn(m, L, &seg[i], layer, w);
+    for (int i = 0; i < nseg; i++)
+        if (seg[i].n >= SIDE_BY_SIDE_ROWS) fn(m, L, &seg[i], layer, w);
+}
+
+/* c = conv1d(u) over the segment's rows, continuing its state */
+static void segment_conv(const rg_model *m, const rg_layer *L, const segment *g, int layer, workspace *w) {
+    const rg_config *c = &m->cfg;
+    size_t at = (size_t)g->row * c->lru_width;
+    rg_conv1d(w->u + at, g->n, c->lru_width, c->conv_width, L->conv_w, L->conv_b, rg_state_conv(g->s, layer),
+              w->c + at);
+}
+
+/* h = RG-LRU(c) over the segment's rows, continuing its state */
+static void segment_scan(const rg_model *m, const rg_layer *L, const segment *g, int layer, workspace *w) {
+    size_t at = (size_t)g->row * m->cfg.lru_width;
+    rg_rglru_scan(w->c + at, w->gx + at, w->ga + at, L->softplus_a, g->n, m->cfg.lru_width, g->s->pos,
+                  rg_state_h(g->s, layer), w->hh + at);
 }
 
 /* y = gelu_tanh(a W_y + b_y); u = a W_x + b_x; c = conv1d(u);
  * h = RG-LRU(c); out = (h * y) W_out + b_out */
-static void recurrent_block(const rg_model *m, const rg_layer *L, rg_state *s, int layer, workspace *w, int n) {
+static void recurrent_block(const rg_model *m, const rg_layer *L, const segment *seg, int nseg, int layer,
+                            workspace *w, int n) {
     const rg_config *c = &m->cfg;
     int D = c->hidden_size, R = c->lru_width, H = c->num_heads, bw = R / H;
     rg_matmul_job in[2] = {{&L->linear_y, 0, R, w->a, D, w->y, R, L->linear_y_b},
                            {&L->linear_x, 0, R, w->a, D, w->u, R, L->linear_x_b}};
     rg_matmul_jobs(in, 2, n);
-    rg_conv1d(w->u, n, R, c->conv_width, L->conv_w, L->conv_b, rg_state_conv(s, layer), w->c);
+    for_each_segment(segment_conv, m, L, seg, nseg, layer, w);
     /* block-diagonal gates: block h maps c[h*bw..] to g[h*bw..] */
     rg_matmul_job *gates = w->jobs;
     for (int h = 0; h < H; h++) {
@@ -71,31 +121,42 @@ static void recurrent_block(const rg_model *m, const rg_layer *L, rg_state *s, i
                                            L->a_gate_b + h * bw};
     }
     rg_matmul_jobs(gates, 2 * H, n);
-    rg_rglru_scan(w->c, w->gx, w->ga, L->softplus_a, n, R, s->pos, rg_state_h(s, layer), w->hh);
+    for_each_segment(segment_scan, m, L, seg, nseg, layer, w);
     rg_gelu_mul(w->y, w->hh, (size_t)n * R); /* y = gelu(y) * h */
     rg_matmul(&L->linear_out, 0, D, w->y, R, n, w->tout, D, L->linear_out_b);
 }
 
-/* Multi-query local attention with RoPE on the first half of each head. */
-static void attention_block(const rg_model *m, const rg_layer *L, rg_state *s, int layer, workspace *w, int n) {
+/* RoPE on the segment's queries and keys, attention over its window, then
+ * its last min(n, W) keys and values enter the ring (only after attention:
+ * the ring still holds the keys the first rows need) */
+static void segment_attention(const rg_model *m, const rg_layer *L, const segment *g, int layer, workspace *w) {
     const rg_config *c = &m->cfg;
-    int D = c->hidden_size, H = c->num_heads, hd = c->head_dim, Q = H * hd, W = c->window;
+    int H = c->num_heads, hd = c->head_dim, Q = H * hd, W = c->window;
+    rg_state *s = g->s;
+    float *q = w->q + (size_t)g->row * Q, *k = w->k + (size_t)g->row * hd, *v = w->v + (size_t)g->row * hd;
+    for (int t = 0; t < g->n; t++) {
+        rg_rope(q + (size_t)t * Q, H, hd, m->rope_pairs, m->rope_inv_freq, s->pos + t);
+        rg_rope(k + (size_t)t * hd, 1, hd, m->rope_pairs, m->rope_inv_freq, s->pos + t);
+    }
+    float *kc = rg_state_k(s, layer), *vc = rg_state_v(s, layer);
+    rg_local_attention(q, k, v, g->n, H, hd, s->pos, W, kc, vc, w->att + (size_t)g->row * Q);
+    for (int t = g->n > W ? g->n - W : 0; t < g->n; t++) {
+        size_t slot = (size_t)((s->pos + t) % W);
+        memcpy(kc + slot * hd, k + (size_t)t * hd, sizeof(float) * hd);
+        memcpy(vc + slot * hd, v + (size_t)t * hd, sizeof(float) * hd);
+    }
+}
+
+/* Multi-query local attention with RoPE on the first half of each head. */
+static void attention_block(const rg_model *m, const rg_layer *L, const segment *seg, int nseg, int layer,
+                            workspace *w, int n) {
+    const rg_config *c = &m->cfg;
+    int D = c->hidden_size, hd = c->head_dim, Q = c->num_heads * hd;
     rg_matmul_job qkv[3] = {{&L->q, 0, Q, w->a, D, w->q, Q, NULL},
                             {&L->k, 0, hd, w->a, D, w->k, hd, NULL},
                             {&L->v, 0, hd, w->a, D, w->v, hd, NULL}};
     rg_matmul_jobs(qkv, 3, n);
-    for (int t = 0; t < n; t++) {
-        rg_rope(w->q + (size_t)t * Q, H, hd, m->rope_pairs, m->rope_inv_freq, s->pos + t);
-        rg_rope(w->k + (size_t)t * hd, 1, hd, m->rope_pairs, m->rope_inv_freq, s->pos + t);
-    }
-    float *kc = rg_state_k(s, layer), *vc = rg_state_v(s, layer);
-    rg_local_attention(w->q, w->k, w->v, n, H, hd, s->pos, W, kc, vc, w->att);
-    /* only now does the chunk enter the ring: its last min(n, W) keys */
-    for (int t = n > W ? n - W : 0; t < n; t++) {
-        size_t slot = (size_t)((s->pos + t) % W);
-        memcpy(kc + slot * hd, w->k + (size_t)t * hd, sizeof(float) * hd);
-        memcpy(vc + slot * hd, w->v + (size_t)t * hd, sizeof(float) * hd);
-    }
+    for_each_segment(segment_attention, m, L, seg, nseg, layer, w);
     rg_matmul(&L->o, 0, D, w->att, Q, n, w->tout, D, L->o_b);
 }
 
@@ -120,64 +181,150 @@ static void output_logits(const rg_model *m, const float *normed, int n, float *
     if (c->logits_soft_cap > 0) rg_softcap(logits, (size_t)n * V, c->logits_soft_cap);
 }
 
-static void process_chunk(const rg_model *m, rg_state *s, const int32_t *tokens, int n, float *logits,
-                          int want_rows, workspace *w, rg_trace_fn trace, void *tctx) {
+/* The final norm and the logits of the rows the segments want. One
+ * segment's rows go straight to its buffer; rows of several segments are
+ * normed side by side (the embedding is then read once for all of them)
+ * into w->logits and copied out. */
+static void step_logits(const rg_model *m, const segment *seg, int nseg, workspace *w) {
+    const rg_config *c = &m->cfg;
+    int D = c->hidden_size, V = c->vocab_size, rows = 0, owners = 0;
+    for (int i = 0; i < nseg; i++) {
+        if (seg[i].want == 0) continue;
+        int first = seg[i].row + seg[i].n - seg[i].want;
+        rg_rmsnorm(w->x + (size_t)first * D, m->final_norm, seg[i].want, D, c->rms_norm_eps,
+                   w->a + (size_t)rows * D);
+        rows += seg[i].want;
+        owners++;
+    }
+    if (owners == 0) return;
+    if (owners == 1) {
+        for (int i = 0; i < nseg; i++)
+            if (seg[i].want) output_logits(m, w->a, rows, seg[i].logits);
+        return;
+    }
+    if (!w->logits) w->logits = rg_xmalloc(sizeof(float) * (size_t)w->rows * V);
+    output_logits(m, w->a, rows, w->logits);
+    rows = 0;
+    for (int i = 0; i < nseg; i++) {
+        if (seg[i].want == 0) continue;
+        memcpy(seg[i].logits, w->logits + (size_t)rows * V, sizeof(float) * (size_t)seg[i].want * V);
+        rows += seg[i].want;
+    }
+}
+
+/* One step over the segments' n rows in all. Tracing (single segment only)
+ * reports every sub-block's output and the final norm of every row. */
+static void process_step(const rg_model *m, const segment *seg, int nseg, int n, workspace *w, rg_trace_fn trace,
+                         void *tctx) {
     const rg_config *c = &m->cfg;
     int D = c->hidden_size;
     size_t count = (size_t)n * D;
-    for (int t = 0; t < n; t++) {
-        float *xr = w->x + (size_t)t * D;
-        rg_dequant_row(&m->embed, tokens[t], xr);
-        for (int i = 0; i < D; i++) xr[i] *= c->embed_scale;
-    }
-    if (trace) trace(tctx, "embed", -1, s->pos, n, w->x, D);
+    int64_t pos0 = seg[0].s->pos; /* for the trace */
+    for (int i = 0; i < nseg; i++)
+        for (int t = 0; t < seg[i].n; t++) {
+            float *xr = w->x + (size_t)(seg[i].row + t) * D;
+            rg_dequant_row(&m->embed, seg[i].tokens[t], xr);
+            for (int j = 0; j < D; j++) xr[j] *= c->embed_scale;
+        }
+    if (trace) trace(tctx, "embed", -1, pos0, n, w->x, D);
     for (int l = 0; l < c->num_layers; l++) {
         const rg_layer *L = &m->layers[l];
         rg_rmsnorm(w->x, L->temporal_norm, n, D, c->rms_norm_eps, w->a);
         if (L->type == RG_LAYER_RECURRENT)
-            recurrent_block(m, L, s, l, w, n);
+            recurrent_block(m, L, seg, nseg, l, w, n);
         else
-            attention_block(m, L, s, l, w, n);
-        if (trace) trace(tctx, "temporal", l, s->pos, n, w->tout, D);
+            attention_block(m, L, seg, nseg, l, w, n);
+        if (trace) trace(tctx, "temporal", l, pos0, n, w->tout, D);
         add_rows(w->x, w->tout, count);
         rg_rmsnorm(w->x, L->channel_norm, n, D, c->rms_norm_eps, w->a);
         mlp_block(L, c, w, n);
-        if (trace) trace(tctx, "mlp", l, s->pos, n, w->tout, D);
+        if (trace) trace(tctx, "mlp", l, pos0, n, w->tout, D);
         add_rows(w->x, w->tout, count);
-        if (trace) trace(tctx, "residual", l, s->pos, n, w->x, D);
+        if (trace) trace(tctx, "residual", l, pos0, n, w->x, D);
     }
-    /* final norm and logits for the last want_rows rows (all rows when tracing) */
-    int first = trace ? 0 : n - want_rows;
-    if (want_rows > 0 || trace) {
-        rg_rmsnorm(w->x + (size_t)first * D, m->final_norm, n - first, D, c->rms_norm_eps, w->a);
-        if (trace) trace(tctx, "final_norm", -1, s->pos, n, w->a, D);
-        if (want_rows > 0) output_logits(m, w->a + (size_t)(n - want_rows - first) * D, want_rows, logits);
+    if (trace) {
+        rg_rmsnorm(w->x, m->final_norm, n, D, c->rms_norm_eps, w->a);
+        trace(tctx, "final_norm", -1, pos0, n, w->a, D);
     }
-    s->pos += n;
+    step_logits(m, seg, nseg, w);
+    for (int i = 0; i < nseg; i++) seg[i].s->pos += seg[i].n;
+}
+
+static int check_seqs(const rg_model *m, const rg_batch_seq *seqs, int nseq, size_t *total) {
+    const rg_config *c = &m->cfg;
+    if (nseq < 1 || !seqs) return rg_error("forward: no sequences to process");
+    *total = 0;
+    for (int i = 0; i < nseq; i++) {
+        const rg_batch_seq *q = &seqs[i];
+        if (!q->state) return rg_error("forward: sequence %d has no state", i);
+        if (q->n_tokens < 1 || !q->tokens) return rg_error("forward: sequence %d has no tokens to process", i);
+        if (rg_config_fingerprint(&q->state->cfg) != rg_config_fingerprint(c))
+            return rg_error("forward: the state of sequence %d belongs to a different model configuration", i);
+        for (int j = 0; j < i; j++)
+            if (seqs[j].state == q->state)
+                return rg_error("forward: sequences %d and %d pass the same state (each state at most once a step)",
+                                j, i);
+        for (int t = 0; t < q->n_tokens; t++) {
+            if (q->tokens[t] >= 0 && q->tokens[t] < c->vocab_size) continue;
+            if (nseq == 1)
+                return rg_error("forward: token id %d at index %d is outside the vocabulary [0, %d)", q->tokens[t],
+                                t, c->vocab_size);
+            return rg_error("forward: token id %d at index %d of sequence %d is outside the vocabulary [0, %d)",
+                            q->tokens[t], t, i, c->vocab_size);
+        }
+        *total += (size_t)q->n_tokens;
+    }
+    return 0;
+}
+
+/* Steps of up to RG_CHUNK rows: the sequences' tokens in order, each step
+ * taking what is left of each sequence until it is full. */
+static int forward_batch(const rg_model *m, const rg_batch_seq *seqs, int nseq, rg_trace_fn trace, void *tctx) {
+    const rg_config *c = &m->cfg;
+    size_t total = 0;
+    if (check_seqs(m, seqs, nseq, &total)) return -1;
+    int V = c->vocab_size;
+    workspace w;
+    ws_init(&w, c, total < RG_CHUNK ? (int)total : RG_CHUNK);
+    segment *seg = rg_xmalloc(sizeof *seg * (size_t)(nseq < RG_CHUNK ? nseq : RG_CHUNK));
+    int *done = rg_xcalloc((size_t)nseq, sizeof *done);
+    for (int next = 0; next < nseq;) {
+        int nseg = 0, rows = 0;
+        for (int i = next; i < nseq && rows < w.rows; i++) {
+            const rg_batch_seq *q = &seqs[i];
+            int left = q->n_tokens - done[i];
+            if (left == 0) continue;
+            int take = left < w.rows - rows ? left : w.rows - rows;
+            int last = take == left;
+            segment *g = &seg[nseg++];
+            *g = (segment){q->state, q->tokens + done[i], take, rows, 0, NULL};
+            if (q->logits && q->all_logits) {
+                g->want = take;
+                g->logits = q->logits + (size_t)done[i] * V;
+            } else if (q->logits && last) {
+                g->want = 1;
+                g->logits = q->logits;
+            }
+            rows += take;
+            done[i] += take;
+        }
+        process_step(m, seg, nseg, rows, &w, trace, tctx);
+        while (next < nseq && done[next] == seqs[next].n_tokens) next++;
+    }
+    free(done);
+    free(seg);
+    ws_free(&w);
+    return 0;
+}
+
+int rg_forward_batch(const rg_model *m, const rg_batch_seq *seqs, int n_seqs) {
+    return forward_batch(m, seqs, n_seqs, NULL, NULL);
 }
 
 int rg_forward_traced(const rg_model *m, rg_state *s, const int32_t *tokens, int n, float *logits, int all_logits,
                       rg_trace_fn trace, void *tctx) {
-    const rg_config *c = &m->cfg;
-    if (n < 1) return rg_error("forward: no tokens to process");
-    if (rg_config_fingerprint(&s->cfg) != rg_config_fingerprint(c))
-        return rg_error("forward: the state belongs to a different model configuration");
-    for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
-            return rg_error("forward: token id %d at index %d is outside the vocabulary [0, %d)", tokens[i], i,
-                            c->vocab_size);
-    workspace w;
-    int b = n < RG_CHUNK ? n : RG_CHUNK;
-    ws_init(&w, c, b);
-    for (int start = 0; start < n; start += b) {
-        int len = n - start < b ? n - start : b;
-        int last = start + len == n;
-        int want = logits ? (all_logits ? len : (last ? 1 : 0)) : 0;
-        float *out = logits ? (all_logits ? logits + (size_t)start * c->vocab_size : logits) : NULL;
-        process_chunk(m, s, tokens + start, len, out, want, &w, trace, tctx);
-    }
-    ws_free(&w);
-    return 0;
+    rg_batch_seq q = {s, tokens, n, logits, all_logits};
+    return forward_batch(m, &q, 1, trace, tctx);
 }
 
 int rg_forward(const rg_model *m, rg_state *s, const int32_t *tokens, int n, float *logits, int all_logits) {
