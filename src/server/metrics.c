@@ -45,6 +45,18 @@ double rg_metrics_rate(rg_metrics *m) {
     return (double)sum / RG_RATE_WINDOW;
 }
 
+static const double step_bounds[RG_STEP_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+
+void rg_metrics_step(rg_metrics *m, int seqs, double seconds) {
+    for (int b = 0; b < RG_BATCH_BUCKETS; b++)
+        if (seqs <= 1 << b) atomic_fetch_add(&m->batch_le[b], 1);
+    for (int b = 0; b < RG_STEP_BUCKETS; b++)
+        if (seconds <= step_bounds[b]) atomic_fetch_add(&m->step_le[b], 1);
+    atomic_fetch_add(&m->batch_sum, (unsigned long long)seqs);
+    atomic_fetch_add(&m->step_us, (unsigned long long)(seconds * 1e6));
+    atomic_fetch_add(&m->steps, 1);
+}
+
 typedef struct {
     char *s;
     size_t len, cap;
@@ -108,6 +120,19 @@ char *rg_metrics_text(rg_metrics *m, const rg_metrics_gauges *g) {
     put(&b, "rgemma_prompt_seconds_total %.6f\n", atomic_load(&m->prompt_us) / 1e6);
     metric(&b, "rgemma_generate_seconds_total", "counter", "Time spent generating tokens.");
     put(&b, "rgemma_generate_seconds_total %.6f\n", atomic_load(&m->generate_us) / 1e6);
+    unsigned long long steps = atomic_load(&m->steps);
+    metric(&b, "rgemma_batch_size", "histogram", "Sequences advanced together in one batched step.");
+    for (int i = 0; i < RG_BATCH_BUCKETS; i++)
+        put(&b, "rgemma_batch_size_bucket{le=\"%d\"} %llu\n", 1 << i, (unsigned long long)atomic_load(&m->batch_le[i]));
+    put(&b, "rgemma_batch_size_bucket{le=\"+Inf\"} %llu\n", steps);
+    put(&b, "rgemma_batch_size_sum %llu\nrgemma_batch_size_count %llu\n", (unsigned long long)atomic_load(&m->batch_sum),
+        steps);
+    metric(&b, "rgemma_step_seconds", "histogram", "Time of one batched step (all busy slots advance one token).");
+    for (int i = 0; i < RG_STEP_BUCKETS; i++)
+        put(&b, "rgemma_step_seconds_bucket{le=\"%g\"} %llu\n", step_bounds[i],
+            (unsigned long long)atomic_load(&m->step_le[i]));
+    put(&b, "rgemma_step_seconds_bucket{le=\"+Inf\"} %llu\n", steps);
+    put(&b, "rgemma_step_seconds_sum %.6f\nrgemma_step_seconds_count %llu\n", atomic_load(&m->step_us) / 1e6, steps);
     metric(&b, "rgemma_tokens_per_second", "gauge", "Generated tokens per second over the last 10 seconds.");
     put(&b, "rgemma_tokens_per_second %.3f\n", rg_metrics_rate(m));
     struct {

@@ -20,6 +20,8 @@ typedef enum {
 } rg_endpoint;
 
 #define RG_RATE_WINDOW 10 /* seconds the tokens/s gauge averages over */
+#define RG_BATCH_BUCKETS 9 /* batch size buckets: <= 1, 2, 4, ..., 256 */
+#define RG_STEP_BUCKETS 10 /* step time buckets (see metrics.c) */
 
 typedef struct {
     atomic_ullong requests[RG_EP_COUNT];
@@ -31,6 +33,9 @@ typedef struct {
     atomic_ullong cached_tokens;       /* prompt tokens taken from the state cache */
     atomic_ullong generated_tokens;
     atomic_ullong prompt_us, generate_us;
+    /* batched steps: histograms of the sequences per step and of the step time */
+    atomic_ullong batch_le[RG_BATCH_BUCKETS], batch_sum, steps;
+    atomic_ullong step_le[RG_STEP_BUCKETS], step_us;
     pthread_mutex_t mu;                /* guards the per-second token buckets */
     int64_t bucket_sec[RG_RATE_WINDOW];
     uint64_t bucket_tokens[RG_RATE_WINDOW];
@@ -49,6 +54,8 @@ void rg_metrics_destroy(rg_metrics *m);
 void rg_metrics_response(rg_metrics *m, int status);
 /* n tokens generated now (counter and the tokens/s window) */
 void rg_metrics_generated(rg_metrics *m, int n);
+/* One batched step over `seqs` sequences took `seconds`. */
+void rg_metrics_step(rg_metrics *m, int seqs, double seconds);
 /* Generated tokens per second over the last RG_RATE_WINDOW seconds. */
 double rg_metrics_rate(rg_metrics *m);
 /* Prometheus text exposition (malloc'd). */

@@ -1,14 +1,20 @@
-/* Slots, queue and the run of one job (see sched.h).
+/* Slots, queue and continuous batching (see sched.h).
  *
- * A slot runs a job in three steps:
- *   1. the state cache gives the state of the longest saved prefix of the
- *      prompt (at most all tokens but the last: the last one must run to
- *      give logits), else the state starts empty;
- *   2. the rest of the prompt but its last token is prefilled in chunks,
- *      checking between chunks whether the client is still there;
- *   3. rg_generate runs the last prompt token and samples.
- * For chat, the state is then brought to the end of the closed model turn and
- * saved under the ids the client's next request will start with: the
+ * One engine thread advances every busy slot together: each step is one
+ * rg_seq_step, so the weights are read once per step for all slots. Between
+ * steps it
+ *   1. moves queued jobs into free slots: the state cache gives the state of
+ *      the longest saved prefix of the prompt (at most all tokens but the
+ *      last: the last one must run to give logits), else the state starts
+ *      empty, and the rest of the prompt becomes the slot's rg_seq;
+ *   2. stops the slots whose client left, whose deadline passed, or all of
+ *      them when the server stops;
+ *   3. ends the slots whose sequence is done.
+ * Prompts are prefilled inside the same steps as the other slots' decode
+ * rows, a few tokens a step (the prompt budget), so a long prompt never
+ * holds the others up for more than one step of bounded size.
+ * For chat, a finished turn's state is brought to the end of the closed model
+ * turn and saved under the ids the client's next request will start with: the
  * conversation so far and the model turn holding the reply as the client
  * sees it. (The state itself saw the generated ids; the key has the ids of
  * their text. The two differ only where the text would tokenize otherwise.) */
@@ -21,7 +27,13 @@
 
 #include "util/util.h"
 
-#define PREFILL_CHUNK 128 /* prompt tokens per forward call between cancellation checks */
+/* Prompt tokens per step while no slot is decoding: a full chunk. */
+#define IDLE_PREFILL 256
+/* While slots decode, prompts get max(MIN_PREFILL, decoding slots) tokens a
+ * step: a step's cost grows with its rows once the weights are streamed, so
+ * this at most about doubles the decoding slots' step (their gap between
+ * tokens) while a prompt is prefilled. */
+#define MIN_PREFILL 16
 
 rg_job *rg_job_new(const int32_t *tokens, int n_tokens, int cache_prefix, const rg_api_request *r, double deadline) {
     rg_job *j = rg_xcalloc(1, sizeof *j);
@@ -74,12 +86,13 @@ static void job_done(rg_job *j, int status, const char *code, const char *msg) {
 
 typedef struct slot {
     struct rg_sched *sched;
-    pthread_t thread;
     rg_state *state;
+    rg_seq *seq;  /* the job's sequence while busy */
     int n_ids;    /* ids generated for the current job */
+    int cached;   /* prompt tokens whose state came from the cache */
     double t0, t_first;
     int timed_out;
-    rg_job *job;
+    rg_job *job;  /* NULL: free */
 } slot;
 
 struct rg_sched {
@@ -87,10 +100,12 @@ struct rg_sched {
     const rg_tokenizer *tok;
     rg_state_cache *cache;
     rg_metrics *met;
-    int threads, queue_max, n_slots;
+    int threads, queue_max, n_slots, prefill_chunk;
     int32_t stop_ids[1];
     int n_stop_ids;
-    pthread_mutex_t mu;
+    pthread_t engine;
+    int engine_started;
+    pthread_mutex_t mu; /* the queue, the counts and the slots' job pointers */
     pthread_cond_t cv;
     rg_job *head, *tail;
     int queued, idle, busy;
@@ -122,6 +137,7 @@ static int on_token(void *ctx, int32_t id, const char *text, size_t len) {
     if (j->len + len + 1 > j->cap) {
         while (j->len + len + 1 > j->cap) j->cap *= 2;
         j->text = realloc(j->text, j->cap);
+        if (!j->text) abort();
     }
     memcpy(j->text + j->len, text, len);
     j->len += len;
@@ -158,7 +174,9 @@ out:
     free(key);
 }
 
-static void run_job(slot *sl) {
+/* Give the slot's job its starting state and its sequence. Returns -1 when
+ * the job ended before it began (cancelled, timed out, bad). */
+static int start_job(slot *sl) {
     rg_sched *s = sl->sched;
     rg_job *j = sl->job;
     sl->n_ids = 0;
@@ -168,44 +186,42 @@ static void run_job(slot *sl) {
     if (should_stop(sl)) {
         if (!sl->timed_out) {
             job_done(j, 499, "cancelled", "the request was cancelled");
-            return;
+            return -1;
         }
         atomic_fetch_add(&s->met->timeouts, 1);
         job_done(j, 503, "timeout", "the request timed out while waiting for a free slot");
-        return;
+        return -1;
     }
     int n = j->n_tokens;
     int cached = s->cache ? rg_state_cache_lookup(s->cache, j->tokens, n - 1, sl->state) : 0;
     if (cached == 0) rg_state_reset(sl->state);
+    sl->cached = cached;
     j->cached_tokens = cached;
-    for (int i = cached; i < n - 1; i += PREFILL_CHUNK) {
-        if (should_stop(sl)) break;
-        int len = n - 1 - i < PREFILL_CHUNK ? n - 1 - i : PREFILL_CHUNK;
-        if (rg_forward(s->model, sl->state, j->tokens + i, len, NULL, 0)) {
-            job_done(j, 500, "internal_error", rg_last_error());
-            return;
-        }
+    rg_generate_params gp = j->gen;
+    gp.stop_ids = s->stop_ids;
+    gp.n_stop_ids = gp.ignore_eos ? 0 : s->n_stop_ids; /* ignore_eos: no end-of-turn either */
+    j->gen = gp;
+    sl->seq = rg_seq_new(s->model, s->tok, sl->state, j->tokens + cached, n - cached, &j->gen, on_token, sl);
+    if (!sl->seq) {
+        job_done(j, 500, "internal_error", rg_last_error());
+        return -1;
     }
-    rg_generate_result res;
-    memset(&res, 0, sizeof res);
-    int rc = 0;
-    if (!should_stop(sl)) {
-        rg_generate_params gp = j->gen;
-        gp.stop_ids = s->stop_ids;
-        gp.n_stop_ids = gp.ignore_eos ? 0 : s->n_stop_ids; /* ignore_eos: no end-of-turn either */
-        rc = rg_generate(s->model, s->tok, sl->state, j->tokens + n - 1, 1, &gp, on_token, sl, &res);
-    } else {
-        res.stop_reason = RG_STOP_CALLBACK;
-    }
+    return 0;
+}
+
+/* The slot's sequence is done: account, save the turn, answer. */
+static void end_job(slot *sl) {
+    rg_sched *s = sl->sched;
+    rg_job *j = sl->job;
+    rg_generate_result res = *rg_seq_result(sl->seq);
     double t_end = rg_time_s();
     if (sl->t_first == 0) sl->t_first = t_end;
-    int processed = n - cached;
-    atomic_fetch_add(&s->met->prompt_tokens, (unsigned long long)processed);
-    atomic_fetch_add(&s->met->cached_tokens, (unsigned long long)cached);
+    atomic_fetch_add(&s->met->prompt_tokens, (unsigned long long)res.prompt_tokens);
+    atomic_fetch_add(&s->met->cached_tokens, (unsigned long long)sl->cached);
     atomic_fetch_add(&s->met->prompt_us, (unsigned long long)((sl->t_first - sl->t0) * 1e6));
     atomic_fetch_add(&s->met->generate_us, (unsigned long long)((t_end - sl->t_first) * 1e6));
-    if (rc || res.stop_reason == RG_STOP_ERROR) {
-        job_done(j, 500, "internal_error", rg_last_error());
+    if (res.stop_reason == RG_STOP_ERROR) {
+        job_done(j, 500, "internal_error", rg_seq_error(sl->seq));
         return;
     }
     if (sl->timed_out) atomic_fetch_add(&s->met->timeouts, 1);
@@ -223,45 +239,89 @@ static void run_job(slot *sl) {
     job_done(j, 0, NULL, NULL);
 }
 
-static void *slot_main(void *arg) {
-    slot *sl = arg;
+/* Release a slot after its job ended (either way). */
+static void free_slot(slot *sl) {
     rg_sched *s = sl->sched;
-    rg_set_threads(s->threads); /* a per-thread setting under OpenMP */
-    for (;;) {
-        pthread_mutex_lock(&s->mu);
-        while (!s->head && !atomic_load(&s->stopping)) {
-            s->idle++;
-            pthread_cond_wait(&s->cv, &s->mu);
-            s->idle--;
-        }
-        if (atomic_load(&s->stopping)) {
-            pthread_mutex_unlock(&s->mu);
-            break;
-        }
+    rg_seq_free(sl->seq);
+    sl->seq = NULL;
+    rg_job *j = sl->job;
+    pthread_mutex_lock(&s->mu);
+    sl->job = NULL;
+    s->busy--;
+    s->idle++;
+    pthread_mutex_unlock(&s->mu);
+    rg_job_unref(j);
+}
+
+/* Under s->mu: move queued jobs into free slots (FIFO). */
+static void take_jobs(rg_sched *s, slot **started, int *n_started) {
+    for (int i = 0; i < s->n_slots && s->head; i++) {
+        slot *sl = &s->slots[i];
+        if (sl->job) continue;
         rg_job *j = s->head;
         s->head = j->next;
         if (!s->head) s->tail = NULL;
         j->next = NULL;
         s->queued--;
         s->busy++;
+        s->idle--;
         pthread_mutex_lock(&j->mu);
         j->phase = RG_JOB_RUNNING;
         pthread_cond_broadcast(&j->cv);
         pthread_mutex_unlock(&j->mu);
-        pthread_mutex_unlock(&s->mu);
         sl->job = j;
-        run_job(sl);
-        sl->job = NULL;
-        rg_job_unref(j);
-        pthread_mutex_lock(&s->mu);
-        s->busy--;
-        pthread_mutex_unlock(&s->mu);
+        started[(*n_started)++] = sl;
     }
+}
+
+static void *engine_main(void *arg) {
+    rg_sched *s = arg;
+    rg_set_threads(s->threads); /* a per-thread setting under OpenMP */
+    slot **started = rg_xmalloc(sizeof *started * (size_t)s->n_slots);
+    rg_seq **seqs = rg_xmalloc(sizeof *seqs * (size_t)s->n_slots);
+    for (;;) {
+        int n_started = 0;
+        pthread_mutex_lock(&s->mu);
+        while (!s->head && s->busy == 0 && !atomic_load(&s->stopping)) pthread_cond_wait(&s->cv, &s->mu);
+        if (atomic_load(&s->stopping) && s->busy == 0) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        if (!atomic_load(&s->stopping)) take_jobs(s, started, &n_started);
+        pthread_mutex_unlock(&s->mu);
+        for (int i = 0; i < n_started; i++)
+            if (start_job(started[i])) free_slot(started[i]);
+
+        /* one step over every busy slot */
+        int n = 0, decoding = 0;
+        for (int i = 0; i < s->n_slots; i++) {
+            slot *sl = &s->slots[i];
+            if (!sl->seq) continue;
+            if (should_stop(sl)) rg_seq_stop(sl->seq);
+            decoding += rg_seq_result(sl->seq)->prompt_tokens == sl->job->n_tokens - sl->cached;
+            seqs[n++] = sl->seq;
+        }
+        int budget = s->prefill_chunk > 0 ? s->prefill_chunk
+                     : decoding == 0      ? IDLE_PREFILL
+                                          : (decoding > MIN_PREFILL ? decoding : MIN_PREFILL);
+        double t0 = rg_time_s();
+        if (n > 0) rg_seq_step(seqs, n, budget);
+        if (n > 0) rg_metrics_step(s->met, n, rg_time_s() - t0);
+        for (int i = 0; i < s->n_slots; i++) {
+            slot *sl = &s->slots[i];
+            if (sl->seq && rg_seq_done(sl->seq)) {
+                end_job(sl);
+                free_slot(sl);
+            }
+        }
+    }
+    free(started);
+    free(seqs);
     return NULL;
 }
 
 rg_sched *rg_sched_new(const rg_model *m, const rg_tokenizer *t, int n_slots, int threads, int queue_max,
-                       rg_state_cache *cache, rg_metrics *met) {
+                       int prefill_chunk, rg_state_cache *cache, rg_metrics *met) {
     rg_sched *s = rg_xcalloc(1, sizeof *s);
     s->model = m;
     s->tok = t;
@@ -269,6 +329,7 @@ rg_sched *rg_sched_new(const rg_model *m, const rg_tokenizer *t, int n_slots, in
     s->met = met;
     s->threads = threads;
     s->queue_max = queue_max;
+    s->prefill_chunk = prefill_chunk;
     int32_t eot = rg_tokenizer_piece_id(t, "<end_of_turn>");
     if (eot >= 0) s->stop_ids[s->n_stop_ids++] = eot;
     pthread_mutex_init(&s->mu, NULL);
@@ -278,15 +339,20 @@ rg_sched *rg_sched_new(const rg_model *m, const rg_tokenizer *t, int n_slots, in
         slot *sl = &s->slots[i];
         sl->sched = s;
         sl->state = rg_state_new(m);
-        if (!sl->state || pthread_create(&sl->thread, NULL, slot_main, sl)) {
-            rg_state_free(sl->state);
-            sl->state = NULL;
-            rg_error("serve: cannot start slot %d", i);
+        if (!sl->state) {
+            rg_error("serve: cannot allocate the state of slot %d", i);
             rg_sched_free(s);
             return NULL;
         }
         s->n_slots++;
+        s->idle++;
     }
+    if (pthread_create(&s->engine, NULL, engine_main, s)) {
+        rg_error("serve: cannot start the engine thread");
+        rg_sched_free(s);
+        return NULL;
+    }
+    s->engine_started = 1;
     return s;
 }
 
@@ -358,10 +424,8 @@ void rg_sched_free(rg_sched *s) {
         rg_job_unref(q);
         q = next;
     }
-    for (int i = 0; i < s->n_slots; i++) {
-        pthread_join(s->slots[i].thread, NULL);
-        rg_state_free(s->slots[i].state);
-    }
+    if (s->engine_started) pthread_join(s->engine, NULL); /* it ends the running jobs first */
+    for (int i = 0; i < s->n_slots; i++) rg_state_free(s->slots[i].state);
     free(s->slots);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);

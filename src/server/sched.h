@@ -1,9 +1,10 @@
-/* Slots and the request queue of `rgemma serve`. N worker threads ("slots")
- * each own an rg_state and run one job at a time; the model is shared
- * read-only. Jobs wait in a bounded FIFO; submit refuses one when the queue
- * is full. A job is shared by the HTTP thread that answers the client and
- * the slot that runs it (reference counted); the slot appends generated text
- * to it and the HTTP thread streams or collects that text. */
+/* Slots and the request queue of `rgemma serve`. N slots each own an
+ * rg_state and hold one job at a time; one engine thread advances all busy
+ * slots together, one batched step at a time (continuous batching: jobs join
+ * and leave at step boundaries). Jobs wait in a bounded FIFO; submit refuses
+ * one when the queue is full. A job is shared by the HTTP thread that answers
+ * the client and the engine (reference counted); the engine appends generated
+ * text to it and the HTTP thread streams or collects that text. */
 #ifndef RG_SERVER_SCHED_H
 #define RG_SERVER_SCHED_H
 
@@ -53,14 +54,15 @@ void rg_job_unref(rg_job *j);
 
 typedef struct rg_sched rg_sched;
 
-/* threads: kernel threads per slot. cache may be NULL. */
+/* threads: kernel threads of the engine's steps. prefill_chunk: prompt
+ * tokens per step (0: adaptive, see sched.c). cache may be NULL. */
 rg_sched *rg_sched_new(const rg_model *m, const rg_tokenizer *t, int n_slots, int threads, int queue_max,
-                       rg_state_cache *cache, rg_metrics *met);
+                       int prefill_chunk, rg_state_cache *cache, rg_metrics *met);
 /* Queue a job (taking a reference). -1 when every slot is busy and the queue
  * holds queue_max jobs already. */
 int rg_sched_submit(rg_sched *s, rg_job *j);
 /* The client no longer wants the job: take it off the queue, or make its slot
- * stop after the current step. The job ends DONE either way. */
+ * stop at the next step. The job ends DONE either way. */
 void rg_sched_cancel(rg_sched *s, rg_job *j);
 void rg_sched_load(rg_sched *s, int *busy, int *queued);
 /* Stop: queued jobs end with a 503, running ones are cancelled, the slots

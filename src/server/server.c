@@ -581,7 +581,7 @@ int rg_server_start(const rg_model *m, const rg_tokenizer *t, const rg_server_op
     if (rg_tokenizer_vocab_size(t) > cfg->vocab_size)
         return rg_error("serve: the tokenizer has %d pieces but the model's vocabulary is %d",
                         rg_tokenizer_vocab_size(t), cfg->vocab_size);
-    if (o->n_slots < 1 || o->threads < 1 || o->queue_max < 0 || o->timeout_s <= 0 || o->cache_states < 0 ||
+    if (o->n_slots < 1 || o->threads < 1 || o->prefill_chunk < 0 || o->queue_max < 0 || o->timeout_s <= 0 || o->cache_states < 0 ||
         o->max_tokens < 1 || o->max_body < 16 || o->port < 0 || o->port > 65535)
         return rg_error("serve: invalid options");
     char port[16];
@@ -599,7 +599,7 @@ int rg_server_start(const rg_model *m, const rg_tokenizer *t, const rg_server_op
     s->started = (long)time(NULL);
     rg_metrics_init(&s->met);
     s->cache = rg_state_cache_new(m, o->cache_states);
-    s->sched = rg_sched_new(m, t, o->n_slots, o->threads, o->queue_max, s->cache, &s->met);
+    s->sched = rg_sched_new(m, t, o->n_slots, o->threads, o->queue_max, o->prefill_chunk, s->cache, &s->met);
     if (!s->sched) {
         freeaddrinfo(ai);
         rg_server_stop(s);

@@ -12,7 +12,9 @@ typedef struct {
     const char *host;        /* address to bind (numeric or a name); default 127.0.0.1 */
     int port;                /* 0: any free port (see rg_server_port) */
     int n_slots;             /* requests processed at once */
-    int threads;             /* kernel threads per slot */
+    int threads;             /* kernel threads of the batched steps over all slots */
+    int prefill_chunk;       /* prompt tokens per step (0: adaptive: a full chunk while no slot
+                              * decodes, else max(16, decoding slots)) */
     int queue_max;           /* requests that may wait for a slot; more get 503 */
     double timeout_s;        /* a request's limit from arrival to its last token */
     int cache_states;        /* conversation states kept (0 = no state cache) */

@@ -25,8 +25,11 @@ static void usage(FILE *f) {
             "      --alias NAME        the model id clients use (default: the model folder's name)\n"
             "      --host ADDR         address to listen on (default 127.0.0.1)\n"
             "      --port N            port (default 8080; 0 = any free port, printed at start)\n"
-            "  -np, --parallel N       slots: requests processed at once (default 1)\n"
-            "  -t, --threads N         threads per slot (default: cores / slots)\n"
+            "  -np, --parallel N       slots: requests processed at once (default 1); all busy slots\n"
+            "                          advance together, one batched step per token (continuous batching)\n"
+            "  -t, --threads N         threads of the batched steps (default: all cores)\n"
+            "      --prefill-chunk N   prompt tokens per step (default: adaptive: 256 while no slot\n"
+            "                          decodes, else max(16, decoding slots), so prompts delay others little)\n"
             "      --queue N           requests that may wait for a slot; more get 503 (default 32)\n"
             "      --timeout S         seconds a request may take, queue wait included (default 600)\n"
             "      --cache-states N    conversation states kept for follow-up turns (default 16; 0 = off)\n"
@@ -80,7 +83,8 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--alias")) STR_OPT(o.model_name);
         else if (!strcmp(a, "--host")) STR_OPT(o.host);
         else if (!strcmp(a, "--port")) INT_OPT(0, 65535, o.port);
-        else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) INT_OPT(1, 256, o.n_slots);
+        else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) INT_OPT(1, 1024, o.n_slots);
+        else if (!strcmp(a, "--prefill-chunk")) INT_OPT(1, 4096, o.prefill_chunk);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) INT_OPT(1, 1024, threads);
         else if (!strcmp(a, "--queue")) INT_OPT(0, 100000, o.queue_max);
         else if (!strcmp(a, "--timeout")) INT_OPT(1, 86400 * 7, o.timeout_s);
@@ -122,7 +126,7 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    o.threads = threads ? threads : (int)(cores / o.n_slots > 0 ? cores / o.n_slots : 1);
+    o.threads = threads ? threads : (int)(cores > 0 ? cores : 1);
 
     rg_model *m = NULL;
     rg_tokenizer *t = NULL;
@@ -156,7 +160,7 @@ int cmd_serve(int argc, char **argv) {
     const rg_config *cfg = rg_model_config(m);
     double state_mb = rg_state_bytes(cfg) / 1048576.0;
     fprintf(stderr,
-            "rgemma serve: model '%s', %d slot%s x %d thread%s, queue %d, state %.2f MiB (cache up to %d states, "
+            "rgemma serve: model '%s', %d slot%s in batched steps on %d thread%s, queue %d, state %.2f MiB (cache up to %d states, "
             "%.1f MiB)\n",
             o.model_name, o.n_slots, o.n_slots == 1 ? "" : "s", o.threads, o.threads == 1 ? "" : "s", o.queue_max,
             state_mb, o.cache_states, state_mb * o.cache_states);
