@@ -30,35 +30,28 @@ typedef struct {
     int rows;                      /* rows of a step at most */
 } workspace;
 
+/* The workspace lives in the calling thread's scratch, kept from one call
+ * to the next (a decode step would otherwise allocate and zero 15 arrays). */
 static void ws_init(workspace *w, const rg_config *c, int b) {
     size_t D = (size_t)c->hidden_size, R = (size_t)c->lru_width, F = (size_t)c->mlp_width;
     size_t Q = (size_t)c->num_heads * c->head_dim, hd = (size_t)c->head_dim;
-    w->x = rg_aligned_alloc(sizeof(float) * b * D);
-    w->a = rg_aligned_alloc(sizeof(float) * b * D);
-    w->tout = rg_aligned_alloc(sizeof(float) * b * D);
-    w->y = rg_aligned_alloc(sizeof(float) * b * R);
-    w->u = rg_aligned_alloc(sizeof(float) * b * R);
-    w->c = rg_aligned_alloc(sizeof(float) * b * R);
-    w->gx = rg_aligned_alloc(sizeof(float) * b * R);
-    w->ga = rg_aligned_alloc(sizeof(float) * b * R);
-    w->hh = rg_aligned_alloc(sizeof(float) * b * R);
-    w->q = rg_aligned_alloc(sizeof(float) * b * Q);
-    w->k = rg_aligned_alloc(sizeof(float) * b * hd);
-    w->v = rg_aligned_alloc(sizeof(float) * b * hd);
-    w->att = rg_aligned_alloc(sizeof(float) * b * Q);
-    w->g = rg_aligned_alloc(sizeof(float) * b * F);
-    w->up = rg_aligned_alloc(sizeof(float) * b * F);
-    w->jobs = rg_xmalloc(sizeof(rg_matmul_job) * 2 * (size_t)c->num_heads);
+    struct {
+        float **p;
+        size_t width;
+    } arrays[] = {{&w->x, D},  {&w->a, D},  {&w->tout, D}, {&w->y, R},   {&w->u, R},   {&w->c, R},
+                  {&w->gx, R}, {&w->ga, R}, {&w->hh, R},   {&w->q, Q},   {&w->k, hd},  {&w->v, hd},
+                  {&w->att, Q}, {&w->g, F}, {&w->up, F}};
+    size_t n = sizeof arrays / sizeof arrays[0], bytes = 0;
+    for (size_t i = 0; i < n; i++) bytes += (sizeof(float) * b * arrays[i].width + 63) & ~(size_t)63;
+    size_t jobs = sizeof(rg_matmul_job) * 2 * (size_t)c->num_heads;
+    char *base = rg_scratch(RG_SCRATCH_FORWARD, bytes + jobs);
+    for (size_t i = 0; i < n; i++) {
+        *arrays[i].p = (float *)base;
+        base += (sizeof(float) * b * arrays[i].width + 63) & ~(size_t)63;
+    }
+    w->jobs = (rg_matmul_job *)base;
     w->logits = NULL;
     w->rows = b;
-}
-
-static void ws_free(workspace *w) {
-    float *all[] = {w->x, w->a, w->tout, w->y, w->u, w->c, w->gx, w->ga, w->hh,
-                    w->q, w->k, w->v, w->att, w->g, w->up};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
-    free(w->jobs);
-    free(w->logits);
 }
 
 /* A run of consecutive rows of the step that belong to one sequence. */
@@ -202,7 +195,7 @@ static void step_logits(const rg_model *m, const segment *seg, int nseg, workspa
             if (seg[i].want) output_logits(m, w->a, rows, seg[i].logits);
         return;
     }
-    if (!w->logits) w->logits = rg_xmalloc(sizeof(float) * (size_t)w->rows * V);
+    w->logits = rg_scratch(RG_SCRATCH_LOGITS, sizeof(float) * (size_t)rows * V);
     output_logits(m, w->a, rows, w->logits);
     rows = 0;
     for (int i = 0; i < nseg; i++) {
@@ -313,7 +306,6 @@ static int forward_batch(const rg_model *m, const rg_batch_seq *seqs, int nseq, 
     }
     free(done);
     free(seg);
-    ws_free(&w);
     return 0;
 }
 

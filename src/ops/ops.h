@@ -70,8 +70,15 @@ int rg_kernel_sets(const rg_kernel_set **sets, int max);
  * kept between calls; valid until the thread's next call with the same
  * slot. Slot RG_SCRATCH_KERNEL is the kernels', RG_SCRATCH_ACT holds only
  * the quantised-weight kernels' rounded activations, RG_SCRATCH_OP is the
- * callers'. */
-enum { RG_SCRATCH_KERNEL = 0, RG_SCRATCH_ACT = 1, RG_SCRATCH_OP = 2, RG_SCRATCH_SLOTS = 3 };
+ * ops' (attention), the last two the forward pass's. */
+enum {
+    RG_SCRATCH_KERNEL = 0,
+    RG_SCRATCH_ACT = 1,
+    RG_SCRATCH_OP = 2,
+    RG_SCRATCH_FORWARD = 3, /* the forward pass's activations (model/forward.c) */
+    RG_SCRATCH_LOGITS = 4,  /* logits of a batched step's rows before they go to their sequences */
+    RG_SCRATCH_SLOTS = 5
+};
 void *rg_scratch(int slot, size_t bytes);
 /* Nonzero while this thread runs a piece of an rg_matmul_jobs call, and
  * different for each call: activations are constant during one call, so a
