@@ -342,7 +342,7 @@ static enum MHD_Result completion(rg_server *s, struct MHD_Connection *c, reques
     if (chat) {
         /* a conversation that asks for a new model turn may be continued later:
          * its state is saved under the closed turns plus the reply */
-        rc = rg_chat_tokens(s->tok, r.turns, r.n_turns, r.open_model_turn, &ids, &n);
+        rc = rg_chat_tokens_ex(s->tok, r.turns, r.n_turns, r.open_model_turn, r.parse_special, &ids, &n);
         if (rc == 0 && !r.open_model_turn) {
             cache_prefix = n;
             rc = rg_chat_append_reply_start(s->tok, &ids, &n);
@@ -355,7 +355,7 @@ static enum MHD_Result completion(rg_server *s, struct MHD_Connection *c, reques
     } else {
         ids = rg_xmalloc(sizeof *ids);
         ids[n++] = rg_tokenizer_bos(s->tok);
-        rc = rg_tokens_append(s->tok, r.prompt, r.prompt_len, &ids, &n);
+        rc = rg_tokens_append_ex(s->tok, r.prompt, r.prompt_len, r.parse_special, &ids, &n);
     }
     if (rc) {
         rg_api_request_free(&r);
@@ -415,7 +415,7 @@ static enum MHD_Result tokenize(rg_server *s, struct MHD_Connection *c, request 
     if (rg_api_parse_tokenize(rq->body ? rq->body : "", rq->len, &r, &e)) return send_error(s, c, &e);
     int32_t *ids;
     size_t n;
-    if (rg_tokenize(s->tok, r.content, r.len, r.add_special, 0, &ids, &n)) {
+    if (rg_tokenize_ex(s->tok, r.content, r.len, r.add_special, 0, r.parse_special, &ids, &n)) {
         free(r.content);
         return fail(s, c, 400, "invalid_prompt", "cannot tokenize: %s", rg_last_error());
     }
@@ -578,9 +578,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 int rg_server_start(const rg_model *m, const rg_tokenizer *t, const rg_server_opts *o, rg_server **out) {
     *out = NULL;
     const rg_config *cfg = rg_model_config(m);
-    if (rg_tokenizer_vocab_size(t) > cfg->vocab_size)
-        return rg_error("serve: the tokenizer has %d pieces but the model's vocabulary is %d",
-                        rg_tokenizer_vocab_size(t), cfg->vocab_size);
+    if (rg_tokenizer_check_vocab(t, cfg->vocab_size)) return -1;
     if (o->n_slots < 1 || o->threads < 1 || o->queue_max < 0 || o->timeout_s <= 0 || o->cache_states < 0 ||
         o->max_tokens < 1 || o->max_body < 16 || o->port < 0 || o->port > 65535)
         return rg_error("serve: invalid options");

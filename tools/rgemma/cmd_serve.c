@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "rgemma.h"
+#include "cli_util.h"
 #include "commands.h"
 #include "server/server.h"
 
@@ -127,11 +128,11 @@ int cmd_serve(int argc, char **argv) {
     rg_model *m = NULL;
     rg_tokenizer *t = NULL;
     if (rg_model_load(model_path, &m)) {
-        fprintf(stderr, "rgemma: %s\n", rg_last_error());
+        cli_error("serve");
         return 1;
     }
     if (rg_tokenizer_load(tok_path ? tok_path : model_path, &t)) {
-        fprintf(stderr, "rgemma: %s\n", rg_last_error());
+        cli_error("serve");
         rg_model_free(m);
         return 1;
     }
@@ -148,7 +149,7 @@ int cmd_serve(int argc, char **argv) {
 
     rg_server *srv;
     if (rg_server_start(m, t, &o, &srv)) {
-        fprintf(stderr, "rgemma: %s\n", rg_last_error());
+        cli_error("serve");
         rg_tokenizer_free(t);
         rg_model_free(m);
         return 1;
