@@ -88,7 +88,7 @@ static char *read_message(FILE *in, int tty, int *nul) {
         if (k && line[k - 1] == '\n') line[--k] = 0;
         if (k && line[k - 1] == '\r') line[--k] = 0;
         int more = k && line[k - 1] == '\\';
-        if (more) line[--k] = '\n';
+        if (more) line[k - 1] = '\n'; /* the line goes on: the backslash becomes the newline */
         msg = realloc(msg, mlen + (size_t)k + 1);
         memcpy(msg + mlen, line, (size_t)k);
         mlen += (size_t)k;

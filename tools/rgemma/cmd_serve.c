@@ -35,7 +35,11 @@ static void usage(FILE *f) {
             "      --max-tokens N      largest max_tokens a request may ask for, and its default (default 4096)\n"
             "      --cors ORIGIN       let web pages from ORIGIN (or \"*\": any) call the API: sends\n"
             "                          Access-Control-Allow-Origin and answers OPTIONS preflights (default: off)\n"
-            "  -v, --verbose           one line per completion request on stderr\n");
+            "      --header-timeout S  seconds a client may take to send a request's headers and body, and to\n"
+            "                          stay idle between requests (default 10)\n"
+            "      --max-conn N        connections open at once (default 1024)\n"
+            "      --max-conn-per-ip N connections from one address (default 64; 0 = no limit)\n"
+            "  -v, --verbose           one line per request on stderr (status, tokens, duration)\n");
 }
 
 static int parse_int(const char *flag, const char *v, long lo, long hi, long *out) {
@@ -88,6 +92,9 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--cache-states")) INT_OPT(0, 100000, o.cache_states);
         else if (!strcmp(a, "--max-body")) INT_OPT(16, LONG_MAX, o.max_body);
         else if (!strcmp(a, "--max-tokens")) INT_OPT(1, 1 << 30, o.max_tokens);
+        else if (!strcmp(a, "--header-timeout")) INT_OPT(1, 86400, o.header_timeout_s);
+        else if (!strcmp(a, "--max-conn")) INT_OPT(1, 1 << 20, o.max_connections);
+        else if (!strcmp(a, "--max-conn-per-ip")) INT_OPT(0, 1 << 20, o.max_conn_per_ip);
         else if (!strcmp(a, "--cors")) {
             STR_OPT(o.cors_origin);
             for (const char *ch = o.cors_origin; *ch; ch++)
