@@ -36,8 +36,9 @@ static int parse_ids(const cJSON *a, const char *key, rg_piece *p) {
     p->n_ids = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, a) {
-        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int64_t)e->valuedouble || e->valuedouble < 0 ||
-            e->valuedouble > INT32_MAX)
+        /* range first: converting a double outside int64_t's range is undefined */
+        if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble <= INT32_MAX) ||
+            e->valuedouble != (double)(int64_t)e->valuedouble)
             FAIL("\"%s\"[%d] is not a token id (a non-negative integer)", key, p->n_ids);
         p->ids[p->n_ids++] = (int32_t)e->valuedouble;
     }
