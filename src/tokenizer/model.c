@@ -135,6 +135,9 @@ static int32_t control_id(const rg_tokenizer *t, const char *piece) {
     return id >= 0 && t->type[id] == RG_PIECE_CONTROL ? id : -1;
 }
 
+/* value of an upper-case hex digit, or -1 */
+static int hex_upper(uint8_t c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; }
+
 int rg_tok_finish(rg_tokenizer *t, const char *name) {
     if (t->n == 0) return rg_error("%s: the model has no pieces", name);
     uint32_t cap = 16;
@@ -183,11 +186,12 @@ int rg_tok_finish(rg_tokenizer *t, const char *name) {
                 return rg_error("%s: two pieces of type UNKNOWN (ids %d and %d)", name, t->unk_id, id);
             t->unk_id = id;
         } else if (type == RG_PIECE_BYTE) {
-            unsigned v;
-            char tail;
-            if (len != 6 || sscanf((const char *)s, "<0x%2X%c", &v, &tail) != 2 || tail != '>' ||
-                (s[3] >= 'a' && s[3] <= 'f') || (s[4] >= 'a' && s[4] <= 'f'))
+            /* exactly <0xNN>, N an upper-case hex digit (sscanf's %X would also
+             * take a sign or a space: "<0x-C>" gave a byte value of 2^32 - 12) */
+            int hi = len == 6 ? hex_upper(s[3]) : -1, lo = len == 6 ? hex_upper(s[4]) : -1;
+            if (len != 6 || memcmp(s, "<0x", 3) || s[5] != '>' || hi < 0 || lo < 0)
                 return rg_error("%s: BYTE piece %d is '%s', not <0xNN>", name, id, (const char *)s);
+            unsigned v = (unsigned)(hi * 16 + lo);
             t->byte_value[id] = (int16_t)v;
             t->byte_id[v] = id;
             n_bytes++;
