@@ -119,4 +119,7 @@ const out = {
 };
 console.log(JSON.stringify(out));
 if (errors.length) console.error("errors (first 5):", errors.slice(0, 5));
-process.exit(errors.length === 0 && ok > 0 && flat ? 0 : 1);
+// LOAD_IGNORE_RSS=1: report the RSS, do not judge it (under ASan, whose
+// per-thread caches and quarantine grow with connection churn; its leak
+// checker judges the server at exit instead)
+process.exit(errors.length === 0 && ok > 0 && (flat || process.env.LOAD_IGNORE_RSS === "1") ? 0 : 1);
