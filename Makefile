@@ -5,7 +5,7 @@ BUILD   ?= build
 OPT     ?= -O2
 SAN     ?=
 CFLAGS  := -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fopenmp \
-           -Iinclude -Isrc -MMD -MP $(SAN) $(EXTRA_CFLAGS)
+           -Iinclude -Isrc -MMD -MP $(EXTRA_CFLAGS)
 LDFLAGS := -fopenmp $(SAN)
 LDLIBS  := -lcjson -lmicrohttpd -lm -lpthread
 
@@ -26,9 +26,12 @@ $(BUILD)/src/ops/%_avx2.o:   CFLAGS += -mavx2 -mfma -mf16c
 $(BUILD)/src/ops/%_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq \
                                         -mavx512bf16 -mavx512vnni -mfma -mf16c
 
+# SAN_OBJ: the sanitizer flags an object is compiled with (all of SAN, except
+# where a rule below says otherwise)
+SAN_OBJ = $(SAN)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(SAN_OBJ) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -53,14 +56,36 @@ test: all
 asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
+# libFuzzer harnesses (tests/fuzz): the library built again with clang under
+# ASan+UBSan and fuzzer coverage, one binary per parser in build-fuzz/.
+# `make fuzz-run` (or tests/fuzz/run.sh SECONDS) runs each for a bounded time.
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+fuzz:
+	$(MAKE) CC=clang BUILD=build-fuzz OPT="-O1 -g" SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" fuzz-bins
+
+fuzz-bins: $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/%)
+
+# the SIMD kernels parse nothing: built without instrumentation (under ASan
+# the AVX-512 file alone takes minutes to compile)
+ifeq ($(BUILD),build-fuzz)
+$(BUILD)/src/ops/kernels_%.o: SAN_OBJ :=
+endif
+
+$(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(LIB)
+	$(CC) $(CFLAGS) $(SAN) -fsanitize=fuzzer -o $@ $< $(LIB) $(LDLIBS)
+
+fuzz-run: fuzz
+	sh tests/fuzz/run.sh $(or $(FUZZ_SECONDS),12)
+
 # make check-golden DIR=<case folder or folder of cases>
 check-golden: $(BUILD)/check-golden
 	@test -n "$(DIR)" || { echo "usage: make check-golden DIR=<case folder>" >&2; exit 2; }
 	$(BUILD)/check-golden $(DIR)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
-.PHONY: all deps test asan check-golden clean
+.PHONY: all deps test asan fuzz fuzz-bins fuzz-run check-golden clean
 .SECONDARY:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

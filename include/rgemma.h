@@ -176,8 +176,13 @@ typedef struct rg_tokenizer rg_tokenizer;
 
 /* path: a tokenizer.model (SentencePiece protobuf), a tokenizer.json (HF), a
  * folder holding one of them (tokenizer.model preferred), or a .gguf model file
- * with the tokenizer inside (written by rg_quantize). */
+ * with the tokenizer inside (written by rg_quantize). Returns -2 (not -1) when
+ * a .gguf file is sound but holds no tokenizer. */
 int rg_tokenizer_load(const char *path, rg_tokenizer **out);
+/* 0 when the tokenizer fits a model of vocab_size rows: the same size, or the
+ * model's rows padded to the next multiple of 128; else -1 and an error naming
+ * both sizes. */
+int rg_tokenizer_check_vocab(const rg_tokenizer *t, int vocab_size);
 void rg_tokenizer_free(rg_tokenizer *t);
 int rg_tokenizer_vocab_size(const rg_tokenizer *t);
 int rg_tokenizer_bos(const rg_tokenizer *t);
@@ -190,6 +195,13 @@ const char *rg_tokenizer_piece(const rg_tokenizer *t, int32_t id);
 /* Encode len bytes of text (may contain NUL). *ids is malloc'd; free() it. */
 int rg_tokenize(const rg_tokenizer *t, const char *text, size_t len,
                 int add_bos, int add_eos, int32_t **ids, size_t *n_ids);
+/* rg_tokenize with a choice for the control-like pieces (Gemma's <start_of_turn>,
+ * <end_of_turn>, <unusedN>, <mask>, ...): parse_special != 0 matches them when
+ * the text spells them (as rg_tokenize does: for prompts whose author writes
+ * the template), 0 encodes their spelling as plain text (for text that comes
+ * from a user, so that it cannot forge a turn). */
+int rg_tokenize_ex(const rg_tokenizer *t, const char *text, size_t len, int add_bos, int add_eos, int parse_special,
+                   int32_t **ids, size_t *n_ids);
 /* Decode ids to text. *text is malloc'd and NUL-terminated; *len excludes the NUL. */
 int rg_detokenize(const rg_tokenizer *t, const int32_t *ids, size_t n_ids,
                   char **text, size_t *len);
@@ -333,8 +345,18 @@ void rg_seq_free(rg_seq *q);
  * into the first user turn: Gemma has no system role. *ids is malloc'd. */
 int rg_chat_turn(const rg_tokenizer *t, const char *system, const char *text, int first, int32_t pending,
                  int32_t **ids, size_t *n_ids);
+/* rg_chat_turn encodes system and text with special pieces as plain text
+ * (rg_tokenize_ex, parse_special = 0): only the template places turn markers.
+ * This variant lets the caller choose (parse_special != 0: a trusted author). */
+int rg_chat_turn_ex(const rg_tokenizer *t, const char *system, const char *text, int first, int32_t pending,
+                    int parse_special, int32_t **ids, size_t *n_ids);
 
 /* -------------------------------------------------------------- evaluation */
+
+/* 0 when the n logits of one row are all finite; else -1 and an error naming
+ * the position pos, the first bad id and nan/inf. One pass over the row (not
+ * over the weights): eval, perplexity and the generation loop call it per row. */
+int rg_logits_check(const float *logits, int n, int64_t pos);
 
 /* log softmax(logits)[y] over n logits, in double and stable for any
  * magnitude: x_y - m - log(sum_i exp(x_i - m)) with m = max_i x_i. */

@@ -21,6 +21,16 @@ static double logprob_row(const float *x, int n, int32_t y, int *is_max) {
     return (double)x[y] - mx - log(sum);
 }
 
+int rg_logits_check(const float *logits, int n, int64_t pos) {
+    int bad = 0;
+    for (int i = 0; i < n; i++) bad |= !isfinite(logits[i]);
+    if (!bad) return 0;
+    int i = 0;
+    while (isfinite(logits[i])) i++;
+    return rg_error("the logits at position %lld are not finite (token id %d: %s): the model's weights or "
+                    "activations hold NaN or overflowed", (long long)pos, i, isnan(logits[i]) ? "nan" : "inf");
+}
+
 double rg_logprob(const float *logits, int n, int32_t y) {
     return logprob_row(logits, n, y, NULL);
 }
@@ -39,6 +49,8 @@ int rg_score_continuation(const rg_model *m, rg_state *s, const float *last_logi
     if (n < 1) return rg_error("score: empty continuation");
     if (check_ids(cont, n, V, "score") < 0) return -1;
     int all_max = 1, is_max;
+    int64_t pos = rg_state_pos(s); /* of the next token fed; last_logits came from the one before */
+    if (rg_logits_check(last_logits, V, pos - 1)) return rg_error_prefix("score");
     double lp = logprob_row(last_logits, V, cont[0], &is_max);
     all_max &= is_max;
     if (token_logprobs) token_logprobs[0] = lp;
@@ -55,6 +67,10 @@ int rg_score_continuation(const rg_model *m, rg_state *s, const float *last_logi
                 return -1;
             }
             for (int j = 0; j < len; j++) {
+                if (rg_logits_check(buf + (size_t)j * V, V, pos + c + j)) {
+                    free(buf);
+                    return rg_error_prefix("score");
+                }
                 lp = logprob_row(buf + (size_t)j * V, V, cont[c + j + 1], &is_max);
                 all_max &= is_max;
                 if (token_logprobs) token_logprobs[c + j + 1] = lp;
@@ -149,6 +165,10 @@ int rg_ppl_run_window(const rg_model *m, rg_state *s, const int32_t *tokens, con
         for (int j = 0; j < len; j++) {
             int64_t target = c + j + 1; /* index within the window */
             if (w->start + target < w->first_scored) continue;
+            if (rg_logits_check(buf + (size_t)j * V, V, w->start + c + j)) {
+                rc = rg_error_prefix("perplexity");
+                break;
+            }
             rg_nll_add(st, -logprob_row(buf + (size_t)j * V, V, win[target], NULL));
         }
     }

@@ -3,6 +3,7 @@
 #include <cjson/cJSON.h>
 #include <limits.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include "eval/eval.h"
 #include "util/util.h"
@@ -36,8 +37,9 @@ static int parse_ids(const cJSON *a, const char *key, rg_piece *p) {
     p->n_ids = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, a) {
-        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int64_t)e->valuedouble || e->valuedouble < 0 ||
-            e->valuedouble > INT32_MAX)
+        /* range first: converting a double outside int64_t's range is undefined */
+        if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble <= INT32_MAX) ||
+            e->valuedouble != (double)(int64_t)e->valuedouble)
             FAIL("\"%s\"[%d] is not a token id (a non-negative integer)", key, p->n_ids);
         p->ids[p->n_ids++] = (int32_t)e->valuedouble;
     }
@@ -162,8 +164,8 @@ static int parse_mc(const cJSON *o, rg_item *it) {
     if (it->n_choices < 2) FAIL("a multiple-choice item needs at least 2 choices (got %d)", it->n_choices);
     const cJSON *l = cJSON_GetObjectItemCaseSensitive(o, "label");
     if (!l) FAIL("missing \"label\" (index of the correct choice)");
-    if (!cJSON_IsNumber(l) || l->valuedouble != (double)(int)l->valuedouble || l->valuedouble < 0 ||
-        l->valuedouble >= it->n_choices)
+    if (!cJSON_IsNumber(l) || !(l->valuedouble >= 0 && l->valuedouble < it->n_choices) ||
+        l->valuedouble != floor(l->valuedouble))
         FAIL("\"label\" must be an integer from 0 to %d", it->n_choices - 1);
     it->label = (int)l->valuedouble;
     return 0;
@@ -192,7 +194,8 @@ static int parse_gen(const cJSON *o, rg_item *it) {
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "max_tokens");
     it->max_tokens = -1;
     if (mt) {
-        if (!cJSON_IsNumber(mt) || mt->valuedouble != (double)(int)mt->valuedouble || mt->valuedouble < 1)
+        if (!cJSON_IsNumber(mt) || !(mt->valuedouble >= 1 && mt->valuedouble <= INT32_MAX) ||
+            mt->valuedouble != floor(mt->valuedouble))
             FAIL("\"max_tokens\" must be a positive integer");
         it->max_tokens = (int)mt->valuedouble;
     }

@@ -20,10 +20,10 @@ static void put(id_buf *b, int32_t id) {
     b->ids[b->n++] = id;
 }
 
-static int put_text(id_buf *b, const rg_tokenizer *t, const char *text, size_t len) {
+static int put_text(id_buf *b, const rg_tokenizer *t, const char *text, size_t len, int parse_special) {
     int32_t *ids;
     size_t n;
-    if (rg_tokenize(t, text, len, 0, 0, &ids, &n)) return -1;
+    if (rg_tokenize_ex(t, text, len, 0, 0, parse_special, &ids, &n)) return -1;
     for (size_t i = 0; i < n; i++) put(b, ids[i]);
     free(ids);
     return 0;
@@ -31,6 +31,11 @@ static int put_text(id_buf *b, const rg_tokenizer *t, const char *text, size_t l
 
 int rg_chat_turn(const rg_tokenizer *t, const char *system, const char *text, int first, int32_t pending,
                  int32_t **ids, size_t *n_ids) {
+    return rg_chat_turn_ex(t, system, text, first, pending, 0, ids, n_ids);
+}
+
+int rg_chat_turn_ex(const rg_tokenizer *t, const char *system, const char *text, int first, int32_t pending,
+                    int parse_special, int32_t **ids, size_t *n_ids) {
     *ids = NULL;
     *n_ids = 0;
     int32_t sot = rg_tokenizer_piece_id(t, "<start_of_turn>"), eot = rg_tokenizer_piece_id(t, "<end_of_turn>");
@@ -42,7 +47,7 @@ int rg_chat_turn(const rg_tokenizer *t, const char *system, const char *text, in
     } else {
         if (pending >= 0) put(&b, pending);
         if (pending != eot) put(&b, eot);
-        if (put_text(&b, t, "\n", 1)) goto fail;
+        if (put_text(&b, t, "\n", 1, 0)) goto fail;
     }
     put(&b, sot);
     size_t sl = system && *system && first ? strlen(system) : 0, tl = strlen(text);
@@ -51,13 +56,13 @@ int rg_chat_turn(const rg_tokenizer *t, const char *system, const char *text, in
     memcpy(user + k, "user\n", 5), k += 5;
     if (sl) memcpy(user + k, system, sl), k += sl, memcpy(user + k, "\n\n", 2), k += 2;
     memcpy(user + k, text, tl), k += tl;
-    int rc = put_text(&b, t, user, k);
+    int rc = put_text(&b, t, user, k, parse_special);
     free(user);
     if (rc) goto fail;
     put(&b, eot);
-    if (put_text(&b, t, "\n", 1)) goto fail;
+    if (put_text(&b, t, "\n", 1, 0)) goto fail;
     put(&b, sot);
-    if (put_text(&b, t, "model\n", 6)) goto fail;
+    if (put_text(&b, t, "model\n", 6, 0)) goto fail;
     *ids = b.ids;
     *n_ids = b.n;
     return 0;

@@ -194,16 +194,11 @@ static void sample_next(rg_seq *q) {
     const rg_config *c = rg_model_config(q->m);
     if (p->max_tokens >= 0 && q->res.generated_tokens >= p->max_tokens) return finish(q, RG_STOP_LENGTH);
     if (cancelled(p) || q->stop_asked) return finish(q, RG_STOP_CALLBACK);
-    /* one pass over the row: NaN/Inf weights would otherwise pass as a token */
-    for (int i = 0; i < c->vocab_size; i++)
-        if (!isfinite(q->logits[i])) {
-            char msg[200];
-            snprintf(msg, sizeof msg,
-                     "generate: the logits at position %lld are not finite (logit %d is %f): the model's weights or "
-                     "its computation produced NaN/Inf",
-                     (long long)rg_state_pos(q->s) - 1, i, (double)q->logits[i]);
-            return fail(q, msg);
-        }
+    /* NaN/Inf weights would otherwise pass as a token */
+    if (rg_logits_check(q->logits, c->vocab_size, rg_state_pos(q->s) - 1)) {
+        rg_error_prefix("generate");
+        return fail(q, rg_last_error());
+    }
     int32_t tok = rg_sampler_sample(q->smp, q->logits);
     rg_sampler_accept(q->smp, tok);
     q->res.generated_tokens++;

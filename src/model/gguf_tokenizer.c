@@ -51,7 +51,10 @@ void rg_gguf_w_tokenizer(rg_gguf_writer *w, const rg_tokenizer *t) {
 
 static int read_tokenizer(const rg_gguf *g, rg_tokenizer *t) {
     rg_gguf_str model;
-    if (!rg_gguf_find(g, T_TOKENS)) return rg_error("%s: the file holds no tokenizer (no %s)", g->path, T_TOKENS);
+    if (!rg_gguf_find(g, T_TOKENS)) {
+        rg_error("%s: the file holds no tokenizer (no %s)", g->path, T_TOKENS);
+        return -2;
+    }
     if (rg_gguf_get_str(g, T_MODEL, &model)) return -1;
     if (model.len != 5 || memcmp(model.s, "llama", 5))
         return rg_error("%s: %s = \"%.*s\" is not supported (only SentencePiece, \"llama\")", g->path, T_MODEL,
@@ -107,7 +110,7 @@ int rg_tokenizer_load_gguf(const char *path, rg_tokenizer **out) {
     if (rc) {
         rg_tok_release(t);
         free(t);
-        return -1;
+        return rc == -2 ? -2 : -1; /* -2: no tokenizer in the file (not an error in it) */
     }
     *out = t;
     return 0;

@@ -217,6 +217,11 @@ int rg_model_load(const char *path, rg_model **out) {
     if (rg_is_dir(path)) {
         cfg_path = rg_path_join(path, "config.json");
     } else if (rg_file_exists(path)) {
+        if (!ends_with(path, ".safetensors")) {
+            rg_error("%s: not a model: give a model folder (config.json + safetensors), a .safetensors file or a "
+                     ".gguf file", path);
+            goto done;
+        }
         const char *slash = strrchr(path, '/');
         char *dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
         cfg_path = rg_path_join(dir, "config.json");

@@ -34,8 +34,9 @@ int rg_st_add_file(rg_safetensors *st, const char *path) {
     rg_mapped_file mf;
     if (rg_map_file(path, &mf)) return -1;
     if (mf.size < 8) {
+        size_t size = mf.size;
         rg_unmap_file(&mf);
-        return rg_error("%s: truncated (%zu bytes, no 8-byte header length)", path, mf.size);
+        return rg_error("%s: truncated (%zu bytes, no 8-byte header length)", path, size);
     }
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | mf.data[i];

@@ -96,11 +96,19 @@ static int write_file(const char *path, const rg_st_spec *specs, int n, int inde
     uint64_t *data_off = rg_xmalloc(sizeof *data_off * (size_t)(n ? n : 1));
     size_t hlen;
     char *header = build_header(specs, n, src->metadata, data_off, &hlen);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    /* written as PATH.tmp and renamed when complete: an interrupted run never
+     * leaves a file that looks like a whole shard */
+    size_t pl = strlen(path);
+    char *tmp = rg_xmalloc(pl + 5);
+    memcpy(tmp, path, pl);
+    memcpy(tmp + pl, ".tmp", 5);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
+        rg_error("%s: cannot create: %s", tmp, strerror(errno));
+        free(tmp);
         free(header);
         free(data_off);
-        return rg_error("%s: cannot create: %s", path, strerror(errno));
+        return -1;
     }
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
@@ -148,13 +156,21 @@ static int write_file(const char *path, const rg_st_spec *specs, int n, int inde
         free(bytes);
     }
     free(chunks);
-    if (failed) {
-        int e = errno;
-        close(fd);
-        return rg_error("%s: write failed: %s", path, strerror(e ? e : EIO));
+    int e = failed ? (errno ? errno : EIO) : 0;
+    if (!failed && fsync(fd)) failed = 1, e = errno;
+    if (close(fd) && !failed) failed = 1, e = errno;
+    if (!failed && rename(tmp, path)) {
+        rg_error("%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return -1;
     }
-    if (close(fd)) return rg_error("%s: write failed: %s", path, strerror(errno));
-    return 0;
+    if (failed) {
+        unlink(tmp);
+        rg_error("%s: write failed: %s", path, strerror(e));
+    }
+    free(tmp);
+    return failed ? -1 : 0;
 }
 
 static int write_index(const char *dir, const rg_st_spec *specs, int n, const int *shard_of, int n_shards,

@@ -110,6 +110,20 @@ int rg_state_load_pending(rg_state *s, const char *path, int32_t *pending, int *
         goto done;
     }
     if (get64(h + 16) != rg_config_fingerprint(&s->cfg)) {
+        /* another model's state, or this one's with a damaged header: only a
+         * file whose own checksum holds was written for another model */
+        uint64_t declared = get64(h + 48);
+        int intact = 0;
+        if (st.st_size > HEADER_BYTES && declared == (uint64_t)(st.st_size - HEADER_BYTES) / sizeof(float) &&
+            (uint64_t)st.st_size == HEADER_BYTES + declared * sizeof(float) && declared <= (1ull << 34)) {
+            data = malloc((size_t)declared * sizeof(float));
+            intact = data && fread(data, sizeof(float), (size_t)declared, f) == declared &&
+                     checksum(h, data, (size_t)declared) == get64(h + SUM_AT);
+        }
+        if (!intact) {
+            rg_error("%s: corrupt state file (the header's checksum does not match: damaged or truncated)", path);
+            goto done;
+        }
         rg_error("%s: the state was saved with another model configuration (vocab %u, hidden %u, %u layers, window "
                  "%u; this model: vocab %d, hidden %d, %d layers, window %d)",
                  path, get32(h + 24), get32(h + 28), get32(h + 32), get32(h + 36), s->cfg.vocab_size,

@@ -88,7 +88,9 @@ INLINE __m256 load_w_tail(rg_dtype dt, const uint8_t *row, int i, int count) {
 /* exp(x) = 2^n * e^r, n = round(x / ln 2), e^r by the Cephes expf
  * polynomial; x is clamped to [-87, 88] so 2^n stays a normal float. */
 INLINE __m256 exp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    /* operands in this order so that a NaN x stays NaN (minps/maxps return the
+     * second operand when one is NaN): a clamp must not turn NaN into a number */
+    x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), x));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);

@@ -71,7 +71,9 @@ INLINE __m512 load_w(rg_dtype dt, const uint8_t *row, int i, __mmask16 m) {
 /* exp(x) = 2^n * e^r, n = round(x / ln 2), |r| <= ln2/2, e^r by the Cephes
  * expf polynomial (about 1 ulp); 2^n applied by vscalefps. */
 INLINE __m512 exp16(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(88.8f));
+    /* operands in this order so that a NaN x stays NaN (minps/maxps return the
+     * second operand when one is NaN): a clamp must not turn NaN into a number */
+    x = _mm512_min_ps(_mm512_set1_ps(88.8f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);

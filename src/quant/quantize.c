@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "model/gguf.h"
 #include "model/model.h"
@@ -126,9 +127,7 @@ static int find_tokenizer(const char *in_path, const rg_config *cfg, rg_tokenize
     int rc = 0;
     if (rg_file_exists(a) || rg_file_exists(b)) {
         rc = rg_tokenizer_load(dir, t);
-        if (!rc && rg_tokenizer_vocab_size(*t) > cfg->vocab_size)
-            rc = rg_error("%s: the tokenizer has %d pieces, more than the model's vocab_size %d", dir,
-                          rg_tokenizer_vocab_size(*t), cfg->vocab_size);
+        if (!rc && rg_tokenizer_check_vocab(*t, cfg->vocab_size)) rc = rg_error_prefix("%s", dir);
     }
     free(a);
     free(b);
@@ -142,6 +141,53 @@ static const char *base_name(const char *path) {
     const char *s = path + n;
     while (s > path && s[-1] != '/') s--;
     return s;
+}
+
+/* 1 when a and b name the same file (device and inode: a hard link, a
+ * symbolic link or another spelling of the path count). */
+static int same_inode(const struct stat *a, const char *path) {
+    struct stat b;
+    return !stat(path, &b) && a->st_dev == b.st_dev && a->st_ino == b.st_ino;
+}
+
+/* The output (or its temporary) must not be one of the files the conversion
+ * reads: the shards, and the config, index and tokenizer beside them. */
+static int check_output(const rg_model *m, const char *in_path, const char *out_path) {
+    struct stat o;
+    if (!stat(out_path, &o) && S_ISDIR(o.st_mode))
+        return rg_error("%s: the output is a directory: give a file name, e.g. %s/model.gguf", out_path, out_path);
+    size_t ol = strlen(out_path);
+    char *tmp = rg_xmalloc(ol + 5);
+    memcpy(tmp, out_path, ol);
+    memcpy(tmp + ol, ".tmp", 5);
+    const char *outs[2] = {out_path, tmp};
+    char *dir;
+    if (rg_is_dir(in_path)) {
+        dir = strdup(in_path);
+    } else {
+        const char *slash = strrchr(in_path, '/');
+        dir = slash ? strndup(in_path, (size_t)(slash - in_path + 1)) : strdup(".");
+    }
+    static const char *const beside[] = {"config.json", "model.safetensors.index.json", "tokenizer.model",
+                                         "tokenizer.json"};
+    int rc = 0;
+    for (int k = 0; k < 2 && !rc; k++) {
+        if (stat(outs[k], &o)) continue; /* not there yet: cannot be an input */
+        for (int i = 0; i < m->st.n_files && !rc; i++)
+            if (same_inode(&o, m->st.files[i].path))
+                rc = rg_error("%s: the output is the input file %s: quantize would destroy it (choose another "
+                              "output)", outs[k], m->st.files[i].path);
+        for (size_t i = 0; i < sizeof beside / sizeof *beside && !rc; i++) {
+            char *b = rg_path_join(dir, beside[i]);
+            if (same_inode(&o, b))
+                rc = rg_error("%s: the output is the input file %s: quantize would destroy it (choose another "
+                              "output)", outs[k], b);
+            free(b);
+        }
+    }
+    free(dir);
+    free(tmp);
+    return rc;
 }
 
 int rg_quantize(const char *in_path, const char *out_path, const rg_quantize_params *p) {
@@ -159,6 +205,10 @@ int rg_quantize(const char *in_path, const char *out_path, const rg_quantize_par
     if (!m->st.n_entries) {
         rg_model_free(m);
         return rg_error("%s: quantize reads Hugging Face checkpoints (a folder or a .safetensors file)", in_path);
+    }
+    if (check_output(m, in_path, out_path)) {
+        rg_model_free(m);
+        return -1;
     }
     int n = 0;
     const rg_st_entry **order = rg_xmalloc(sizeof *order * (size_t)m->st.n_entries);

@@ -70,11 +70,35 @@ long rg_utf8_check(const char *str, size_t n) {
 
 /* ------------------------------------------------------------ field access */
 
+/* Offset of the first NUL in the (valid) JSON text: a raw 0 byte, or a
+ * "\u0000" escape inside a string; -1 if none. cJSON's strings end at their
+ * first NUL, so text after one would be dropped without a word. */
+static long find_nul(const char *s, size_t n) {
+    int in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!s[i]) return (long)i;
+        if (!in_str) {
+            in_str = s[i] == '"';
+        } else if (s[i] == '"') {
+            in_str = 0;
+        } else if (s[i] == '\\' && i + 1 < n) {
+            if (s[i + 1] == 'u' && i + 5 < n && !memcmp(s + i + 2, "0000", 4)) return (long)i;
+            i += 1; /* the escaped character; \uXXXX's hex digits are plain characters */
+        }
+    }
+    return -1;
+}
+
 /* The body as a JSON object, or an error (400). */
 static cJSON *parse_object(const char *body, size_t len, rg_api_error *e) {
     long bad = rg_utf8_check(body, len);
     if (bad >= 0) {
         rg_api_fail(e, 400, "invalid_utf8", NULL, "request body is not valid UTF-8 (byte %ld)", bad);
+        return NULL;
+    }
+    if ((bad = find_nul(body, len)) >= 0) {
+        rg_api_fail(e, 400, "invalid_value", NULL,
+                    "request body holds a NUL character (U+0000) at byte %ld: text with NUL is not supported", bad);
         return NULL;
     }
     const char *end = NULL;
@@ -414,6 +438,8 @@ int rg_api_parse_request(const char *body, size_t len, int chat, const rg_api_li
         }
         if (get_bool(so, "include_usage", &r->include_usage, e) < 0) goto out;
     }
+    r->parse_special = !chat;
+    if (get_bool(root, "parse_special", &r->parse_special, e) < 0) goto out;
     if (parse_stop(root, r, e)) goto out;
     if (parse_sampling(root, lim, r, e)) goto out;
     rc = 0;
@@ -446,7 +472,9 @@ int rg_api_parse_tokenize(const char *body, size_t len, rg_api_tokenize_req *r, 
         rg_api_fail(e, 400, "invalid_type", "content", "'content' must be a string");
         goto out;
     }
-    if (get_bool(root, "add_special", &r->add_special, e) < 0 || get_bool(root, "with_pieces", &r->with_pieces, e) < 0)
+    r->parse_special = 1;
+    if (get_bool(root, "add_special", &r->add_special, e) < 0 || get_bool(root, "with_pieces", &r->with_pieces, e) < 0 ||
+        get_bool(root, "parse_special", &r->parse_special, e) < 0)
         goto out;
     r->len = strlen(c->valuestring);
     r->content = dup_bytes(c->valuestring, r->len);
@@ -474,10 +502,14 @@ int rg_api_parse_detokenize(const char *body, size_t len, int vocab, int32_t **i
 /* ------------------------------------------------------------- chat format */
 
 int rg_tokens_append(const rg_tokenizer *t, const char *text, size_t len, int32_t **ids, int *n) {
+    return rg_tokens_append_ex(t, text, len, 1, ids, n);
+}
+
+int rg_tokens_append_ex(const rg_tokenizer *t, const char *text, size_t len, int parse_special, int32_t **ids, int *n) {
     if (len == 0) return 0;
     int32_t *add;
     size_t n_add;
-    if (rg_tokenize(t, text, len, 0, 0, &add, &n_add)) return -1;
+    if (rg_tokenize_ex(t, text, len, 0, 0, parse_special, &add, &n_add)) return -1;
     *ids = realloc(*ids, sizeof **ids * ((size_t)*n + n_add + 1));
     memcpy(*ids + *n, add, sizeof *add * n_add);
     *n += (int)n_add;
@@ -500,7 +532,8 @@ static int turn_ids(const rg_tokenizer *t, int32_t *sot, int32_t *eot) {
 }
 
 /* <start_of_turn>{role}\n{text} */
-static int open_turn(const rg_tokenizer *t, int model, const char *text, size_t len, int32_t **ids, int *n) {
+static int open_turn(const rg_tokenizer *t, int model, const char *text, size_t len, int parse_special, int32_t **ids,
+                     int *n) {
     int32_t sot, eot;
     if (turn_ids(t, &sot, &eot)) return -1;
     const char *role = model ? "model\n" : "user\n";
@@ -509,7 +542,7 @@ static int open_turn(const rg_tokenizer *t, int model, const char *text, size_t 
     memcpy(s, role, rl);
     memcpy(s + rl, text, len);
     push_id(sot, ids, n);
-    int rc = rg_tokens_append(t, s, rl + len, ids, n);
+    int rc = rg_tokens_append_ex(t, s, rl + len, parse_special, ids, n);
     free(s);
     return rc;
 }
@@ -521,24 +554,35 @@ int rg_chat_append_turn_end(const rg_tokenizer *t, int32_t **ids, int *n) {
     return rg_tokens_append(t, "\n", 1, ids, n);
 }
 
-int rg_chat_append_turn(const rg_tokenizer *t, int model, const char *text, size_t len, int32_t **ids, int *n) {
-    if (open_turn(t, model, text, len, ids, n)) return -1;
+static int closed_turn(const rg_tokenizer *t, int model, const char *text, size_t len, int parse_special,
+                       int32_t **ids, int *n) {
+    if (open_turn(t, model, text, len, parse_special, ids, n)) return -1;
     return rg_chat_append_turn_end(t, ids, n);
 }
 
+int rg_chat_append_turn(const rg_tokenizer *t, int model, const char *text, size_t len, int32_t **ids, int *n) {
+    return closed_turn(t, model, text, len, 0, ids, n);
+}
+
 int rg_chat_append_reply_start(const rg_tokenizer *t, int32_t **ids, int *n) {
-    return open_turn(t, 1, "", 0, ids, n);
+    return open_turn(t, 1, "", 0, 0, ids, n);
 }
 
 int rg_chat_tokens(const rg_tokenizer *t, const rg_api_turn *turns, int n_turns, int open_last, int32_t **ids,
                    int *n_ids) {
+    return rg_chat_tokens_ex(t, turns, n_turns, open_last, 0, ids, n_ids);
+}
+
+int rg_chat_tokens_ex(const rg_tokenizer *t, const rg_api_turn *turns, int n_turns, int open_last, int parse_special,
+                      int32_t **ids, int *n_ids) {
     int32_t *v = NULL;
     int n = 0;
     push_id(rg_tokenizer_bos(t), &v, &n);
     for (int i = 0; i < n_turns; i++) {
         const rg_api_turn *tu = &turns[i];
-        int rc = i == n_turns - 1 && open_last ? open_turn(t, tu->model, tu->text, strlen(tu->text), &v, &n)
-                                               : rg_chat_append_turn(t, tu->model, tu->text, strlen(tu->text), &v, &n);
+        size_t len = strlen(tu->text);
+        int rc = i == n_turns - 1 && open_last ? open_turn(t, tu->model, tu->text, len, parse_special, &v, &n)
+                                               : closed_turn(t, tu->model, tu->text, len, parse_special, &v, &n);
         if (rc) {
             free(v);
             return -1;

@@ -64,6 +64,11 @@ typedef struct {
     char *stop[RG_API_MAX_STOP];
     int n_stop;
     rg_sampling_params sampling;
+    /* "parse_special" (llama-server's name): spelled control pieces such as
+     * "<end_of_turn>" in the text become those pieces. Default: off for chat
+     * messages (text from users: no forged turns), on for a completion's
+     * prompt (its author writes the template). */
+    int parse_special;
 } rg_api_request;
 
 /* Parse a completion request body (len bytes, need not be NUL-terminated). */
@@ -76,6 +81,7 @@ typedef struct {
     char *content;
     size_t len;
     int add_special, with_pieces;
+    int parse_special; /* default on, as before */
 } rg_api_tokenize_req;
 int rg_api_parse_tokenize(const char *body, size_t len, rg_api_tokenize_req *r, rg_api_error *e);
 /* POST /detokenize {"tokens": [int]}; ids must be in [0, vocab). *ids is malloc'd. */
@@ -89,17 +95,23 @@ int rg_api_parse_detokenize(const char *body, size_t len, int vocab, int32_t **i
  * any conversation that extends it: the state cache relies on this. */
 
 /* BOS and the turns; the last turn is left open (no <end_of_turn>) when
- * open_last. Fails when the tokenizer has no turn pieces. *ids is malloc'd. */
+ * open_last. Fails when the tokenizer has no turn pieces. *ids is malloc'd.
+ * The turns' text is encoded with special pieces as plain text. */
 int rg_chat_tokens(const rg_tokenizer *t, const rg_api_turn *turns, int n_turns, int open_last, int32_t **ids,
                    int *n_ids);
-/* Append one closed turn (model != 0: a model turn) to *ids (realloc'd). */
+/* The same, parse_special != 0: spelled special pieces in the turns' text are
+ * matched (a client that asked for it with "parse_special": true). */
+int rg_chat_tokens_ex(const rg_tokenizer *t, const rg_api_turn *turns, int n_turns, int open_last, int parse_special,
+                      int32_t **ids, int *n_ids);
+/* Append one closed turn (model != 0: a model turn; its text plain) to *ids (realloc'd). */
 int rg_chat_append_turn(const rg_tokenizer *t, int model, const char *text, size_t len, int32_t **ids, int *n);
 /* Append "<start_of_turn>model\n" (the generation prompt). */
 int rg_chat_append_reply_start(const rg_tokenizer *t, int32_t **ids, int *n);
 /* Append "<end_of_turn>\n" (what closes a turn). */
 int rg_chat_append_turn_end(const rg_tokenizer *t, int32_t **ids, int *n);
-/* Append the ids of text (no BOS) to *ids (realloc'd). */
+/* Append the ids of text (no BOS) to *ids (realloc'd); special pieces are parsed. */
 int rg_tokens_append(const rg_tokenizer *t, const char *text, size_t len, int32_t **ids, int *n);
+int rg_tokens_append_ex(const rg_tokenizer *t, const char *text, size_t len, int parse_special, int32_t **ids, int *n);
 
 /* ---- responses */
 

@@ -57,6 +57,9 @@ void rg_server_opts_default(rg_server_opts *o) {
     o->cache_states = 16;
     o->max_body = 1 << 20;
     o->max_tokens = 4096;
+    o->header_timeout_s = 10;
+    o->max_connections = 1024;
+    o->max_conn_per_ip = 64;
 }
 
 /* ------------------------------------------------------------- requests */
@@ -67,8 +70,16 @@ typedef struct {
     char *body;
     size_t len, cap;
     int too_large;
-    rg_job *job; /* the non-streaming job this connection waits for */
+    rg_job *job;     /* the non-streaming job this connection waits for */
+    rg_job *log_job; /* the job of a completion request (streamed or not), for the log line */
+    int status;      /* the HTTP status answered (0: none: the client went away first) */
+    double t0;       /* arrival */
+    char method[8], url[64];
 } request;
+
+/* The status of the response the handler just queued on this thread (libmicrohttpd
+ * runs a connection's handler on the connection's own thread). */
+static _Thread_local int g_status;
 
 static rg_endpoint route(const char *url, int *want_post) {
     static const struct {
@@ -109,6 +120,7 @@ static enum MHD_Result send_preflight(rg_server *s, struct MHD_Connection *c) {
     enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_NO_CONTENT, r);
     MHD_destroy_response(r);
     rg_metrics_response(&s->met, MHD_HTTP_NO_CONTENT);
+    g_status = MHD_HTTP_NO_CONTENT;
     return rc;
 }
 
@@ -122,6 +134,7 @@ static enum MHD_Result send_body(rg_server *s, struct MHD_Connection *c, int sta
     enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
     rg_metrics_response(&s->met, status);
+    g_status = status;
     return rc;
 }
 
@@ -182,8 +195,7 @@ static wait_result wait_job(rg_server *s, struct MHD_Connection *c, rg_job *j, c
         if (atomic_load(&s->stopping)) {
             w = WAIT_GONE;
         } else if (client_gone(c)) {
-            atomic_fetch_add(&s->met.disconnects, 1);
-            w = WAIT_GONE;
+            w = WAIT_GONE; /* counted once, by the caller (or stream_free) */
         } else if (queued_late) {
             atomic_fetch_add(&s->met.timeouts, 1);
             w = WAIT_TIMEOUT;
@@ -313,8 +325,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
  * running has no one to go to any more. */
 static void stream_free(void *cls) {
     stream *st = cls;
-    if (!st->finished) {
-        atomic_fetch_add(&st->s->met.disconnects, 1);
+    if (!st->finished) { /* the only place a streamed request's hang-up is counted */
+        if (!atomic_load(&st->s->stopping)) atomic_fetch_add(&st->s->met.disconnects, 1);
         rg_sched_cancel(st->s->sched, st->job);
     }
     rg_job_unref(st->job);
@@ -323,13 +335,6 @@ static void stream_free(void *cls) {
 }
 
 /* ------------------------------------------------------------ endpoints */
-
-static void log_request(rg_server *s, const char *what, const rg_job *j) {
-    if (!s->o.verbose) return;
-    fprintf(stderr, "%s: prompt %d tokens (%d cached) %.1f ms, generated %d tokens %.1f ms, finish %s%s%s\n", what,
-            j->n_tokens, j->cached_tokens, j->prompt_s * 1e3, j->completion_tokens, j->generate_s * 1e3,
-            j->finish ? j->finish : "-", j->error_status ? ", error: " : "", j->error_status ? j->error : "");
-}
 
 static enum MHD_Result completion(rg_server *s, struct MHD_Connection *c, request *rq, int chat) {
     double arrival = rg_time_s();
@@ -342,7 +347,7 @@ static enum MHD_Result completion(rg_server *s, struct MHD_Connection *c, reques
     if (chat) {
         /* a conversation that asks for a new model turn may be continued later:
          * its state is saved under the closed turns plus the reply */
-        rc = rg_chat_tokens(s->tok, r.turns, r.n_turns, r.open_model_turn, &ids, &n);
+        rc = rg_chat_tokens_ex(s->tok, r.turns, r.n_turns, r.open_model_turn, r.parse_special, &ids, &n);
         if (rc == 0 && !r.open_model_turn) {
             cache_prefix = n;
             rc = rg_chat_append_reply_start(s->tok, &ids, &n);
@@ -355,7 +360,7 @@ static enum MHD_Result completion(rg_server *s, struct MHD_Connection *c, reques
     } else {
         ids = rg_xmalloc(sizeof *ids);
         ids[n++] = rg_tokenizer_bos(s->tok);
-        rc = rg_tokens_append(s->tok, r.prompt, r.prompt_len, &ids, &n);
+        rc = rg_tokens_append_ex(s->tok, r.prompt, r.prompt_len, r.parse_special, &ids, &n);
     }
     if (rc) {
         rg_api_request_free(&r);
@@ -366,6 +371,9 @@ static enum MHD_Result completion(rg_server *s, struct MHD_Connection *c, reques
     free(ids);
     int stream_mode = r.stream, include_usage = r.include_usage;
     rg_api_request_free(&r);
+    /* from here on the client waits for the answer: the connection's
+     * timeout is the request's, not the short one for headers and body */
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)(s->o.timeout_s + 30));
     if (rg_sched_submit(s->sched, j)) {
         rg_job_unref(j);
         atomic_fetch_add(&s->met.rejected, 1);
@@ -390,16 +398,23 @@ static enum MHD_Result completion(rg_server *s, struct MHD_Connection *c, reques
         enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_OK, resp);
         MHD_destroy_response(resp);
         rg_metrics_response(&s->met, 200);
+        g_status = 200;
+        rg_job_ref(j);
+        rq->log_job = j;
         return ok;
     }
     rq->job = j;
+    rg_job_ref(j);
+    rq->log_job = j;
     pthread_mutex_lock(&j->mu);
     wait_result w = wait_job(s, c, j, NULL);
     pthread_mutex_unlock(&j->mu);
-    if (w == WAIT_GONE) return MHD_NO; /* closes the connection */
+    if (w == WAIT_GONE) {
+        if (!atomic_load(&s->stopping)) atomic_fetch_add(&s->met.disconnects, 1);
+        return MHD_NO; /* closes the connection */
+    }
     if (w == WAIT_TIMEOUT)
         return fail(s, c, 503, "timeout", "the request timed out while waiting for a free slot");
-    log_request(s, chat ? "chat" : "completion", j);
     if (j->error_status) return fail(s, c, j->error_status, j->error_code, "%s", j->error);
     rg_api_result res;
     result_of(j, &res);
@@ -415,7 +430,7 @@ static enum MHD_Result tokenize(rg_server *s, struct MHD_Connection *c, request 
     if (rg_api_parse_tokenize(rq->body ? rq->body : "", rq->len, &r, &e)) return send_error(s, c, &e);
     int32_t *ids;
     size_t n;
-    if (rg_tokenize(s->tok, r.content, r.len, r.add_special, 0, &ids, &n)) {
+    if (rg_tokenize_ex(s->tok, r.content, r.len, r.add_special, 0, r.parse_special, &ids, &n)) {
         free(r.content);
         return fail(s, c, 400, "invalid_prompt", "cannot tokenize: %s", rg_last_error());
     }
@@ -507,14 +522,9 @@ static enum MHD_Result metrics(rg_server *s, struct MHD_Connection *c) {
     return send_body(s, c, 200, rg_metrics_text(&s->met, &g), "text/plain; version=0.0.4");
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                                  const char *version, const char *upload, size_t *upload_size, void **con_cls) {
-    (void)version;
-    rg_server *s = cls;
-    request *rq = *con_cls;
-    if (!rq) {
-        rq = rg_xcalloc(1, sizeof *rq);
-        *con_cls = rq;
+static enum MHD_Result handle(rg_server *s, struct MHD_Connection *c, const char *url, const char *method,
+                             const char *upload, size_t *upload_size, request *rq, int first) {
+    if (first) {
         int want_post;
         rq->ep = route(url, &want_post);
         rq->post = !strcmp(method, MHD_HTTP_METHOD_POST);
@@ -558,12 +568,54 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
 }
 
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+    (void)version;
+    rg_server *s = cls;
+    request *rq = *con_cls;
+    int first = !rq;
+    if (first) {
+        rq = rg_xcalloc(1, sizeof *rq);
+        *con_cls = rq;
+        rq->t0 = rg_time_s();
+        snprintf(rq->method, sizeof rq->method, "%s", method);
+        snprintf(rq->url, sizeof rq->url, "%s", url);
+    }
+    g_status = 0;
+    enum MHD_Result r = handle(s, c, url, method, upload, upload_size, rq, first);
+    if (g_status && !rq->status) rq->status = g_status;
+    return r;
+}
+
+/* serve -v: one line per request, whatever became of it */
+static void log_request(rg_server *s, const request *rq, enum MHD_RequestTerminationCode code) {
+    if (!s->o.verbose) return;
+    char status[16], what[400] = "";
+    if (rq->status) snprintf(status, sizeof status, "%d", rq->status);
+    else snprintf(status, sizeof status, "-");
+    const char *end = code == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" :
+                      code == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? ", connection timed out" :
+                      code == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? ", server stopping" : ", client hung up";
+    if (rq->log_job) {
+        rg_job *j = rq->log_job;
+        pthread_mutex_lock(&j->mu);
+        snprintf(what, sizeof what, ", prompt %d tokens (%d cached), generated %d tokens, finish %s%s%.200s", j->n_tokens,
+                 j->cached_tokens, j->completion_tokens,
+                 j->phase != RG_JOB_DONE ? "-" : j->finish ? j->finish : "-", j->error_status ? ", error: " : "",
+                 j->error_status ? j->error : "");
+        pthread_mutex_unlock(&j->mu);
+    }
+    fprintf(stderr, "%s %s %s %.1f ms%s%s\n", rq->method, rq->url, status, (rg_time_s() - rq->t0) * 1e3, what, end);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode code) {
-    (void)c;
-    (void)code;
     rg_server *s = cls;
     request *rq = *con_cls;
     if (!rq) return;
+    log_request(s, rq, code);
+    if (rq->log_job) rg_job_unref(rq->log_job);
+    /* back to the short timeout while the connection idles before its next request */
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)s->o.header_timeout_s);
     if (rq->job) {
         rg_sched_cancel(s->sched, rq->job); /* no-op when it is done */
         rg_job_unref(rq->job);
@@ -578,11 +630,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 int rg_server_start(const rg_model *m, const rg_tokenizer *t, const rg_server_opts *o, rg_server **out) {
     *out = NULL;
     const rg_config *cfg = rg_model_config(m);
-    if (rg_tokenizer_vocab_size(t) > cfg->vocab_size)
-        return rg_error("serve: the tokenizer has %d pieces but the model's vocabulary is %d",
-                        rg_tokenizer_vocab_size(t), cfg->vocab_size);
-    if (o->n_slots < 1 || o->threads < 1 || o->prefill_chunk < 0 || o->queue_max < 0 || o->timeout_s <= 0 || o->cache_states < 0 ||
-        o->max_tokens < 1 || o->max_body < 16 || o->port < 0 || o->port > 65535)
+    if (rg_tokenizer_check_vocab(t, cfg->vocab_size)) return -1;
+    if (o->n_slots < 1 || o->threads < 1 || o->prefill_chunk < 0 || o->queue_max < 0 || o->timeout_s <= 0 ||
+        o->cache_states < 0 || o->max_tokens < 1 || o->max_body < 16 || o->port < 0 || o->port > 65535 ||
+        o->header_timeout_s < 1 || o->max_connections < 1 || o->max_conn_per_ip < 0)
         return rg_error("serve: invalid options");
     char port[16];
     snprintf(port, sizeof port, "%d", o->port);
@@ -607,12 +658,19 @@ int rg_server_start(const rg_model *m, const rg_tokenizer *t, const rg_server_op
     }
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    /* connections: the slots, the queue, and room for health checks and
-     * clients that get their 503 */
-    unsigned limit = (unsigned)(o->n_slots + o->queue_max) * 2 + 64;
+    /* Connections: a global limit well above the slots and the queue, a
+     * per-address limit so that one client cannot take them all, and a short
+     * timeout for a request's headers and body (and for idling between
+     * requests), so that idle or slow clients do not hold connections: a
+     * request being answered gets --timeout instead (completion()). One
+     * thread per connection, with a small stack (the handlers use little). */
+    unsigned limit = (unsigned)o->max_connections;
+    if (limit < (unsigned)(o->n_slots + o->queue_max) * 2 + 64) limit = (unsigned)(o->n_slots + o->queue_max) * 2 + 64;
     s->daemon = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
                                  ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                                 MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+                                 MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                 (unsigned)o->max_conn_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+                                 (unsigned)o->header_timeout_s, MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1u << 20),
                                  MHD_OPTION_END);
     int err = errno;
     freeaddrinfo(ai);

@@ -21,7 +21,11 @@ typedef struct {
     size_t max_body;         /* largest request body in bytes; more get 413 */
     int max_tokens;          /* largest max_tokens a request may ask for, and its default */
     const char *model_name;  /* the id in /v1/models and the accepted "model" field */
-    int verbose;             /* one line per completion request on stderr */
+    int verbose;             /* one line per request on stderr: status, tokens, duration */
+    int header_timeout_s;    /* a client's time to send a request's headers and body, and to stay
+                              * idle between requests (a request being answered has --timeout) */
+    int max_connections;     /* connections open at once */
+    int max_conn_per_ip;     /* connections from one address (0 = no limit) */
     const char *cors_origin; /* NULL: no CORS; else the Access-Control-Allow-Origin
                               * value ("*" or an origin), and OPTIONS preflights
                               * are answered */

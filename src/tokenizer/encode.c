@@ -37,6 +37,7 @@ typedef struct {
 
 typedef struct {
     const rg_tokenizer *t;
+    int plain;           /* special pieces are text: never matched or merged into */
     const uint8_t *text; /* normalised */
     size_t text_len;
     cached_run *cache;   /* open addressing; len 0 = empty */
@@ -118,6 +119,7 @@ static inline void try_pair(encoder *e, int32_t l, int32_t r) {
         id = rg_tok_lookup(t, p, len);
         if (id >= 0 && t->type[id] != RG_PIECE_NORMAL && t->type[id] != RG_PIECE_USER_DEFINED) id = -1;
     }
+    if (id >= 0 && e->plain && rg_tok_is_special(t, id)) id = -1;
     if (id >= 0) heap_push(e, (pair){t->score[id], l, r, (int32_t)len, id});
 }
 
@@ -264,10 +266,10 @@ static size_t normalize(const rg_tokenizer *t, const uint8_t *in, size_t n, uint
 static inline int char_len(uint8_t b) { return b < 0x80 ? 1 : b < 0xe0 ? 2 : b < 0xf0 ? 3 : 4; }
 
 /* Longest USER_DEFINED piece at p (n bytes left): its id and length, or -1. */
-static inline int32_t match_user(const rg_tokenizer *t, const uint8_t *p, size_t n, size_t *len) {
+static inline int32_t match_user(const rg_tokenizer *t, const uint8_t *p, size_t n, size_t *len, int plain) {
     int32_t node = t->trie_root[p[0]], best = -1;
     for (size_t i = 0; node >= 0;) {
-        if (t->trie[node].id >= 0) {
+        if (t->trie[node].id >= 0 && !(plain && rg_tok_is_special(t, t->trie[node].id))) {
             best = t->trie[node].id;
             *len = i + 1;
         }
@@ -281,6 +283,11 @@ static inline int32_t match_user(const rg_tokenizer *t, const uint8_t *p, size_t
 
 int rg_tokenize(const rg_tokenizer *t, const char *text, size_t len, int add_bos, int add_eos, int32_t **ids,
                 size_t *n_ids) {
+    return rg_tokenize_ex(t, text, len, add_bos, add_eos, 1, ids, n_ids);
+}
+
+int rg_tokenize_ex(const rg_tokenizer *t, const char *text, size_t len, int add_bos, int add_eos, int parse_special,
+                   int32_t **ids, size_t *n_ids) {
     *ids = NULL;
     *n_ids = 0;
     if (!text && len) return rg_error("tokenize: text is NULL");
@@ -289,7 +296,7 @@ int rg_tokenize(const rg_tokenizer *t, const char *text, size_t len, int add_bos
     if (len > ((size_t)INT32_MAX - 3) / 3) return rg_error("tokenize: text too long (%zu bytes)", len);
     uint8_t *buf = rg_xmalloc(3 * len + 3);
     size_t n = normalize(t, (const uint8_t *)text, len, buf);
-    encoder e = {.t = t, .text = buf, .text_len = n};
+    encoder e = {.t = t, .plain = !parse_special, .text = buf, .text_len = n};
     if (add_bos) emit(&e, t->bos_id);
 
     int32_t k = 0;        /* unfrozen symbols collected so far */
@@ -297,7 +304,7 @@ int rg_tokenize(const rg_tokenizer *t, const char *text, size_t len, int add_bos
     for (size_t pos = 0; pos < n;) {
         const uint8_t *p = buf + pos;
         size_t ulen = 0;
-        int32_t uid = t->trie_root[p[0]] >= 0 ? match_user(t, p, n - pos, &ulen) : -1;
+        int32_t uid = t->trie_root[p[0]] >= 0 ? match_user(t, p, n - pos, &ulen, e.plain) : -1;
         if (uid >= 0) {
             run(&e, k);
             k = 0;

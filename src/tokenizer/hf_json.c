@@ -17,6 +17,7 @@
  *     HTML tags, <unusedN>) is USER_DEFINED, i.e. matched whole in text.
  * The merges list must agree: it is checked to be in that score order. */
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <cjson/cJSON.h>
 #include "tokenizer/tokenizer.h"
@@ -93,11 +94,12 @@ static int read_vocab(vocab *v, const cJSON *model, const char *name) {
     v->type = rg_xcalloc((size_t)n, 1);
     for (const cJSON *e = vj->child; e; e = e->next) {
         double d = e->valuedouble;
-        if (!cJSON_IsNumber(e) || d != (double)(int32_t)d)
+        if (!cJSON_IsNumber(e) || d != floor(d))
             return rg_error("%s: model.vocab[\"%s\"] is not an integer id", name, e->string);
+        /* the range before the conversion: a double beyond int32_t's is undefined to convert */
+        if (!(d >= 0 && d < n))
+            return rg_error("%s: model.vocab[\"%s\"] = %g is out of range (%d pieces)", name, e->string, d, n);
         int32_t id = (int32_t)d;
-        if (id < 0 || id >= n)
-            return rg_error("%s: model.vocab[\"%s\"] = %d is out of range (%d pieces)", name, e->string, id, n);
         if (v->piece[id])
             return rg_error("%s: model.vocab id %d is used by \"%s\" and \"%s\"", name, id, v->piece[id],
                             e->string);

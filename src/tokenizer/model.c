@@ -135,6 +135,9 @@ static int32_t control_id(const rg_tokenizer *t, const char *piece) {
     return id >= 0 && t->type[id] == RG_PIECE_CONTROL ? id : -1;
 }
 
+/* value of an upper-case hex digit, or -1 */
+static int hex_upper(uint8_t c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; }
+
 int rg_tok_finish(rg_tokenizer *t, const char *name) {
     if (t->n == 0) return rg_error("%s: the model has no pieces", name);
     uint32_t cap = 16;
@@ -183,11 +186,12 @@ int rg_tok_finish(rg_tokenizer *t, const char *name) {
                 return rg_error("%s: two pieces of type UNKNOWN (ids %d and %d)", name, t->unk_id, id);
             t->unk_id = id;
         } else if (type == RG_PIECE_BYTE) {
-            unsigned v;
-            char tail;
-            if (len != 6 || sscanf((const char *)s, "<0x%2X%c", &v, &tail) != 2 || tail != '>' ||
-                (s[3] >= 'a' && s[3] <= 'f') || (s[4] >= 'a' && s[4] <= 'f'))
+            /* exactly <0xNN>, N an upper-case hex digit (sscanf's %X would also
+             * take a sign or a space: "<0x-C>" gave a byte value of 2^32 - 12) */
+            int hi = len == 6 ? hex_upper(s[3]) : -1, lo = len == 6 ? hex_upper(s[4]) : -1;
+            if (len != 6 || memcmp(s, "<0x", 3) || s[5] != '>' || hi < 0 || lo < 0)
                 return rg_error("%s: BYTE piece %d is '%s', not <0xNN>", name, id, (const char *)s);
+            unsigned v = (unsigned)(hi * 16 + lo);
             t->byte_value[id] = (int16_t)v;
             t->byte_id[v] = id;
             n_bytes++;
@@ -218,6 +222,19 @@ int rg_tok_finish(rg_tokenizer *t, const char *name) {
             t->ascii_pair[a * 128 + b] = id >= 0 && mergeable(t->type[id]) ? id : -1;
         }
     }
+    /* control-like USER_DEFINED pieces (see rg_tok_is_special) */
+    t->special_last = -1;
+    t->special_after = t->n - 1;
+    static const char *const turn[2] = {"<start_of_turn>", "<end_of_turn>"};
+    for (int k = 0; k < 2; k++) {
+        int32_t id = rg_tok_lookup(t, turn[k], strlen(turn[k]));
+        if (id > t->special_last) t->special_last = id;
+    }
+    for (int32_t id = t->n - 1; id >= 0; id--)
+        if (t->type[id] == RG_PIECE_NORMAL) {
+            t->special_after = id;
+            break;
+        }
     /* SentencePiece finds BOS/EOS/PAD by piece name, and only CONTROL pieces count. */
     t->bos_id = control_id(t, t->special_piece[1]);
     t->eos_id = control_id(t, t->special_piece[2]);
@@ -299,6 +316,19 @@ void rg_tokenizer_free(rg_tokenizer *t) {
 }
 
 int rg_tokenizer_vocab_size(const rg_tokenizer *t) { return t->n; }
+
+int rg_tokenizer_check_vocab(const rg_tokenizer *t, int vocab_size) {
+    if (t->n == vocab_size) return 0;
+    /* rows past the tokenizer's, up to the next multiple of 128: padding some
+     * exporters add to the embedding (never produced from text, never sampled
+     * in practice) */
+    if (vocab_size > t->n && vocab_size == (t->n + 127) / 128 * 128) return 0;
+    if (t->n > vocab_size)
+        return rg_error("the tokenizer has %d pieces but the model's vocab_size is %d: ids past %d have no "
+                        "embedding (wrong tokenizer?)", t->n, vocab_size, vocab_size - 1);
+    return rg_error("the tokenizer has %d pieces but the model's vocab_size is %d: the model could generate ids "
+                    "%d..%d that have no text (wrong tokenizer?)", t->n, vocab_size, t->n, vocab_size - 1);
+}
 int rg_tokenizer_bos(const rg_tokenizer *t) { return t->bos_id; }
 int rg_tokenizer_eos(const rg_tokenizer *t) { return t->eos_id; }
 

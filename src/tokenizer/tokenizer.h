@@ -69,7 +69,26 @@ struct rg_tokenizer {
     /* No mergeable piece contains a non-U+2581 character followed by U+2581, so
      * no merge crosses such a boundary and BPE can run on each part alone. */
     int split_before_space;
+    /* Control-like USER_DEFINED pieces (rg_tok_is_special): those up to the
+     * last chat turn marker (<start_of_turn>, <end_of_turn>), and the <...>
+     * ones after every NORMAL piece. Gemma: ids 4-107 (<mask>, <2mass>,
+     * [@BOS@], <unused0..98>, the turn markers) and 255999 (<start_of_image>);
+     * its whitespace runs and HTML tags (108-216) and tab runs (255968-255998)
+     * are text. */
+    int32_t special_last, special_after;
 };
+
+/* A piece that text from a user must not produce when special pieces are
+ * not parsed (rg_tokenize_ex with parse_special = 0). CONTROL pieces are never
+ * produced from text at all. */
+static inline int rg_tok_is_special(const struct rg_tokenizer *t, int32_t id) {
+    if (t->type[id] != RG_PIECE_USER_DEFINED) return 0;
+    if (id <= t->special_last) return 1;
+    if (id <= t->special_after) return 0;
+    const char *s = t->pool + t->off[id];
+    size_t n = t->off[id + 1] - t->off[id] - 1;
+    return n > 2 && s[0] == '<' && s[n - 1] == '>';
+}
 
 /* Builder, used by the loaders: add pieces in id order, then finish. */
 void rg_tok_init(rg_tokenizer *t);

@@ -8,13 +8,57 @@
 #include <unistd.h>
 #include "util/util.h"
 
+/* A pipe, a terminal or a process substitution: read until EOF, growing the
+ * buffer, up to max_bytes. */
+static int read_stream(FILE *f, const char *path, size_t max_bytes, char **data, size_t *len) {
+    size_t n = 0, cap = 1 << 16;
+    char *buf = malloc(cap + 1);
+    if (!buf) return rg_error("%s: out of memory", path);
+    for (;;) {
+        if (n == cap) {
+            if (cap > max_bytes) break;
+            cap *= 2;
+            char *b = realloc(buf, cap + 1);
+            if (!b) {
+                free(buf);
+                return rg_error("%s: out of memory", path);
+            }
+            buf = b;
+        }
+        size_t k = fread(buf + n, 1, cap - n, f);
+        n += k;
+        if (k == 0) break;
+    }
+    if (ferror(f)) {
+        free(buf);
+        return rg_error("%s: read error: %s", path, strerror(errno));
+    }
+    if (n > max_bytes) {
+        free(buf);
+        return rg_error("%s: input too large (more than %zu bytes)", path, max_bytes);
+    }
+    buf[n] = 0;
+    *data = buf;
+    if (len) *len = n;
+    return 0;
+}
+
 int rg_read_file(const char *path, size_t max_bytes, char **data, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return rg_error("%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fileno(f), &st) != 0) {
         fclose(f);
-        return rg_error("%s: not a regular file", path);
+        return rg_error("%s: cannot stat: %s", path, strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return rg_error("%s: is a directory, not a file", path);
+    }
+    if (!S_ISREG(st.st_mode)) { /* a pipe or a device: its size is not known */
+        int rc = read_stream(f, path, max_bytes, data, len);
+        fclose(f);
+        return rc;
     }
     if ((uint64_t)st.st_size > max_bytes) {
         fclose(f);

@@ -25,7 +25,7 @@ grep -q '"weight_stream_bytes_per_s"' "$T/json" || fail "json: no weight stream 
 grep -q '"test":[[:space:]]*"pp8"' "$T/json" || fail "json: no pp8 row"
 
 "$RGEMMA" bench -m /nonexistent -p 8 -n 0 2>"$T/err" && fail "a missing model must fail"
-grep -q "^rgemma: /nonexistent" "$T/err" || fail "missing model message: $(cat "$T/err")"
+grep -q "^rgemma: bench: /nonexistent" "$T/err" || fail "missing model message: $(cat "$T/err")"
 "$RGEMMA" bench -m "$M" -o xml 2>"$T/err" && fail "-o xml must fail"
 grep -q "^rgemma: bench: --output must be md or json" "$T/err" || fail "bad -o message: $(cat "$T/err")"
 "$RGEMMA" bench -m "$M" -d 1,x 2>"$T/err" && fail "a bad depth list must fail"

@@ -19,7 +19,7 @@ grep -q '"mean_kl": ' "$T/eval"
 
 # refusals: unknown type, missing input, a file that is not GGUF
 if "$RGEMMA" quantize "$M" "$T/x.gguf" --type q5_k 2>"$T/err"; then exit 1; fi
-grep -q '^rgemma: unknown weight type "q5_k"' "$T/err"
+grep -q '^rgemma: quantize: unknown weight type "q5_k"' "$T/err"
 [ ! -e "$T/x.gguf" ]
 if "$RGEMMA" quantize "$T/nope" "$T/x.gguf" 2>"$T/err"; then exit 1; fi
 grep -q '^rgemma: .*nope' "$T/err"

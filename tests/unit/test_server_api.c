@@ -193,9 +193,18 @@ static void test_tokenize_requests(void **st) {
     (void)st;
     rg_api_tokenize_req t;
     rg_api_error e;
+    /* a NUL would cut the text: refused, whether escaped or raw */
     const char *b = "{\"content\":\"a\\u0000b\",\"add_special\":true}";
+    assert_int_equal(rg_api_parse_tokenize(b, strlen(b), &t, &e), -1);
+    assert_int_equal(e.status, 400);
+    assert_non_null(strstr(e.message, "NUL"));
+    assert_int_equal(rg_api_parse_tokenize("{\"content\":\"a\0b\"}", 17, &t, &e), -1);
+    assert_int_equal(e.status, 400);
+    /* an escaped backslash before u0000 is not a NUL */
+    b = "{\"content\":\"a\\\\u0000b\",\"add_special\":true}";
     assert_int_equal(rg_api_parse_tokenize(b, strlen(b), &t, &e), 0);
-    assert_true(t.add_special && !t.with_pieces);
+    assert_string_equal(t.content, "a\\u0000b");
+    assert_true(t.add_special && !t.with_pieces && t.parse_special);
     free(t.content);
     b = "{\"content\":null}";
     assert_int_equal(rg_api_parse_tokenize(b, strlen(b), &t, &e), -1);

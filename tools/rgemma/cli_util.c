@@ -1,10 +1,13 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "cli_util.h"
 #include "util/util.h"
 
@@ -43,6 +46,46 @@ int cli_generation_option(const char *cmd, int c, const char *arg, rg_generate_p
         return cli_float(cmd, "--frequency-penalty", arg, -1e6, 1e6, &sp->frequency_penalty) ? -1 : 1;
     default: return 0;
     }
+}
+
+void cli_error(const char *cmd) {
+    static const char *const names[] = {"generate", "chat", "perplexity", "eval", "serve", "synth", "quantize",
+                                        "bench"};
+    const char *m = rg_last_error();
+    for (int again = 1; again;) {
+        again = 0;
+        for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+            size_t n = strlen(names[i]);
+            if (!strncmp(m, names[i], n) && m[n] == ':' && m[n + 1] == ' ') {
+                m += n + 2;
+                again = 1;
+            }
+        }
+    }
+    fprintf(stderr, "rgemma: %s: %s\n", cmd, m);
+}
+
+int cli_check_writable(const char *cmd, const char *opt, const char *path) {
+    struct stat st;
+    if (!stat(path, &st) && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "rgemma: %s: %s %s: is a directory, not a file\n", cmd, opt, path);
+        return -1;
+    }
+    size_t n = strlen(path);
+    char *tmp = malloc(n + 5);
+    memcpy(tmp, path, n);
+    memcpy(tmp + n, ".tmp", 5);
+    int existed = !access(tmp, F_OK);
+    int fd = open(tmp, O_WRONLY | O_CREAT, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "rgemma: %s: %s %s: cannot write: %s\n", cmd, opt, path, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    close(fd);
+    if (!existed) unlink(tmp);
+    free(tmp);
+    return 0;
 }
 
 int cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
@@ -100,10 +143,17 @@ rg_tokenizer *cli_tokenizer(const char *cmd, const char *model_path, const char 
     char *dir = NULL;
     const char *where = override;
     size_t ml = strlen(model_path);
-    if (!where && ml > 5 && !strcmp(model_path + ml - 5, ".gguf")) {
+    int gguf = !where && ml > 5 && !strcmp(model_path + ml - 5, ".gguf");
+    if (gguf) {
         /* a GGUF file made by rgemma quantize carries its tokenizer; without one, look beside it */
         rg_tokenizer *t = NULL;
-        if (rg_tokenizer_load(model_path, &t) == 0) return t;
+        int rc = rg_tokenizer_load(model_path, &t);
+        if (rc == 0) return t;
+        if (rc != -2) { /* there is one, and it is broken: say why */
+            fprintf(stderr, "rgemma: %s: tokenizer: %s\n", cmd, rg_last_error());
+            *failed = 1;
+            return NULL;
+        }
     }
     if (!where) {
         if (rg_is_dir(model_path)) {
@@ -119,9 +169,9 @@ rg_tokenizer *cli_tokenizer(const char *cmd, const char *model_path, const char 
         if (!found) {
             if (required) {
                 fprintf(stderr,
-                        "rgemma: %s: %s has no tokenizer.model or tokenizer.json: text needs one (get the Gemma "
+                        "rgemma: %s: %s%s has no tokenizer.model or tokenizer.json: text needs one (get the Gemma "
                         "tokenizer with scripts/get-gemma-tokenizer.sh and pass --tokenizer, or use --prompt-ids)\n",
-                        cmd, dir);
+                        cmd, gguf ? "the GGUF file holds no tokenizer and " : "", dir);
                 *failed = 1;
             }
             free(dir);

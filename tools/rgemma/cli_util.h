@@ -30,6 +30,16 @@ enum {
  * 0 = not one of them, -1 = bad value (the error is printed). */
 int cli_generation_option(const char *cmd, int c, const char *arg, rg_generate_params *gp);
 
+/* Print the library's error as "rgemma: CMD: message". A leading command
+ * name in the message ("generate: ", "perplexity: ", ...: the library names
+ * the step that failed) is dropped, so the line names one command. */
+void cli_error(const char *cmd);
+
+/* --save-state FILE: check at start that FILE can be written (its folder
+ * exists and is writable, it is not a folder), by creating and removing
+ * FILE.tmp, the name the state is first written under. Prints the error. */
+int cli_check_writable(const char *cmd, const char *opt, const char *path);
+
 /* "2,651,6037" -> ids (malloc'd) */
 int cli_ids(const char *cmd, const char *opt, const char *s, int32_t **ids, int *n);
 

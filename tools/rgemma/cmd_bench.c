@@ -203,7 +203,7 @@ static int bench_model(machine *mc, const char *path, const long *pp, int npp, c
     rg_model *m;
     fprintf(stderr, "loading %s\n", path);
     if (rg_model_load(path, &m)) {
-        fprintf(stderr, "rgemma: %s\n", rg_last_error());
+        cli_error("bench");
         return -1;
     }
     const rg_config *c = rg_model_config(m);
@@ -287,7 +287,7 @@ static int bench_model(machine *mc, const char *path, const long *pp, int npp, c
             r->bw = after > r->bw ? after : r->bw;
         }
     }
-    if (rc) fprintf(stderr, "rgemma: %s\n", rg_last_error());
+    if (rc) cli_error("bench");
     rg_state_free(base);
     rg_state_free(s);
     free(tok);
@@ -403,7 +403,7 @@ int cmd_bench(int argc, char **argv) {
             break;
         case 'k':
             if (rg_set_kernel_path(optarg)) {
-                fprintf(stderr, "rgemma: bench: %s\n", rg_last_error());
+                cli_error("bench");
                 return 2;
             }
             break;

@@ -27,12 +27,15 @@ static void usage(FILE *f) {
             "      --load-state FILE    continue a conversation saved with --save-state\n"
             "      --save-state FILE    save the conversation's state when leaving\n"
             "      --verbose-prompt     print each turn's prompt ids and reply ids to stderr\n"
+            "      --parse-special      spelled special pieces (\"<end_of_turn>\", ...) in messages and --system\n"
+            "                           become those pieces (default: off, they are plain text)\n"
             "      --tokenizer PATH     tokenizer.model / tokenizer.json / folder (default: the model's folder)\n"
             "  -t, --threads N          worker threads (default: all cores)\n");
 }
 
 enum {
-    OPT_SAVE_STATE = CLI_OPT_OWN, OPT_LOAD_STATE, OPT_SYSTEM, OPT_TOKENIZER, OPT_VERBOSE
+    OPT_SAVE_STATE = CLI_OPT_OWN, OPT_LOAD_STATE, OPT_SYSTEM, OPT_TOKENIZER, OPT_VERBOSE, OPT_PARSE_SPECIAL,
+    OPT_NO_PARSE_SPECIAL
 };
 
 typedef struct {
@@ -62,8 +65,10 @@ static void print_ids(const char *what, const int32_t *ids, size_t n) {
 }
 
 /* One user message: lines ending in '\' continue. NULL at end of input
- * (or Ctrl-C). */
-static char *read_message(FILE *in, int tty) {
+ * (or Ctrl-C). *nul is set when the message holds a NUL byte (the text after
+ * it would be lost: the message is refused). */
+static char *read_message(FILE *in, int tty, int *nul) {
+    *nul = 0;
     char *msg = NULL, *line = NULL;
     size_t mlen = 0, cap = 0;
     for (;;) {
@@ -79,10 +84,11 @@ static char *read_message(FILE *in, int tty) {
             free(msg);
             return NULL;
         }
+        if (memchr(line, 0, (size_t)k)) *nul = 1;
         if (k && line[k - 1] == '\n') line[--k] = 0;
         if (k && line[k - 1] == '\r') line[--k] = 0;
         int more = k && line[k - 1] == '\\';
-        if (more) line[--k] = '\n';
+        if (more) line[k - 1] = '\n'; /* the line goes on: the backslash becomes the newline */
         msg = realloc(msg, mlen + (size_t)k + 1);
         memcpy(msg + mlen, line, (size_t)k);
         mlen += (size_t)k;
@@ -101,12 +107,14 @@ int cmd_chat(int argc, char **argv) {
         {"system", required_argument, 0, OPT_SYSTEM},
         {"tokenizer", required_argument, 0, OPT_TOKENIZER},
         {"verbose-prompt", no_argument, 0, OPT_VERBOSE},
+        {"parse-special", no_argument, 0, OPT_PARSE_SPECIAL},
+        {"no-parse-special", no_argument, 0, OPT_NO_PARSE_SPECIAL},
         {"save-state", required_argument, 0, OPT_SAVE_STATE},
         {"load-state", required_argument, 0, OPT_LOAD_STATE},
         {0, 0, 0, 0}};
     const char *cmd = "chat", *model_path = NULL, *save_path = NULL, *load_path = NULL, *system_arg = NULL,
                *tok_arg = NULL;
-    int verbose = 0;
+    int verbose = 0, parse_special = 0;
     rg_generate_params gp;
     rg_generate_params_default(&gp);
     int c;
@@ -123,6 +131,8 @@ int cmd_chat(int argc, char **argv) {
         case OPT_SYSTEM: system_arg = optarg; break;
         case OPT_TOKENIZER: tok_arg = optarg; break;
         case OPT_VERBOSE: verbose = 1; break;
+        case OPT_PARSE_SPECIAL: parse_special = 1; break;
+        case OPT_NO_PARSE_SPECIAL: parse_special = 0; break;
         case 'h': usage(stdout); return 0;
         default:
             fprintf(stderr, "rgemma: chat: unknown option or missing value '%s' (try 'rgemma chat --help')\n",
@@ -138,17 +148,22 @@ int cmd_chat(int argc, char **argv) {
         fprintf(stderr, "rgemma: chat: -m MODEL is required (try 'rgemma chat --help')\n");
         return 2;
     }
+    if (save_path && cli_check_writable(cmd, "--save-state", save_path)) return 1;
     int rc = 1, failed;
     rg_model *m = NULL;
     rg_state *st = NULL;
     rg_tokenizer *tok = NULL;
     if (rg_model_load(model_path, &m)) {
-        fprintf(stderr, "rgemma: %s\n", rg_last_error());
+        cli_error(cmd);
         goto done;
     }
     const rg_config *cfg = rg_model_config(m);
     tok = cli_tokenizer(cmd, model_path, tok_arg, 1, &failed);
     if (!tok) goto done;
+    if (rg_tokenizer_check_vocab(tok, cfg->vocab_size)) {
+        cli_error(cmd);
+        goto done;
+    }
     int32_t eot = rg_tokenizer_piece_id(tok, "<end_of_turn>");
     if (eot < 0 || rg_tokenizer_piece_id(tok, "<start_of_turn>") < 0) {
         fprintf(stderr, "rgemma: chat: the tokenizer has no <start_of_turn>/<end_of_turn>: not a Gemma tokenizer\n");
@@ -160,7 +175,7 @@ int cmd_chat(int argc, char **argv) {
         int32_t p[RG_STATE_MAX_PENDING];
         int np = 0;
         if (rg_state_load_pending(st, load_path, p, &np)) {
-            fprintf(stderr, "rgemma: %s\n", rg_last_error());
+            cli_error(cmd);
             goto done;
         }
         if (np > 1) {
@@ -177,12 +192,19 @@ int cmd_chat(int argc, char **argv) {
         fprintf(stderr, "rgemma chat: %d layers, state %zu bytes whatever the length of the conversation. "
                         "/exit to quit, /reset to start over.\n",
                 cfg->num_layers, rg_state_bytes(cfg));
-    int turn = 0;
+    int turn = 0, refused = 0;
     for (;;) {
         cli_interrupted = 0;
         cli_catch_sigint();
-        char *msg = read_message(stdin, tty);
+        int nul;
+        char *msg = read_message(stdin, tty, &nul);
         if (!msg) break;
+        if (nul) {
+            fprintf(stderr, "rgemma: chat: the message holds a NUL byte: refused (nothing was sent)\n");
+            free(msg);
+            refused++;
+            continue;
+        }
         if (!strcmp(msg, "/exit") || !strcmp(msg, "/quit")) {
             free(msg);
             break;
@@ -202,8 +224,8 @@ int cmd_chat(int argc, char **argv) {
         int32_t *ids;
         size_t n;
         int first = rg_state_pos(st) == 0 && pending < 0;
-        if (rg_chat_turn(tok, system_arg, msg, first, pending, &ids, &n)) {
-            fprintf(stderr, "rgemma: chat: %s\n", rg_last_error());
+        if (rg_chat_turn_ex(tok, system_arg, msg, first, pending, parse_special, &ids, &n)) {
+            cli_error(cmd);
             free(msg);
             goto done;
         }
@@ -217,7 +239,7 @@ int cmd_chat(int argc, char **argv) {
         fflush(stdout);
         if (err) {
             free(r.ids);
-            fprintf(stderr, "rgemma: %s\n", rg_last_error());
+            cli_error(cmd);
             goto done;
         }
         /* every sampled id: the printed ones and the stop id; the last is
@@ -238,12 +260,12 @@ int cmd_chat(int argc, char **argv) {
     if (tty) fputc('\n', stdout);
     if (save_path) {
         if (rg_state_save_pending(st, &pending, pending >= 0, save_path)) {
-            fprintf(stderr, "rgemma: %s\n", rg_last_error());
+            cli_error(cmd);
             goto done;
         }
         fprintf(stderr, "saved the conversation's state to %s (%zu bytes)\n", save_path, rg_state_file_bytes(cfg));
     }
-    rc = 0;
+    rc = refused ? 1 : 0; /* a refused message: the conversation is not what the input asked for */
 done:
     rg_tokenizer_free(tok);
     rg_state_free(st);

@@ -343,7 +343,9 @@ int cmd_eval(int argc, char **argv) {
         goto fail;
     }
     if (rg_model_load(model_path, &m) < 0) goto fail;
-    if ((needs_text(&task) || needs_text(shots_path ? &shots : NULL)) && cli_load_tokenizer(model_path, tok_path, &tok) < 0)
+    if ((needs_text(&task) || needs_text(shots_path ? &shots : NULL)) &&
+        (cli_load_tokenizer(model_path, tok_path, &tok) < 0 ||
+         rg_tokenizer_check_vocab(tok, rg_model_config(m)->vocab_size)))
         goto fail;
     if (items_path && !(items_f = fopen(items_path, "w"))) {
         rg_error("%s: cannot write", items_path);
@@ -447,7 +449,7 @@ int cmd_eval(int argc, char **argv) {
     }
     rc = 0;
 fail:
-    if (rc) fprintf(stderr, "rgemma: eval: %s\n", rg_last_error());
+    if (rc) cli_error("eval");
     if (items_f) fclose(items_f);
     score_free(&all);
     for (int g = 0; g < n_groups; g++) score_free(&groups[g]);

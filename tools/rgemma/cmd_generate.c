@@ -20,6 +20,9 @@ static void usage(FILE *f) {
             "                           the generated ids are printed instead of text\n"
             "      --chat               wrap the prompt as one Gemma user turn (for -it models)\n"
             "      --system TEXT        system prompt for --chat (folded into the user turn)\n"
+            "      --parse-special      spelled special pieces (\"<end_of_turn>\", \"<unused0>\", ...) in the text\n"
+            "                           become those pieces: the default for a raw prompt, not for --chat\n"
+            "      --no-parse-special   encode them as plain text (the default with --chat)\n"
             "  -n, --n-predict N        tokens to generate (default -1: until EOS, a stop or Ctrl-C)\n"
             "  -s, --seed N             sampling seed (default -1: random)\n"
             "      --temp T             temperature (default 0.8; 0 = greedy)\n"
@@ -41,7 +44,8 @@ static void usage(FILE *f) {
 }
 
 enum {
-    OPT_PROMPT_IDS = CLI_OPT_OWN, OPT_IGNORE_EOS, OPT_SAVE_STATE, OPT_LOAD_STATE, OPT_STOP, OPT_CHAT, OPT_SYSTEM, OPT_TOKENIZER, OPT_NO_DISPLAY
+    OPT_PROMPT_IDS = CLI_OPT_OWN, OPT_IGNORE_EOS, OPT_SAVE_STATE, OPT_LOAD_STATE, OPT_STOP, OPT_CHAT, OPT_SYSTEM, OPT_TOKENIZER, OPT_NO_DISPLAY,
+    OPT_PARSE_SPECIAL, OPT_NO_PARSE_SPECIAL
 };
 
 typedef struct {
@@ -74,13 +78,15 @@ int cmd_generate(int argc, char **argv) {
         {"system", required_argument, 0, OPT_SYSTEM},
         {"tokenizer", required_argument, 0, OPT_TOKENIZER},
         {"no-display-prompt", no_argument, 0, OPT_NO_DISPLAY},
+        {"parse-special", no_argument, 0, OPT_PARSE_SPECIAL},
+        {"no-parse-special", no_argument, 0, OPT_NO_PARSE_SPECIAL},
         {"save-state", required_argument, 0, OPT_SAVE_STATE},
         {"load-state", required_argument, 0, OPT_LOAD_STATE},
         {0, 0, 0, 0}};
     const char *cmd = "generate", *model_path = NULL, *ids_arg = NULL, *save_path = NULL, *load_path = NULL;
     const char *text_arg = NULL, *file_arg = NULL, *system_arg = NULL, *tok_arg = NULL;
     const char *stops[MAX_STOPS];
-    int n_stops = 0, chat = 0, display_prompt = 1;
+    int n_stops = 0, chat = 0, display_prompt = 1, parse_special = -1; /* -1: the default for the prompt's kind */
     rg_generate_params gp;
     rg_generate_params_default(&gp);
     int c;
@@ -102,6 +108,8 @@ int cmd_generate(int argc, char **argv) {
         case OPT_SYSTEM: system_arg = optarg; break;
         case OPT_TOKENIZER: tok_arg = optarg; break;
         case OPT_NO_DISPLAY: display_prompt = 0; break;
+        case OPT_PARSE_SPECIAL: parse_special = 1; break;
+        case OPT_NO_PARSE_SPECIAL: parse_special = 0; break;
         case OPT_STOP:
             if (n_stops == MAX_STOPS || !*optarg) {
                 fprintf(stderr, "rgemma: generate: --stop takes a non-empty string, at most %d times\n", MAX_STOPS);
@@ -141,6 +149,7 @@ int cmd_generate(int argc, char **argv) {
         return 2;
     }
 
+    if (save_path && cli_check_writable(cmd, "--save-state", save_path)) return 1;
     int rc = 1, failed;
     char *text = NULL;
     size_t text_len = 0;
@@ -155,7 +164,7 @@ int cmd_generate(int argc, char **argv) {
         text_len = strlen(text);
     } else if (file_arg) {
         if (rg_read_file(!strcmp(file_arg, "-") ? "/dev/stdin" : file_arg, 256u << 20, &text, &text_len)) {
-            fprintf(stderr, "rgemma: generate: %s\n", rg_last_error());
+            cli_error(cmd);
             return 1;
         }
     }
@@ -164,16 +173,15 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     if (rg_model_load(model_path, &m)) {
-        fprintf(stderr, "rgemma: %s\n", rg_last_error());
+        cli_error(cmd);
         goto done;
     }
     const rg_config *cfg = rg_model_config(m);
     /* text in or out needs the tokenizer; ids in/out uses it only for <end_of_turn> */
     tok = cli_tokenizer(cmd, model_path, tok_arg, text != NULL || tok_arg, &failed);
     if (failed) goto done;
-    if (tok && rg_tokenizer_vocab_size(tok) > cfg->vocab_size) {
-        fprintf(stderr, "rgemma: generate: the tokenizer has %d pieces but the model's vocabulary is %d\n",
-                rg_tokenizer_vocab_size(tok), cfg->vocab_size);
+    if (tok && rg_tokenizer_check_vocab(tok, cfg->vocab_size)) {
+        cli_error(cmd);
         goto done;
     }
     st = rg_state_new(m);
@@ -182,7 +190,7 @@ int cmd_generate(int argc, char **argv) {
     int32_t pending[RG_STATE_MAX_PENDING];
     int n_pending = 0;
     if (load_path && rg_state_load_pending(st, load_path, pending, &n_pending)) {
-        fprintf(stderr, "rgemma: %s\n", rg_last_error());
+        cli_error(cmd);
         goto done;
     }
     int fresh = rg_state_pos(st) == 0 && n_pending == 0;
@@ -190,13 +198,14 @@ int cmd_generate(int argc, char **argv) {
         size_t n;
         int r;
         if (chat) {
-            r = rg_chat_turn(tok, system_arg, text, fresh, n_pending ? pending[n_pending - 1] : -1, &ids, &n);
+            r = rg_chat_turn_ex(tok, system_arg, text, fresh, n_pending ? pending[n_pending - 1] : -1,
+                                parse_special == 1, &ids, &n);
             if (!r && n_pending) n_pending--; /* rg_chat_turn placed it */
         } else {
-            r = rg_tokenize(tok, text, text_len, fresh, 0, &ids, &n);
+            r = rg_tokenize_ex(tok, text, text_len, fresh, 0, parse_special != 0, &ids, &n);
         }
         if (r) {
-            fprintf(stderr, "rgemma: generate: %s\n", rg_last_error());
+            cli_error(cmd);
             goto done;
         }
         n_ids = (int)n;
@@ -226,7 +235,7 @@ int cmd_generate(int argc, char **argv) {
     rg_generate_result res;
     if (rg_generate(m, pr.ids ? NULL : tok, st, prompt, n_prompt, &gp, print_out, &pr, &res)) {
         printf("\n");
-        fprintf(stderr, "rgemma: %s\n", rg_last_error());
+        cli_error(cmd);
         goto done;
     }
     printf("\n");
@@ -234,7 +243,7 @@ int cmd_generate(int argc, char **argv) {
     if (save_path) {
         int np = res.next_token >= 0;
         if (rg_state_save_pending(st, &res.next_token, np, save_path)) {
-            fprintf(stderr, "rgemma: %s\n", rg_last_error());
+            cli_error(cmd);
             goto done;
         }
         fprintf(stderr, "saved state to %s (%zu bytes, position %lld)\n", save_path, rg_state_file_bytes(cfg),

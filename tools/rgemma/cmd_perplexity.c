@@ -148,7 +148,8 @@ int cmd_perplexity(int argc, char **argv) {
         if (read_ids(file, &tokens, &n) < 0) goto fail;
         bos = n > 0 && tokens[0] == cfg->bos_id ? cfg->bos_id : -1; /* BOS-started text: every window too */
     } else {
-        if (cli_load_tokenizer(model_path, tok_path, &tok) < 0 || read_text_tokens(file, tok, &tokens, &n) < 0)
+        if (cli_load_tokenizer(model_path, tok_path, &tok) < 0 || rg_tokenizer_check_vocab(tok, cfg->vocab_size) ||
+            read_text_tokens(file, tok, &tokens, &n) < 0)
             goto fail;
         bos = rg_tokenizer_bos(tok);
     }
@@ -205,7 +206,7 @@ int cmd_perplexity(int argc, char **argv) {
     }
     rc = 0;
 fail:
-    if (rc) fprintf(stderr, "rgemma: perplexity: %s\n", rg_last_error());
+    if (rc) cli_error("perplexity");
     cJSON_Delete(report);
     free(plan);
     free(tokens);

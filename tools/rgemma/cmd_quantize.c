@@ -1,10 +1,12 @@
 /* rgemma quantize: write a GGUF file from a Hugging Face checkpoint, or
  * (--eval) measure how far a quantised model's distributions are from its
  * reference. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "cli_util.h"
 #include "commands.h"
 #include "rgemma.h"
 
@@ -58,6 +60,50 @@ static void on_progress(void *ctx, const char *tensor, const char *type, const c
     if (!tensor) fputc('\n', stderr);
 }
 
+/* SIGINT/SIGTERM during the conversion: remove the temporary (the library
+ * writes OUT.tmp and renames it when complete), say so and die of the signal.
+ * Only async-signal-safe calls here. */
+static char *g_tmp;
+static size_t g_tmp_msg_len;
+static char *g_tmp_msg;
+
+static void on_stop_signal(int sig) {
+    if (g_tmp) unlink(g_tmp);
+    if (g_tmp_msg) {
+        ssize_t w = write(2, g_tmp_msg, g_tmp_msg_len);
+        (void)w;
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void catch_stop_signals(const char *out) {
+    size_t n = strlen(out);
+    g_tmp = malloc(n + 5);
+    memcpy(g_tmp, out, n);
+    memcpy(g_tmp + n, ".tmp", 5);
+    const char *fmt = "\nrgemma: quantize: interrupted: removed %s; %s was not written\n";
+    g_tmp_msg_len = (size_t)snprintf(NULL, 0, fmt, g_tmp, out);
+    g_tmp_msg = malloc(g_tmp_msg_len + 1);
+    snprintf(g_tmp_msg, g_tmp_msg_len + 1, fmt, g_tmp, out);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+static void release_stop_signals(void) {
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    free(g_tmp);
+    free(g_tmp_msg);
+    g_tmp = g_tmp_msg = NULL;
+}
+
 static int run_quantize(const char *in, const char *out, const char *type, const char *embed_type) {
     rg_quantize_params p;
     rg_quantize_params_default(&p);
@@ -66,9 +112,12 @@ static int run_quantize(const char *in, const char *out, const char *type, const
     progress_state ps = {.tty = isatty(2)};
     p.progress = on_progress;
     p.progress_ctx = &ps;
-    if (rg_quantize(in, out, &p)) {
+    catch_stop_signals(out);
+    int rc = rg_quantize(in, out, &p);
+    release_stop_signals();
+    if (rc) {
         if (ps.tty) fputc('\n', stderr);
-        fprintf(stderr, "rgemma: %s\n", rg_last_error());
+        cli_error("quantize");
         return 1;
     }
     FILE *f = fopen(out, "rb");
@@ -85,7 +134,7 @@ static int run_quantize(const char *in, const char *out, const char *type, const
 static int run_eval(const char *ref_path, const char *path, int n, int ctx, uint64_t seed, int json) {
     rg_model *ref = NULL, *m = NULL;
     if (rg_model_load(ref_path, &ref) || rg_model_load(path, &m)) {
-        fprintf(stderr, "rgemma: %s\n", rg_last_error());
+        cli_error("quantize");
         rg_model_free(ref);
         return 1;
     }
@@ -106,7 +155,7 @@ static int run_eval(const char *ref_path, const char *path, int n, int ctx, uint
     rg_model_free(ref);
     rg_model_free(m);
     if (rc) {
-        fprintf(stderr, "rgemma: %s\n", rg_last_error());
+        cli_error("quantize");
         return 1;
     }
     if (json)

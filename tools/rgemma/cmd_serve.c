@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "rgemma.h"
+#include "cli_util.h"
 #include "commands.h"
 #include "server/server.h"
 
@@ -37,7 +38,11 @@ static void usage(FILE *f) {
             "      --max-tokens N      largest max_tokens a request may ask for, and its default (default 4096)\n"
             "      --cors ORIGIN       let web pages from ORIGIN (or \"*\": any) call the API: sends\n"
             "                          Access-Control-Allow-Origin and answers OPTIONS preflights (default: off)\n"
-            "  -v, --verbose           one line per completion request on stderr\n");
+            "      --header-timeout S  seconds a client may take to send a request's headers and body, and to\n"
+            "                          stay idle between requests (default 10)\n"
+            "      --max-conn N        connections open at once (default 1024)\n"
+            "      --max-conn-per-ip N connections from one address (default 64; 0 = no limit)\n"
+            "  -v, --verbose           one line per request on stderr (status, tokens, duration)\n");
 }
 
 static int parse_int(const char *flag, const char *v, long lo, long hi, long *out) {
@@ -91,6 +96,9 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--cache-states")) INT_OPT(0, 100000, o.cache_states);
         else if (!strcmp(a, "--max-body")) INT_OPT(16, LONG_MAX, o.max_body);
         else if (!strcmp(a, "--max-tokens")) INT_OPT(1, 1 << 30, o.max_tokens);
+        else if (!strcmp(a, "--header-timeout")) INT_OPT(1, 86400, o.header_timeout_s);
+        else if (!strcmp(a, "--max-conn")) INT_OPT(1, 1 << 20, o.max_connections);
+        else if (!strcmp(a, "--max-conn-per-ip")) INT_OPT(0, 1 << 20, o.max_conn_per_ip);
         else if (!strcmp(a, "--cors")) {
             STR_OPT(o.cors_origin);
             for (const char *ch = o.cors_origin; *ch; ch++)
@@ -131,11 +139,11 @@ int cmd_serve(int argc, char **argv) {
     rg_model *m = NULL;
     rg_tokenizer *t = NULL;
     if (rg_model_load(model_path, &m)) {
-        fprintf(stderr, "rgemma: %s\n", rg_last_error());
+        cli_error("serve");
         return 1;
     }
     if (rg_tokenizer_load(tok_path ? tok_path : model_path, &t)) {
-        fprintf(stderr, "rgemma: %s\n", rg_last_error());
+        cli_error("serve");
         rg_model_free(m);
         return 1;
     }
@@ -152,7 +160,7 @@ int cmd_serve(int argc, char **argv) {
 
     rg_server *srv;
     if (rg_server_start(m, t, &o, &srv)) {
-        fprintf(stderr, "rgemma: %s\n", rg_last_error());
+        cli_error("serve");
         rg_tokenizer_free(t);
         rg_model_free(m);
         return 1;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "cli_util.h"
 #include "commands.h"
 #include "model/synth.h"
 #include "util/util.h"
@@ -182,7 +183,7 @@ int cmd_synth(int argc, char **argv) {
     rg_config cfg;
     int is_file = strchr(preset, '/') || strstr(preset, ".json");
     if (is_file ? rg_config_load(preset, &cfg) : rg_synth_preset(preset, &cfg)) {
-        fprintf(stderr, "rgemma: synth: %s\n", rg_last_error());
+        cli_error("synth");
         return 1;
     }
     rg_st_spec *specs;
@@ -223,7 +224,7 @@ int cmd_synth(int argc, char **argv) {
         }
         copied = copy_tokenizer(tsrc, out);
         if (copied < 0) {
-            fprintf(stderr, "rgemma: synth: %s\n", rg_last_error());
+            cli_error("synth");
             free(dflt);
             return 1;
         }

@@ -20,6 +20,8 @@ static const char *tokenize_usage =
     "TOKENIZER is a tokenizer.model, a tokenizer.json or a folder with one of them.\n"
     "TEXT (or standard input when it is missing) is encoded and the ids printed on one line.\n"
     "  --bos, --eos     add the BOS / EOS id\n"
+    "  --no-parse-special  encode spelled special pieces (\"<end_of_turn>\", ...) as plain text,\n"
+    "                   as chat turns do (default: they become those pieces)\n"
     "  --jsonl FILE     read lines {\"text\": ...} (or {\"hex\": ...}) from FILE ('-' = stdin),\n"
     "                   write one line {\"ids\": [...]} per line, in order\n"
     "  --convert IN OUT write the SentencePiece tokenizer.model for IN (e.g. a tokenizer.json)\n"
@@ -114,7 +116,7 @@ static int for_each_line(const char *path, int (*fn)(void *, const char *, size_
 
 typedef struct {
     const rg_tokenizer *t;
-    int bos, eos;
+    int bos, eos, special;
 } line_ctx;
 
 static int tokenize_line(void *vctx, const char *line, size_t len) {
@@ -129,7 +131,7 @@ static int tokenize_line(void *vctx, const char *line, size_t len) {
     }
     int32_t *ids = NULL;
     size_t n_ids = 0;
-    if (rc == 1) rc = rg_tokenize(c->t, text, n, c->bos, c->eos, &ids, &n_ids);
+    if (rc == 1) rc = rg_tokenize_ex(c->t, text, n, c->bos, c->eos, c->special, &ids, &n_ids);
     if (rc == 0) print_ids_json(stdout, ids, n_ids);
     free(ids);
     free(text);
@@ -227,7 +229,7 @@ static int bench(const char *tok_path, const char *file) {
 
 int cmd_tokenize(int argc, char **argv) {
     const char *tok = NULL, *jsonl = NULL, *bench_file = NULL, *text = NULL;
-    int bos = 0, eos = 0;
+    int bos = 0, eos = 0, special = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -239,6 +241,10 @@ int cmd_tokenize(int argc, char **argv) {
             bos = 1;
         } else if (!strcmp(a, "--eos")) {
             eos = 1;
+        } else if (!strcmp(a, "--no-parse-special")) {
+            special = 0;
+        } else if (!strcmp(a, "--parse-special")) {
+            special = 1;
         } else if (!strcmp(a, "--jsonl") && i + 1 < argc) {
             jsonl = argv[++i];
         } else if (!strcmp(a, "--bench") && i + 1 < argc) {
@@ -271,7 +277,7 @@ int cmd_tokenize(int argc, char **argv) {
     if (rg_tokenizer_load(tok, &t)) return fail(NULL);
     int rc = 0;
     if (jsonl) {
-        line_ctx c = {t, bos, eos};
+        line_ctx c = {t, bos, eos, special};
         rc = for_each_line(jsonl, tokenize_line, &c);
     } else {
         char *data = NULL;
@@ -284,7 +290,7 @@ int cmd_tokenize(int argc, char **argv) {
         }
         int32_t *ids;
         size_t n;
-        if (rg_tokenize(t, text ? text : data, len, bos, eos, &ids, &n)) {
+        if (rg_tokenize_ex(t, text ? text : data, len, bos, eos, special, &ids, &n)) {
             rc = fail(NULL);
         } else {
             for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
@@ -340,7 +346,7 @@ int cmd_detokenize(int argc, char **argv) {
     rg_tokenizer *t = NULL;
     if (!rc && rg_tokenizer_load(tok, &t)) rc = fail(NULL);
     if (!rc && jsonl) {
-        line_ctx c = {t, 0, 0};
+        line_ctx c = {t, 0, 0, 1};
         rc = for_each_line(jsonl, detokenize_line, &c);
     } else if (!rc) {
         char *text;

@@ -10,8 +10,10 @@ int cli_load_tokenizer(const char *model_path, const char *explicit_path, rg_tok
     if (explicit_path) return rg_tokenizer_load(explicit_path, out);
     if (rg_is_dir(model_path)) return rg_tokenizer_load(model_path, out);
     size_t ml = strlen(model_path);
-    if (ml > 5 && !strcmp(model_path + ml - 5, ".gguf") && rg_tokenizer_load(model_path, out) == 0)
-        return 0; /* the tokenizer inside the GGUF file; without one, look beside it */
+    if (ml > 5 && !strcmp(model_path + ml - 5, ".gguf")) {
+        int rc = rg_tokenizer_load(model_path, out);
+        if (rc != -2) return rc; /* the tokenizer inside the GGUF file (or why it is broken); without one, look beside it */
+    }
     char *copy = strdup(model_path);
     int rc = rg_tokenizer_load(dirname(copy), out);
     free(copy);
