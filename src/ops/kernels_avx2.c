@@ -334,7 +334,10 @@ INLINE void gemv_q(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, co
  * register, and the block's scaling (cvt, d_w * d_x, fma) is paid once per 8
  * groups instead of once per group. The repack (a transpose in registers) is
  * paid once per panel and shared by all the tokens. */
-enum { PR = 8, PT = 4 };
+#ifndef PANEL_PT
+#define PANEL_PT 4
+#endif
+enum { PR = 8, PT = PANEL_PT }; /* PT <= 8 tokens at a time */
 typedef struct {
     uint8_t q[8][PR][4]; /* q[g][r]: weights 4g..4g+3 of the block in row r */
     float d[PR];         /* d_w of each row's block (0 past the last row) */
@@ -364,13 +367,22 @@ INLINE void transpose_8x8(const __m256i z[8], __m256i out[8]) {
     }
 }
 
+#ifndef PANEL_PREFETCH
+#define PANEL_PREFETCH 1
+#endif
+
+/* Repacks nr <= PR rows. The PR rows are PR streams at once, which the
+ * hardware prefetcher follows less well than one: each block also
+ * prefetches the same block of the next panel's rows. */
 static void repack_panel(rg_dtype dt, const uint8_t *w, size_t rb, int nr, int nb, panel_block *p) {
+    const int prefetch = PANEL_PREFETCH;
     const size_t bs = dt == RG_DT_Q8_0 ? 34 : 18;
     for (int b = 0; b < nb; b++) {
         uint16_t d[PR];
         __m256i z[PR], out[8];
         for (int i = 0; i < PR; i++) {
             const uint8_t *blk = i < nr ? w + (size_t)i * rb + (size_t)b * bs : zero_block;
+            if (prefetch) _mm_prefetch((const char *)blk + PR * rb, _MM_HINT_T0); /* the next panel's row */
             memcpy(&d[i], blk, 2);
             z[i] = dt == RG_DT_Q8_0 ? block_q8(blk) : block_q4(blk);
         }
@@ -385,11 +397,11 @@ static void repack_panel(rg_dtype dt, const uint8_t *w, size_t rb, int nr, int n
 INLINE void panel_tile(rg_dtype dt, const int nt, const panel_block *p, int nb, const qact *a, int k, float *y,
                        int ldy, __m256i m) {
     const __m256i one = _mm256_set1_epi16(1);
-    __m256 acc[PT];
+    __m256 acc[8];
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        __m256i s[PT]; /* Q8_0: int32 sums; Q4_0: int16 pair sums */
+        __m256i s[8]; /* Q8_0: int32 sums; Q4_0: int16 pair sums */
 #pragma GCC unroll 8
         for (int t = 0; t < nt; t++) s[t] = _mm256_setzero_si256();
 #pragma GCC unroll 8
@@ -431,11 +443,12 @@ static void matmul_panels(rg_dtype dt, const uint8_t *w, size_t rb, int rows, in
         for (int t0 = 0; t0 < n; t0 += PT) {
             qact at = {a->q + (size_t)t0 * k, a->aq ? a->aq + (size_t)t0 * k : NULL, a->meta + (size_t)t0 * nb, NULL};
             float *yt = y + (size_t)t0 * ldy + r0;
-            switch (n - t0) {
-            case 1: panel_tile(dt, 1, p, nb, &at, k, yt, ldy, m); break;
-            case 2: panel_tile(dt, 2, p, nb, &at, k, yt, ldy, m); break;
-            case 3: panel_tile(dt, 3, p, nb, &at, k, yt, ldy, m); break;
-            default: panel_tile(dt, 4, p, nb, &at, k, yt, ldy, m); break;
+            switch (n - t0 < PT ? n - t0 : PT) {
+#define PANEL_CASE(NT) \
+    case NT: panel_tile(dt, NT <= PT ? NT : PT, p, nb, &at, k, yt, ldy, m); break;
+                PANEL_CASE(1) PANEL_CASE(2) PANEL_CASE(3) PANEL_CASE(4) PANEL_CASE(5) PANEL_CASE(6) PANEL_CASE(7)
+                default: PANEL_CASE(8)
+#undef PANEL_CASE
             }
         }
     }
