@@ -464,7 +464,7 @@ static void matmul_panels(rg_dtype dt, const uint8_t *w, size_t rb, int rows, in
  *    token), from Q_PANEL_MIN_N the int8 panels, in between the float
  *    tiles above (float32 activations). */
 #ifndef TILE_MAX_N
-#define TILE_MAX_N TB
+#define TILE_MAX_N 24
 #endif
 #ifndef Q_GEMV_MAX_N
 #define Q_GEMV_MAX_N 1

@@ -194,7 +194,7 @@ INLINE void widen_tile(rg_dtype dt, const uint8_t *w, size_t rb, int nr, int i0,
  * token if Q_GEMV_MAX_N >= 1, the int8 tiles (tile_q) below Q_PANEL_MIN_N
  * and the panels from there. */
 #ifndef TILE_MAX_N
-#define TILE_MAX_N TB
+#define TILE_MAX_N 32
 #endif
 #ifndef Q_GEMV_MAX_N
 #define Q_GEMV_MAX_N 1
@@ -426,9 +426,11 @@ typedef struct {
 
 /* Panels pay off from this many tokens. Measured on the 2B shape (Q8_0, 2
  * threads, Zen 4), t/s of tile_q vs panels: n=2 22 vs 13, 4 41 vs 27, 8 48
- * vs 46, 16 53 vs 69, 512 (chunks of 256) 58 vs 133. */
+ * vs 46, 16 53 vs 69, 512 (chunks of 256) 58 vs 133; again for batched
+ * steps (README "Speed", Q8_0 and Q4_0, n = 1..16): tile_q faster up to 6,
+ * even at 7-10. */
 #ifndef Q_PANEL_MIN_N
-#define Q_PANEL_MIN_N 10
+#define Q_PANEL_MIN_N 8
 #endif
 
 /* Rows past the last (nr < PR) read this block: weights 0, d_w 0. */
