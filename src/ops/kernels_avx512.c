@@ -189,15 +189,30 @@ INLINE void widen_tile(rg_dtype dt, const uint8_t *w, size_t rb, int nr, int i0,
         }
 }
 
+/* Kernel choice by token count (measured, see README "Speed"; each can be
+ * overridden at build time to measure the others): float weights use the
+ * one-row gemv for one token, register tiles up to TILE_MAX_N tokens, then
+ * tiles widened once per block of KC; Q8_0/Q4_0 the one-row gemv_q for one
+ * token if Q_GEMV_MAX_N >= 1, the int8 tiles (tile_q) below Q_PANEL_MIN_N
+ * and the panels from there. */
+#ifndef TILE_MAX_N
+#define TILE_MAX_N 32
+#endif
+#ifndef Q_GEMV_MAX_N
+#define Q_GEMV_MAX_N 1
+#endif
+
 INLINE void matmul_float(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n,
                          float *y, int ldy) {
     if (n == 1) { /* decode */
         gemv_f(dt, w, rb, rows, k, x, y);
         return;
     }
-    if (n <= TB) { /* a few tokens: stream each row once, widening in registers */
+    if (n <= TILE_MAX_N) { /* a few tokens: stream each row tile once, widening in registers */
         for (int r0 = 0; r0 < rows; r0 += RB)
-            tile_f_any(dt, n, w + (size_t)r0 * rb, rb, rows - r0 < RB ? rows - r0 : RB, k, x, ldx, y + r0, ldy, 0, 1);
+            for (int t0 = 0; t0 < n; t0 += TB)
+                tile_f_any(dt, n - t0 < TB ? n - t0 : TB, w + (size_t)r0 * rb, rb, rows - r0 < RB ? rows - r0 : RB, k,
+                           x + (size_t)t0 * ldx, ldx, y + (size_t)t0 * ldy + r0, ldy, 0, 1);
         return;
     }
     float *wide = dt == RG_DT_F32 ? NULL : rg_scratch(RG_SCRATCH_KERNEL, sizeof(float) * RB * KC);
@@ -413,8 +428,12 @@ typedef struct {
 
 /* Panels pay off from this many tokens. Measured on the 2B shape (Q8_0, 2
  * threads, Zen 4), t/s of tile_q vs panels: n=2 22 vs 13, 4 41 vs 27, 8 48
- * vs 46, 16 53 vs 69, 512 (chunks of 256) 58 vs 133. */
-#define PANEL_MIN_N 10
+ * vs 46, 16 53 vs 69, 512 (chunks of 256) 58 vs 133; again for batched
+ * steps (README "Speed", Q8_0 and Q4_0, n = 1..16): tile_q faster up to 6,
+ * even at 7-10. */
+#ifndef Q_PANEL_MIN_N
+#define Q_PANEL_MIN_N 8
+#endif
 
 /* Rows past the last (nr < PR) read this block: weights 0, d_w 0. */
 static const uint8_t zero_block[34];
@@ -530,7 +549,8 @@ static void matmul_panels(rg_dtype dt, const uint8_t *w, size_t rb, int rows, in
 
 INLINE void matmul_quant(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n,
                          float *y, int ldy) {
-    int nb = k / RG_QBLOCK, wide = n == 1 && k <= WIDE_MAX_K, panels = n >= PANEL_MIN_N;
+    int gemv1 = n == 1 && Q_GEMV_MAX_N >= 1, panels = n >= Q_PANEL_MIN_N;
+    int nb = k / RG_QBLOCK, wide = gemv1 && k <= WIDE_MAX_K;
     size_t qbytes = ((size_t)n * k + 63) & ~(size_t)63;
     size_t mbytes = (((wide ? sizeof(qmeta_wide) : sizeof(qmeta)) * (size_t)n * nb) + 63) & ~(size_t)63;
     int8_t *q = rg_scratch(RG_SCRATCH_ACT, qbytes + mbytes);
@@ -551,7 +571,7 @@ INLINE void matmul_quant(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int
         quantize_act(dt, x, ldx, n, k, q, meta, wide);
         done.call = call, done.x = x, done.ldx = ldx, done.n = n, done.k = k, done.wide = wide, done.dt = dt;
     }
-    if (n == 1) { /* decode */
+    if (gemv1) { /* decode */
         if (wide) gemv_q(dt, 1, w, rb, rows, nb, q, meta, y);
         else gemv_q(dt, 0, w, rb, rows, nb, q, meta, y);
         return;

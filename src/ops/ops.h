@@ -44,8 +44,9 @@ typedef struct {
     const char *name;
     rg_matmul_fn matmul[RG_DT_COUNT];
     /* bit dt set: matmul[dt] rounds the activations to int8 per block of 32
-     * (d = max|x|/127): avx512 always, avx2 for one token (decode);
-     * otherwise it computes in float32 */
+     * (d = max|x|/127): avx512 always, avx2 at the token counts where its
+     * int8 kernels are the faster (see kernels_avx2.c); otherwise it
+     * computes in float32 */
     unsigned int8_act;
     float (*softmax)(float *x, int n, float scale, float *max);
     void (*wsum)(const float *p, int ldp, int nh, const float *v, int nk, int hd, float *out, int ldo);

@@ -209,8 +209,8 @@ static int bench_model(machine *mc, const char *path, const long *pp, int npp, c
     const rg_config *c = rg_model_config(m);
     const rg_kernel_set *ks = rg_active_kernels();
     rg_dtype dt = m->layers[0].gate.dtype;
-    /* prefill runs on int8 dot products where the set has them (avx2
-     * rounds only single tokens and has no int8 dot instruction) */
+    /* prefill runs on int8 dot products where the set rounds the
+     * activations to int8 (avx512: vpdpbusd; avx2: vpmaddubsw + vpaddw) */
     int int8 = (ks->int8_act >> dt) & 1 && mc->peak_int8 > 0;
     res->path = path;
     const char *slash = strrchr(path, '/');
