@@ -3,7 +3,12 @@
  *   pp rows (compute-bound): FLOP/s of the matmuls / peak multiply-add rate
  *     of the instruction the kernels use for that weight type;
  *   tg rows (memory-bound): tokens/s / (read bandwidth / weight bytes read
- *     per token).
+ *     per token);
+ *   tg rows of B > 1 sequences (--batch; one rg_forward_batch per step reads
+ *     the weights once for all B tokens): the lower of the compute roofline
+ *     (peak / FLOPs per token of the matmuls and the logits) and the memory
+ *     roofline (B tokens per read of the weights and of the B states' parts a
+ *     step reads: attention windows, conv and RG-LRU states).
  * Weights are never touched by value, so random-weight models (rgemma synth)
  * give the speed of real ones. */
 #include <cjson/cJSON.h>
@@ -13,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "cli_util.h"
 #include "commands.h"
 #include "model/model.h"
@@ -21,6 +27,7 @@
 
 #define MAX_LIST 16
 #define MAX_MODELS 8
+#define MAX_BATCH 1024
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -29,16 +36,29 @@ static void usage(FILE *f) {
             "machine's memory read bandwidth and peak multiply-add rate, and prints each\n"
             "row as a fraction of its roofline. Rows: ppP for each prefill size P (from an\n"
             "empty state), tgN @ dD for each decode length N and depth D (D tokens are\n"
-            "processed first; the state does not grow with D).\n\n"
+            "processed first; the state does not grow with D), and with --batch,\n"
+            "tgN @ dD \u00d7B for each B > 1: B sequences, each a copy of the state at depth D,\n"
+            "decode N tokens together, each step one batched forward over B tokens (the\n"
+            "logits of every sequence); t/s is the aggregate (B tokens per step), the\n"
+            "\"per seq\" column one sequence's share.\n\n"
+            "Rooflines: pp rows against the peak of the multiply-add instruction the\n"
+            "prefill kernels use; tg rows against read bandwidth / weight bytes per token;\n"
+            "\u00d7B rows against the lower of two: compute (that peak / FLOPs per token of\n"
+            "the matmuls and logits; large B is compute-bound) and memory (B tokens per\n"
+            "read of the weights plus each state's attention window and recurrent state).\n\n"
             "  -m, --model PATH     model folder, .safetensors or .gguf (repeat: one per\n"
             "                       weight type)\n"
             "  -p, --prompt LIST    prefill sizes, e.g. 512 or 128,512 (default 512; 0 = none)\n"
             "  -n, --gen LIST       decode lengths (default 128; 0 = none)\n"
             "  -d, --depth LIST     depths of the decode rows (default 0,2048,8192)\n"
+            "  -b, --batch LIST     sequences decoded at once, e.g. 1,4,16,64 (default 1;\n"
+            "                       1 gives the plain tg rows; at most %d; each sequence\n"
+            "                       holds one state, e.g. 32.7 MiB for the 2B shape)\n"
             "  -r, --reps N         repetitions per row (default 3)\n"
             "  -t, --threads N      threads (default: all cores)\n"
             "  -k, --kernels PATH   auto (default), scalar, avx2 or avx512\n"
-            "  -o, --output FMT     md (default) or json\n");
+            "  -o, --output FMT     md (default) or json\n",
+            MAX_BATCH);
 }
 
 /* "512,1024" -> values in [lo, hi] */
@@ -50,7 +70,13 @@ static int parse_list(const char *opt, const char *s, long lo, long hi, long *ou
     }
     strcpy(buf, s);
     *n = 0;
-    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    for (char *tok = buf, *end; tok; tok = end ? end + 1 : NULL) {
+        if ((end = strchr(tok, ','))) *end = 0;
+        if (!*tok && !end) break; /* "" or a trailing comma */
+        if (!*tok) {              /* "1,,2" or ",1" */
+            fprintf(stderr, "rgemma: bench: %s: empty value in \"%s\"\n", opt, s);
+            return -1;
+        }
         if (*n == MAX_LIST) {
             fprintf(stderr, "rgemma: bench: %s: at most %d values\n", opt, MAX_LIST);
             return -1;
@@ -155,10 +181,13 @@ static void measure_machine(machine *mc) {
 typedef struct {
     char test[48];
     int n_prompt, n_gen, depth, reps;
+    int batch;       /* sequences decoded together (1: pp rows and plain tg rows) */
     double mean, std;
-    double work;     /* pp: FLOPs of one repetition; tg: weight bytes read per token */
+    double work;     /* pp: FLOPs of one repetition; tg: weight bytes read per step */
     double bw;       /* tg: read bandwidth measured around the row */
-    double *samples; /* tokens/s per repetition */
+    double flops;    /* tg with batch > 1: FLOPs per token (matmuls and logits) */
+    double state_read; /* tg with batch > 1: state bytes one sequence's step reads */
+    double *samples; /* tokens/s per repetition (all sequences together) */
     size_t rss;
 } row;
 
@@ -166,8 +195,8 @@ typedef struct {
     const char *path, *name, *compute;
     char wtype[48]; /* the projections' type, and the embedding's if it differs */
     int int8;
-    size_t weight_bytes;
-    row rows[2 * MAX_LIST + MAX_LIST * MAX_LIST];
+    size_t weight_bytes, state_bytes;
+    row *rows;
     int nrows;
 } model_result;
 
@@ -187,19 +216,84 @@ static void fill_tokens(int32_t *tok, int n, int vocab) {
     }
 }
 
-/* A row as a fraction of its roofline; *roof gets the peak FLOP/s (pp) or
- * the roofline tokens/s (tg). */
-static double fraction(const machine *mc, const model_result *m, const row *r, double *roof) {
+/* Bytes of one sequence's state a decode step reads at position pos: the
+ * keys and values in its attention windows, the conv inputs and RG-LRU
+ * state of its recurrent layers. */
+static double state_read_bytes(const rg_config *c, double pos) {
+    double floats = 0;
+    for (int l = 0; l < c->num_layers; l++)
+        if (rg_config_layer_type(c, l) == RG_LAYER_RECURRENT) floats += (double)c->conv_width * c->lru_width;
+        else floats += 2 * fmin(pos + 1, c->window) * c->head_dim;
+    return floats * sizeof(float);
+}
+
+/* A row against its roofline: pp rows against the peak FLOP/s (roof), tg
+ * rows against the tokens/s the bandwidth allows (roof); batched tg rows
+ * against the lower of their compute and memory rooflines (both tokens/s,
+ * all sequences together). */
+typedef struct {
+    double frac, roof, compute, memory;
+    int compute_bound;
+} roofline;
+
+static roofline row_roofline(const machine *mc, const model_result *m, const row *r) {
+    roofline o = {0};
+    double peak = m->int8 ? mc->peak_int8 : mc->peak_f32;
     if (r->n_prompt) {
-        *roof = m->int8 ? mc->peak_int8 : mc->peak_f32;
-        return *roof > 0 ? r->work / ((double)r->n_prompt / r->mean) / *roof : 0;
+        o.roof = peak;
+        o.frac = o.roof > 0 ? r->work / ((double)r->n_prompt / r->mean) / o.roof : 0;
+        return o;
     }
-    *roof = r->bw / r->work;
-    return *roof > 0 ? r->mean / *roof : 0;
+    if (r->batch == 1) {
+        o.roof = r->bw / r->work;
+    } else {
+        o.compute = peak / r->flops;
+        o.memory = r->bw * r->batch / (r->work + r->batch * r->state_read);
+        o.compute_bound = o.compute < o.memory;
+        o.roof = o.compute_bound ? o.compute : o.memory;
+    }
+    o.frac = o.roof > 0 ? r->mean / o.roof : 0;
+    return o;
+}
+
+static size_t physical_memory(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && size > 0 ? (size_t)pages * (size_t)size : 0;
+}
+
+/* One decode row over B sequences (st[0..B-1], lg: B x V logits): each
+ * repetition copies the depth's state into all of them, then runs N steps,
+ * each one rg_forward_batch over the B sequences with one token each (for
+ * B = 1 exactly rg_forward). */
+static int decode_row(const rg_model *m, const rg_state *base, rg_state **st, float *lg, const int32_t *tok,
+                      long ntok, row *r) {
+    int B = r->batch, V = rg_model_config(m)->vocab_size, rc = 0;
+    rg_batch_seq *q = rg_xmalloc(sizeof *q * (size_t)B);
+    for (int k = 0; k < r->reps && !rc; k++) {
+        for (int b = 0; b < B; b++) rg_state_copy(st[b], base);
+        reset_peak_rss();
+        double t0 = rg_time_s();
+        for (long j = 0; j < r->n_gen && !rc; j++) {
+            for (int b = 0; b < B; b++) /* each sequence its own tokens */
+                q[b] = (rg_batch_seq){st[b], &tok[(j + 7 * b) % ntok], 1, lg + (size_t)b * V, 0};
+            rc = rg_forward_batch(m, q, B);
+        }
+        double dt_s = rg_time_s() - t0;
+        r->samples[k] = (double)B * r->n_gen / dt_s;
+        size_t rss = peak_rss();
+        r->rss = rss > r->rss ? rss : r->rss;
+        if (B > 1)
+            fprintf(stderr, "  %s rep %d: %.2f t/s (%.2f per sequence)\n", r->test, k + 1, r->samples[k],
+                    r->samples[k] / B);
+        else
+            fprintf(stderr, "  %s rep %d: %.2f t/s\n", r->test, k + 1, r->samples[k]);
+    }
+    free(q);
+    return rc;
 }
 
 static int bench_model(machine *mc, const char *path, const long *pp, int npp, const long *tg, int ntg,
-                       const long *depth, int nd, int reps, model_result *res) {
+                       const long *depth, int nd, const long *batch, int nb, int reps, model_result *res) {
     rg_model *m;
     fprintf(stderr, "loading %s\n", path);
     if (rg_model_load(path, &m)) {
@@ -223,6 +317,17 @@ static int bench_model(machine *mc, const char *path, const long *pp, int npp, c
     res->int8 = int8;
     res->weight_bytes = rg_model_weight_bytes(m);
     double macs = layer_macs(c);
+    size_t sb = rg_state_bytes(c), mem = physical_memory();
+    res->state_bytes = sb;
+    long maxb = batch[nb - 1];
+    if (ntg > 0 && maxb > 1 && mem > 0 && (double)maxb * sb > 0.9 * mem) {
+        char b1[32], b2[32], b3[32];
+        fprintf(stderr, "rgemma: bench: --batch %ld: %ld states of %s need %s, more than 90%% of this machine's %s\n",
+                maxb, maxb, cli_bytes(sb, b1), cli_bytes((size_t)maxb * sb, b2), cli_bytes(mem, b3));
+        rg_model_free(m);
+        return -2;
+    }
+    res->rows = rg_xcalloc((size_t)(npp + ntg * nd * nb), sizeof *res->rows);
 
     long maxlen = 1;
     for (int i = 0; i < npp; i++) maxlen = pp[i] > maxlen ? pp[i] : maxlen;
@@ -238,7 +343,7 @@ static int bench_model(machine *mc, const char *path, const long *pp, int npp, c
 
     for (int i = 0; i < npp && !rc; i++) {
         row *r = &res->rows[res->nrows++];
-        *r = (row){.n_prompt = (int)pp[i], .reps = reps, .samples = rg_xcalloc((size_t)reps, sizeof(double))};
+        *r = (row){.n_prompt = (int)pp[i], .batch = 1, .reps = reps, .samples = rg_xcalloc((size_t)reps, sizeof(double))};
         snprintf(r->test, sizeof r->test, "pp%ld", pp[i]);
         for (int k = 0; k < reps && !rc; k++) {
             rg_state_copy(s, base);
@@ -264,28 +369,37 @@ static int bench_model(machine *mc, const char *path, const long *pp, int npp, c
                     rg_time_s() - t0);
             done = depth[d];
         }
-        for (int i = 0; i < ntg && !rc; i++) {
-            row *r = &res->rows[res->nrows++];
-            *r = (row){.n_gen = (int)tg[i], .depth = (int)depth[d], .reps = reps,
-                       .samples = rg_xcalloc((size_t)reps, sizeof(double))};
-            snprintf(r->test, sizeof r->test, depth[d] ? "tg%ld @ d%ld" : "tg%ld", tg[i], depth[d]);
-            r->bw = row_bandwidth(mc);
-            for (int k = 0; k < reps && !rc; k++) {
-                rg_state_copy(s, base);
-                reset_peak_rss();
-                double t0 = rg_time_s();
-                for (long j = 0; j < tg[i] && !rc; j++) rc = rg_forward(m, s, &tok[j], 1, logits, 0);
-                double dt_s = rg_time_s() - t0;
-                r->samples[k] = (double)tg[i] / dt_s;
-                size_t rss = peak_rss();
-                r->rss = rss > r->rss ? rss : r->rss;
-                fprintf(stderr, "  %s rep %d: %.2f t/s\n", r->test, k + 1, r->samples[k]);
+        for (int i = 0; i < ntg && !rc; i++)
+            for (int bi = 0; bi < nb && !rc; bi++) {
+                int B = (int)batch[bi];
+                row *r = &res->rows[res->nrows++];
+                *r = (row){.n_gen = (int)tg[i], .depth = (int)depth[d], .batch = B, .reps = reps,
+                           .samples = rg_xcalloc((size_t)reps, sizeof(double))};
+                int at = snprintf(r->test, sizeof r->test, "tg%ld", tg[i]);
+                if (depth[d]) at += snprintf(r->test + at, sizeof r->test - at, " @ d%ld", depth[d]);
+                if (B > 1) snprintf(r->test + at, sizeof r->test - at, " \u00d7%d", B);
+                /* B = 1 uses the buffers made before the first row */
+                rg_state **st = &s;
+                float *lg = logits;
+                if (B > 1) {
+                    st = rg_xmalloc(sizeof *st * (size_t)B);
+                    for (int b = 0; b < B; b++) st[b] = rg_state_new(m);
+                    lg = rg_xmalloc(sizeof(float) * (size_t)B * c->vocab_size);
+                }
+                r->bw = row_bandwidth(mc);
+                rc = decode_row(m, base, st, lg, tok, maxlen, r);
+                stats(r);
+                r->work = (double)res->weight_bytes;
+                r->flops = 2 * (macs + (double)c->vocab_size * c->hidden_size);
+                r->state_read = state_read_bytes(c, depth[d] + tg[i] / 2.0);
+                double after = row_bandwidth(mc);
+                r->bw = after > r->bw ? after : r->bw;
+                if (B > 1) {
+                    for (int b = 0; b < B; b++) rg_state_free(st[b]);
+                    free(st);
+                    free(lg);
+                }
             }
-            stats(r);
-            r->work = (double)res->weight_bytes;
-            double after = row_bandwidth(mc);
-            r->bw = after > r->bw ? after : r->bw;
-        }
     }
     if (rc) cli_error("bench");
     rg_state_free(base);
@@ -296,7 +410,9 @@ static int bench_model(machine *mc, const char *path, const long *pp, int npp, c
     return rc;
 }
 
-static void print_markdown(const model_result *res, int nres, const machine *mc) {
+/* batched: a "per seq" column after t/s (when --batch asked for more than
+ * one sequence) */
+static void print_markdown(const model_result *res, int nres, const machine *mc, int batched) {
     char b[32];
     printf("CPU: %s, %d threads, %s kernels; load average %.2f %.2f %.2f at the start, %.2f %.2f %.2f at the end\n",
            mc->cpu, mc->threads, rg_kernel_path(), mc->load_start[0], mc->load_start[1], mc->load_start[2],
@@ -305,20 +421,26 @@ static void print_markdown(const model_result *res, int nres, const machine *mc)
            "peak f32 FMA %.1f GFLOP/s",
            mc->bw_lo / 1e9, mc->bw_hi / 1e9, mc->peak_f32 / 1e9);
     if (mc->peak_int8 > 0) printf(", int8 dot %.1f GOP/s", mc->peak_int8 / 1e9);
-    printf("\n\n| model | type | weights/token | threads | test | t/s | roofline | peak RSS |\n");
-    printf("|---|---|---:|---:|---|---:|---|---:|\n");
+    printf("\n\n| model | type | weights/token | threads | test | t/s |%s roofline | peak RSS |\n",
+           batched ? " per seq |" : "");
+    printf("|---|---|---:|---:|---|---:|%s---|---:|\n", batched ? "---:|" : "");
     for (int i = 0; i < nres; i++)
         for (int j = 0; j < res[i].nrows; j++) {
             const row *r = &res[i].rows[j];
-            double roof, f = fraction(mc, &res[i], r, &roof);
-            char text[96];
+            roofline o = row_roofline(mc, &res[i], r);
+            char text[128], per[48] = "";
             if (r->n_prompt)
-                snprintf(text, sizeof text, "%.0f%% of %.0f GFLOP/s (%s)", 100 * f, roof / 1e9, res[i].compute);
-            else /* also the weight stream's rate against the bandwidth measured around the row */
-                snprintf(text, sizeof text, "%.0f%% of %.2f t/s (%.1f of %.1f GB/s)", 100 * f, roof,
+                snprintf(text, sizeof text, "%.0f%% of %.0f GFLOP/s (%s)", 100 * o.frac, o.roof / 1e9, res[i].compute);
+            else if (r->batch == 1) /* also the weight stream's rate against the bandwidth measured around the row */
+                snprintf(text, sizeof text, "%.0f%% of %.2f t/s (%.1f of %.1f GB/s)", 100 * o.frac, o.roof,
                          r->mean * r->work / 1e9, r->bw / 1e9);
-            printf("| %s | %s | %.2f GB | %d | %s | %.2f ± %.2f | %s | %s |\n", res[i].name, res[i].wtype,
-                   (double)res[i].weight_bytes / 1e9, mc->threads, r->test, r->mean, r->std, text,
+            else /* the binding roofline first, then the other */
+                snprintf(text, sizeof text, "%.0f%% of %.2f t/s (%s; %s %.2f t/s)", 100 * o.frac, o.roof,
+                         o.compute_bound ? res[i].compute : "memory", o.compute_bound ? "memory" : res[i].compute,
+                         o.compute_bound ? o.memory : o.compute);
+            if (batched) snprintf(per, sizeof per, " %.2f |", r->mean / r->batch);
+            printf("| %s | %s | %.2f GB | %d | %s | %.2f ± %.2f |%s %s | %s |\n", res[i].name, res[i].wtype,
+                   (double)res[i].weight_bytes / 1e9, mc->threads, r->test, r->mean, r->std, per, text,
                    cli_bytes(r->rss, b));
         }
     if (!g_hwm_resettable) printf("\n(peak RSS is the process peak: /proc/self/clear_refs is not writable)\n");
@@ -340,7 +462,7 @@ static void print_json(const model_result *res, int nres, const machine *mc) {
     for (int i = 0; i < nres; i++)
         for (int j = 0; j < res[i].nrows; j++) {
             const row *r = &res[i].rows[j];
-            double roof, f = fraction(mc, &res[i], r, &roof);
+            roofline rf = row_roofline(mc, &res[i], r);
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "model", res[i].path);
             cJSON_AddStringToObject(o, "weight_type", res[i].wtype);
@@ -349,19 +471,32 @@ static void print_json(const model_result *res, int nres, const machine *mc) {
             cJSON_AddNumberToObject(o, "n_prompt", r->n_prompt);
             cJSON_AddNumberToObject(o, "n_gen", r->n_gen);
             cJSON_AddNumberToObject(o, "depth", r->depth);
+            cJSON_AddNumberToObject(o, "batch", r->batch);
+            /* all sequences together */
             cJSON_AddItemToObject(o, "tokens_per_s", cJSON_CreateDoubleArray(r->samples, r->reps));
             cJSON_AddNumberToObject(o, "tokens_per_s_mean", r->mean);
             cJSON_AddNumberToObject(o, "tokens_per_s_std", r->std);
+            cJSON_AddNumberToObject(o, "tokens_per_s_per_sequence_mean", r->mean / r->batch);
             if (r->n_prompt) {
                 cJSON_AddStringToObject(o, "roofline", res[i].compute);
-                cJSON_AddNumberToObject(o, "roofline_peak_flops", roof);
+                cJSON_AddNumberToObject(o, "roofline_peak_flops", rf.roof);
             } else {
-                cJSON_AddStringToObject(o, "roofline", "memory read bandwidth");
+                cJSON_AddStringToObject(o, "roofline", r->batch == 1 || !rf.compute_bound ? "memory read bandwidth"
+                                                                                       : res[i].compute);
                 cJSON_AddNumberToObject(o, "read_bandwidth_bytes_per_s", r->bw);
-                cJSON_AddNumberToObject(o, "weight_stream_bytes_per_s", r->mean * r->work);
-                cJSON_AddNumberToObject(o, "roofline_tokens_per_s", roof);
+                /* the weights are read once per step of B tokens */
+                cJSON_AddNumberToObject(o, "weight_stream_bytes_per_s", r->mean / r->batch * r->work);
+                cJSON_AddNumberToObject(o, "roofline_tokens_per_s", rf.roof);
+                if (r->batch > 1) {
+                    cJSON_AddNumberToObject(o, "compute_roofline_tokens_per_s", rf.compute);
+                    cJSON_AddNumberToObject(o, "memory_roofline_tokens_per_s", rf.memory);
+                    cJSON_AddNumberToObject(o, "roofline_peak_flops", res[i].int8 ? mc->peak_int8 : mc->peak_f32);
+                    cJSON_AddNumberToObject(o, "flops_per_token", r->flops);
+                    cJSON_AddNumberToObject(o, "state_bytes_read_per_token", r->state_read);
+                    cJSON_AddNumberToObject(o, "state_bytes_per_sequence", (double)res[i].state_bytes);
+                }
             }
-            cJSON_AddNumberToObject(o, "roofline_fraction", f);
+            cJSON_AddNumberToObject(o, "roofline_fraction", rf.frac);
             cJSON_AddNumberToObject(o, "peak_rss_bytes", (double)r->rss);
             cJSON_AddItemToArray(arr, o);
         }
@@ -377,14 +512,16 @@ int cmd_bench(int argc, char **argv) {
         {"gen", required_argument, 0, 'n'},   {"depth", required_argument, 0, 'd'},
         {"reps", required_argument, 0, 'r'},  {"threads", required_argument, 0, 't'},
         {"kernels", required_argument, 0, 'k'}, {"output", required_argument, 0, 'o'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+        {"batch", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     const char *models[MAX_MODELS], *fmt = "md";
-    int nmodels = 0, npp = 1, ntg = 1, nd = 3;
-    long pp[MAX_LIST] = {512}, tg[MAX_LIST] = {128}, depth[MAX_LIST] = {0, 2048, 8192}, reps = 3, v;
+    int nmodels = 0, npp = 1, ntg = 1, nd = 3, nb = 1;
+    long pp[MAX_LIST] = {512}, tg[MAX_LIST] = {128}, depth[MAX_LIST] = {0, 2048, 8192}, batch[MAX_LIST] = {1};
+    long reps = 3, v;
     int c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "m:p:n:d:r:t:k:o:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:p:n:d:b:r:t:k:o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm':
             if (nmodels == MAX_MODELS) {
@@ -396,6 +533,7 @@ int cmd_bench(int argc, char **argv) {
         case 'p': if (parse_list("--prompt", optarg, 0, 1 << 20, pp, &npp)) return 2; break;
         case 'n': if (parse_list("--gen", optarg, 0, 1 << 20, tg, &ntg)) return 2; break;
         case 'd': if (parse_list("--depth", optarg, 0, 1 << 24, depth, &nd)) return 2; break;
+        case 'b': if (parse_list("--batch", optarg, 1, MAX_BATCH, batch, &nb)) return 2; break;
         case 'r': if (cli_int("bench", "--reps", optarg, 1, 1000, &reps)) return 2; break;
         case 't':
             if (cli_int("bench", "--threads", optarg, 1, 4096, &v)) return 2;
@@ -425,7 +563,7 @@ int cmd_bench(int argc, char **argv) {
                 nmodels ? "unexpected argument" : "no model given (-m PATH)");
         return 2;
     }
-    /* 0 in a list means "none of these rows"; depths are filled in order */
+    /* 0 in a list means "none of these rows" */
     long *lists[2] = {pp, tg};
     int *counts[2] = {&npp, &ntg};
     for (int l = 0; l < 2; l++) {
@@ -434,12 +572,23 @@ int cmd_bench(int argc, char **argv) {
             if (lists[l][i] > 0) lists[l][k++] = lists[l][i];
         *counts[l] = k;
     }
-    for (int i = 1; i < nd; i++)
-        for (int j = i; j > 0 && depth[j] < depth[j - 1]; j--) {
-            long t = depth[j];
-            depth[j] = depth[j - 1];
-            depth[j - 1] = t;
-        }
+    /* depths are filled in order; batches run smallest first, each once */
+    long *sorted[2] = {depth, batch};
+    int *lens[2] = {&nd, &nb};
+    for (int l = 0; l < 2; l++) {
+        long *a = sorted[l];
+        for (int i = 1; i < *lens[l]; i++)
+            for (int j = i; j > 0 && a[j] < a[j - 1]; j--) {
+                long t = a[j];
+                a[j] = a[j - 1];
+                a[j - 1] = t;
+            }
+    }
+    int k = 1;
+    for (int i = 1; i < nb; i++)
+        if (batch[i] != batch[k - 1]) batch[k++] = batch[i];
+    nb = k;
+    int batched = nb > 1 || batch[0] > 1;
 
     machine mc = {.threads = rg_get_threads()};
     cpu_name(mc.cpu, sizeof mc.cpu);
@@ -450,7 +599,7 @@ int cmd_bench(int argc, char **argv) {
     model_result *res = rg_xcalloc((size_t)nmodels, sizeof *res);
     int rc = 0, nres = 0;
     for (int i = 0; i < nmodels && !rc; i++, nres++)
-        rc = bench_model(&mc, models[i], pp, npp, tg, ntg, depth, nd, (int)reps, &res[i]);
+        rc = bench_model(&mc, models[i], pp, npp, tg, ntg, depth, nd, batch, nb, (int)reps, &res[i]);
     int rows = 0;
     for (int i = 0; i < nres; i++) rows += res[i].nrows;
     if (rows > 0) {
@@ -458,10 +607,12 @@ int cmd_bench(int argc, char **argv) {
         measure_machine(&mc);
         load_average(mc.load_end);
         if (!strcmp(fmt, "json")) print_json(res, nres, &mc);
-        else print_markdown(res, nres, &mc);
+        else print_markdown(res, nres, &mc, batched);
     }
-    for (int i = 0; i < nres; i++)
+    for (int i = 0; i < nres; i++) {
         for (int j = 0; j < res[i].nrows; j++) free(res[i].rows[j].samples);
+        free(res[i].rows);
+    }
     free(res);
-    return rc ? 1 : 0;
+    return rc == -2 ? 2 : rc ? 1 : 0;
 }
