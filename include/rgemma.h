@@ -276,6 +276,11 @@ typedef struct {
     int ignore_eos;                 /* non-zero: EOS does not stop (stop_ids still do) */
     const volatile int *cancel;     /* if non-NULL and *cancel becomes non-zero (e.g. from a signal
                                        handler), generation stops: RG_STOP_CALLBACK */
+    const int32_t *history;         /* ids of the sequence before the prompt, already in the state (e.g. a
+                                       shared prefix processed once): the penalties see them as if they
+                                       had been the prompt's first ids; they are not processed (default
+                                       NULL, n_history 0: none) */
+    int n_history;
 } rg_generate_params;
 
 void rg_generate_params_default(rg_generate_params *p);
@@ -304,7 +309,7 @@ typedef struct {
  * n_prompt >= 1), then sample until a stop. The state then holds the prompt
  * and every generated token but the last (res->next_token), so a later call
  * continues the same sequence with prompt = {next_token, new ids...}.
- * Penalties look at the prompt and the generated tokens of this call.
+ * Penalties look at p->history, the prompt and the generated tokens of this call.
  * t may be NULL (ids only; no stop strings). Returns -1 on error. */
 int rg_generate(const rg_model *m, const rg_tokenizer *t, rg_state *s, const int32_t *prompt, int n_prompt,
                 const rg_generate_params *p, rg_token_cb cb, void *ctx, rg_generate_result *res);

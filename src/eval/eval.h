@@ -26,6 +26,10 @@ double rg_nll_ppl(const rg_nll_stats *st);
  * PPL * sqrt(var(nll) / (n - 1)), var(nll) = mean(nll^2) - mean(nll)^2. */
 double rg_nll_ppl_stderr(const rg_nll_stats *st);
 
+/* rg_logprob that also says whether y is an argmax of the row (*is_max may be
+ * NULL): the one routine every score here goes through. */
+double rg_logprob_max(const float *logits, int n, int32_t y, int *is_max);
+
 /* One perplexity window: tokens[start, start+len) are fed from an empty state
  * and the tokens at indices [first_scored, start+len) are scored (each by the
  * row before it, so first_scored > start). */
@@ -126,6 +130,8 @@ typedef struct {
     uint64_t seed;
     const char *shot_sep;    /* written after each shot (default "\n\n") */
     int reuse;               /* 1: score choices from a snapshot and cache the shot prefix; 0: re-process all */
+    int batch;               /* rg_eval_items with reuse: sequences (states) advanced together in one
+                                batched step; <= 1: one at a time, as rg_eval_item */
     /* generation */
     int samples;             /* k of maj@k (>= 1) */
     rg_sampling_params sampling;
@@ -158,5 +164,13 @@ void rg_evaluator_free(rg_evaluator *ev);
  * names the item's line. */
 int rg_eval_item(rg_evaluator *ev, const rg_item *item, int index, rg_item_result *res);
 void rg_item_result_free(rg_item_result *r);
+/* Score items[0..n) (their indices index0..index0+n-1) with the same results
+ * as rg_eval_item on each in turn (up to the float rounding of the batched
+ * matrix kernels), but with opts.batch > 1 and reuse on, the contexts of
+ * the multiple-choice items, then their choices, go through the model
+ * together (rg_forward_batch): up to opts.batch sequences per step and at
+ * most about 2 x opts.batch states alive; generation items run one at a
+ * time. res: room for n results (each to be freed, also on failure). */
+int rg_eval_items(rg_evaluator *ev, const rg_item *items, int n, int index0, rg_item_result *res);
 
 #endif

@@ -35,6 +35,10 @@ double rg_logprob(const float *logits, int n, int32_t y) {
     return logprob_row(logits, n, y, NULL);
 }
 
+double rg_logprob_max(const float *logits, int n, int32_t y, int *is_max) {
+    return logprob_row(logits, n, y, is_max);
+}
+
 static int check_ids(const int32_t *ids, int64_t n, int V, const char *what) {
     for (int64_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= V)

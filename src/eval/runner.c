@@ -20,6 +20,10 @@ struct rg_evaluator {
     float *pre_logits, *ctx_logits;
     int32_t *key; /* the prefix the pre state holds (valid when cached) */
     int n_key, cached;
+    /* batched scoring (rg_eval_items): free states, and rows x V logits */
+    rg_state **pool;
+    int n_pool, cap_pool, rows;
+    float *rows_logits;
 };
 
 rg_evaluator *rg_evaluator_new(const rg_eval_opts *opts) {
@@ -45,6 +49,9 @@ void rg_evaluator_free(rg_evaluator *ev) {
     rg_state_free(ev->pre);
     rg_state_free(ev->ctx);
     rg_state_free(ev->work);
+    for (int i = 0; i < ev->n_pool; i++) rg_state_free(ev->pool[i]);
+    free(ev->pool);
+    free(ev->rows_logits);
     free(ev->pre_logits);
     free(ev->ctx_logits);
     free(ev->key);
@@ -210,6 +217,21 @@ static int prepare(rg_evaluator *ev, const ids_buf *prefix, const int32_t *ctx, 
 
 /* ------------------------------------------------------------ multiple choice */
 
+/* acc: the highest log-likelihood; acc_norm: the highest per character of
+ * the choice's text (per token for ids), the first on ties */
+static void mc_decide(const rg_item *it, rg_item_result *r) {
+    double best = -INFINITY, best_norm = -INFINITY;
+    for (int i = 0; i < it->n_choices; i++) {
+        const rg_piece *c = &it->cont[i];
+        double len = c->text ? (double)rg_utf8_chars(c->text, c->len) : (double)r->n_tokens[i];
+        double norm = r->ll[i] / (len > 0 ? len : 1);
+        if (r->ll[i] > best) best = r->ll[i], r->pred = i;
+        if (norm > best_norm) best_norm = norm, r->pred_norm = i;
+    }
+    r->acc = r->pred == it->label;
+    r->acc_norm = r->pred_norm == it->label;
+}
+
 static int eval_mc(rg_evaluator *ev, const rg_item *it, const ids_buf *prefix, rg_item_result *r) {
     int nc = it->n_choices, rc = 0;
     r->ll = rg_xcalloc((size_t)nc, sizeof *r->ll);
@@ -242,18 +264,7 @@ static int eval_mc(rg_evaluator *ev, const rg_item *it, const ids_buf *prefix, r
     free(ctx.v);
     free(cont.v);
     if (rc < 0) return -1;
-    /* acc: the highest log-likelihood; acc_norm: the highest per character of
-     * the choice's text (per token for ids), the first on ties */
-    double best = -INFINITY, best_norm = -INFINITY;
-    for (int i = 0; i < nc; i++) {
-        const rg_piece *c = &it->cont[i];
-        double len = c->text ? (double)rg_utf8_chars(c->text, c->len) : (double)r->n_tokens[i];
-        double norm = r->ll[i] / (len > 0 ? len : 1);
-        if (r->ll[i] > best) best = r->ll[i], r->pred = i;
-        if (norm > best_norm) best_norm = norm, r->pred_norm = i;
-    }
-    r->acc = r->pred == it->label;
-    r->acc_norm = r->pred_norm == it->label;
+    mc_decide(it, r);
     return 0;
 }
 
@@ -375,4 +386,291 @@ int rg_eval_item(rg_evaluator *ev, const rg_item *item, int index, rg_item_resul
         return rg_error_prefix("line %d", item->line);
     }
     return 0;
+}
+
+/* ------------------------------------------------------------ batched scoring
+ *
+ * rg_eval_items scores the multiple-choice items of a call in waves: the
+ * items whose contexts need at most opts.batch states. Each context starts
+ * from a copy of the prefix state; the contexts of a wave are fed together,
+ * then its choices, each from a copy of its context's state (the last choice
+ * of a context takes the state itself), at most opts.batch at once. Every
+ * rg_forward_batch call carries at most ev->rows rows, so the logits of a
+ * call stay within EVAL_LOGITS_BYTES. The log-probabilities are the same
+ * terms, summed in the same order, as rg_score_continuation's. */
+
+/* bound on one call's logits (rows x V floats): 64 MiB, like the 64-row
+ * chunks of rg_score_continuation for the 256k vocabulary */
+#define EVAL_LOGITS_BYTES ((size_t)64 << 20)
+#define EVAL_MAX_ROWS 256
+
+typedef struct {
+    ids_buf ids;    /* the context after the prefix */
+    rg_state *s;
+    float *last;    /* logits of its last token (prefix or context); NULL while there are none */
+    int users;      /* choices with more than one token still to start from s */
+} ctx_job;
+
+typedef struct {
+    int ctx;        /* its context */
+    ids_buf cont;
+    double *ll;     /* the result's slots */
+    int *greedy;
+} choice_job;
+
+/* A sequence being fed: a context (ch == NULL; logits of its last token
+ * into last) or a choice's continuation but its last token (every row scored). */
+typedef struct {
+    rg_state *s;
+    const int32_t *tok;
+    int n, fed;
+    float *last;
+    choice_job *ch;
+} feed;
+
+static rg_state *pool_get(rg_evaluator *ev) {
+    if (ev->n_pool) return ev->pool[--ev->n_pool];
+    return rg_state_new(ev->o.model);
+}
+
+static void pool_put(rg_evaluator *ev, rg_state *s) {
+    if (!s) return;
+    if (ev->n_pool == ev->cap_pool) {
+        ev->cap_pool = ev->cap_pool * 2 + 8;
+        ev->pool = realloc(ev->pool, sizeof *ev->pool * (size_t)ev->cap_pool);
+        if (!ev->pool) abort();
+    }
+    ev->pool[ev->n_pool++] = s;
+}
+
+static int check_vocab(const int32_t *ids, int n, int V, const char *what) {
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return rg_error("%s: token id %d at index %d is outside the vocabulary [0, %d)", what, ids[i], i, V);
+    return 0;
+}
+
+/* One rg_forward_batch call over the unfinished feeds (in order, up to
+ * ev->rows rows); the choices' rows are scored. Returns 1 when something ran. */
+static int feed_step(rg_evaluator *ev, feed *f, int nf, rg_batch_seq *b, int *rc) {
+    int V = ev->V, nb = 0, rows = 0;
+    int *take = rg_xmalloc(sizeof(int) * (size_t)(nf > 0 ? nf : 1));
+    for (int i = 0; i < nf; i++) {
+        take[i] = 0;
+        if (f[i].fed == f[i].n || rows == ev->rows) continue;
+        int t = f[i].n - f[i].fed < ev->rows - rows ? f[i].n - f[i].fed : ev->rows - rows;
+        take[i] = t;
+        if (f[i].ch)
+            b[nb] = (rg_batch_seq){f[i].s, f[i].tok + f[i].fed, t, ev->rows_logits + (size_t)rows * V, 1};
+        else
+            b[nb] = (rg_batch_seq){f[i].s, f[i].tok + f[i].fed, t, f[i].fed + t == f[i].n ? f[i].last : NULL, 0};
+        rows += t;
+        nb++;
+    }
+    if (nb == 0) {
+        free(take);
+        return 0;
+    }
+    if (rg_forward_batch(ev->o.model, b, nb) < 0) {
+        *rc = -1;
+        free(take);
+        return 1;
+    }
+    /* the rows' log-probabilities side by side (a softmax over V each), then
+     * summed per choice in token order */
+    const float **row = rg_xmalloc(sizeof *row * (size_t)rows);
+    int32_t *target = rg_xmalloc(sizeof *target * (size_t)rows);
+    double *lp = rg_xmalloc(sizeof *lp * (size_t)rows);
+    int *is_max = rg_xmalloc(sizeof *is_max * (size_t)rows);
+    int nr = 0;
+    for (int i = 0, k = 0; i < nf; i++) {
+        if (!take[i]) continue;
+        /* row j (input cont[fed + j]) predicts cont[fed + j + 1] */
+        for (int j = 0; f[i].ch && j < take[i]; j++, nr++) {
+            row[nr] = b[k].logits + (size_t)j * V;
+            target[nr] = f[i].ch->cont.v[f[i].fed + j + 1];
+        }
+        k++;
+    }
+#pragma omp parallel for schedule(static) if (nr > 1)
+    for (int r = 0; r < nr; r++) lp[r] = rg_logprob_max(row[r], V, target[r], &is_max[r]);
+    nr = 0;
+    for (int i = 0; i < nf; i++) {
+        if (!take[i]) continue;
+        for (int j = 0; f[i].ch && j < take[i]; j++, nr++) {
+            *f[i].ch->ll += lp[nr];
+            *f[i].ch->greedy &= is_max[nr];
+        }
+        f[i].fed += take[i];
+    }
+    free(row);
+    free(target);
+    free(lp);
+    free(is_max);
+    free(take);
+    return 1;
+}
+
+/* Context and choices of one item, ready to be fed (nothing runs yet but
+ * the prefix). Fails with the reason (without the line). */
+static int setup_item(rg_evaluator *ev, const rg_item *it, rg_item_result *r, ctx_job *cj, int *n_ctx,
+                      choice_job *chj, int *n_ch) {
+    int nc = it->n_choices, n_own = it->shared_ctx ? 1 : nc, V = ev->V;
+    r->ll = rg_xcalloc((size_t)nc, sizeof *r->ll);
+    r->n_tokens = rg_xcalloc((size_t)nc, sizeof *r->n_tokens);
+    r->greedy = rg_xcalloc((size_t)nc, sizeof *r->greedy);
+    ids_buf prefix = {0};
+    int rc = build_prefix(ev, it, &prefix);
+    if (rc == 0) rc = run_prefix(ev, &prefix, r);
+    int c0 = *n_ctx;
+    for (int i = 0; i < n_own && rc == 0; i++) {
+        ctx_job *c = &cj[(*n_ctx)++];
+        memset(c, 0, sizeof *c);
+        rc = piece_ids(ev, &it->ctx[i], 0, &c->ids);
+        if (rc == 0) rc = check_vocab(c->ids.v, c->ids.n, V, "forward");
+        if (rc == 0 && prefix.n == 0 && c->ids.n == 0)
+            rc = rg_error("the context is empty (an item with token ids needs context ids)");
+        if (rc < 0) break;
+        c->last = rg_xmalloc(sizeof(float) * (size_t)V);
+        if (prefix.n) memcpy(c->last, ev->pre_logits, sizeof(float) * (size_t)V);
+        c->s = pool_get(ev);
+        if (!c->s || rg_state_copy(c->s, ev->pre) < 0) rc = -1;
+        r->tokens += c->ids.n;
+    }
+    for (int i = 0; i < nc && rc == 0; i++) {
+        choice_job *h = &chj[(*n_ch)++];
+        memset(h, 0, sizeof *h);
+        h->ctx = c0 + (it->shared_ctx ? 0 : i);
+        h->ll = &r->ll[i];
+        h->greedy = &r->greedy[i];
+        *h->greedy = 1;
+        rc = piece_ids(ev, &it->cont[i], 0, &h->cont);
+        if (rc == 0 && h->cont.n == 0) rc = rg_error("choice %d has no tokens", i);
+        if (rc == 0) rc = check_vocab(h->cont.v, h->cont.n, V, "score");
+        r->n_tokens[i] = h->cont.n;
+        if (rc == 0) r->tokens += h->cont.n - 1;
+        if (rc == 0 && h->cont.n > 1) cj[h->ctx].users++;
+    }
+    free(prefix.v);
+    return rc;
+}
+
+/* Feed the contexts, score every choice's first token from its context's
+ * last logits, then feed the longer choices, at most ev->o.batch at once. */
+static int run_wave(rg_evaluator *ev, ctx_job *cj, int n_ctx, choice_job *chj, int n_ch) {
+    int S = ev->o.batch, rc = 0, cap = n_ctx > S ? n_ctx : S;
+    feed *f = rg_xcalloc((size_t)cap, sizeof *f);
+    rg_batch_seq *b = rg_xmalloc(sizeof *b * (size_t)cap);
+    int nf = 0;
+    for (int i = 0; i < n_ctx; i++)
+        if (cj[i].ids.n) f[nf++] = (feed){cj[i].s, cj[i].ids.v, cj[i].ids.n, 0, cj[i].last, NULL};
+    while (rc == 0 && feed_step(ev, f, nf, b, &rc)) {}
+    for (int i = 0; i < n_ch && rc == 0; i++) {
+        choice_job *h = &chj[i];
+        int is_max;
+        *h->ll = rg_logprob_max(cj[h->ctx].last, ev->V, h->cont.v[0], &is_max);
+        *h->greedy = is_max;
+    }
+    for (int i = 0; i < n_ctx; i++)
+        if (cj[i].users == 0) { /* no choice needs the state */
+            pool_put(ev, cj[i].s);
+            cj[i].s = NULL;
+        }
+    /* the choices: a slot is refilled with the next choice as soon as one ends */
+    nf = 0;
+    int next = 0;
+    while (rc == 0) {
+        int k = 0;
+        for (int i = 0; i < nf; i++) {
+            if (f[i].fed == f[i].n) {
+                pool_put(ev, f[i].s);
+                continue;
+            }
+            f[k++] = f[i];
+        }
+        nf = k;
+        while (nf < S && next < n_ch && rc == 0) {
+            choice_job *h = &chj[next++];
+            if (h->cont.n < 2) continue;
+            ctx_job *c = &cj[h->ctx];
+            rg_state *s;
+            if (--c->users == 0) { /* the last one takes the context's state */
+                s = c->s;
+                c->s = NULL;
+            } else {
+                s = pool_get(ev);
+                if (!s || rg_state_copy(s, c->s) < 0) rc = -1;
+            }
+            f[nf++] = (feed){s, h->cont.v, h->cont.n - 1, 0, NULL, h};
+        }
+        if (rc < 0 || !feed_step(ev, f, nf, b, &rc)) break;
+    }
+    for (int i = 0; i < nf; i++) pool_put(ev, f[i].s);
+    free(f);
+    free(b);
+    return rc;
+}
+
+int rg_eval_items(rg_evaluator *ev, const rg_item *items, int n, int index0, rg_item_result *res) {
+    for (int i = 0; i < n; i++) memset(&res[i], 0, sizeof res[i]);
+    if (ev->o.batch <= 1 || !ev->o.reuse) {
+        for (int i = 0; i < n; i++)
+            if (rg_eval_item(ev, &items[i], index0 + i, &res[i]) < 0) return -1;
+        return 0;
+    }
+    int S = ev->o.batch, V = ev->V;
+    if (!ev->rows_logits) {
+        size_t r = EVAL_LOGITS_BYTES / (sizeof(float) * (size_t)V);
+        ev->rows = r < 16 ? 16 : r > EVAL_MAX_ROWS ? EVAL_MAX_ROWS : (int)r;
+        ev->rows_logits = rg_xmalloc(sizeof(float) * (size_t)ev->rows * V);
+    }
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0;) {
+        int n_ctx = 0, n_ch = 0, cap_ctx = 0, cap_ch = 0, j = i, bad = -1;
+        for (int k = i; k < n; k++) {
+            if (items[k].kind != RG_ITEM_MC) continue;
+            int own = items[k].shared_ctx ? 1 : items[k].n_choices;
+            if (cap_ctx && cap_ctx + own > S) break;
+            cap_ctx += own;
+            cap_ch += items[k].n_choices;
+        }
+        ctx_job *cj = rg_xcalloc((size_t)(cap_ctx ? cap_ctx : 1), sizeof *cj);
+        choice_job *chj = rg_xcalloc((size_t)(cap_ch ? cap_ch : 1), sizeof *chj);
+        /* the wave's items in order (a generation item runs at its turn) */
+        for (; j < n && rc == 0; j++) {
+            const rg_item *it = &items[j];
+            if (it->kind != RG_ITEM_MC) {
+                rc = rg_eval_item(ev, it, index0 + j, &res[j]);
+                continue;
+            }
+            int own = it->shared_ctx ? 1 : it->n_choices;
+            if (n_ctx && n_ctx + own > cap_ctx) break;
+            rc = setup_item(ev, it, &res[j], cj, &n_ctx, chj, &n_ch);
+            if (rc < 0) {
+                bad = j;
+                ev->cached = 0;
+            }
+        }
+        if (rc == 0) {
+            rc = run_wave(ev, cj, n_ctx, chj, n_ch);
+            if (rc < 0) { /* say which items were in the failed pass */
+                ev->cached = 0;
+                rg_error_prefix("lines %d-%d", items[i].line, items[j - 1].line);
+            }
+        } else if (bad >= 0) {
+            rg_error_prefix("line %d", items[bad].line);
+        }
+        for (int k = i; k < j && rc == 0; k++)
+            if (items[k].kind == RG_ITEM_MC) mc_decide(&items[k], &res[k]);
+        for (int k = 0; k < n_ctx; k++) {
+            pool_put(ev, cj[k].s);
+            free(cj[k].ids.v);
+            free(cj[k].last);
+        }
+        for (int k = 0; k < n_ch; k++) free(chj[k].cont.v);
+        free(cj);
+        free(chj);
+        i = j;
+    }
+    return rc;
 }

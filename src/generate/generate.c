@@ -124,6 +124,16 @@ rg_seq *rg_seq_new(const rg_model *m, const rg_tokenizer *t, rg_state *s, const 
                      c->vocab_size);
             return NULL;
         }
+    if (p->n_history < 0 || (p->n_history > 0 && !p->history)) {
+        rg_error("generate: bad history (%d ids)", p->n_history);
+        return NULL;
+    }
+    for (int i = 0; i < p->n_history; i++)
+        if (p->history[i] < 0 || p->history[i] >= c->vocab_size) {
+            rg_error("generate: history token %d at index %d is outside the vocabulary [0, %d)", p->history[i], i,
+                     c->vocab_size);
+            return NULL;
+        }
     rg_sampler *smp = rg_sampler_new(&p->sampling, c->vocab_size);
     if (!smp) return NULL;
     rg_seq *q = rg_xcalloc(1, sizeof *q);
@@ -143,6 +153,7 @@ rg_seq *rg_seq_new(const rg_model *m, const rg_tokenizer *t, rg_state *s, const 
     q->res.next_token = -1;
     q->res.stop_reason = RG_STOP_NONE;
     q->res.seed = rg_sampler_seed(smp);
+    for (int i = 0; i < p->n_history; i++) rg_sampler_accept(smp, p->history[i]);
     for (int i = 0; i < n_prompt; i++) rg_sampler_accept(smp, prompt[i]);
     q->t0 = rg_time_s();
     return q;

@@ -2,7 +2,8 @@
 # rgemma eval, multiple choice on the golden model dev_4layer with the
 # hand-checked items of tests/data/eval/dev4_mc.jsonl (expected values in its
 # header, from the reference logits): acc 50.00, acc_norm 75.00 over 4 items,
-# the same with and without state reuse; malformed lines name their line.
+# the same with and without state reuse and one at a time or batched (--batch);
+# malformed lines name their line.
 set -e
 export OMP_NUM_THREADS=1 # tiny models: more threads only add overhead
 T=$(mktemp -d /tmp/rgemma-cli-evalmc.XXXXXX)
@@ -11,7 +12,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 M=tests/data/golden/dev_4layer
 TASK=tests/data/eval/dev4_mc.jsonl
 
-for mode in "" --no-reuse; do
+for mode in "" --no-reuse "--batch 1" "--batch 3"; do
     "$RGEMMA" eval -m $M --task $TASK $mode --no-progress --items "$T/items$mode" --json "$T/r$mode.json" \
         >"$T/md$mode" 2>"$T/err" || fail "eval $mode: $(cat "$T/err")"
     grep -q "^| Benchmark | Metric | Score | n | stderr |$" "$T/md$mode" || fail "table header: $(cat "$T/md$mode")"
@@ -19,6 +20,27 @@ for mode in "" --no-reuse; do
     grep -q "^| dev4_mc | acc_norm | 75.00 | 4 | 25.00 |$" "$T/md$mode" || fail "acc_norm $mode: $(cat "$T/md$mode")"
 done
 grep -q '"state_reuse":[[:space:]]*false' "$T/r--no-reuse.json" || fail "report says reuse off"
+grep -q '"batch":[[:space:]]*8,' "$T/r.json" || fail "default batch 8: $(cat "$T/r.json")"
+grep -q '"batch":[[:space:]]*3,' "$T/r--batch 3.json" || fail "batch 3 in the report"
+# batched and one-at-a-time: the same predictions and greedy flags, log-likelihoods
+# within 1e-4 per token (float rounding of the batched kernels; see test_eval.c)
+python3 - "$T/items--batch 1" "$T/items" "$T/items--batch 3" <<'PY' || fail "batched items differ from sequential"
+import json, sys
+ref = [json.loads(l) for l in open(sys.argv[1])]
+for path in sys.argv[2:]:
+    got = [json.loads(l) for l in open(path)]
+    assert len(got) == len(ref) == 4, path
+    for a, b in zip(ref, got):
+        for k in ("pred", "pred_norm", "greedy", "n_tokens", "acc", "acc_norm"):
+            assert a[k] == b[k], (path, a["id"], k)
+        for x, y, n in zip(a["ll"], b["ll"], a["n_tokens"]):
+            assert abs(x - y) <= 1e-4 * n, (path, a["id"], x, y)
+PY
+for bad in 0 -2 257 x; do
+    "$RGEMMA" eval -m $M --task $TASK --batch "$bad" 2>"$T/err" && fail "--batch $bad must fail"
+    grep -q "^rgemma: eval: --batch" "$T/err" || fail "--batch $bad: $(cat "$T/err")"
+    [ "$(wc -l <"$T/err")" -eq 1 ] || fail "one line: $(cat "$T/err")"
+done
 # item "a": the single-token choice 18 has log p = -0.14507 in the reference logits
 grep -q '"id":"a".*"ll":\[-36.198[0-9]*,-0.1450[0-9]*,-25.843[0-9]*\]' "$T/items" || fail "items: $(head -1 "$T/items")"
 [ "$(wc -l <"$T/items")" -eq 4 ] || fail "one line per item"

@@ -424,6 +424,112 @@ static void test_contexts_and_shots(void **st) {
     golden_free(&g);
 }
 
+/* Batched scoring (rg_eval_items with opts.batch > 1) gives what scoring the
+ * items one by one gives: the same predictions, greedy flags and token counts,
+ * and log-likelihoods within BATCH_TOL per token. The batched pass feeds the
+ * same tokens to the same states; only the matrix kernels see other rows
+ * beside each row, so the logits differ by float rounding (measured: below
+ * 1e-6 on these models), and a log-softmax term moves by at most twice the
+ * largest logit change. 1e-4 per token is far above that rounding and far
+ * below any difference that would mean a token was fed wrongly. Items: the
+ * hand-checked file, per-choice contexts, shots from two groups (the prefix
+ * cache switches inside a wave), multi-token choices, generation items in
+ * between, and a wave size that splits items' choices. */
+#define BATCH_TOL 1e-4
+
+static void test_batched_equals_sequential(void **st) {
+    (void)st;
+    golden g;
+    golden_load(&g);
+    char *mc, *gen;
+    size_t mlen, glen;
+    assert_int_equal(rg_read_file("tests/data/eval/dev4_mc.jsonl", 1 << 20, &mc, &mlen), 0);
+    assert_int_equal(rg_read_file("tests/data/eval/dev4_gen.jsonl", 1 << 20, &gen, &glen), 0);
+    const char *extra =
+        "{\"group\": \"g2\", \"contexts_ids\": [[2, 10, 11], [2, 12], [2, 13, 14, 15]], "
+        "\"continuation_ids\": [7, 8, 9], \"label\": 1}\n"
+        "{\"group\": \"g1\", \"context_ids\": [2, 30, 31, 32, 33], \"choices_ids\": [[5, 6, 7, 8, 9, 10, 11], "
+        "[12], [13, 14]], \"label\": 2}\n"
+        "{\"group\": \"g2\", \"context_ids\": [2, 44], \"choices_ids\": [[45, 46], [47, 48, 49]], \"label\": 0}\n";
+    size_t n = mlen + glen + 2 * strlen(extra) + 4;
+    char *text = malloc(n);
+    snprintf(text, n, "%s\n%s\n%s%s", mc, extra, gen, extra);
+    rg_task task, shots;
+    if (rg_task_parse(text, strlen(text), "t", &task)) fail_msg("%s", rg_last_error());
+    const char *shots_text = "{\"group\": \"g1\", \"context_ids\": [2, 40], \"choices_ids\": [[41, 42], [43]], \"label\": 0}\n"
+                             "{\"group\": \"g2\", \"context_ids\": [2, 50, 51], \"choices_ids\": [[52], [53]], \"label\": 1}\n";
+    assert_int_equal(rg_task_parse(shots_text, strlen(shots_text), "s", &shots), 0);
+    for (int with_shots = 0; with_shots < 2; with_shots++) {
+        rg_eval_opts o = {.model = g.m, .reuse = 1, .samples = 2, .max_tokens = 6, .seed = 9};
+        rg_sampling_params_default(&o.sampling);
+        o.sampling.temperature = 0;
+        if (with_shots) o.shots = &shots, o.k_shots = 1;
+        rg_evaluator *seq = rg_evaluator_new(&o);
+        rg_item_result *a = calloc((size_t)task.n, sizeof *a), *b = calloc((size_t)task.n, sizeof *b);
+        for (int i = 0; i < task.n; i++)
+            if (rg_eval_item(seq, &task.items[i], i, &a[i])) fail_msg("%s", rg_last_error());
+        int batches[] = {2, 3, 8, 33};
+        for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+            o.batch = batches[bi];
+            rg_evaluator *bat = rg_evaluator_new(&o);
+            /* the CLI's way: chunks of the batch size; and everything in one call */
+            int chunk = bi % 2 ? task.n : o.batch;
+            for (int i0 = 0; i0 < task.n; i0 += chunk) {
+                int cn = task.n - i0 < chunk ? task.n - i0 : chunk;
+                assert_int_equal(rg_eval_items(bat, &task.items[i0], cn, i0, &b[i0]), 0);
+            }
+            for (int i = 0; i < task.n; i++) {
+                const rg_item *it = &task.items[i];
+                assert_int_equal(a[i].tokens, b[i].tokens);
+                if (it->kind != RG_ITEM_MC) {
+                    assert_int_equal(a[i].n_outputs, b[i].n_outputs);
+                    for (int k = 0; k < a[i].n_outputs; k++) assert_string_equal(a[i].outputs[k], b[i].outputs[k]);
+                    assert_true(a[i].em == b[i].em && a[i].nm == b[i].nm && a[i].maj == b[i].maj);
+                    rg_item_result_free(&b[i]);
+                    continue;
+                }
+                for (int c = 0; c < it->n_choices; c++) {
+                    if (fabs(a[i].ll[c] - b[i].ll[c]) > BATCH_TOL * a[i].n_tokens[c])
+                        fail_msg("batch %d shots %d line %d choice %d: %.9f batched vs %.9f", o.batch, with_shots,
+                                 it->line, c, b[i].ll[c], a[i].ll[c]);
+                    assert_int_equal(a[i].n_tokens[c], b[i].n_tokens[c]);
+                    assert_int_equal(a[i].greedy[c], b[i].greedy[c]);
+                }
+                assert_int_equal(a[i].pred, b[i].pred);
+                assert_int_equal(a[i].pred_norm, b[i].pred_norm);
+                assert_true(a[i].acc == b[i].acc && a[i].acc_norm == b[i].acc_norm);
+                rg_item_result_free(&b[i]);
+            }
+            rg_evaluator_free(bat);
+        }
+        for (int i = 0; i < task.n; i++) rg_item_result_free(&a[i]);
+        free(a);
+        free(b);
+        rg_evaluator_free(seq);
+    }
+    /* a bad item in a wave fails with its own line */
+    const char *t3 = "{\"context_ids\": [2], \"choices_ids\": [[4], [5]], \"label\": 0}\n"
+                     "{\"context_ids\": [2], \"choices_ids\": [[4, 999999], [3]], \"label\": 0}\n";
+    rg_task task3;
+    assert_int_equal(rg_task_parse(t3, strlen(t3), "t", &task3), 0);
+    rg_eval_opts o = {.model = g.m, .reuse = 1, .batch = 4};
+    rg_evaluator *ev = rg_evaluator_new(&o);
+    rg_item_result r[2];
+    assert_int_equal(rg_eval_items(ev, task3.items, 2, 0, r), -1);
+    assert_non_null(strstr(rg_last_error(), "line 2"));
+    assert_non_null(strstr(rg_last_error(), "outside the vocabulary"));
+    rg_item_result_free(&r[0]);
+    rg_item_result_free(&r[1]);
+    rg_evaluator_free(ev);
+    rg_task_free(&task3);
+    rg_task_free(&task);
+    rg_task_free(&shots);
+    free(text);
+    free(mc);
+    free(gen);
+    golden_free(&g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logprob_stable),      cmocka_unit_test(test_nll_stats),
@@ -431,6 +537,7 @@ int main(void) {
         cmocka_unit_test(test_task_parse),          cmocka_unit_test(test_shots),
         cmocka_unit_test(test_golden_continuation), cmocka_unit_test(test_golden_perplexity),
         cmocka_unit_test(test_golden_task),         cmocka_unit_test(test_contexts_and_shots),
+        cmocka_unit_test(test_batched_equals_sequential),
     };
     return cmocka_run_group_tests_name("eval", tests, NULL, NULL);
 }

@@ -217,6 +217,76 @@ static void test_sampling_reproducible(void **state) {
     rg_model_free(m);
 }
 
+/* N samples of one prompt, as `rgemma generate --parallel` runs them: the
+ * prompt but its last token processed once, the state copied, then N
+ * sequences stepped together, each starting from the last token with the
+ * rest of the prompt as history for the penalties. Sample i equals
+ * rg_generate on the whole prompt with seed + i. */
+static void test_shared_prefix_samples(void **state) {
+    golden *g = *state;
+    enum { N = 3, LEN = 16 };
+    rg_model *m;
+    assert_int_equal(rg_model_load(g->dir, &m), 0);
+    rg_generate_params p;
+    rg_generate_params_default(&p);
+    p.max_tokens = LEN;
+    p.ignore_eos = 1;
+    p.sampling.temperature = 1.5f;
+    p.sampling.repeat_penalty = 1.5f;
+    p.sampling.repeat_last_n = -1;
+    p.sampling.presence_penalty = 0.5f;
+    collector want[N], got[N];
+    memset(want, 0, sizeof want);
+    memset(got, 0, sizeof got);
+    rg_state *s = rg_state_new(m);
+    for (int i = 0; i < N; i++) {
+        p.sampling.seed = 7 + i;
+        rg_state_reset(s);
+        assert_int_equal(rg_generate(m, NULL, s, g->prompt, g->n_prompt, &p, collect, &want[i], NULL), 0);
+    }
+    rg_state_reset(s);
+    int np = g->n_prompt;
+    if (np > 1) assert_int_equal(rg_forward(m, s, g->prompt, np - 1, NULL, 0), 0);
+    rg_state *st[N];
+    rg_seq *q[N];
+    rg_generate_params pp[N];
+    for (int i = 0; i < N; i++) {
+        st[i] = rg_state_new(m);
+        assert_int_equal(rg_state_copy(st[i], s), 0);
+        pp[i] = p;
+        pp[i].sampling.seed = 7 + i;
+        pp[i].history = g->prompt;
+        pp[i].n_history = np - 1;
+        q[i] = rg_seq_new(m, NULL, st[i], g->prompt + np - 1, 1, &pp[i], collect, &got[i]);
+        assert_non_null(q[i]);
+    }
+    int steps = 0;
+    for (;;) {
+        int live = 0;
+        for (int i = 0; i < N; i++) live += !rg_seq_done(q[i]);
+        if (!live) break;
+        assert_int_equal(rg_seq_step(q, N, 0), 0);
+        steps++;
+    }
+    assert_int_equal(steps, LEN); /* the last sampled token is never processed: LEN steps */
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(got[i].n, LEN);
+        assert_int_equal(want[i].n, LEN);
+        assert_memory_equal(got[i].ids, want[i].ids, sizeof(int32_t) * LEN);
+        assert_true(rg_seq_result(q[i])->seed == (uint64_t)(7 + i));
+        rg_seq_free(q[i]);
+        rg_state_free(st[i]);
+    }
+    /* a history id outside the vocabulary is refused */
+    int32_t bad = rg_model_config(m)->vocab_size;
+    pp[0].history = &bad;
+    pp[0].n_history = 1;
+    assert_null(rg_seq_new(m, NULL, s, g->prompt, 1, &pp[0], NULL, NULL));
+    assert_non_null(strstr(rg_last_error(), "history"));
+    rg_state_free(s);
+    rg_model_free(m);
+}
+
 static long file_size(const char *path) {
     struct stat st;
     return stat(path, &st) ? -1 : (long)st.st_size;
@@ -447,16 +517,17 @@ int main(void) {
         fprintf(stderr, "no golden cases under tests/data/golden\n");
         return 1;
     }
-    struct CMUnitTest *tests = calloc((size_t)n * 4, sizeof *tests);
+    struct CMUnitTest *tests = calloc((size_t)n * 5, sizeof *tests);
     golden **g = calloc((size_t)n, sizeof *g);
     for (int i = 0; i < n; i++) {
         g[i] = load_golden(cases[i]);
-        tests[4 * i + 0] = (struct CMUnitTest){"greedy", test_greedy_matches_golden, NULL, NULL, g[i]};
-        tests[4 * i + 1] = (struct CMUnitTest){"stops", test_stops, NULL, NULL, g[i]};
-        tests[4 * i + 2] = (struct CMUnitTest){"sampling", test_sampling_reproducible, NULL, NULL, g[i]};
-        tests[4 * i + 3] = (struct CMUnitTest){"state files", test_state_files, NULL, NULL, g[i]};
+        tests[5 * i + 0] = (struct CMUnitTest){"greedy", test_greedy_matches_golden, NULL, NULL, g[i]};
+        tests[5 * i + 1] = (struct CMUnitTest){"stops", test_stops, NULL, NULL, g[i]};
+        tests[5 * i + 2] = (struct CMUnitTest){"sampling", test_sampling_reproducible, NULL, NULL, g[i]};
+        tests[5 * i + 3] = (struct CMUnitTest){"state files", test_state_files, NULL, NULL, g[i]};
+        tests[5 * i + 4] = (struct CMUnitTest){"shared prefix samples", test_shared_prefix_samples, NULL, NULL, g[i]};
     }
-    int rc = _cmocka_run_group_tests("generate", tests, (size_t)n * 4, NULL, NULL);
+    int rc = _cmocka_run_group_tests("generate", tests, (size_t)n * 5, NULL, NULL);
     const struct CMUnitTest text_tests[] = {cmocka_unit_test(test_stop_strings), cmocka_unit_test(test_chat_turns)};
     rc |= cmocka_run_group_tests_name("generate text", text_tests, NULL, NULL);
     for (int i = 0; i < n; i++) {

@@ -1,5 +1,6 @@
 /* rgemma generate: a prompt in, generated text (or ids) out, streamed, with
  * llama.cpp's sampling options, then a short report on stderr. */
+#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "util/util.h"
 
 #define MAX_STOPS 16
+#define MAX_PARALLEL 256 /* rows of one batched step */
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -39,13 +41,19 @@ static void usage(FILE *f) {
             "      --save-state FILE    save the sequence's state at the end (fixed size)\n"
             "      --load-state FILE    continue the sequence saved in FILE\n"
             "      --tokenizer PATH     tokenizer.model / tokenizer.json / folder (default: the model's folder)\n"
+            "      --parallel N         N independent samples of the prompt (1..%d): the prompt is processed once,\n"
+            "                           its state copied, the N sequences decoded together; sample i uses seed+i\n"
+            "                           (so it equals a plain run with -s seed+i); printed one after another\n"
+            "      --json               with --parallel: print the samples as a JSON array of\n"
+            "                           {index, text, tokens, finish_reason, seed}\n"
             "  -t, --threads N          worker threads (default: all cores)\n\n"
-            "Generation also stops at <end_of_turn>. Ctrl-C stops it cleanly (a second Ctrl-C kills).\n");
+            "Generation also stops at <end_of_turn>. Ctrl-C stops it cleanly (a second Ctrl-C kills).\n",
+            MAX_PARALLEL);
 }
 
 enum {
     OPT_PROMPT_IDS = CLI_OPT_OWN, OPT_IGNORE_EOS, OPT_SAVE_STATE, OPT_LOAD_STATE, OPT_STOP, OPT_CHAT, OPT_SYSTEM, OPT_TOKENIZER, OPT_NO_DISPLAY,
-    OPT_PARSE_SPECIAL, OPT_NO_PARSE_SPECIAL
+    OPT_PARSE_SPECIAL, OPT_NO_PARSE_SPECIAL, OPT_PARALLEL, OPT_JSON
 };
 
 typedef struct {
@@ -62,6 +70,170 @@ static int print_out(void *ctx, int32_t token, const char *text, size_t len) {
     }
     fflush(stdout);
     return 0;
+}
+
+/* ---------------------------------------------------------- --parallel N */
+
+/* One sample's output, kept until all are done. */
+typedef struct {
+    char *text;
+    size_t len, cap;
+    int32_t *ids;
+    int n_ids, cap_ids;
+    int as_ids;
+} sample_out;
+
+static void out_append(sample_out *o, const char *s, size_t n) {
+    if (o->len + n + 1 > o->cap) {
+        o->cap = (o->len + n + 1) * 2;
+        o->text = realloc(o->text, o->cap);
+        if (!o->text) abort();
+    }
+    memcpy(o->text + o->len, s, n);
+    o->len += n;
+    o->text[o->len] = 0;
+}
+
+static int collect_out(void *ctx, int32_t token, const char *text, size_t len) {
+    sample_out *o = ctx;
+    if (token >= 0) {
+        if (o->n_ids == o->cap_ids) {
+            o->cap_ids = o->cap_ids * 2 + 64;
+            o->ids = realloc(o->ids, sizeof *o->ids * (size_t)o->cap_ids);
+            if (!o->ids) abort();
+        }
+        o->ids[o->n_ids++] = token;
+    }
+    if (o->as_ids) {
+        if (token >= 0) {
+            char num[16];
+            int k = snprintf(num, sizeof num, o->n_ids > 1 ? ",%d" : "%d", token);
+            out_append(o, num, (size_t)k);
+        }
+    } else if (len) {
+        out_append(o, text, len);
+    }
+    return 0;
+}
+
+static const char *finish_reason(rg_stop_reason r) {
+    switch (r) {
+    case RG_STOP_EOS:
+    case RG_STOP_STRING: return "stop";
+    case RG_STOP_LENGTH: return "length";
+    case RG_STOP_CALLBACK: return "interrupted";
+    default: return "error";
+    }
+}
+
+/* N samples of prompt: all but its last token run once on st, the state is
+ * copied N times, and N sequences (seed, seed+1, ...; each starting from the
+ * last token, the rest of the prompt as the penalties' history) are stepped
+ * together. Returns the exit status. */
+static int run_parallel(rg_model *m, const rg_tokenizer *tok, rg_state *st, const int32_t *prompt, int n_prompt,
+                        const rg_generate_params *gp0, int n, int as_ids, const char *shown, size_t shown_len,
+                        int json) {
+    const rg_config *cfg = rg_model_config(m);
+    int rc = 1;
+    uint64_t seed = gp0->sampling.seed;
+    double t0 = rg_time_s();
+    if (n_prompt > 1 && rg_forward(m, st, prompt, n_prompt - 1, NULL, 0)) {
+        fprintf(stderr, "rgemma: generate: %s\n", rg_last_error());
+        return 1;
+    }
+    double t_prompt = rg_time_s() - t0;
+    rg_state **states = rg_xcalloc((size_t)n, sizeof *states);
+    rg_seq **seqs = rg_xcalloc((size_t)n, sizeof *seqs);
+    rg_generate_params *gps = rg_xcalloc((size_t)n, sizeof *gps);
+    sample_out *outs = rg_xcalloc((size_t)n, sizeof *outs);
+    for (int i = 0; i < n; i++) {
+        states[i] = i == 0 ? st : rg_state_new(m);
+        if (!states[i] || (i > 0 && rg_state_copy(states[i], st))) {
+            fprintf(stderr, "rgemma: generate: %s\n", rg_last_error());
+            goto done;
+        }
+        gps[i] = *gp0;
+        gps[i].sampling.seed = seed == RG_SEED_RANDOM ? RG_SEED_RANDOM : seed + (uint64_t)i;
+        gps[i].history = prompt;
+        gps[i].n_history = n_prompt - 1;
+        outs[i].as_ids = as_ids;
+        seqs[i] = rg_seq_new(m, as_ids ? NULL : tok, states[i], prompt + n_prompt - 1, 1, &gps[i], collect_out,
+                             &outs[i]);
+        if (!seqs[i]) {
+            fprintf(stderr, "rgemma: generate: %s\n", rg_last_error());
+            goto done;
+        }
+    }
+    double t1 = rg_time_s();
+    int live = n;
+    while (live > 0) {
+        if (rg_seq_step(seqs, n, 0)) {
+            fprintf(stderr, "rgemma: generate: %s\n", rg_last_error());
+            goto done;
+        }
+        live = 0;
+        for (int i = 0; i < n; i++) live += !rg_seq_done(seqs[i]);
+    }
+    double t_gen = rg_time_s() - t1;
+    long long generated = 0;
+    int interrupted = 0, failed = 0;
+    for (int i = 0; i < n; i++) {
+        const rg_generate_result *r = rg_seq_result(seqs[i]);
+        generated += r->generated_tokens;
+        interrupted |= r->stop_reason == RG_STOP_CALLBACK;
+        if (r->stop_reason == RG_STOP_ERROR) {
+            fprintf(stderr, "rgemma: generate: sample %d: %s\n", i, rg_seq_error(seqs[i]));
+            failed = 1;
+        }
+    }
+    if (json) {
+        cJSON *arr = cJSON_CreateArray();
+        for (int i = 0; i < n; i++) {
+            const rg_generate_result *r = rg_seq_result(seqs[i]);
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "index", i);
+            if (as_ids) cJSON_AddNullToObject(o, "text");
+            else cJSON_AddStringToObject(o, "text", outs[i].text ? outs[i].text : "");
+            cJSON *ids = cJSON_AddArrayToObject(o, "tokens");
+            for (int k = 0; k < outs[i].n_ids; k++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(outs[i].ids[k]));
+            cJSON_AddStringToObject(o, "finish_reason", finish_reason(r->stop_reason));
+            cJSON_AddNumberToObject(o, "seed", (double)r->seed);
+            cJSON_AddItemToArray(arr, o);
+        }
+        char *txt = cJSON_Print(arr);
+        printf("%s\n", txt);
+        free(txt);
+        cJSON_Delete(arr);
+    } else {
+        for (int i = 0; i < n; i++) {
+            const rg_generate_result *r = rg_seq_result(seqs[i]);
+            printf("--- sample %d (seed %llu, stop: %s) ---\n", i, (unsigned long long)r->seed,
+                   cli_stop_name(r->stop_reason));
+            if (shown) fwrite(shown, 1, shown_len, stdout);
+            if (outs[i].len) fwrite(outs[i].text, 1, outs[i].len, stdout);
+            printf("\n");
+        }
+    }
+    fflush(stdout);
+    char a[32], b[32];
+    fprintf(stderr, "\nprompt:    %6d tokens  %8.3f s  (processed once for %d samples)\n", n_prompt, t_prompt, n);
+    fprintf(stderr, "generated: %6lld tokens  %8.3f s  %9.2f tok/s aggregate, %.2f tok/s per sample\n", generated,
+            t_gen, t_gen > 0 ? generated / t_gen : 0, t_gen > 0 ? generated / t_gen / n : 0);
+    fprintf(stderr, "state:     %d x %s\n", n, cli_bytes(rg_state_bytes(cfg), a));
+    fprintf(stderr, "peak RSS:  %s\n", cli_bytes(cli_peak_rss(), b));
+    rc = failed ? 1 : interrupted ? 130 : 0;
+done:
+    for (int i = 0; i < n; i++) {
+        rg_seq_free(seqs[i]);
+        if (i > 0) rg_state_free(states[i]);
+        free(outs[i].text);
+        free(outs[i].ids);
+    }
+    free(states);
+    free(seqs);
+    free(gps);
+    free(outs);
+    return rc;
 }
 
 int cmd_generate(int argc, char **argv) {
@@ -82,11 +254,14 @@ int cmd_generate(int argc, char **argv) {
         {"no-parse-special", no_argument, 0, OPT_NO_PARSE_SPECIAL},
         {"save-state", required_argument, 0, OPT_SAVE_STATE},
         {"load-state", required_argument, 0, OPT_LOAD_STATE},
+        {"parallel", required_argument, 0, OPT_PARALLEL},
+        {"json", no_argument, 0, OPT_JSON},
         {0, 0, 0, 0}};
     const char *cmd = "generate", *model_path = NULL, *ids_arg = NULL, *save_path = NULL, *load_path = NULL;
     const char *text_arg = NULL, *file_arg = NULL, *system_arg = NULL, *tok_arg = NULL;
     const char *stops[MAX_STOPS];
-    int n_stops = 0, chat = 0, display_prompt = 1, parse_special = -1; /* -1: the default for the prompt's kind */
+    int n_stops = 0, chat = 0, display_prompt = 1, json = 0, parse_special = -1; /* -1: the default for the prompt's kind */
+    long parallel = 0;
     rg_generate_params gp;
     rg_generate_params_default(&gp);
     int c;
@@ -110,6 +285,10 @@ int cmd_generate(int argc, char **argv) {
         case OPT_NO_DISPLAY: display_prompt = 0; break;
         case OPT_PARSE_SPECIAL: parse_special = 1; break;
         case OPT_NO_PARSE_SPECIAL: parse_special = 0; break;
+        case OPT_JSON: json = 1; break;
+        case OPT_PARALLEL:
+            if (cli_int(cmd, "--parallel", optarg, 1, MAX_PARALLEL, &parallel)) return 2;
+            break;
         case OPT_STOP:
             if (n_stops == MAX_STOPS || !*optarg) {
                 fprintf(stderr, "rgemma: generate: --stop takes a non-empty string, at most %d times\n", MAX_STOPS);
@@ -142,6 +321,19 @@ int cmd_generate(int argc, char **argv) {
     }
     if ((chat || system_arg) && !text_arg && !file_arg) {
         fprintf(stderr, "rgemma: generate: --chat and --system need a text prompt (-p or -f)\n");
+        return 2;
+    }
+    if (json && !parallel) {
+        fprintf(stderr, "rgemma: generate: --json needs --parallel N\n");
+        return 2;
+    }
+    if (parallel && save_path) {
+        fprintf(stderr, "rgemma: generate: --save-state cannot be used with --parallel (which sample's state?)\n");
+        return 2;
+    }
+    if (parallel && gp.sampling.seed != RG_SEED_RANDOM && gp.sampling.seed + (uint64_t)(parallel - 1) >= RG_SEED_RANDOM) {
+        fprintf(stderr, "rgemma: generate: --seed + --parallel - 1 must stay below %llu (the random-seed value)\n",
+                (unsigned long long)RG_SEED_RANDOM);
         return 2;
     }
     if (n_stops && ids_arg) {
@@ -228,6 +420,12 @@ int cmd_generate(int argc, char **argv) {
     cli_catch_sigint();
     gp.cancel = &cli_interrupted;
     printer pr = {ids_arg != NULL || !tok, 1};
+    if (parallel) {
+        int show = text && !chat && display_prompt && !json;
+        rc = run_parallel(m, tok, st, prompt, n_prompt, &gp, (int)parallel, pr.ids, show ? text : NULL, text_len,
+                          json);
+        goto done;
+    }
     if (text && !chat && display_prompt) {
         fwrite(text, 1, text_len, stdout);
         fflush(stdout);
