@@ -480,6 +480,7 @@ static int feed_step(rg_evaluator *ev, feed *f, int nf, rg_batch_seq *b, int *rc
      * summed per choice in token order */
     const float **row = rg_xmalloc(sizeof *row * (size_t)rows);
     int32_t *target = rg_xmalloc(sizeof *target * (size_t)rows);
+    int64_t *pos = rg_xmalloc(sizeof *pos * (size_t)rows);
     double *lp = rg_xmalloc(sizeof *lp * (size_t)rows);
     int *is_max = rg_xmalloc(sizeof *is_max * (size_t)rows);
     int nr = 0;
@@ -489,9 +490,12 @@ static int feed_step(rg_evaluator *ev, feed *f, int nf, rg_batch_seq *b, int *rc
         for (int j = 0; f[i].ch && j < take[i]; j++, nr++) {
             row[nr] = b[k].logits + (size_t)j * V;
             target[nr] = f[i].ch->cont.v[f[i].fed + j + 1];
+            pos[nr] = rg_state_pos(f[i].s) - take[i] + j;
         }
         k++;
     }
+    for (int r = 0; r < nr && *rc == 0; r++)
+        if (rg_logits_check(row[r], V, pos[r])) *rc = rg_error_prefix("score");
 #pragma omp parallel for schedule(static) if (nr > 1)
     for (int r = 0; r < nr; r++) lp[r] = rg_logprob_max(row[r], V, target[r], &is_max[r]);
     nr = 0;
@@ -505,6 +509,7 @@ static int feed_step(rg_evaluator *ev, feed *f, int nf, rg_batch_seq *b, int *rc
     }
     free(row);
     free(target);
+    free(pos);
     free(lp);
     free(is_max);
     free(take);
@@ -568,6 +573,10 @@ static int run_wave(rg_evaluator *ev, ctx_job *cj, int n_ctx, choice_job *chj, i
     for (int i = 0; i < n_ch && rc == 0; i++) {
         choice_job *h = &chj[i];
         int is_max;
+        if (rg_logits_check(cj[h->ctx].last, ev->V, rg_state_pos(cj[h->ctx].s) - 1)) {
+            rc = rg_error_prefix("score");
+            break;
+        }
         *h->ll = rg_logprob_max(cj[h->ctx].last, ev->V, h->cont.v[0], &is_max);
         *h->greedy = is_max;
     }
