@@ -2,8 +2,12 @@
 # Benchmarks of rgemma serve (figures, no pass/fail):
 #   1. a 10-turn chat with the conversation state cache on, then off
 #      (tests/node/chat_bench.mjs): prompt tokens processed and time per turn;
-#   2. with --load: the load test (tests/node/load.mjs), 16 streaming clients.
-# usage: sh scripts/bench-serve.sh MODEL [TOKENIZER] [--load SECONDS]
+#   2. with --load: the load test (tests/node/load.mjs), 16 streaming clients;
+#   3. with --batch: continuous batching (tests/node/batch_bench.mjs): one
+#      client's t/s, CLIENTS at once (aggregate), and the gaps between the
+#      tokens of CLIENTS-1 streams when a PROMPT-token prompt arrives
+#      (-np CLIENTS; GEN tokens per stream, default 64; PROMPT default 512).
+# usage: sh scripts/bench-serve.sh MODEL [TOKENIZER] [--load SECONDS | --batch]
 #   e.g. sh scripts/bench-serve.sh /work/models/rg2b-bf16 ~/.cache/rgemma/gemma-tokenizer
 # Environment: RGEMMA (default build/rgemma), TURNS (10), REPLY (16 tokens),
 # THREADS (default: all cores), CLIENTS (16), SLOTS for the load test (4).
@@ -11,7 +15,9 @@ set -eu
 MODEL=$1
 TOK=${2:-$1}
 LOAD=""
+BATCH=""
 [ "${3:-}" = "--load" ] && LOAD=${4:-30}
+[ "${3:-}" = "--batch" ] && BATCH=1
 RGEMMA=${RGEMMA:-build/rgemma}
 THREADS=${THREADS:-$(nproc)}
 TMP=$(mktemp -d)
@@ -31,6 +37,13 @@ serve() { # serve OPTIONS...: start on a free loopback port, set URL
 }
 stop() { kill $PID; wait $PID || true; PID=""; }
 
+if [ -n "$BATCH" ]; then
+    echo "== continuous batching: ${CLIENTS:-16} slots, $THREADS threads"
+    serve -np "${CLIENTS:-16}" -t "$THREADS" --queue 64
+    node tests/node/batch_bench.mjs "$URL" "${CLIENTS:-16}" "${GEN:-64}" "${PROMPT:-512}"
+    stop
+    exit 0
+fi
 for cache in 16 0; do
     echo "== 10-turn chat, --cache-states $cache"
     serve -np 1 -t "$THREADS" --cache-states $cache
