@@ -1,5 +1,5 @@
 #!/bin/sh
-# Faults (issue 12): kill -9 during synth leaves no file that looks complete
+# Faults (issue 12): kill -9 during synth or --save-state leaves no file that looks complete
 # and the next run succeeds; on a full or read-only disk (a small tmpfs)
 # every writer (quantize, synth, --save-state) fails with a clear error, leaves
 # the old file intact and no temporary behind. The tmpfs part needs mount
@@ -37,6 +37,27 @@ fi
 [ ! -e "$T/s/model.safetensors.tmp" ] || fail "the run after kill -9 left the temporary"
 rm -f "$T/s/tokenizer.json" "$T/s/tokenizer.model"
 "$RGEMMA" generate -m "$T/s" --prompt-ids 2,5 -n 1 >/dev/null 2>&1 || fail "the model written after kill -9 does not load"
+
+# --- kill -9 during --save-state: written as .tmp and renamed. A window of
+# 2^20 positions makes the state 128 MiB, long enough to write to be caught.
+sed 's/"attention_window_size": [0-9]*/"attention_window_size": 1048576/' "$D/config.json" >"$T/win.json"
+"$RGEMMA" synth --preset "$T/win.json" --dtype f32 --seed 1 -o "$T/w" >/dev/null 2>&1 || fail "synth (big window)"
+rm -f "$T/w/tokenizer.json" "$T/w/tokenizer.model"
+"$RGEMMA" generate -m "$T/w" --prompt-ids 2,5 -n 2 --temp 0 --save-state "$T/w.state" >/dev/null 2>&1 &
+pid=$!
+i=0
+while [ ! -e "$T/w.state.tmp" ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i + 1)); done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+[ -e "$T/w.state.tmp" ] || echo "note: --save-state finished before it could be killed"
+if [ -e "$T/w.state" ]; then # a state under its final name is a whole one
+    "$RGEMMA" generate -m "$T/w" --load-state "$T/w.state" -n 1 >/dev/null 2>&1 || fail "a killed --save-state left a partial state"
+fi
+"$RGEMMA" generate -m "$T/w" --prompt-ids 2,5 -n 2 --temp 0 --save-state "$T/w.state" >/dev/null 2>&1 \
+    || fail "--save-state after kill -9"
+[ ! -e "$T/w.state.tmp" ] || fail "the run after kill -9 left the temporary"
+"$RGEMMA" generate -m "$T/w" --load-state "$T/w.state" -n 1 >/dev/null 2>&1 || fail "the state written after kill -9 does not load"
+rm -rf "$T/w" "$T/w.state"
 
 # --- a full and a read-only disk
 mkdir "$MNT"
