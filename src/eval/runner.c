@@ -81,7 +81,7 @@ typedef struct {
 static void ids_add(ids_buf *b, const int32_t *ids, int n) {
     if (b->n + n > b->cap) {
         b->cap = (b->n + n) * 2 + 16;
-        b->v = realloc(b->v, sizeof(int32_t) * (size_t)b->cap);
+        b->v = rg_xrealloc(b->v, sizeof(int32_t) * (size_t)b->cap);
     }
     if (n) memcpy(b->v + b->n, ids, sizeof(int32_t) * (size_t)n);
     b->n += n;
@@ -93,10 +93,7 @@ typedef struct {
 } str_buf;
 
 static void str_add(str_buf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2;
-        b->s = realloc(b->s, b->cap);
-    }
+    b->s = rg_grow(b->s, &b->cap, b->n + n + 1, 1);
     memcpy(b->s + b->n, s, n);
     b->n += n;
     b->s[b->n] = 0;
@@ -437,7 +434,7 @@ static void pool_put(rg_evaluator *ev, rg_state *s) {
     if (!s) return;
     if (ev->n_pool == ev->cap_pool) {
         ev->cap_pool = ev->cap_pool * 2 + 8;
-        ev->pool = realloc(ev->pool, sizeof *ev->pool * (size_t)ev->cap_pool);
+        ev->pool = rg_xrealloc(ev->pool, sizeof *ev->pool * (size_t)ev->cap_pool);
         if (!ev->pool) abort();
     }
     ev->pool[ev->n_pool++] = s;

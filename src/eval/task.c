@@ -150,7 +150,7 @@ static int parse_mc(const cJSON *o, rg_item *it) {
         it->shared_ctx = 1;
         if (get_piece(o, "context", &it->ctx[0], &ids, 1) < 0) return -1;
         if (get_pieces(o, "choices", &it->cont, &it->n_choices, &ids) < 0) return -1;
-        it->ctx = realloc(it->ctx, sizeof *it->ctx * (size_t)it->n_choices);
+        it->ctx = rg_xrealloc(it->ctx, sizeof *it->ctx * (size_t)it->n_choices);
         for (int i = 1; i < it->n_choices; i++) it->ctx[i] = it->ctx[0];
     } else {
         /* WinoGrande's partial scoring: a context per choice, one continuation */
@@ -251,7 +251,7 @@ int rg_task_parse(const char *text, size_t len, const char *name, rg_task *task)
         if (k == l || s[k] == '#') continue;
         if (task->n == cap) {
             cap = cap ? cap * 2 : 64;
-            task->items = realloc(task->items, sizeof *task->items * (size_t)cap);
+            task->items = rg_xrealloc(task->items, sizeof *task->items * (size_t)cap);
         }
         rg_item *it = &task->items[task->n];
         memset(it, 0, sizeof *it);

@@ -12,11 +12,7 @@ typedef struct {
 } id_buf;
 
 static void put(id_buf *b, int32_t id) {
-    if (b->n == b->cap) {
-        b->cap = b->cap ? 2 * b->cap : 64;
-        b->ids = realloc(b->ids, sizeof *b->ids * b->cap);
-        if (!b->ids) abort();
-    }
+    b->ids = rg_grow(b->ids, &b->cap, b->n + 1, sizeof *b->ids);
     b->ids[b->n++] = id;
 }
 

@@ -30,11 +30,7 @@ typedef struct {
 } text_buf;
 
 static void tb_append(text_buf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->buf = realloc(b->buf, b->cap);
-        if (!b->buf) abort();
-    }
+    b->buf = rg_grow(b->buf, &b->cap, b->len + n + 1, 1);
     memcpy(b->buf + b->len, s, n);
     b->len += n;
     b->buf[b->len] = 0;

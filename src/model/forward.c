@@ -120,24 +120,20 @@ static void recurrent_block(const rg_model *m, const rg_layer *L, const segment 
 }
 
 /* RoPE on the segment's queries and keys, attention over its window, then
- * its last min(n, W) keys and values enter the ring (only after attention:
- * the ring still holds the keys the first rows need) */
+ * its keys and values enter the window (only after attention: the window
+ * still holds the keys the first rows need) */
 static void segment_attention(const rg_model *m, const rg_layer *L, const segment *g, int layer, workspace *w) {
     const rg_config *c = &m->cfg;
-    int H = c->num_heads, hd = c->head_dim, Q = H * hd, W = c->window;
+    int H = c->num_heads, hd = c->head_dim, Q = H * hd;
     rg_state *s = g->s;
     float *q = w->q + (size_t)g->row * Q, *k = w->k + (size_t)g->row * hd, *v = w->v + (size_t)g->row * hd;
     for (int t = 0; t < g->n; t++) {
         rg_rope(q + (size_t)t * Q, H, hd, m->rope_pairs, m->rope_inv_freq, s->pos + t);
         rg_rope(k + (size_t)t * hd, 1, hd, m->rope_pairs, m->rope_inv_freq, s->pos + t);
     }
-    float *kc = rg_state_k(s, layer), *vc = rg_state_v(s, layer);
-    rg_local_attention(q, k, v, g->n, H, hd, s->pos, W, kc, vc, w->att + (size_t)g->row * Q);
-    for (int t = g->n > W ? g->n - W : 0; t < g->n; t++) {
-        size_t slot = (size_t)((s->pos + t) % W);
-        memcpy(kc + slot * hd, k + (size_t)t * hd, sizeof(float) * hd);
-        memcpy(vc + slot * hd, v + (size_t)t * hd, sizeof(float) * hd);
-    }
+    rg_kv_window cache = rg_state_window(s, layer);
+    rg_local_attention(q, k, v, g->n, H, hd, s->pos, &cache, w->att + (size_t)g->row * Q);
+    rg_kv_window_write(&cache, s->pos, k, v, g->n);
 }
 
 /* Multi-query local attention with RoPE on the first half of each head. */

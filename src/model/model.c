@@ -4,28 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "model/model.h"
-#include "ops/ops.h"
 #include "util/util.h"
-
-const char *rg_dtype_name(rg_dtype t) {
-    static const char *names[RG_DT_COUNT] = {"F32", "F16", "BF16", "Q8_0", "Q4_0"};
-    return t < RG_DT_COUNT ? names[t] : "?";
-}
-
-size_t rg_dtype_row_bytes(rg_dtype t, int64_t n) {
-    switch (t) {
-    case RG_DT_F32: return (size_t)n * 4;
-    case RG_DT_F16:
-    case RG_DT_BF16: return (size_t)n * 2;
-    case RG_DT_Q8_0: return (size_t)(n / RG_QBLOCK) * 34;
-    case RG_DT_Q4_0: return (size_t)(n / RG_QBLOCK) * 18;
-    default: return 0;
-    }
-}
 
 static void *own(rg_model *m, size_t bytes) {
     void *p = rg_aligned_alloc(bytes);
-    m->owned = realloc(m->owned, sizeof *m->owned * (size_t)(m->n_owned + 1));
+    m->owned = rg_xrealloc(m->owned, sizeof *m->owned * (size_t)(m->n_owned + 1));
     m->owned[m->n_owned++] = p;
     return p;
 }
@@ -64,7 +47,7 @@ static const float *vec(binder *b, const rg_tensor *t) {
     int64_t count = 1;
     for (int i = 0; i < t->ndim; i++) count *= t->shape[i];
     if (t->dtype == RG_DT_F32 && ((uintptr_t)t->data & 3) == 0) return t->data;
-    if (t->dtype == RG_DT_Q8_0 || t->dtype == RG_DT_Q4_0) {
+    if (rg_dtype_is_quantised(t->dtype)) {
         rg_error("%s: a %lld-element tensor must not be quantised", b->source, (long long)count);
         return NULL;
     }
@@ -84,7 +67,7 @@ static int get_vec(binder *b, const float **out, const char *name, int64_t d0) {
 static int get_mat(binder *b, rg_tensor *out, const char *name, int64_t rows, int64_t cols) {
     const rg_tensor *t = need(b, name, 2, rows, cols, 0);
     if (!t) return -1;
-    if ((t->dtype == RG_DT_Q8_0 || t->dtype == RG_DT_Q4_0) && cols % RG_QBLOCK)
+    if (rg_dtype_is_quantised(t->dtype) && cols % RG_QBLOCK)
         return rg_error("%s: tensor \"%s\": quantised rows must be a multiple of %d", b->source, name, RG_QBLOCK);
     *out = *t;
     return 0;
@@ -96,13 +79,13 @@ static int get_mat(binder *b, rg_tensor *out, const char *name, int64_t rows, in
 static int get_block_diag(binder *b, rg_tensor *out, const char *name, int h, int bw) {
     const rg_tensor *t = need(b, name, 3, h, bw, bw);
     if (!t) return -1;
-    if (t->dtype == RG_DT_Q8_0 || t->dtype == RG_DT_Q4_0)
+    if (rg_dtype_is_quantised(t->dtype))
         return rg_error("%s: tensor \"%s\" must not be quantised", b->source, name);
     rg_dtype dt = t->dtype == RG_DT_BF16 ? RG_DT_BF16 : RG_DT_F32;
-    size_t es = dt == RG_DT_BF16 ? 2 : 4;
+    size_t es = rg_dtype_row_bytes(dt, 1);
     uint8_t *dst = own(b->m, (size_t)h * bw * bw * es);
     const uint8_t *src = t->data;
-    size_t ses = t->dtype == RG_DT_F32 ? 4 : 2;
+    size_t ses = rg_dtype_row_bytes(t->dtype, 1);
     for (int hh = 0; hh < h; hh++)
         for (int i = 0; i < bw; i++)
             for (int j = 0; j < bw; j++) {

@@ -2,8 +2,9 @@
 #ifndef RG_MODEL_H
 #define RG_MODEL_H
 
-#include "model/safetensors.h"
-#include "model/tensor.h"
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
+#include "core/tensor.h"
 #include "rgemma.h"
 
 typedef struct {
@@ -46,8 +47,12 @@ struct rg_model {
 int rg_model_bind(rg_model *m, rg_tensor_lookup lookup, void *ctx, const char *source);
 /* Range and consistency checks of a config from any source (model/config.c). */
 int rg_config_check(const rg_config *cfg, const char *source);
-/* Load from a GGUF file (model/gguf.c). */
+/* Load from a GGUF file (model/gguf_config.c). */
 int rg_model_load_gguf(rg_model *m, const char *path);
+/* The model config as metadata under the "recurrentgemma." prefix (with the
+ * token ids under tokenizer.ggml.*), and back (checked like config.json). */
+int rg_gguf_read_config(const rg_gguf *g, rg_config *cfg);
+void rg_gguf_w_config(rg_gguf_writer *w, const rg_config *cfg);
 
 /* Optional per-layer observer for tests and debugging (forward.c). what is
  * "embed" (layer -1), "temporal", "mlp", "residual" (per layer) or

@@ -5,7 +5,7 @@
 
 static size_t layer_floats(const rg_config *c, int layer) {
     if (rg_config_layer_type(c, layer) == RG_LAYER_RECURRENT) return (size_t)c->conv_width * c->lru_width;
-    return 2 * (size_t)c->window * c->head_dim;
+    return rg_kv_window_floats(c->window, c->head_dim);
 }
 
 size_t rg_state_bytes(const rg_config *c) {
@@ -41,20 +41,14 @@ void rg_state_reset(rg_state *s) {
 int rg_state_copy(rg_state *dst, const rg_state *src) {
     if (dst->floats != src->floats || rg_config_fingerprint(&dst->cfg) != rg_config_fingerprint(&src->cfg))
         return rg_error("state copy: the two states belong to different model configurations");
-    /* Attention rings: while pos < W only slots [0, pos) have ever been
-     * written, and no other slot is read before it is written again, so only
-     * those are copied (a short context's snapshot costs little). */
     const rg_config *c = &src->cfg;
-    size_t used = src->pos < c->window ? (size_t)src->pos : (size_t)c->window;
-    size_t ring = (size_t)c->window * c->head_dim;
     for (int i = 0; i < c->num_layers; i++) {
         size_t off = src->offset[i];
         if (rg_config_layer_type(c, i) == RG_LAYER_RECURRENT) {
             memcpy(dst->data + off, src->data + off, layer_floats(c, i) * sizeof(float));
         } else {
-            size_t bytes = used * c->head_dim * sizeof(float);
-            memcpy(dst->data + off, src->data + off, bytes);               /* keys */
-            memcpy(dst->data + off + ring, src->data + off + ring, bytes); /* values */
+            rg_kv_window to = rg_state_window(dst, i), from = rg_state_window(src, i);
+            rg_kv_window_copy(&to, &from, src->pos);
         }
     }
     dst->pos = src->pos;

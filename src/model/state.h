@@ -1,10 +1,11 @@
 /* Per-sequence state layout (internal). One float32 block:
  *   recurrent layer: conv [K-1 x R] (last K-1 conv inputs), h [R] (RG-LRU)
- *   attention layer: k [W x hd], v [W x hd] (ring buffers, slot = pos mod W)
+ *   attention layer: its attention window (ops/kv_window.h)
  * Its size depends on the config only. */
 #ifndef RG_STATE_H
 #define RG_STATE_H
 
+#include "ops/kv_window.h"
 #include "rgemma.h"
 
 struct rg_state {
@@ -19,9 +20,8 @@ static inline float *rg_state_conv(rg_state *s, int layer) { return s->data + s-
 static inline float *rg_state_h(rg_state *s, int layer) {
     return s->data + s->offset[layer] + (size_t)(s->cfg.conv_width - 1) * s->cfg.lru_width;
 }
-static inline float *rg_state_k(rg_state *s, int layer) { return s->data + s->offset[layer]; }
-static inline float *rg_state_v(rg_state *s, int layer) {
-    return s->data + s->offset[layer] + (size_t)s->cfg.window * s->cfg.head_dim;
+static inline rg_kv_window rg_state_window(const rg_state *s, int layer) {
+    return rg_kv_window_at(s->data + s->offset[layer], s->cfg.window, s->cfg.head_dim);
 }
 
 #endif

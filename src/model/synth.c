@@ -127,8 +127,8 @@ static void add(tensor_list *l, const char *name, int ndim, int64_t d0, int64_t 
                 float mean, float std) {
     if (l->n == l->cap) {
         l->cap = l->cap ? 2 * l->cap : 64;
-        l->specs = realloc(l->specs, sizeof *l->specs * (size_t)l->cap);
-        l->dists = realloc(l->dists, sizeof *l->dists * (size_t)l->cap);
+        l->specs = rg_xrealloc(l->specs, sizeof *l->specs * (size_t)l->cap);
+        l->dists = rg_xrealloc(l->dists, sizeof *l->dists * (size_t)l->cap);
     }
     rg_st_spec *s = &l->specs[l->n];
     memset(s, 0, sizeof *s);

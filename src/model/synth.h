@@ -5,7 +5,7 @@
 #ifndef RG_SYNTH_H
 #define RG_SYNTH_H
 
-#include "model/st_write.h"
+#include "formats/st_write.h"
 #include "rgemma.h"
 
 /* "2b", "9b" (the released shapes) or "tiny" (small widths, the real

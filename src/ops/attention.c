@@ -25,22 +25,22 @@ void rg_rope(float *x, int heads, int hd, int m, const float *inv_freq, int64_t 
 }
 
 /* The keys of one query as at most three runs of consecutive rows: the
- * ring buffer (which may wrap once) and the chunk's own rows. */
+ * window's ring (which may wrap once) and the chunk's own rows. */
 typedef struct {
     const float *k, *v;
     int count, at; /* rows, first column in the score matrix */
 } key_run;
 
-static int key_runs(const float *k, const float *v, int hd, int64_t pos0, int64_t p, int window, const float *kcache,
-                    const float *vcache, key_run *runs) {
-    int64_t first = p - window > 0 ? p - window : 0;
+static int key_runs(const float *k, const float *v, int hd, int64_t pos0, int64_t p, const rg_kv_window *cache,
+                    key_run *runs) {
+    int64_t first = p - cache->window > 0 ? p - cache->window : 0, end = pos0 < p + 1 ? pos0 : p + 1;
     int nr = 0, at = 0;
-    for (int64_t s = first; s < pos0 && s <= p;) { /* cached positions, slot s mod W */
-        int64_t slot = s % window, end = pos0 < p + 1 ? pos0 : p + 1;
-        int64_t len = end - s < window - slot ? end - s : window - slot;
-        runs[nr++] = (key_run){kcache + slot * hd, vcache + slot * hd, (int)len, at};
-        at += (int)len;
-        s += len;
+    for (int64_t s = first; s < end;) { /* cached positions */
+        key_run *r = &runs[nr++];
+        r->count = rg_kv_window_span(cache, s, end, &r->k, &r->v);
+        r->at = at;
+        at += r->count;
+        s += r->count;
     }
     int64_t s = first > pos0 ? first : pos0; /* this chunk's positions */
     runs[nr++] = (key_run){k + (s - pos0) * hd, v + (s - pos0) * hd, (int)(p - s + 1), at};
@@ -55,7 +55,7 @@ static int key_runs(const float *k, const float *v, int hd, int64_t pos0, int64_
  * flash attention: with m_j, s_j, o_j the max, sum and unnormalised output of
  * part j and M = max_j m_j, out = sum_j e^(m_j - M) o_j / sum_j e^(m_j - M) s_j. */
 void rg_local_attention(const float *q, const float *k, const float *v, int n, int heads, int hd, int64_t pos0,
-                        int window, const float *kcache, const float *vcache, float *out) {
+                        const rg_kv_window *cache, float *out) {
     const rg_kernel_set *ks = rg_active_kernels();
     const float scale = 1.0f / sqrtf((float)hd);
     int threads = omp_get_max_threads(), parts = n >= threads ? 1 : (threads + n - 1) / n;
@@ -66,7 +66,7 @@ void rg_local_attention(const float *q, const float *k, const float *v, int n, i
     for (int item = 0; item < n * parts; item++) {
         int t = item / parts;
         key_run runs[3];
-        int nr = key_runs(k, v, hd, pos0, pos0 + t, window, kcache, vcache, runs);
+        int nr = key_runs(k, v, hd, pos0, pos0 + t, cache, runs);
         size_t a, b; /* this part's keys, as columns of the token's score row */
         rg_split((size_t)(runs[nr - 1].at + runs[nr - 1].count), 1, item % parts, parts, &a, &b);
         int len = (int)(b - a);

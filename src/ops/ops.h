@@ -3,7 +3,8 @@
 #ifndef RG_OPS_H
 #define RG_OPS_H
 
-#include "model/tensor.h"
+#include "core/tensor.h"
+#include "ops/kv_window.h"
 
 /* ---- matmul (ops/matmul.c, kernels_*.c) ---------------------------------
  * y[t*ldy + r] = sum_i x[t*ldx + i] * W[row0 + r][i]  (+ bias[r])
@@ -103,9 +104,6 @@ static inline void rg_split(size_t total, size_t align, int part, int parts, siz
     *end = e * align < total ? e * align : total;
 }
 
-/* Widen one row of a tensor to float32. */
-void rg_dequant_row(const rg_tensor *w, int64_t row, float *out);
-
 /* ---- norms and activations (ops/norm.c) --------------------------------- */
 /* y = x / sqrt(mean(x^2) + eps) * (1 + w), per row of width d. */
 void rg_rmsnorm(const float *x, const float *w, int n, int d, float eps, float *y);
@@ -131,11 +129,11 @@ void rg_rglru_scan(const float *x, const float *gx, const float *ga, const float
 /* ---- local attention (ops/attention.c) -----------------------------------
  * Multi-query attention for n query rows at positions pos0..pos0+n-1.
  * q: [n x H*hd] (rotated), k, v: [n x hd] (k rotated) for the chunk;
- * kcache, vcache: ring buffers [W x hd] holding positions < pos0 at slot
- * (p mod W). Token p attends to max(0, p-W)..p. Writes out [n x H*hd].
- * The caller writes the chunk's keys into the ring afterwards. */
+ * cache: the window, holding positions < pos0. Token p attends to
+ * max(0, p-W)..p. Writes out [n x H*hd]. The caller writes the chunk's keys
+ * and values into the window afterwards. */
 void rg_local_attention(const float *q, const float *k, const float *v, int n, int heads, int hd, int64_t pos0,
-                        int window, const float *kcache, const float *vcache, float *out);
+                        const rg_kv_window *cache, float *out);
 
 /* RoPE on the first 2*m dims of each head (pairs (i, i+m)), at position pos.
  * inv_freq has m entries. x: [heads x hd]. */

@@ -1,18 +1,10 @@
-/* Weight quantisation: row converters to every stored type, and the policy
- * that decides which tensors are quantised and which stay in higher
- * precision (see README "Quantized models"). */
+/* Weight quantisation policy: which tensors are quantised and which stay in
+ * higher precision (see README "Quantized models"). The row converters are
+ * the type table's (core/dtype.c). */
 #ifndef RG_QUANT_H
 #define RG_QUANT_H
 
-#include "model/tensor.h"
-
-/* Convert n float32 values to type dt, writing rg_dtype_row_bytes(dt, n)
- * bytes (n a multiple of 32 for Q8_0/Q4_0). Returns -1 (with a message) on a
- * non-finite value or a block scale that does not fit a float16. */
-int rg_quantize_row(rg_dtype dt, const float *x, int64_t n, uint8_t *out);
-
-/* Parse "f32", "f16", "bf16", "q8_0", "q4_0". */
-int rg_dtype_parse(const char *s, rg_dtype *out);
+#include "core/tensor.h"
 
 /* The stored type of tensor `name` (shape of t) when the user asked for
  * `want` and `embed` for the tied embedding. *why is NULL when the tensor

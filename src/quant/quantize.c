@@ -9,10 +9,11 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "model/gguf.h"
+#include "formats/gguf.h"
 #include "model/model.h"
 #include "ops/ops.h"
 #include "quant/quant.h"
+#include "tokenizer/tokenizer.h"
 #include "util/util.h"
 
 #define CHUNK (4u << 20) /* output bytes per write */
@@ -227,7 +228,7 @@ int rg_quantize(const char *in_path, const char *out_path, const rg_quantize_par
     snprintf(name, sizeof name, "%.*s", (int)strcspn(base_name(in_path), "/"), base_name(in_path));
     rg_gguf_w_str(w, "general.name", name);
     rg_gguf_w_u32(w, "general.file_type", file_type(want));
-    if (want == RG_DT_Q8_0 || want == RG_DT_Q4_0) rg_gguf_w_u32(w, "general.quantization_version", 2);
+    if (rg_dtype_is_quantised(want)) rg_gguf_w_u32(w, "general.quantization_version", 2);
     rg_gguf_w_config(w, &m->cfg);
     if (find_tokenizer(in_path, &m->cfg, &tok)) goto done;
     if (tok) rg_gguf_w_tokenizer(w, tok);

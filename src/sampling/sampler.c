@@ -125,8 +125,7 @@ void rg_sampler_accept(rg_sampler *s, int32_t token) {
     if (s->p.repeat_last_n < 0) { /* unbounded history */
         if (s->hist_len == s->hist_cap) {
             s->hist_cap = s->hist_cap ? 2 * s->hist_cap : 256;
-            s->history = realloc(s->history, sizeof *s->history * s->hist_cap);
-            if (!s->history) abort();
+            s->history = rg_xrealloc(s->history, sizeof *s->history * s->hist_cap);
         }
         s->history[s->hist_len++] = token;
         return;

@@ -210,7 +210,7 @@ static int message_text(const cJSON *content, char **out, rg_api_error *e) {
         }
         size_t n = strlen(text->valuestring);
         while (len + n + 2 > cap) cap *= 2;
-        s = realloc(s, cap);
+        s = rg_xrealloc(s, cap);
         if (i++) s[len++] = '\n';
         memcpy(s + len, text->valuestring, n);
         len += n;
@@ -230,7 +230,7 @@ static char *join(const char *a, const char *sep, const char *b) {
 }
 
 static void add_turn(rg_api_request *r, int model, char *text) {
-    r->turns = realloc(r->turns, sizeof *r->turns * (size_t)(r->n_turns + 1));
+    r->turns = rg_xrealloc(r->turns, sizeof *r->turns * (size_t)(r->n_turns + 1));
     r->turns[r->n_turns].model = model;
     r->turns[r->n_turns].text = text;
     r->n_turns++;
@@ -510,7 +510,7 @@ int rg_tokens_append_ex(const rg_tokenizer *t, const char *text, size_t len, int
     int32_t *add;
     size_t n_add;
     if (rg_tokenize_ex(t, text, len, 0, 0, parse_special, &add, &n_add)) return -1;
-    *ids = realloc(*ids, sizeof **ids * ((size_t)*n + n_add + 1));
+    *ids = rg_xrealloc(*ids, sizeof **ids * ((size_t)*n + n_add + 1));
     memcpy(*ids + *n, add, sizeof *add * n_add);
     *n += (int)n_add;
     free(add);
@@ -518,7 +518,7 @@ int rg_tokens_append_ex(const rg_tokenizer *t, const char *text, size_t len, int
 }
 
 static int push_id(int32_t id, int32_t **ids, int *n) {
-    *ids = realloc(*ids, sizeof **ids * ((size_t)*n + 1));
+    *ids = rg_xrealloc(*ids, sizeof **ids * ((size_t)*n + 1));
     (*ids)[(*n)++] = id;
     return 0;
 }

@@ -74,7 +74,7 @@ static void put(buf *b, const char *fmt, ...) {
             return;
         }
         b->cap = b->cap * 2 + (size_t)(n > 0 ? n : 0);
-        b->s = realloc(b->s, b->cap);
+        b->s = rg_xrealloc(b->s, b->cap);
     }
 }
 

@@ -134,11 +134,7 @@ static int on_token(void *ctx, int32_t id, const char *text, size_t len) {
     }
     if (sl->t_first == 0) sl->t_first = rg_time_s();
     pthread_mutex_lock(&j->mu);
-    if (j->len + len + 1 > j->cap) {
-        while (j->len + len + 1 > j->cap) j->cap *= 2;
-        j->text = realloc(j->text, j->cap);
-        if (!j->text) abort();
-    }
+    j->text = rg_grow(j->text, &j->cap, j->len + len + 1, 1);
     memcpy(j->text + j->len, text, len);
     j->len += len;
     j->text[j->len] = 0;

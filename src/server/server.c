@@ -229,10 +229,7 @@ typedef struct {
 } stream;
 
 static void stream_put(stream *st, const char *a, size_t n) {
-    if (st->blen + n > st->bcap) {
-        while (st->blen + n > st->bcap) st->bcap = st->bcap ? st->bcap * 2 : 4096;
-        st->buf = realloc(st->buf, st->bcap);
-    }
+    st->buf = rg_grow(st->buf, &st->bcap, st->blen + n, 1);
     memcpy(st->buf + st->blen, a, n);
     st->blen += n;
 }
@@ -541,10 +538,7 @@ static enum MHD_Result handle(rg_server *s, struct MHD_Connection *c, const char
     }
     if (*upload_size) {
         if (!rq->too_large && rq->len + *upload_size <= s->o.max_body) {
-            if (rq->len + *upload_size + 1 > rq->cap) {
-                rq->cap = rq->len + *upload_size + 1 > 2 * rq->cap ? rq->len + *upload_size + 1 : 2 * rq->cap;
-                rq->body = realloc(rq->body, rq->cap);
-            }
+            rq->body = rg_grow(rq->body, &rq->cap, rq->len + *upload_size + 1, 1);
             memcpy(rq->body + rq->len, upload, *upload_size);
             rq->len += *upload_size;
             rq->body[rq->len] = 0;

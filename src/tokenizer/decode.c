@@ -23,14 +23,7 @@ typedef struct {
 } decoder;
 
 static void put(decoder *d, const void *s, size_t n) {
-    if (d->len + n + 1 > d->cap) {
-        d->cap = 2 * (d->len + n + 1) + 64;
-        d->buf = realloc(d->buf, d->cap);
-        if (!d->buf) {
-            fprintf(stderr, "rgemma: out of memory\n");
-            abort();
-        }
-    }
+    d->buf = rg_grow(d->buf, &d->cap, d->len + n + 1, 1);
     memcpy(d->buf + d->len, s, n);
     d->len += n;
     d->buf[d->len] = 0;

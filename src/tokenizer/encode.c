@@ -50,21 +50,9 @@ typedef struct {
     size_t n_out, out_cap;
 } encoder;
 
-static void *grow(void *p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return p;
-    size_t c = *cap ? *cap : 64;
-    while (c < need) c *= 2;
-    p = realloc(p, c * elem);
-    if (!p) {
-        fprintf(stderr, "rgemma: out of memory\n");
-        abort();
-    }
-    *cap = c;
-    return p;
-}
 
 static inline void emit(encoder *e, int32_t id) {
-    if (e->n_out == e->out_cap) e->out = grow(e->out, &e->out_cap, e->n_out + 1, sizeof *e->out);
+    if (e->n_out == e->out_cap) e->out = rg_grow(e->out, &e->out_cap, e->n_out + 1, sizeof *e->out);
     e->out[e->n_out++] = id;
 }
 
@@ -75,7 +63,7 @@ static inline int better(const pair *a, const pair *b) {
 }
 
 static void heap_push(encoder *e, pair p) {
-    if (e->heap_n == e->heap_cap) e->heap = grow(e->heap, &e->heap_cap, e->heap_n + 1, sizeof *e->heap);
+    if (e->heap_n == e->heap_cap) e->heap = rg_grow(e->heap, &e->heap_cap, e->heap_n + 1, sizeof *e->heap);
     size_t i = e->heap_n++;
     while (i > 0) {
         size_t parent = (i - 1) / 2;
@@ -197,7 +185,7 @@ static void run(encoder *e, int32_t k) {
     for (; e->cache[i].len; i = (i + 1) & e->cache_mask) {
         cached_run *c = &e->cache[i];
         if (c->tag == tag && c->len == len && !memcmp(e->text + c->start, e->text + start, len)) {
-            e->out = grow(e->out, &e->out_cap, e->n_out + c->n_ids, sizeof *e->out);
+            e->out = rg_grow(e->out, &e->out_cap, e->n_out + c->n_ids, sizeof *e->out);
             memcpy(e->out + e->n_out, e->out + c->ids, c->n_ids * sizeof *e->out);
             e->n_out += c->n_ids;
             return;
@@ -318,7 +306,7 @@ int rg_tokenize_ex(const rg_tokenizer *t, const char *text, size_t len, int add_
             run(&e, k);
             k = 0;
         }
-        if ((size_t)k == e.sym_cap) e.sym = grow(e.sym, &e.sym_cap, (size_t)k + 1, sizeof *e.sym);
+        if ((size_t)k == e.sym_cap) e.sym = rg_grow(e.sym, &e.sym_cap, (size_t)k + 1, sizeof *e.sym);
         e.sym[k++] = (symbol){.start = (int32_t)pos, .len = l};
         prev_space = space;
         pos += (size_t)l;

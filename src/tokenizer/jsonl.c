@@ -205,8 +205,7 @@ int rg_jsonl_ints(const char *line, size_t len, const char *key, int32_t **out, 
         c.p += m;
         if (k == cap) {
             cap *= 2;
-            v = realloc(v, cap * sizeof *v);
-            if (!v) return rg_error("out of memory");
+            v = rg_xrealloc(v, cap * sizeof *v);
         }
         v[k++] = (int32_t)x;
         skip_ws(&c);

@@ -254,14 +254,7 @@ typedef struct {
 } pb_buf;
 
 static void put_raw(pb_buf *b, const void *d, size_t n) {
-    if (b->len + n > b->cap) {
-        b->cap = 2 * (b->len + n) + 1024;
-        b->p = realloc(b->p, b->cap);
-        if (!b->p) {
-            fprintf(stderr, "rgemma: out of memory\n");
-            abort();
-        }
-    }
+    b->p = rg_grow(b->p, &b->cap, b->len + n, 1);
     memcpy(b->p + b->len, d, n);
     b->len += n;
 }

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include "formats/gguf.h"
 #include "rgemma.h"
 
 /* SentencePiece's ModelProto.SentencePiece.Type values. */
@@ -133,6 +134,10 @@ int rg_tok_read_hf_json(rg_tokenizer *t, const char *json, size_t len, const cha
                         const char *config_json, size_t config_len);
 /* Serialise the model as a SentencePiece ModelProto into a malloc'd buffer. */
 int rg_tok_write_model_proto(const rg_tokenizer *t, uint8_t **out, size_t *len);
+/* The model as tokenizer.ggml.* keys of a GGUF file (tokenizer/gguf_tokenizer.c),
+ * and back: rg_tokenizer_load() calls rg_tokenizer_load_gguf() for a GGUF file. */
+void rg_gguf_w_tokenizer(rg_gguf_writer *w, const rg_tokenizer *t);
+int rg_tokenizer_load_gguf(const char *path, rg_tokenizer **out);
 
 /* Strict UTF-8 (no overlongs, surrogates or values above U+10FFFF), as
  * SentencePiece checks it: length of the character at p (1..4), 0 if the

@@ -205,6 +205,23 @@ void *rg_xcalloc(size_t n, size_t size) {
     return p;
 }
 
+void *rg_xrealloc(void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q) {
+        fprintf(stderr, "rgemma: out of memory (%zu bytes)\n", n);
+        abort();
+    }
+    return q;
+}
+
+void *rg_grow(void *p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return p;
+    size_t c = *cap ? *cap : 64;
+    while (c < need) c *= 2;
+    *cap = c;
+    return rg_xrealloc(p, c * elem);
+}
+
 void *rg_aligned_alloc(size_t n) {
     size_t sz = (n + 63) & ~(size_t)63;
     void *p = aligned_alloc(64, sz ? sz : 64);

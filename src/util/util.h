@@ -70,6 +70,11 @@ uint64_t rg_fnv1a(const void *data, size_t len, uint64_t seed);
 
 void *rg_xmalloc(size_t n);       /* aborts on OOM */
 void *rg_xcalloc(size_t n, size_t size);
+void *rg_xrealloc(void *p, size_t n); /* aborts on OOM */
+/* A growable array p of *cap elements of elem bytes, with room for at least
+ * need of them: p itself or a bigger copy (doubling, from 64 elements); aborts
+ * on OOM. */
+void *rg_grow(void *p, size_t *cap, size_t need, size_t elem);
 void *rg_aligned_alloc(size_t n); /* 64-byte aligned, zeroed; free with free() */
 
 double rg_time_s(void); /* monotonic seconds */

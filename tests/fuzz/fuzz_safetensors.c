@@ -1,7 +1,7 @@
 /* safetensors: the 8-byte header length and the JSON header (names, dtypes,
  * shapes, offsets) of one file, as rg_st_add_file reads it. */
 #include "fuzz_util.h"
-#include "model/safetensors.h"
+#include "formats/safetensors.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *path = fuzz_file("model.safetensors", data, size);

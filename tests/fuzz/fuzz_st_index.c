@@ -1,7 +1,7 @@
 /* model.safetensors.index.json: the weight map of a sharded checkpoint, with
  * two small valid shards beside it (a.safetensors, b.safetensors). */
 #include "fuzz_util.h"
-#include "model/safetensors.h"
+#include "formats/safetensors.h"
 
 static void write_shard(const char *name, const char *tensor) {
     char header[160];

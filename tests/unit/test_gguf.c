@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include <cmocka.h>
-#include "model/gguf.h"
+#include "formats/gguf.h"
 #include "model/model.h"
 #include "model/synth.h"
 #include "ops/ops.h"

@@ -23,7 +23,7 @@
 #include <cjson/cJSON.h>
 #include "../golden/check_golden.h"
 #include "model/model.h"
-#include "model/tensor.h"
+#include "core/tensor.h"
 #include "ops/ops.h"
 #include "util/util.h"
 
@@ -61,13 +61,13 @@ static uint8_t *encode(rg_dtype dt, const float *v, int rows, int k, size_t *row
             for (int j = 0; j < RG_QBLOCK; j++)
                 if (fabsf(x[j]) > amax) amax = fabsf(x[j]), max = x[j];
             if (dt == RG_DT_Q8_0) {
-                uint8_t *blk = dst + (size_t)b * 34;
+                uint8_t *blk = dst + (size_t)b * RG_Q8_0_BLOCK_BYTES;
                 float d = amax / 127, id = d ? 1 / d : 0;
                 uint16_t h16 = rg_f32_to_f16(d);
                 memcpy(blk, &h16, 2);
                 for (int j = 0; j < RG_QBLOCK; j++) blk[2 + j] = (uint8_t)(int8_t)lrintf(x[j] * id);
             } else {
-                uint8_t *blk = dst + (size_t)b * 18;
+                uint8_t *blk = dst + (size_t)b * RG_Q4_0_BLOCK_BYTES;
                 float d = max / -8, id = d ? 1 / d : 0;
                 uint16_t h16 = rg_f32_to_f16(d);
                 memcpy(blk, &h16, 2);

@@ -51,7 +51,7 @@ static int print_reply(void *ctx, int32_t token, const char *text, size_t len) {
     if (r->verbose && token >= 0) {
         if (r->n == r->cap) {
             r->cap = r->cap ? 2 * r->cap : 64;
-            r->ids = realloc(r->ids, sizeof *r->ids * r->cap);
+            r->ids = rg_xrealloc(r->ids, sizeof *r->ids * r->cap);
         }
         r->ids[r->n++] = token;
     }
@@ -89,7 +89,7 @@ static char *read_message(FILE *in, int tty, int *nul) {
         if (k && line[k - 1] == '\r') line[--k] = 0;
         int more = k && line[k - 1] == '\\';
         if (more) line[k - 1] = '\n'; /* the line goes on: the backslash becomes the newline */
-        msg = realloc(msg, mlen + (size_t)k + 1);
+        msg = rg_xrealloc(msg, mlen + (size_t)k + 1);
         memcpy(msg + mlen, line, (size_t)k);
         mlen += (size_t)k;
         msg[mlen] = 0;

@@ -281,7 +281,7 @@ int cmd_eval(int argc, char **argv) {
             sep = unescape(optarg);
             break;
         case O_STOP:
-            stops = realloc(stops, sizeof *stops * (size_t)(n_stop + 1));
+            stops = rg_xrealloc(stops, sizeof *stops * (size_t)(n_stop + 1));
             stops[n_stop++] = unescape(optarg);
             if (!*stops[n_stop - 1]) BAD("--stop must not be empty\n");
             break;
@@ -407,7 +407,7 @@ int cmd_eval(int argc, char **argv) {
                 int g = 0;
                 while (g < n_groups && strcmp(groups[g].name, it->group)) g++;
                 if (g == n_groups) {
-                    groups = realloc(groups, sizeof *groups * (size_t)(n_groups + 1));
+                    groups = rg_xrealloc(groups, sizeof *groups * (size_t)(n_groups + 1));
                     memset(&groups[g], 0, sizeof *groups);
                     groups[g].name = strdup(it->group);
                     n_groups++;

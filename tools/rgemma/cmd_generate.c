@@ -84,11 +84,7 @@ typedef struct {
 } sample_out;
 
 static void out_append(sample_out *o, const char *s, size_t n) {
-    if (o->len + n + 1 > o->cap) {
-        o->cap = (o->len + n + 1) * 2;
-        o->text = realloc(o->text, o->cap);
-        if (!o->text) abort();
-    }
+    o->text = rg_grow(o->text, &o->cap, o->len + n + 1, 1);
     memcpy(o->text + o->len, s, n);
     o->len += n;
     o->text[o->len] = 0;
@@ -99,8 +95,7 @@ static int collect_out(void *ctx, int32_t token, const char *text, size_t len) {
     if (token >= 0) {
         if (o->n_ids == o->cap_ids) {
             o->cap_ids = o->cap_ids * 2 + 64;
-            o->ids = realloc(o->ids, sizeof *o->ids * (size_t)o->cap_ids);
-            if (!o->ids) abort();
+            o->ids = rg_xrealloc(o->ids, sizeof *o->ids * (size_t)o->cap_ids);
         }
         o->ids[o->n_ids++] = token;
     }

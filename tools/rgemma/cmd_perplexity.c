@@ -56,7 +56,7 @@ static int read_ids(const char *path, int32_t **out, int64_t *n) {
             free(data);
             return rg_error("%s: byte %zu: expected a token id (a non-negative integer)", path, b);
         }
-        if (k == cap) ids = realloc(ids, sizeof(int32_t) * (size_t)(cap *= 2));
+        if (k == cap) ids = rg_xrealloc(ids, sizeof(int32_t) * (size_t)(cap *= 2));
         ids[k++] = (int32_t)v;
     }
     free(data);

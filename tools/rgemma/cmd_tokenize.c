@@ -47,8 +47,7 @@ static int read_stream(FILE *f, char **data, size_t *len) {
         n += got;
         if (n == cap) {
             cap *= 2;
-            buf = realloc(buf, cap);
-            if (!buf) return rg_error("out of memory");
+            buf = rg_xrealloc(buf, cap);
         }
     }
     if (ferror(f)) {
@@ -333,7 +332,7 @@ int cmd_detokenize(int argc, char **argv) {
                     rc = 2;
                     break;
                 }
-                if (n == cap) ids = realloc(ids, (cap *= 2) * sizeof *ids);
+                if (n == cap) ids = rg_xrealloc(ids, (cap *= 2) * sizeof *ids);
                 ids[n++] = (int32_t)v;
                 p = end;
             }

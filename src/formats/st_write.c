@@ -1,4 +1,4 @@
-/* safetensors writer (format: see model/safetensors.c). The header is built
+/* safetensors writer (format: see formats/safetensors.c). The header is built
  * first, so every tensor's place in the file is known; the data is then
  * produced in chunks of CHUNK elements by all threads and written with
  * pwrite at its offset. */
@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
-#include "model/st_write.h"
+#include "formats/st_write.h"
 #include "util/util.h"
 
 #define CHUNK ((int64_t)1 << 20)
@@ -20,7 +20,7 @@ int64_t rg_st_spec_elements(const rg_st_spec *s) {
 }
 
 uint64_t rg_st_spec_bytes(const rg_st_spec *s) {
-    return (uint64_t)rg_st_spec_elements(s) * (s->dtype == RG_DT_F32 ? 4 : 2);
+    return rg_dtype_row_bytes(s->dtype, rg_st_spec_elements(s));
 }
 
 static int write_all(int fd, const void *buf, size_t len, uint64_t off) {
@@ -72,15 +72,6 @@ static char *build_header(const rg_st_spec *specs, int n, const char *note, uint
     return h;
 }
 
-static void convert(rg_dtype dt, const float *in, int64_t n, uint8_t *out) {
-    if (dt == RG_DT_F32) {
-        memcpy(out, in, (size_t)n * 4);
-    } else {
-        uint16_t *o = (uint16_t *)out;
-        for (int64_t i = 0; i < n; i++) o[i] = dt == RG_DT_BF16 ? rg_f32_to_bf16(in[i]) : rg_f32_to_f16(in[i]);
-    }
-}
-
 typedef struct {
     uint64_t done, total;
 } progress_state;
@@ -90,7 +81,7 @@ typedef struct {
 static int write_file(const char *path, const rg_st_spec *specs, int n, int index0, const rg_st_source *src,
                       progress_state *ps) {
     for (int i = 0; i < n; i++)
-        if (specs[i].dtype != RG_DT_F32 && specs[i].dtype != RG_DT_BF16 && specs[i].dtype != RG_DT_F16)
+        if (!rg_dtype_info(specs[i].dtype) || rg_dtype_is_quantised(specs[i].dtype))
             return rg_error("%s: tensor \"%s\": cannot write dtype %s", path, specs[i].name,
                             rg_dtype_name(specs[i].dtype));
     uint64_t *data_off = rg_xmalloc(sizeof *data_off * (size_t)(n ? n : 1));
@@ -122,7 +113,7 @@ static int write_file(const char *path, const rg_st_spec *specs, int n, int inde
     int c = 0;
     for (int i = 0; i < n; i++) {
         int64_t total = rg_st_spec_elements(&specs[i]);
-        size_t es = specs[i].dtype == RG_DT_F32 ? 4 : 2;
+        size_t es = rg_dtype_row_bytes(specs[i].dtype, 1);
         for (int64_t f = 0; f < total; f += CHUNK)
             chunks[c++] = (chunk){i, f, total - f < CHUNK ? total - f : CHUNK, base + data_off[i] + (uint64_t)f * es};
     }
@@ -130,7 +121,7 @@ static int write_file(const char *path, const rg_st_spec *specs, int n, int inde
     #pragma omp parallel if (!failed)
     {
         float *vals = rg_xmalloc(sizeof(float) * CHUNK);
-        uint8_t *bytes = rg_xmalloc(4 * CHUNK);
+        uint8_t *bytes = rg_xmalloc(rg_dtype_row_bytes(RG_DT_F32, CHUNK)); /* the widest type */
         #pragma omp for schedule(dynamic, 1)
         for (int k = 0; k < n_chunks; k++) {
             int bad;
@@ -140,8 +131,8 @@ static int write_file(const char *path, const rg_st_spec *specs, int n, int inde
             const chunk *ch = &chunks[k];
             const rg_st_spec *s = &specs[ch->tensor];
             src->fill(src->fill_ctx, index0 + ch->tensor, ch->first, ch->count, vals);
-            convert(s->dtype, vals, ch->count, bytes);
-            size_t nb = (size_t)ch->count * (s->dtype == RG_DT_F32 ? 4 : 2);
+            rg_dtype_info(s->dtype)->from_float(vals, ch->count, bytes); /* plain floats: cannot fail */
+            size_t nb = rg_dtype_row_bytes(s->dtype, ch->count);
             if (write_all(fd, bytes, nb, ch->offset)) {
                 #pragma omp atomic write
                 failed = 1;

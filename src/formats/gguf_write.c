@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
-#include "model/gguf.h"
+#include "formats/gguf.h"
 
 typedef struct {
     char *name;
@@ -34,11 +34,7 @@ struct rg_gguf_writer {
 static uint64_t align_up(uint64_t v) { return (v + ALIGN - 1) / ALIGN * ALIGN; }
 
 static void put(rg_gguf_writer *w, const void *p, size_t n) {
-    if (w->kv_len + n > w->kv_cap) {
-        w->kv_cap = (w->kv_len + n) * 2;
-        w->kv = realloc(w->kv, w->kv_cap);
-        if (!w->kv) abort();
-    }
+    w->kv = rg_grow(w->kv, &w->kv_cap, w->kv_len + n, 1);
     memcpy(w->kv + w->kv_len, p, n);
     w->kv_len += n;
 }
@@ -123,13 +119,13 @@ void rg_gguf_w_arr_i32(rg_gguf_writer *w, const char *k, const int32_t *v, uint6
 int rg_gguf_w_tensor(rg_gguf_writer *w, const char *name, rg_dtype dtype, int ndim, const int64_t *shape) {
     if (strlen(name) > RG_GGUF_MAX_NAME)
         return rg_error("tensor \"%s\": name longer than %d bytes", name, RG_GGUF_MAX_NAME);
-    if (ndim < 1 || ndim > 4 || rg_gguf_ggml_type(dtype) < 0)
+    if (ndim < 1 || ndim > 4 || !rg_dtype_info(dtype))
         return rg_error("tensor \"%s\": cannot be stored (%d dims, type %s)", name, ndim, rg_dtype_name(dtype));
     int64_t cols = shape[ndim - 1], rows = 1;
     for (int i = 0; i < ndim - 1; i++) rows *= shape[i];
-    if ((dtype == RG_DT_Q8_0 || dtype == RG_DT_Q4_0) && cols % RG_QBLOCK)
+    if (rg_dtype_is_quantised(dtype) && cols % RG_QBLOCK)
         return rg_error("tensor \"%s\": rows of %lld are not a multiple of %d", name, (long long)cols, RG_QBLOCK);
-    w->t = realloc(w->t, sizeof *w->t * (size_t)(w->n_t + 1));
+    w->t = rg_xrealloc(w->t, sizeof *w->t * (size_t)(w->n_t + 1));
     wtensor *t = &w->t[w->n_t++];
     *t = (wtensor){strdup(name), dtype, ndim, {0}, rg_dtype_row_bytes(dtype, cols) * (size_t)rows, w->data_size};
     memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
@@ -162,7 +158,7 @@ int rg_gguf_w_begin(rg_gguf_writer *w, const char *path) {
         put_str(w, t->name);
         put_le(w, (uint64_t)t->ndim, 4);
         for (int d = t->ndim - 1; d >= 0; d--) put_le(w, (uint64_t)t->shape[d], 8); /* ne[0] = last dim */
-        put_le(w, (uint64_t)rg_gguf_ggml_type(t->dtype), 4);
+        put_le(w, (uint64_t)rg_dtype_info(t->dtype)->ggml_type, 4);
         put_le(w, t->offset, 8);
     }
     uint8_t head[24];

@@ -2,7 +2,7 @@
  * loading it from a file or folder. */
 #include <stdio.h>
 #include <stdlib.h>
-#include "model/gguf.h"
+#include "formats/gguf.h"
 #include "tokenizer/tokenizer.h"
 #include "util/util.h"
 
@@ -47,22 +47,11 @@ void rg_tok_init(rg_tokenizer *t) {
 void rg_tok_add_piece(rg_tokenizer *t, const char *text, size_t len, float score, int type) {
     if (t->n == t->cap) {
         t->cap = t->cap ? 2 * t->cap : 1024;
-        t->off = realloc(t->off, (size_t)(t->cap + 1) * sizeof *t->off);
-        t->score = realloc(t->score, (size_t)t->cap * sizeof *t->score);
-        t->type = realloc(t->type, (size_t)t->cap);
-        if (!t->off || !t->score || !t->type) {
-            fprintf(stderr, "rgemma: out of memory\n");
-            abort();
-        }
+        t->off = rg_xrealloc(t->off, (size_t)(t->cap + 1) * sizeof *t->off);
+        t->score = rg_xrealloc(t->score, (size_t)t->cap * sizeof *t->score);
+        t->type = rg_xrealloc(t->type, (size_t)t->cap);
     }
-    if (t->pool_len + len + 1 > t->pool_cap) {
-        t->pool_cap = 2 * (t->pool_len + len + 1) + 4096;
-        t->pool = realloc(t->pool, t->pool_cap);
-        if (!t->pool) {
-            fprintf(stderr, "rgemma: out of memory\n");
-            abort();
-        }
-    }
+    t->pool = rg_grow(t->pool, &t->pool_cap, t->pool_len + len + 1, 1);
     if (t->n == 0) t->off[0] = 0;
     memcpy(t->pool + t->pool_len, text, len);
     t->pool[t->pool_len + len] = 0;
@@ -100,8 +89,7 @@ static int trie_insert(rg_tokenizer *t, int32_t id, int32_t *cap) {
         if (c < 0) {
             if (t->trie_n == *cap) {
                 *cap = *cap ? 2 * *cap : 256;
-                t->trie = realloc(t->trie, (size_t)*cap * sizeof *t->trie);
-                if (!t->trie) return rg_error("out of memory");
+                t->trie = rg_xrealloc(t->trie, (size_t)*cap * sizeof *t->trie);
             }
             c = t->trie_n++;
             int32_t *link = parent < 0 ? &t->trie_root[s[0]] : &t->trie[parent].child;

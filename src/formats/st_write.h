@@ -5,7 +5,7 @@
 #ifndef RG_ST_WRITE_H
 #define RG_ST_WRITE_H
 
-#include "model/tensor.h"
+#include "core/tensor.h"
 
 typedef struct {
     char name[128];

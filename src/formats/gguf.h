@@ -1,4 +1,6 @@
-/* GGUF v3 (the ggml file format): reader and streaming writer.
+/* GGUF v3 (the ggml file format): reader and streaming writer. What the
+ * keys mean to the model and the tokenizer is theirs (model/gguf_config.c,
+ * tokenizer/gguf_tokenizer.c).
  *
  * Layout (all integers little-endian):
  *   "GGUF"  u32 version (3)  u64 tensor_count  u64 kv_count
@@ -13,7 +15,7 @@
 #define RG_GGUF_H
 
 #include <stdio.h>
-#include "model/tensor.h"
+#include "core/tensor.h"
 #include "util/util.h"
 
 #define RG_GGUF_VERSION 3
@@ -38,9 +40,6 @@ typedef enum {
     RG_GGUF_FLOAT64 = 12,
     RG_GGUF_NTYPES
 } rg_gguf_type;
-
-/* ggml tensor type ids of the types the engine runs */
-enum { RG_GGML_F32 = 0, RG_GGML_F16 = 1, RG_GGML_Q4_0 = 2, RG_GGML_Q8_0 = 8, RG_GGML_BF16 = 30 };
 
 /* A string inside the mapped file (not NUL-terminated). */
 typedef struct {
@@ -101,10 +100,6 @@ double rg_gguf_arr_float(const rg_gguf_kv *kv, uint64_t i);
 /* The strings of a validated string array, in order (malloc'd array of views). */
 rg_gguf_str *rg_gguf_arr_strs(const rg_gguf_kv *kv);
 
-/* The model config as metadata under the "recurrentgemma." prefix (with the
- * token ids under tokenizer.ggml.*), and back (checked like config.json). */
-int rg_gguf_read_config(const rg_gguf *g, rg_config *cfg);
-
 /* ---- writer ---------------------------------------------------------------
  * Collect metadata and tensor infos, then stream the tensor data in the
  * order the tensors were added. The file is written as PATH.tmp and renamed
@@ -130,15 +125,5 @@ int rg_gguf_w_begin(rg_gguf_writer *w, const char *path);
 int rg_gguf_w_data(rg_gguf_writer *w, const void *data, size_t n);
 /* Check that every tensor got exactly its bytes, flush, rename into place. */
 int rg_gguf_w_finish(rg_gguf_writer *w);
-
-void rg_gguf_w_config(rg_gguf_writer *w, const rg_config *cfg);
-
-/* A SentencePiece tokenizer as tokenizer.ggml.* keys (model/gguf_tokenizer.c),
- * and back: rg_tokenizer_load() calls rg_tokenizer_load_gguf() for a GGUF file. */
-void rg_gguf_w_tokenizer(rg_gguf_writer *w, const rg_tokenizer *t);
-int rg_tokenizer_load_gguf(const char *path, rg_tokenizer **out);
-
-/* ggml type id <-> engine dtype */
-int rg_gguf_ggml_type(rg_dtype dt);
 
 #endif

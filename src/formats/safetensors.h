@@ -2,7 +2,7 @@
 #ifndef RG_SAFETENSORS_H
 #define RG_SAFETENSORS_H
 
-#include "model/tensor.h"
+#include "core/tensor.h"
 #include "util/util.h"
 
 typedef struct {

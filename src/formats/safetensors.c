@@ -6,16 +6,18 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include "model/safetensors.h"
+#include "formats/safetensors.h"
 
 #define MAX_HEADER (256u << 20)
 
+/* safetensors holds plain floats only, spelt as the type table names them */
 static int parse_dtype(const char *s, rg_dtype *out) {
-    if (!strcmp(s, "F32")) *out = RG_DT_F32;
-    else if (!strcmp(s, "BF16")) *out = RG_DT_BF16;
-    else if (!strcmp(s, "F16")) *out = RG_DT_F16;
-    else return -1;
-    return 0;
+    for (int d = 0; d < RG_DT_COUNT; d++)
+        if (!rg_dtype_is_quantised((rg_dtype)d) && !strcmp(s, rg_dtype_name((rg_dtype)d))) {
+            *out = (rg_dtype)d;
+            return 0;
+        }
+    return -1;
 }
 
 static int cmp_by_offset(const void *a, const void *b) {
@@ -56,7 +58,7 @@ int rg_st_add_file(rg_safetensors *st, const char *path) {
         return -1;
     }
     int file_idx = st->n_files;
-    st->files = realloc(st->files, sizeof *st->files * (size_t)(st->n_files + 1));
+    st->files = rg_xrealloc(st->files, sizeof *st->files * (size_t)(st->n_files + 1));
     st->files[st->n_files++] = mf;
     int first_new = st->n_entries;
     int rc = -1;
@@ -107,7 +109,7 @@ int rg_st_add_file(rg_safetensors *st, const char *path) {
                      name, b, en, data_size);
             goto done;
         }
-        double want = count * (t.dtype == RG_DT_F32 ? 4 : 2);
+        double want = count * rg_dtype_info(t.dtype)->block_bytes;
         if (want != en - b) {
             rg_error("%s: tensor \"%s\": shape needs %.0f bytes but data_offsets give %.0f", path, name, want,
                      en - b);
@@ -119,7 +121,7 @@ int rg_st_add_file(rg_safetensors *st, const char *path) {
         }
         t.data = data + (size_t)b;
         t.nbytes = (size_t)(en - b);
-        st->entries = realloc(st->entries, sizeof *st->entries * (size_t)(st->n_entries + 1));
+        st->entries = rg_xrealloc(st->entries, sizeof *st->entries * (size_t)(st->n_entries + 1));
         st->entries[st->n_entries++] = (rg_st_entry){strdup(name), file_idx, t};
     }
     /* no two tensors of this file may share bytes */

@@ -5,7 +5,7 @@
  * are under tokenizer.rgemma.*. Loading goes through the tokenizer's own
  * builder, so an embedded model is checked exactly like a tokenizer.model. */
 #include <stdlib.h>
-#include "model/gguf.h"
+#include "formats/gguf.h"
 #include "tokenizer/tokenizer.h"
 
 #define T_MODEL "tokenizer.ggml.model"
