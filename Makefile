@@ -9,10 +9,12 @@ CFLAGS  := -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fopenmp \
 LDFLAGS := -fopenmp $(SAN)
 LDLIBS  := -lcjson -lmicrohttpd -lm -lpthread
 
-LIB_SRC   := $(sort $(wildcard src/*/*.c))
+# kernels_simd.c is compiled once per instruction set (below), not as itself
+LIB_SRC   := $(filter-out src/ops/kernels_simd.c,$(sort $(wildcard src/*/*.c)))
 TOOL_SRC  := $(sort $(wildcard tools/rgemma/*.c))
 TEST_SRC  := $(sort $(wildcard tests/unit/test_*.c))
-LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+SIMD_OBJ  := $(BUILD)/src/ops/kernels_simd_avx2.o $(BUILD)/src/ops/kernels_simd_avx512.o
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(SIMD_OBJ)
 TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 LIB       := $(BUILD)/librgemma.a
@@ -20,16 +22,21 @@ RGEMMA    := $(BUILD)/rgemma
 
 all: $(RGEMMA) $(BUILD)/check-golden $(TEST_BIN)
 
-# SIMD kernels are compiled for their instruction set only; the library picks
-# one at run time from what the CPU reports (rg_active_kernels, src/ops/matmul.c).
-$(BUILD)/src/ops/%_avx2.o:   CFLAGS += -mavx2 -mfma -mf16c
+# SIMD kernels are compiled for their instruction set only, with the macro that
+# selects its mapping in src/ops/simd.h; the library picks a set at run time
+# from what the CPU reports (src/ops/matmul.c checks exactly these features).
+$(BUILD)/src/ops/%_avx2.o:   CFLAGS += -mavx2 -mfma -mf16c -DRG_SIMD_AVX2
 $(BUILD)/src/ops/%_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq \
-                                        -mavx512bf16 -mavx512vnni -mfma -mf16c
+                                        -mavx512vnni -mfma -mf16c -DRG_SIMD_AVX512
 
 # SAN_OBJ: the sanitizer flags an object is compiled with (all of SAN, except
 # where a rule below says otherwise)
 SAN_OBJ = $(SAN)
 $(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN_OBJ) -c $< -o $@
+
+$(SIMD_OBJ): $(BUILD)/src/ops/kernels_simd_%.o: src/ops/kernels_simd.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN_OBJ) -c $< -o $@
 

@@ -30,6 +30,7 @@ for t in "$BUILD"/tests/test_*; do
         printf '%s\n' "$out"
     else
         printf '%s: %s passed\n' "$(basename "$t")" "$p"
+        printf '%s\n' "$out" | sed -n 's/^note: /  note: /p' # what a passing test could not check here
     fi
 done
 

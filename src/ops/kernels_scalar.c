@@ -24,16 +24,11 @@ static void matmul_scalar(rg_dtype dt, const uint8_t *w, size_t row_bytes, int r
     }
 }
 
-#define SCALAR_KERNEL(NAME, DT)                                                                               \
-    static void NAME(const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n, float *y, \
-                     int ldy) {                                                                               \
-        matmul_scalar(DT, w, rb, rows, k, x, ldx, n, y, ldy);                                                 \
-    }
-SCALAR_KERNEL(matmul_f32, RG_DT_F32)
-SCALAR_KERNEL(matmul_f16, RG_DT_F16)
-SCALAR_KERNEL(matmul_bf16, RG_DT_BF16)
-SCALAR_KERNEL(matmul_q8_0, RG_DT_Q8_0)
-SCALAR_KERNEL(matmul_q4_0, RG_DT_Q4_0)
+static RG_MATMUL_OF(matmul_f32, RG_DT_F32, matmul_scalar)
+static RG_MATMUL_OF(matmul_f16, RG_DT_F16, matmul_scalar)
+static RG_MATMUL_OF(matmul_bf16, RG_DT_BF16, matmul_scalar)
+static RG_MATMUL_OF(matmul_q8_0, RG_DT_Q8_0, matmul_scalar)
+static RG_MATMUL_OF(matmul_q4_0, RG_DT_Q4_0, matmul_scalar)
 
 static float softmax(float *x, int n, float scale, float *max) {
     float mx = -INFINITY;
@@ -113,16 +108,5 @@ static double peak_loop(int int8, long iters) {
     return (double)iters * 8 * 2;
 }
 
-const rg_kernel_set rg_kernels_scalar = {
-    "scalar",
-    {[RG_DT_F32] = matmul_f32, [RG_DT_F16] = matmul_f16, [RG_DT_BF16] = matmul_bf16, [RG_DT_Q8_0] = matmul_q8_0,
-     [RG_DT_Q4_0] = matmul_q4_0},
-    0,
-    softmax,
-    wsum,
-    gelu_mul,
-    softcap,
-    rglru,
-    read_sum,
-    peak_loop,
-};
+const rg_kernel_set rg_kernels_scalar =
+    RG_KERNEL_SET("scalar", 0, matmul_f32, matmul_f16, matmul_bf16, matmul_q8_0, matmul_q4_0);

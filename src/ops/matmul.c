@@ -8,26 +8,28 @@
 #include "ops/ops.h"
 #include "util/util.h"
 
+/* The kernel set in use: chosen once (pthread_once) at the first use, from
+ * RGEMMA_KERNEL or else the best the CPU runs; rg_set_kernel_path replaces it
+ * (atomically; callers do so while no kernel runs). */
 static const rg_kernel_set *g_kernels;
+static pthread_once_t g_kernels_once = PTHREAD_ONCE_INIT;
 
 /* Ordered from least to most capable. */
 static const rg_kernel_set *const all_sets[] = {&rg_kernels_scalar, &rg_kernels_avx2, &rg_kernels_avx512};
 
+/* Whether the CPU (and the OS, which libgcc's checks include) has every
+ * instruction set a kernel set is compiled with: exactly the Makefile's -m
+ * flags for its objects. */
 static int cpu_has(const char *name) {
     if (!strcmp(name, "scalar")) return 1;
     __builtin_cpu_init();
-    if (!strcmp(name, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    if (!strcmp(name, "avx2")) return avx2;
     if (!strcmp(name, "avx512"))
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx512vnni") && cpu_has("avx2");
+               __builtin_cpu_supports("avx512vnni");
     return 0;
-}
-
-static const rg_kernel_set *find_set(const char *name) {
-    for (size_t i = 0; i < sizeof all_sets / sizeof all_sets[0]; i++)
-        if (!strcmp(all_sets[i]->name, name)) return all_sets[i];
-    return NULL;
 }
 
 /* The best set this CPU supports: the last one listed that it can run. */
@@ -38,27 +40,42 @@ static const rg_kernel_set *best_set(void) {
     return best;
 }
 
-int rg_set_kernel_path(const char *name) {
+/* The set a kernel path names ("auto", NULL or "" for the best); -1 with
+ * rg_error if there is none or the CPU cannot run it. */
+static int find_set(const char *name, const rg_kernel_set **set) {
     if (!name || !*name || !strcmp(name, "auto")) {
-        g_kernels = best_set();
+        *set = best_set();
         return 0;
     }
-    const rg_kernel_set *s = find_set(name);
-    if (!s) return rg_error("unknown kernel path \"%s\" (expected auto, scalar, avx2 or avx512)", name);
-    if (!cpu_has(name)) return rg_error("this CPU cannot run the \"%s\" kernels", name);
-    g_kernels = s;
+    for (size_t i = 0; i < sizeof all_sets / sizeof all_sets[0]; i++)
+        if (!strcmp(all_sets[i]->name, name)) {
+            if (!cpu_has(name)) return rg_error("this CPU cannot run the \"%s\" kernels", name);
+            *set = all_sets[i];
+            return 0;
+        }
+    return rg_error("unknown kernel path \"%s\" (expected auto, scalar, avx2 or avx512)", name);
+}
+
+static void choose_kernels(void) {
+    const rg_kernel_set *set;
+    if (find_set(getenv("RGEMMA_KERNEL"), &set)) {
+        fprintf(stderr, "rgemma: RGEMMA_KERNEL: %s; using the best available\n", rg_last_error());
+        set = best_set();
+    }
+    __atomic_store_n(&g_kernels, set, __ATOMIC_RELEASE);
+}
+
+int rg_set_kernel_path(const char *name) {
+    pthread_once(&g_kernels_once, choose_kernels);
+    const rg_kernel_set *set;
+    if (find_set(name, &set)) return -1;
+    __atomic_store_n(&g_kernels, set, __ATOMIC_RELEASE);
     return 0;
 }
 
 const rg_kernel_set *rg_active_kernels(void) {
-    if (!g_kernels) {
-        const char *env = getenv("RGEMMA_KERNEL");
-        if (rg_set_kernel_path(env)) {
-            fprintf(stderr, "rgemma: RGEMMA_KERNEL: %s; using the best available\n", rg_last_error());
-            g_kernels = best_set();
-        }
-    }
-    return g_kernels;
+    pthread_once(&g_kernels_once, choose_kernels);
+    return __atomic_load_n(&g_kernels, __ATOMIC_ACQUIRE);
 }
 
 const char *rg_kernel_path(void) { return rg_active_kernels()->name; }

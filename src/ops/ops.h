@@ -41,6 +41,13 @@ void rg_matmul_jobs(const rg_matmul_job *jobs, int njobs, int n);
  *     matrices with row stride ld. */
 typedef void (*rg_matmul_fn)(const uint8_t *w, size_t row_bytes, int rows, int k, const float *x, int ldx, int n,
                              float *y, int ldy);
+/* Defines NAME, an rg_matmul_fn, as FN(DT, ...): one kernel over the weight
+ * types, a copy per type (prefix `static` for a file's own). */
+#define RG_MATMUL_OF(NAME, DT, FN)                                                                             \
+    void NAME(const uint8_t *w, size_t row_bytes, int rows, int k, const float *x, int ldx, int n, float *y, \
+              int ldy) {                                                                                     \
+        FN(DT, w, row_bytes, rows, k, x, ldx, n, y, ldy);                                                    \
+    }
 typedef struct {
     const char *name;
     rg_matmul_fn matmul[RG_DT_COUNT];
@@ -63,6 +70,12 @@ typedef struct {
     float (*read_sum)(const float *p, size_t n);
     double (*peak_loop)(int int8, long iters);
 } rg_kernel_set;
+
+/* A kernel set's table from its file's functions named as the fields are
+ * (softmax, wsum, ...), given its matmuls in rg_dtype order. */
+#define RG_KERNEL_SET(NAME, INT8_ACT, F32, F16, BF16, Q8_0, Q4_0)                                           \
+    {NAME, {[RG_DT_F32] = F32, [RG_DT_F16] = F16, [RG_DT_BF16] = BF16, [RG_DT_Q8_0] = Q8_0, [RG_DT_Q4_0] = Q4_0}, \
+     INT8_ACT, softmax, wsum, gelu_mul, softcap, rglru, read_sum, peak_loop}
 
 extern const rg_kernel_set rg_kernels_scalar, rg_kernels_avx2, rg_kernels_avx512;
 const rg_kernel_set *rg_active_kernels(void);

@@ -1,0 +1,342 @@
+/* The float kernels of the SIMD sets, written once over simd.h and compiled
+ * once per instruction set (the Makefile builds kernels_simd_avx2.o and
+ * kernels_simd_avx512.o from this file); each copy fills its set's
+ * rg_kernel_set with the int8 matmuls of kernels_avx2.c / kernels_avx512.c.
+ *
+ * Float weights, several tokens: register tiles of RB weight rows x up to TB
+ * tokens; each step widens VW weights of each row to float32 in registers
+ * and does RB*TB fused multiply-adds, so every weight loaded serves TB
+ * tokens. With more than TILE_MAX_N tokens (prefill) the k axis is cut in
+ * blocks of KC: the block of activations stays in L2 while a weight tile,
+ * widened once into a float32 scratch buffer, serves every token from L1.
+ * Row lengths that are not a multiple of VW finish with masked loads. */
+#include <math.h>
+#include "ops/simd.h"
+#include "util/util.h"
+
+enum { RB = 4, KC = 512 };
+/* float tiles prefetch this far ahead in each row (SIMD_PREFETCH) */
+#define PF_AHEAD 1024
+
+/* Kernel choice by token count (measured, see README "Speed"; can be
+ * overridden at build time to measure the others): one token streams rows
+ * one at a time (gemv); up to TILE_MAX_N tokens each row tile is widened in
+ * registers and read by every group of TB tokens; more tokens widen a tile
+ * once into a float32 scratch buffer per block of KC. */
+#ifndef TILE_MAX_N
+#define TILE_MAX_N SIMD_TILE_MAX_N
+#endif
+
+/* ------------------------------------------------------------ helpers */
+
+/* VW weights from element i of a row, widened to float32 (the first count
+ * of them, float types only). Quantised rows are whole blocks and VW
+ * divides a block: element j < 16 of a Q4_0 block is the low nibble of
+ * byte j, element 16 + j its high nibble. */
+INLINE vf load_w(rg_dtype dt, const uint8_t *row, int i, size_t count) {
+    switch (dt) {
+    case RG_DT_F32: return v_load_n((const float *)row + i, count);
+    case RG_DT_F16: return v_from_f16(h_load_n((const uint16_t *)row + i, count));
+    case RG_DT_BF16: return v_from_bf16(h_load_n((const uint16_t *)row + i, count));
+    case RG_DT_Q8_0: {
+        const uint8_t *blk = row + (size_t)(i / RG_QBLOCK) * 34;
+        return v_mul(v_set1(f16_scale(blk)), v_from_i8((const int8_t *)blk + 2 + i % RG_QBLOCK));
+    }
+    default: { /* Q4_0: w = d (u - 8) */
+        const uint8_t *blk = row + (size_t)(i / RG_QBLOCK) * 18;
+        int j = i % RG_QBLOCK;
+        return v_mul(v_set1(f16_scale(blk)), v_sub(v_from_u4(blk + 2 + j % 16, j >= 16), v_set1(8.0f)));
+    }
+    }
+}
+
+/* exp(x) = 2^n e^r, n = round(x / ln 2), r = x - n ln 2 (ln 2 in two parts,
+ * the first exact in few bits, so |r| <= ln2/2 without cancellation), e^r
+ * by the Cephes expf polynomial (about 1 ulp). */
+INLINE vf v_exp(vf x) {
+    /* operands in this order so that a NaN x stays NaN (min/max return the
+     * second operand when one is NaN): a clamp must not turn NaN into a number */
+    x = v_min(v_set1(EXP_MAX), v_max(v_set1(EXP_MIN), x));
+    vf n = v_round(v_mul(x, v_set1(1.44269504088896341f)));
+    vf r = v_fnma(n, v_set1(0.693359375f), x);
+    r = v_fnma(n, v_set1(-2.12194440e-4f), r);
+    vf p = v_set1(1.9875691500e-4f);
+    p = v_fma(p, r, v_set1(1.3981999507e-3f));
+    p = v_fma(p, r, v_set1(8.3334519073e-3f));
+    p = v_fma(p, r, v_set1(4.1665795894e-2f));
+    p = v_fma(p, r, v_set1(1.6666665459e-1f));
+    p = v_fma(p, r, v_set1(5.0000001201e-1f));
+    p = v_fma(p, v_mul(r, r), v_add(r, v_set1(1.0f)));
+    return v_scale2(p, n);
+}
+
+/* tanh(x) = 1 - 2 / (exp(2x) + 1) (absolute error ~1e-7) */
+INLINE vf v_tanh(vf x) {
+    vf e = v_exp(v_add(x, x));
+    return v_sub(v_set1(1.0f), v_div(v_set1(2.0f), v_add(e, v_set1(1.0f))));
+}
+
+/* sigmoid(x) = 1 / (1 + exp(-x)) */
+INLINE vf v_sigmoid(vf x) {
+    vf one = v_set1(1.0f);
+    return v_div(one, v_add(one, v_exp(v_sub(v_zero(), x))));
+}
+
+/* ------------------------------------------------- matmul, float weights */
+
+/* acc[r][t] += w[r][i..i+count) x[t][i..i+count) */
+INLINE void tile_step(rg_dtype dt, const int nt, const uint8_t *const wr[RB], int i, size_t count, const float *x,
+                      int ldx, vf acc[RB][TB], const int prefetch) {
+    vf xv[TB];
+#pragma GCC unroll 6
+    for (int t = 0; t < nt; t++) xv[t] = v_load_n(x + (size_t)t * ldx + i, count);
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) {
+        if (prefetch)
+            _mm_prefetch((const char *)wr[r] + (size_t)i * (dt == RG_DT_F32 ? 4 : 2) + PF_AHEAD, _MM_HINT_T0);
+        vf wv = load_w(dt, wr[r], i, count);
+#pragma GCC unroll 6
+        for (int t = 0; t < nt; t++) acc[r][t] = v_fma(wv, xv[t], acc[r][t]);
+    }
+}
+
+/* y[t][r] (+)= sum_{i<len} w[r][i] x[t][i] for r < nr, t < nt (a constant
+ * after inlining, so acc lives in registers). Rows past nr repeat the last
+ * row and are not stored. */
+INLINE void tile(rg_dtype dt, const int nt, const uint8_t *w, size_t rb, int nr, int len, const float *x, int ldx,
+                 float *y, int ldy, int add, const int prefetch) {
+    vf acc[RB][TB];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 6
+        for (int t = 0; t < nt; t++) acc[r][t] = v_zero();
+    const uint8_t *wr[RB];
+    tile_rows(w, rb, nr, RB, wr);
+    int i = 0;
+    for (; i + VW <= len; i += VW) tile_step(dt, nt, wr, i, VW, x, ldx, acc, prefetch);
+    if (i < len) tile_step(dt, nt, wr, i, (size_t)(len - i), x, ldx, acc, 0); /* float types only */
+#pragma GCC unroll 6
+    for (int t = 0; t < nt; t++) f4_store_n(y + (size_t)t * ldy, nr, v_sum4(acc[0][t], acc[1][t], acc[2][t], acc[3][t]), add);
+}
+
+/* One tile of nt <= TB tokens, dispatched to a constant nt (cases past TB
+ * are never taken). */
+INLINE void tile_any(rg_dtype dt, int nt, const uint8_t *w, size_t rb, int nr, int len, const float *x, int ldx,
+                     float *y, int ldy, int add, const int prefetch) {
+    switch (nt) {
+#define TILE_CASE(NT) \
+    case NT: tile(dt, NT <= TB ? NT : TB, w, rb, nr, len, x, ldx, y, ldy, add, prefetch); break;
+        TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) default: TILE_CASE(6)
+#undef TILE_CASE
+    }
+}
+
+/* One token, one row at a time: a single sequential stream through the
+ * weights (what the hardware prefetcher follows best); 4 accumulators over
+ * k hide the FMA latency. */
+INLINE void gemv(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, float *y) {
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *row = w + (size_t)r * rb;
+        vf a0 = v_zero(), a1 = a0, a2 = a0, a3 = a0;
+        int i = 0;
+        for (; i + 4 * VW <= k; i += 4 * VW) {
+            a0 = v_fma(load_w(dt, row, i, VW), v_loadu(x + i), a0);
+            a1 = v_fma(load_w(dt, row, i + VW, VW), v_loadu(x + i + VW), a1);
+            a2 = v_fma(load_w(dt, row, i + 2 * VW, VW), v_loadu(x + i + 2 * VW), a2);
+            a3 = v_fma(load_w(dt, row, i + 3 * VW, VW), v_loadu(x + i + 3 * VW), a3);
+        }
+        for (; i < k; i += VW) /* the tail: float types only */
+            a0 = v_fma(load_w(dt, row, i, (size_t)(k - i)), v_load_n(x + i, (size_t)(k - i)), a0);
+        y[r] = v_sum(v_add(v_add(a0, a1), v_add(a2, a3)));
+    }
+}
+
+/* Widen len elements of nr rows (from element i0, a multiple of KC) to
+ * float32 rows of KC. */
+INLINE void widen_tile(rg_dtype dt, const uint8_t *w, size_t rb, int nr, int i0, int len, float *dst) {
+    for (int r = 0; r < nr; r++)
+        for (int i = 0; i < len; i += VW) {
+            size_t count = (size_t)(len - i);
+            v_store_n(dst + (size_t)r * KC + i, count, load_w(dt, w + (size_t)r * rb, i0 + i, count));
+        }
+}
+
+INLINE void matmul_float(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n,
+                         float *y, int ldy) {
+    if (n == 1) { /* decode */
+        gemv(dt, w, rb, rows, k, x, y);
+        return;
+    }
+    if (n <= TILE_MAX_N) { /* a few tokens: stream each row tile once, widening in registers */
+        for (int r0 = 0; r0 < rows; r0 += RB)
+            for (int t0 = 0; t0 < n; t0 += TB)
+                tile_any(dt, n - t0 < TB ? n - t0 : TB, w + (size_t)r0 * rb, rb, rows - r0 < RB ? rows - r0 : RB, k,
+                         x + (size_t)t0 * ldx, ldx, y + (size_t)t0 * ldy + r0, ldy, 0, SIMD_PREFETCH);
+        return;
+    }
+    float *wide = dt == RG_DT_F32 ? NULL : rg_scratch(RG_SCRATCH_KERNEL, sizeof(float) * RB * KC);
+    for (int k0 = 0; k0 < k; k0 += KC) {
+        int len = k - k0 < KC ? k - k0 : KC;
+        for (int r0 = 0; r0 < rows; r0 += RB) {
+            int nr = rows - r0 < RB ? rows - r0 : RB;
+            const uint8_t *src = w + (size_t)r0 * rb + (size_t)k0 * sizeof(float);
+            size_t srb = rb;
+            if (wide) {
+                widen_tile(dt, w + (size_t)r0 * rb, rb, nr, k0, len, wide);
+                /* the next tile's weights (2 bytes each) come from memory while this one computes */
+                if (SIMD_PREFETCH && (dt == RG_DT_F16 || dt == RG_DT_BF16))
+                    for (int r = r0 + RB; r < rows && r < r0 + 2 * RB; r++)
+                        for (size_t b = 0; b < (size_t)len * 2; b += 64)
+                            _mm_prefetch((const char *)(w + (size_t)r * rb + (size_t)k0 * 2 + b), _MM_HINT_T0);
+                src = (const uint8_t *)wide;
+                srb = sizeof(float) * KC;
+            }
+            for (int t0 = 0; t0 < n; t0 += TB)
+                tile_any(RG_DT_F32, n - t0 < TB ? n - t0 : TB, src, srb, nr, len, x + (size_t)t0 * ldx + k0, ldx,
+                         y + (size_t)t0 * ldy + r0, ldy, k0 > 0, 0);
+        }
+    }
+}
+
+void SIMD_NAME(rg_matmul_widened)(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx,
+                                  int n, float *y, int ldy) {
+    if (dt == RG_DT_Q8_0) matmul_float(RG_DT_Q8_0, w, rb, rows, k, x, ldx, n, y, ldy);
+    else matmul_float(RG_DT_Q4_0, w, rb, rows, k, x, ldx, n, y, ldy);
+}
+
+static RG_MATMUL_OF(matmul_f32, RG_DT_F32, matmul_float)
+static RG_MATMUL_OF(matmul_f16, RG_DT_F16, matmul_float)
+static RG_MATMUL_OF(matmul_bf16, RG_DT_BF16, matmul_float)
+
+/* ------------------------------------------------ attention, activations */
+
+static float softmax(float *x, int n, float scale, float *max) {
+    vf mx = v_set1(-INFINITY), sc = v_set1(scale);
+    for (int j = 0; j < n; j += VW) {
+        size_t c = (size_t)(n - j);
+        vf v = v_mul(v_load_n(x + j, c), sc);
+        v_store_n(x + j, c, v);
+        mx = v_max_n(mx, v, c);
+    }
+    *max = v_max_lane(mx);
+    vf top = v_set1(*max), sum = v_zero();
+    for (int j = 0; j < n; j += VW) {
+        size_t c = (size_t)(n - j);
+        vf e = v_exp(v_sub(v_load_n(x + j, c), top));
+        v_store_n(x + j, c, e);
+        sum = v_add(sum, v_keep_n(e, c));
+    }
+    return v_sum(sum);
+}
+
+/* Heads in groups of at most WG (the 2B model's 10 heads in one), VW
+ * columns at a time: each value row segment is loaded once for the group,
+ * whose accumulators stay in registers (g is a constant in each copy). */
+enum { WG = 12 };
+INLINE void wsum_group(const int g, const float *p, int ldp, const float *v, int nk, int hd, float *out, int ldo) {
+    for (int i = 0; i < hd; i += VW) {
+        size_t c = (size_t)(hd - i);
+        vf acc[WG];
+#pragma GCC unroll 12
+        for (int h = 0; h < g; h++) acc[h] = v_load_n(out + (size_t)h * ldo + i, c);
+        for (int j = 0; j < nk; j++) {
+            vf vv = v_load_n(v + (size_t)j * hd + i, c);
+#pragma GCC unroll 12
+            for (int h = 0; h < g; h++) acc[h] = v_fma(v_set1(p[(size_t)h * ldp + j]), vv, acc[h]);
+        }
+#pragma GCC unroll 12
+        for (int h = 0; h < g; h++) v_store_n(out + (size_t)h * ldo + i, c, acc[h]);
+    }
+}
+
+static void wsum(const float *p, int ldp, int nh, const float *v, int nk, int hd, float *out, int ldo) {
+    int groups = (nh + WG - 1) / WG;
+    for (int h0 = 0, gi = 0; gi < groups; gi++) {
+        int g = (nh - h0 + (groups - gi) - 1) / (groups - gi); /* even groups: 16 heads = 8 + 8 */
+        const float *pg = p + (size_t)h0 * ldp;
+        float *og = out + (size_t)h0 * ldo;
+        switch (g) {
+#define WSUM_CASE(G) \
+    case G: wsum_group(G, pg, ldp, v, nk, hd, og, ldo); break;
+            WSUM_CASE(1) WSUM_CASE(2) WSUM_CASE(3) WSUM_CASE(4) WSUM_CASE(5) WSUM_CASE(6)
+            WSUM_CASE(7) WSUM_CASE(8) WSUM_CASE(9) WSUM_CASE(10) WSUM_CASE(11) default: WSUM_CASE(12)
+#undef WSUM_CASE
+        }
+        h0 += g;
+    }
+}
+
+/* g = gelu_tanh(g) * u, gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+static void gelu_mul(float *g, const float *u, size_t count) {
+    const vf k = v_set1(0.7978845608028654f), c = v_set1(0.044715f), half = v_set1(0.5f), one = v_set1(1.0f);
+    for (size_t i = 0; i < count; i += VW) {
+        vf x = v_load_n(g + i, count - i);
+        vf inner = v_mul(k, v_add(x, v_mul(v_mul(v_mul(c, x), x), x)));
+        vf ge = v_mul(v_mul(half, x), v_add(one, v_tanh(inner)));
+        v_store_n(g + i, count - i, v_mul(ge, v_load_n(u + i, count - i)));
+    }
+}
+
+/* x = cap tanh(x / cap) */
+static void softcap(float *x, size_t count, float cap) {
+    const vf c = v_set1(cap);
+    for (size_t i = 0; i < count; i += VW)
+        v_store_n(x + i, count - i, v_mul(c, v_tanh(v_div(v_load_n(x + i, count - i), c))));
+}
+
+/* The scalar kernel's formulas (kernels_scalar.c), VW channels at a time:
+ *   log_a = -8 sigmoid(ga) softplus(L), a = exp(log_a),
+ *   mult = sqrt(1 - exp(2 log_a)) (1 at position 0, where a = 0),
+ *   h = a h + x sigmoid(gx) mult. */
+static void rglru(const float *x, const float *gx, const float *ga, const float *softplus_a, int n, int r, int ld,
+                  int64_t pos0, float *h, float *y) {
+    const vf one = v_set1(1.0f), m8 = v_set1(-8.0f);
+    for (int c = 0; c < r; c += VW) {
+        size_t cnt = (size_t)(r - c);
+        vf sp = v_load_n(softplus_a + c, cnt), hc = v_load_n(h + c, cnt);
+        for (int t = 0; t < n; t++) {
+            size_t i = (size_t)t * ld + c;
+            vf log_a = v_mul(v_mul(m8, v_sigmoid(v_load_n(ga + i, cnt))), sp);
+            vf a = v_exp(log_a);
+            vf mult = v_sqrt(v_sub(one, v_exp(v_add(log_a, log_a))));
+            if (pos0 + t == 0) {
+                a = v_zero();
+                mult = one;
+            }
+            vf xin = v_mul(v_mul(v_load_n(x + i, cnt), v_sigmoid(v_load_n(gx + i, cnt))), mult);
+            hc = v_fma(a, hc, xin);
+            v_store_n(y + i, cnt, hc);
+        }
+        v_store_n(h + c, cnt, hc);
+    }
+}
+
+/* ------------------------------------------------------ roofline probes */
+
+static float read_sum(const float *p, size_t n) {
+    vf s0 = v_zero(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 4 * VW <= n; i += 4 * VW) {
+        s0 = v_add(s0, v_loadu(p + i));
+        s1 = v_add(s1, v_loadu(p + i + VW));
+        s2 = v_add(s2, v_loadu(p + i + 2 * VW));
+        s3 = v_add(s3, v_loadu(p + i + 3 * VW));
+    }
+    float s = v_sum(v_add(v_add(s0, s1), v_add(s2, s3)));
+    for (; i < n; i++) s += p[i];
+    return s;
+}
+
+/* float32: 12 independent vfmadd231ps chains (more than latency x
+ * throughput on current cores); int8: the set's own step. */
+static double peak_loop(int int8, long iters) {
+    if (iters <= 0) return 0;
+    if (int8) return SIMD_NAME(rg_peak_int8)(iters);
+    SIMD_PEAK_LOOP(iters, ".irp r," SIMD_REGS12 "\n\tvfmadd231ps %%" SIMD_REG "12, %%" SIMD_REG "13, %%" SIMD_REG
+                          "\\r\n\t.endr\n\t");
+    return (double)iters * 12 * VW * 2;
+}
+
+const rg_kernel_set SIMD_NAME(rg_kernels) = RG_KERNEL_SET(SIMD_SET_NAME, 1u << RG_DT_Q8_0 | 1u << RG_DT_Q4_0, matmul_f32,
+                                                          matmul_f16, matmul_bf16, SIMD_NAME(rg_matmul_q8_0),
+                                                          SIMD_NAME(rg_matmul_q4_0));

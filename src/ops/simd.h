@@ -1,0 +1,276 @@
+/* The vector mapping the SIMD kernels are written over. kernels_simd.c is
+ * compiled once per instruction set; the quantised kernels of each set
+ * (kernels_avx2.c, kernels_avx512.c: what differs in kind, the int8 dot
+ * products and the panel repacks) use the same helpers. The Makefile builds
+ * an object ending in _avx2 with -mavx2 -mfma -mf16c -DRG_SIMD_AVX2 and one
+ * ending in _avx512 with the AVX-512 flags and -DRG_SIMD_AVX512; matmul.c
+ * picks a set only on a CPU that has its instructions.
+ *
+ * vf holds VW float32 lanes. A function taking `count` works on lanes
+ * [0, count) and reads count >= VW as all of them (a constant VW folds the
+ * mask away after inlining). */
+#ifndef RG_SIMD_H
+#define RG_SIMD_H
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+#include "ops/ops.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* ---- 256-bit helpers (every set has AVX2): the int8 kernels of both sets
+ * work on 32-byte blocks */
+
+/* [sum(a0), sum(a1), sum(a2), sum(a3)]: pairwise interleaves, then halves */
+INLINE __m128 sum4_f8(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    __m256 t0 = _mm256_add_ps(_mm256_unpacklo_ps(a0, a1), _mm256_unpackhi_ps(a0, a1));
+    __m256 t1 = _mm256_add_ps(_mm256_unpacklo_ps(a2, a3), _mm256_unpackhi_ps(a2, a3));
+    __m256 u = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t1))),
+                             _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t1))));
+    return _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
+}
+
+INLINE float sum_f4(__m128 u) {
+    u = _mm_add_ps(u, _mm_movehl_ps(u, u));
+    return _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)));
+}
+
+INLINE float sum_f8(__m256 a) {
+    return sum_f4(_mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1)));
+}
+
+/* a block's float16 scale d */
+INLINE float f16_scale(const uint8_t *blk) {
+    uint16_t h;
+    memcpy(&h, blk, 2);
+    return _cvtsh_ss(h);
+}
+
+/* The row pointers of a tile of nr <= count rows of rb bytes from w; rows
+ * past nr repeat the last (computed, not stored). */
+INLINE void tile_rows(const uint8_t *w, size_t rb, int nr, int count, const uint8_t **wr) {
+    for (int r = 0; r < count; r++) wr[r] = w + (size_t)(r < nr ? r : nr - 1) * rb;
+}
+
+/* ---- the mapping: MM(op) names the set's intrinsic _mm256_op or _mm512_op */
+#if defined(RG_SIMD_AVX512)
+
+#define VW 16
+#define MM(op) _mm512_##op
+#define SIMD_SET_NAME "avx512"
+#define SIMD_NAME(x) x##_avx512
+#define SIMD_REG "zmm"
+/* Float tiles: TB tokens x RB rows of accumulators (32 registers); they
+ * prefetch ahead in each row, as RB rows at once are more streams than the
+ * hardware prefetcher follows well (measured with these kernels). */
+enum { TB = 6, SIMD_PREFETCH = 1 };
+#define SIMD_TILE_MAX_N 32
+/* exp's clamp: vscalefps makes 2^n for any n, so only overflow is cut */
+#define EXP_MIN -104.0f
+#define EXP_MAX 88.8f
+
+typedef __m512 vf;
+typedef __m512i vi;
+typedef __m256i vh; /* VW 16-bit floats */
+typedef __mmask16 vmask;
+
+INLINE vmask v_mask(size_t count) { return count >= VW ? (vmask)0xffff : (vmask)((1u << count) - 1); }
+INLINE vf v_round(vf a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+/* p * 2^n for integral n */
+INLINE vf v_scale2(vf p, vf n) { return _mm512_scalef_ps(p, n); }
+INLINE vf v_load_n(const float *p, size_t count) { return _mm512_maskz_loadu_ps(v_mask(count), p); }
+INLINE void v_store_n(float *p, size_t count, vf v) { _mm512_mask_storeu_ps(p, v_mask(count), v); }
+/* lanes past count set to 0 */
+INLINE vf v_keep_n(vf v, size_t count) { return _mm512_maskz_mov_ps(v_mask(count), v); }
+/* max(m, v) in lanes [0, count), m in the others */
+INLINE vf v_max_n(vf m, vf v, size_t count) { return _mm512_mask_max_ps(m, v_mask(count), m, v); }
+INLINE float v_sum(vf a) { return _mm512_reduce_add_ps(a); }
+INLINE float v_max_lane(vf a) { return _mm512_reduce_max_ps(a); }
+INLINE vh h_load_n(const uint16_t *p, size_t count) { return _mm256_maskz_loadu_epi16(v_mask(count), p); }
+INLINE vf v_from_f16(vh h) { return _mm512_cvtph_ps(h); }
+INLINE vi vi_and(vi a, vi b) { return _mm512_and_si512(a, b); }
+INLINE vf v_from_bits(vi a) { return _mm512_castsi512_ps(a); }
+/* VW bytes */
+INLINE __m128i bytes_vw(const void *p) { return _mm_loadu_si128((const __m128i *)p); }
+/* [sum(a0), sum(a1), sum(a2), sum(a3)] */
+INLINE __m128 v_sum4(vf a0, vf a1, vf a2, vf a3) {
+    __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+    __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    __m512 u = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t1))),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t1))));
+    __m256 v = _mm256_add_ps(_mm512_castps512_ps256(u), _mm512_extractf32x8_ps(u, 1));
+    return _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+}
+/* p[0, count) (+)= s[0, count), count <= 4 */
+INLINE void f4_store_n(float *p, int count, __m128 s, int add) {
+    __mmask8 m = (__mmask8)((1u << count) - 1);
+    if (add) s = _mm_add_ps(s, _mm_maskz_loadu_ps(m, p));
+    _mm_mask_storeu_ps(p, m, s);
+}
+
+#elif defined(RG_SIMD_AVX2)
+
+#define VW 8
+#define MM(op) _mm256_##op
+#define SIMD_SET_NAME "avx2"
+#define SIMD_NAME(x) x##_avx2
+#define SIMD_REG "ymm"
+/* Float tiles: TB tokens x RB rows of accumulators plus TB activations and
+ * one weight vector fill the 16 registers; no software prefetch (these
+ * kernels were measured without it). */
+enum { TB = 3, SIMD_PREFETCH = 0 };
+#define SIMD_TILE_MAX_N 24
+/* exp's clamp: 2^n is built in the exponent field, so n + 127 must stay in
+ * [1, 254] (normal floats) */
+#define EXP_MIN -87.0f
+#define EXP_MAX 88.0f
+
+typedef __m256 vf;
+typedef __m256i vi;
+typedef __m128i vh; /* VW 16-bit floats */
+typedef __m256i vmask;
+
+INLINE vmask v_mask(size_t count) {
+    int c = count >= VW ? VW : (int)count;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+INLINE vf v_round(vf a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+/* p * 2^n for integral n in [-126, 127]: 2^n = (n + 127) << 23 as a float */
+INLINE vf v_scale2(vf p, vf n) {
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+INLINE vf v_load_n(const float *p, size_t count) {
+    return count >= VW ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, v_mask(count));
+}
+INLINE void v_store_n(float *p, size_t count, vf v) {
+    if (count >= VW) _mm256_storeu_ps(p, v);
+    else _mm256_maskstore_ps(p, v_mask(count), v);
+}
+/* lanes past count set to 0 */
+INLINE vf v_keep_n(vf v, size_t count) {
+    return count >= VW ? v : _mm256_and_ps(v, _mm256_castsi256_ps(v_mask(count)));
+}
+/* max(m, v) in lanes [0, count), m in the others */
+INLINE vf v_max_n(vf m, vf v, size_t count) {
+    __m256 mx = _mm256_max_ps(m, v);
+    return count >= VW ? mx : _mm256_blendv_ps(m, mx, _mm256_castsi256_ps(v_mask(count)));
+}
+INLINE float v_sum(vf a) { return sum_f8(a); }
+INLINE float v_max_lane(vf a) {
+    __m128 u = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    u = _mm_max_ps(u, _mm_movehl_ps(u, u));
+    return _mm_cvtss_f32(_mm_max_ss(u, _mm_movehdup_ps(u)));
+}
+INLINE vh h_load_n(const uint16_t *p, size_t count) {
+    if (count >= VW) return _mm_loadu_si128((const __m128i *)p);
+    uint16_t h[VW] = {0};
+    memcpy(h, p, 2 * count);
+    return _mm_loadu_si128((const __m128i *)h);
+}
+INLINE vf v_from_f16(vh h) { return _mm256_cvtph_ps(h); }
+INLINE vi vi_and(vi a, vi b) { return _mm256_and_si256(a, b); }
+INLINE vf v_from_bits(vi a) { return _mm256_castsi256_ps(a); }
+/* VW bytes */
+INLINE __m128i bytes_vw(const void *p) { return _mm_loadl_epi64((const __m128i *)p); }
+INLINE __m128 v_sum4(vf a0, vf a1, vf a2, vf a3) { return sum4_f8(a0, a1, a2, a3); }
+/* p[0, count) (+)= s[0, count), count <= 4 */
+INLINE void f4_store_n(float *p, int count, __m128 s, int add) {
+    __m128i m = _mm_cmpgt_epi32(_mm_set1_epi32(count), _mm_setr_epi32(0, 1, 2, 3));
+    if (add) s = _mm_add_ps(s, _mm_maskload_ps(p, m));
+    _mm_maskstore_ps(p, m, s);
+}
+
+#else
+#error "compile with -DRG_SIMD_AVX2 or -DRG_SIMD_AVX512 (see the Makefile)"
+#endif
+
+/* ---- the same in every set */
+#define PS(op) MM(op##_ps)
+INLINE vf v_zero(void) { return PS(setzero)(); }
+INLINE vf v_set1(float a) { return PS(set1)(a); }
+INLINE vf v_loadu(const float *p) { return PS(loadu)(p); }
+INLINE vf v_add(vf a, vf b) { return PS(add)(a, b); }
+INLINE vf v_sub(vf a, vf b) { return PS(sub)(a, b); }
+INLINE vf v_mul(vf a, vf b) { return PS(mul)(a, b); }
+INLINE vf v_div(vf a, vf b) { return PS(div)(a, b); }
+INLINE vf v_sqrt(vf a) { return PS(sqrt)(a); }
+/* a * b + c and c - a * b, one rounding */
+INLINE vf v_fma(vf a, vf b, vf c) { return PS(fmadd)(a, b, c); }
+INLINE vf v_fnma(vf a, vf b, vf c) { return PS(fnmadd)(a, b, c); }
+/* like minps/maxps: b when either is NaN */
+INLINE vf v_min(vf a, vf b) { return PS(min)(a, b); }
+INLINE vf v_max(vf a, vf b) { return PS(max)(a, b); }
+/* bf16 is the top half of a float32 */
+INLINE vf v_from_bf16(vh h) { return v_from_bits(MM(slli_epi32)(MM(cvtepu16_epi32)(h), 16)); }
+INLINE vf v_from_i8(const int8_t *p) { return MM(cvtepi32_ps)(MM(cvtepi8_epi32)(bytes_vw(p))); }
+/* the low (high = 0) or high nibbles of VW bytes */
+INLINE vf v_from_u4(const uint8_t *p, int high) {
+    vi b = MM(cvtepu8_epi32)(bytes_vw(p));
+    return MM(cvtepi32_ps)(high ? MM(srli_epi32)(b, 4) : vi_and(b, MM(set1_epi32)(15)));
+}
+
+/* The 4x4 dword transposes within each 128-bit lane of rows z[0..3]
+ * (vectors of type VT, intrinsics MM_*: _mm256 or _mm512), 32-bit then
+ * 64-bit interleaves: in each 128-bit lane, u[j] holds dword j of that lane
+ * of the 4 rows (dwords j | j + 4 of 8-dword rows). */
+#define TRANSPOSE_4X4_LANES(MM_, VT, z, u)                                                   \
+    do {                                                                                     \
+        VT t0_ = MM_##_unpacklo_epi32((z)[0], (z)[1]), t1_ = MM_##_unpackhi_epi32((z)[0], (z)[1]); \
+        VT t2_ = MM_##_unpacklo_epi32((z)[2], (z)[3]), t3_ = MM_##_unpackhi_epi32((z)[2], (z)[3]); \
+        (u)[0] = MM_##_unpacklo_epi64(t0_, t2_);                                             \
+        (u)[1] = MM_##_unpackhi_epi64(t0_, t2_);                                             \
+        (u)[2] = MM_##_unpacklo_epi64(t1_, t3_);                                             \
+        (u)[3] = MM_##_unpackhi_epi64(t1_, t3_);                                             \
+    } while (0)
+
+/* ---- between the shared kernels (kernels_simd.c) and the set's int8 ones */
+
+/* Q8_0/Q4_0 (dt) weights widened to float32 in registers, float32
+ * activations (the float tiles): the rg_matmul_fn contract with dt, for the
+ * token counts where the int8 kernels are not the faster (avx2). */
+void SIMD_NAME(rg_matmul_widened)(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx,
+                                  int n, float *y, int ldy);
+/* The int8-activation matmuls (rg_matmul_fn) of the set. */
+void SIMD_NAME(rg_matmul_q8_0)(const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n, float *y,
+                               int ldy);
+void SIMD_NAME(rg_matmul_q4_0)(const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n, float *y,
+                               int ldy);
+/* peak_loop's int8 half: iters rounds of the set's int8 dot product step on
+ * 12 independent accumulators; returns the FLOPs done (2 per multiply-add) */
+double SIMD_NAME(rg_peak_int8)(long iters);
+
+/* The roofline probes' loop: iters rounds of BODY (assembly over vector
+ * registers 0..11, reading 12 and 13, 14 free as a temporary), all 15
+ * registers zeroed first; in assembly so the compiler cannot fold it. */
+#define SIMD_REGS12 "0,1,2,3,4,5,6,7,8,9,10,11"
+#define SIMD_PEAK_LOOP(iters, BODY)                                                                       \
+    do {                                                                                                  \
+        long n_ = (iters);                                                                                \
+        __asm__ volatile(".irp r," SIMD_REGS12 ",12,13,14\n\tvpxor %%xmm\\r, %%xmm\\r, %%xmm\\r\n\t.endr\n\t" \
+                         "1:\n\t" BODY "dec %0\n\tjnz 1b\n\t"                                             \
+                         : "+r"(n_)::"xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",       \
+                           "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "cc");           \
+    } while (0)
+
+/* Whether this thread's RG_SCRATCH_ACT slot still holds x rounded to int8
+ * for the same call (see rg_matmul_call_id): only quantised kernels write
+ * the slot, the kernel set is fixed within a call, and the same sizes did
+ * not move it. `form` tells apart layouts of the same sizes. Records x as
+ * the slot's content when it does not. */
+typedef struct {
+    unsigned long call;
+    const float *x;
+    int ldx, n, k, form;
+    rg_dtype dt;
+} act_key;
+INLINE int act_cached(act_key *last, const float *x, int ldx, int n, int k, int form, rg_dtype dt) {
+    act_key now = {rg_matmul_call_id(), x, ldx, n, k, form, dt};
+    int same = now.call && now.call == last->call && last->x == x && now.ldx == last->ldx && now.n == last->n &&
+               now.k == last->k && now.form == last->form && now.dt == last->dt;
+    *last = now;
+    return same;
+}
+
+#endif
