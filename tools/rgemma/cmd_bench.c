@@ -170,7 +170,10 @@ static double row_bandwidth(machine *mc) {
 static void measure_machine(machine *mc) {
     double bw = rg_measure_read_bandwidth((size_t)1 << 30, 5);
     double f32 = rg_measure_peak_flops(0), int8 = rg_measure_peak_flops(1);
-    fprintf(stderr, "  read %.1f GB/s, f32 FMA %.1f GFLOP/s, int8 dot %.1f GOP/s\n", bw / 1e9, f32 / 1e9, int8 / 1e9);
+    /* a kernel set without int8 dot products measures 0: it has no int8 peak to print */
+    fprintf(stderr, "  read %.1f GB/s, f32 FMA %.1f GFLOP/s", bw / 1e9, f32 / 1e9);
+    if (int8 > 0) fprintf(stderr, ", int8 dot %.1f GOP/s", int8 / 1e9);
+    fputc('\n', stderr);
     mc->bw = bw > mc->bw ? bw : mc->bw;
     mc->bw_lo = mc->bw_lo == 0 || bw < mc->bw_lo ? bw : mc->bw_lo;
     mc->bw_hi = bw > mc->bw_hi ? bw : mc->bw_hi;
@@ -455,7 +458,8 @@ static void print_json(const model_result *res, int nres, const machine *mc) {
     cJSON_AddNumberToObject(mach, "read_bandwidth_min_bytes_per_s", mc->bw_lo);
     cJSON_AddNumberToObject(mach, "read_bandwidth_max_bytes_per_s", mc->bw_hi);
     cJSON_AddNumberToObject(mach, "peak_f32_fma_flops", mc->peak_f32);
-    cJSON_AddNumberToObject(mach, "peak_int8_dot_ops", mc->peak_int8);
+    if (mc->peak_int8 > 0) cJSON_AddNumberToObject(mach, "peak_int8_dot_ops", mc->peak_int8);
+    else cJSON_AddNullToObject(mach, "peak_int8_dot_ops"); /* the kernel set has no int8 dot product */
     cJSON_AddItemToObject(mach, "load_average_start", cJSON_CreateDoubleArray(mc->load_start, 3));
     cJSON_AddItemToObject(mach, "load_average_end", cJSON_CreateDoubleArray(mc->load_end, 3));
     cJSON *arr = cJSON_AddArrayToObject(root, "results");
