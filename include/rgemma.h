@@ -179,6 +179,13 @@ typedef struct rg_tokenizer rg_tokenizer;
  * with the tokenizer inside (written by rg_quantize). Returns -2 (not -1) when
  * a .gguf file is sound but holds no tokenizer. */
 int rg_tokenizer_load(const char *path, rg_tokenizer **out);
+/* The tokenizer of a model, given the path rg_model_load takes: the one
+ * inside a .gguf file (written by rg_quantize), else the tokenizer.model or
+ * tokenizer.json (tokenizer.model preferred) in the model's folder, or in the
+ * folder of a model file. Returns 0 (*out set), -2 when there is none (*out
+ * NULL; rg_last_error says where it looked), or -1 when there is one and it
+ * cannot be loaded. */
+int rg_tokenizer_find(const char *model_path, rg_tokenizer **out);
 /* 0 when the tokenizer fits a model of vocab_size rows: the same size, or the
  * model's rows padded to the next multiple of 128; else -1 and an error naming
  * both sizes. */

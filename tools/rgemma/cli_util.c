@@ -140,53 +140,22 @@ int cli_ids(const char *cmd, const char *opt, const char *s, int32_t **ids, int 
 rg_tokenizer *cli_tokenizer(const char *cmd, const char *model_path, const char *override, int required,
                             int *failed) {
     *failed = 0;
-    char *dir = NULL;
-    const char *where = override;
-    size_t ml = strlen(model_path);
-    int gguf = !where && ml > 5 && !strcmp(model_path + ml - 5, ".gguf");
-    if (gguf) {
-        /* a GGUF file made by rgemma quantize carries its tokenizer; without one, look beside it */
-        rg_tokenizer *t = NULL;
-        int rc = rg_tokenizer_load(model_path, &t);
-        if (rc == 0) return t;
-        if (rc != -2) { /* there is one, and it is broken: say why */
-            fprintf(stderr, "rgemma: %s: tokenizer: %s\n", cmd, rg_last_error());
-            *failed = 1;
-            return NULL;
-        }
-    }
-    if (!where) {
-        if (rg_is_dir(model_path)) {
-            dir = strdup(model_path);
-        } else {
-            const char *slash = strrchr(model_path, '/');
-            dir = slash ? strndup(model_path, (size_t)(slash - model_path + 1)) : strdup(".");
-        }
-        char *a = rg_path_join(dir, "tokenizer.model"), *b = rg_path_join(dir, "tokenizer.json");
-        int found = rg_file_exists(a) || rg_file_exists(b);
-        free(a);
-        free(b);
-        if (!found) {
-            if (required) {
-                fprintf(stderr,
-                        "rgemma: %s: %s%s has no tokenizer.model or tokenizer.json: text needs one (get the Gemma "
-                        "tokenizer with scripts/get-gemma-tokenizer.sh and pass --tokenizer, or use --prompt-ids)\n",
-                        cmd, gguf ? "the GGUF file holds no tokenizer and " : "", dir);
-                *failed = 1;
-            }
-            free(dir);
-            return NULL;
-        }
-        where = dir;
-    }
     rg_tokenizer *t = NULL;
-    if (rg_tokenizer_load(where, &t)) {
-        fprintf(stderr, "rgemma: %s: tokenizer: %s\n", cmd, rg_last_error());
-        *failed = 1;
-        t = NULL;
+    int rc = override ? rg_tokenizer_load(override, &t) : rg_tokenizer_find(model_path, &t);
+    if (rc == 0) return t;
+    if (rc == -2 && !override) { /* the model has none */
+        if (required) {
+            fprintf(stderr,
+                    "rgemma: %s: %s: text needs one (get the Gemma tokenizer with scripts/get-gemma-tokenizer.sh and "
+                    "pass --tokenizer, or use --prompt-ids)\n",
+                    cmd, rg_last_error());
+            *failed = 1;
+        }
+        return NULL;
     }
-    free(dir);
-    return t;
+    fprintf(stderr, "rgemma: %s: tokenizer: %s\n", cmd, rg_last_error());
+    *failed = 1;
+    return NULL;
 }
 
 volatile int cli_interrupted;

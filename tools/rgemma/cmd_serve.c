@@ -22,7 +22,8 @@ static void usage(FILE *f) {
             "POST /tokenize, POST /detokenize, GET /metrics (Prometheus).\n"
             "\n"
             "  -m, --model PATH        model folder or file (required)\n"
-            "      --tokenizer PATH    tokenizer.model / tokenizer.json or its folder (default: the model's folder)\n"
+            "      --tokenizer PATH    tokenizer.model / tokenizer.json or its folder (default: the model's own: inside\n"
+            "                          a .gguf file, else in the model's folder)\n"
             "      --alias NAME        the model id clients use (default: the model folder's name)\n"
             "      --host ADDR         address to listen on (default 127.0.0.1)\n"
             "      --port N            port (default 8080; 0 = any free port, printed at start)\n"
@@ -142,7 +143,7 @@ int cmd_serve(int argc, char **argv) {
         cli_error("serve");
         return 1;
     }
-    if (rg_tokenizer_load(tok_path ? tok_path : model_path, &t)) {
+    if (tok_path ? rg_tokenizer_load(tok_path, &t) : rg_tokenizer_find(model_path, &t)) {
         cli_error("serve");
         rg_model_free(m);
         return 1;

@@ -1,5 +1,4 @@
 #include "eval_cli.h"
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,17 +6,7 @@
 #include "util/util.h"
 
 int cli_load_tokenizer(const char *model_path, const char *explicit_path, rg_tokenizer **out) {
-    if (explicit_path) return rg_tokenizer_load(explicit_path, out);
-    if (rg_is_dir(model_path)) return rg_tokenizer_load(model_path, out);
-    size_t ml = strlen(model_path);
-    if (ml > 5 && !strcmp(model_path + ml - 5, ".gguf")) {
-        int rc = rg_tokenizer_load(model_path, out);
-        if (rc != -2) return rc; /* the tokenizer inside the GGUF file (or why it is broken); without one, look beside it */
-    }
-    char *copy = strdup(model_path);
-    int rc = rg_tokenizer_load(dirname(copy), out);
-    free(copy);
-    return rc;
+    return explicit_path ? rg_tokenizer_load(explicit_path, out) : rg_tokenizer_find(model_path, out);
 }
 
 static void fmt_time(double s, char *buf, size_t n) {
