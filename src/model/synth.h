@@ -8,10 +8,6 @@
 #include "model/st_write.h"
 #include "rgemma.h"
 
-/* "2b", "9b" (the released shapes) or "tiny" (small widths, the real
- * 256000-token vocabulary so the Gemma tokenizer works with it). */
-int rg_synth_preset(const char *name, rg_config *cfg);
-
 /* config.json with every key of the released file (SPEC §10); torch_dtype
  * names the stored weight type ("float32", "bfloat16", "float16"). */
 int rg_config_write_json(const rg_config *cfg, const char *torch_dtype, const char *path);

@@ -1,8 +1,11 @@
 /* Machine roofline probes for rgemma bench: memory read bandwidth and peak
- * multiply-add rate, measured with the active kernel set on all threads. */
+ * multiply-add rate, measured with the active kernel set on all threads, and
+ * which of those rates a model's prefill runs at (include/rgemma.h, "machine
+ * probes"). */
 #include <omp.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include "model/model.h"
 #include "ops/ops.h"
 #include "util/util.h"
 
@@ -62,3 +65,13 @@ double rg_measure_peak_flops(int int8) {
     }
     return best;
 }
+
+/* The projections' type is the MLP gate's (every projection of a model has
+ * one type; rg_quantize keeps a tensor in another only when it must). */
+const char *rg_model_weight_type(const rg_model *m) { return rg_dtype_name(m->layers[0].gate.dtype); }
+const char *rg_model_embed_type(const rg_model *m) { return rg_dtype_name(m->embed.dtype); }
+
+/* prefill runs on int8 dot products where the set rounds the activations to
+ * int8 for the projections' type (avx512: vpdpbusd; avx2: vpmaddubsw +
+ * vpaddw) */
+int rg_model_prefill_int8(const rg_model *m) { return (int)((rg_active_kernels()->int8_act >> m->layers[0].gate.dtype) & 1); }

@@ -35,8 +35,8 @@ if "$RGEMMA" quantize "$M" 2>/dev/null; then exit 1; fi
 small_model "$T/sm"
 mkdir "$T/only"
 "$RGEMMA" quantize "$T/sm" "$T/only/sm.gguf" --type f32 >/dev/null
-a=$("$RGEMMA" tokenize -t "$T/sm" "Hello, world! <start_of_turn>user")
-b=$("$RGEMMA" tokenize -t "$T/only/sm.gguf" "Hello, world! <start_of_turn>user")
+a=$("$RGEMMA" tokenize --tokenizer "$T/sm" "Hello, world! <start_of_turn>user")
+b=$("$RGEMMA" tokenize --tokenizer "$T/only/sm.gguf" "Hello, world! <start_of_turn>user")
 [ -n "$a" ] && [ "$a" = "$b" ]
 a=$("$RGEMMA" generate -m "$T/sm" -p "The license" -n 8 --temp 0 -t 1 --no-display-prompt 2>/dev/null)
 b=$("$RGEMMA" generate -m "$T/only/sm.gguf" -p "The license" -n 8 --temp 0 -t 1 --no-display-prompt 2>/dev/null)

@@ -2,6 +2,9 @@
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +12,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "cli_util.h"
-#include "util/util.h"
 
 int cli_generation_option(const char *cmd, int c, const char *arg, rg_generate_params *gp) {
     rg_sampling_params *sp = &gp->sampling;
@@ -48,10 +50,102 @@ int cli_generation_option(const char *cmd, int c, const char *arg, rg_generate_p
     }
 }
 
+static __thread char cli_msg[1024];
+
+int cli_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cli_msg, sizeof cli_msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+const char *cli_errmsg(void) { return cli_msg[0] ? cli_msg : rg_last_error(); }
+
+double cli_time_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void *out_of_memory(size_t n) {
+    fprintf(stderr, "rgemma: out of memory (%zu bytes)\n", n);
+    abort();
+}
+
+void *cli_malloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    return p ? p : out_of_memory(n);
+}
+
+void *cli_calloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    return p ? p : out_of_memory(n * size);
+}
+
+int cli_read_file(const char *path, size_t max_bytes, char **data, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return cli_fail("%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (!fstat(fileno(f), &st) && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return cli_fail("%s: is a directory, not a file", path);
+    }
+    size_t cap = 1 << 16, n = 0, got;
+    char *buf = cli_malloc(cap + 1);
+    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n > max_bytes) {
+            free(buf);
+            fclose(f);
+            return cli_fail("%s: file too large (limit %zu bytes)", path, max_bytes);
+        }
+        if (n == cap) {
+            char *b = realloc(buf, (cap *= 2) + 1);
+            if (!b) {
+                free(buf);
+                fclose(f);
+                return cli_fail("%s: out of memory", path);
+            }
+            buf = b;
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return cli_fail("%s: read error", path);
+    }
+    buf[n] = 0;
+    *data = buf;
+    *len = n;
+    return 0;
+}
+
+int cli_is_dir(const char *path) {
+    struct stat st;
+    return !stat(path, &st) && S_ISDIR(st.st_mode);
+}
+
+int cli_is_file(const char *path) {
+    struct stat st;
+    return !stat(path, &st) && S_ISREG(st.st_mode);
+}
+
+char *cli_path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    int slash = a && dir[a - 1] != '/';
+    char *p = cli_malloc(a + slash + b + 1);
+    memcpy(p, dir, a);
+    if (slash) p[a] = '/';
+    memcpy(p + a + slash, name, b + 1);
+    return p;
+}
+
 void cli_error(const char *cmd) {
     static const char *const names[] = {"generate", "chat", "perplexity", "eval", "serve", "synth", "quantize",
                                         "bench"};
-    const char *m = rg_last_error();
+    const char *m = cli_errmsg();
     for (int again = 1; again;) {
         again = 0;
         for (size_t i = 0; i < sizeof names / sizeof *names; i++) {

@@ -10,7 +10,6 @@
 #include <unistd.h>
 #include "cli_util.h"
 #include "commands.h"
-#include "util/util.h"
 
 static void usage(FILE *f) {
     fprintf(f,

@@ -12,11 +12,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 #include "commands.h"
-#include "eval/eval.h"
 #include "cli_util.h"
 #include "eval_cli.h"
 #include "rgemma.h"
-#include "util/util.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -75,7 +73,7 @@ static double cpu_seconds(void) {
 
 /* "\n" and "\t" in a --shot-sep / --stop argument */
 static char *unescape(const char *s) {
-    char *r = rg_xmalloc(strlen(s) + 1), *o = r;
+    char *r = cli_malloc(strlen(s) + 1), *o = r;
     for (; *s; s++) {
         if (s[0] == '\\' && (s[1] == 'n' || s[1] == 't' || s[1] == '\\')) {
             *o++ = s[1] == 'n' ? '\n' : s[1] == 't' ? '\t' : '\\';
@@ -99,7 +97,7 @@ typedef struct {
 } score_set;
 
 static void score_add(score_set *s, int metric, double x, int cap) {
-    if (!s->v[metric]) s->v[metric] = rg_xmalloc(sizeof(double) * (size_t)cap);
+    if (!s->v[metric]) s->v[metric] = cli_malloc(sizeof(double) * (size_t)cap);
     s->v[metric][s->n[metric]++] = x;
 }
 
@@ -357,7 +355,7 @@ int cmd_eval(int argc, char **argv) {
          rg_tokenizer_check_vocab(tok, rg_model_config(m)->vocab_size)))
         goto fail;
     if (items_path && !(items_f = fopen(items_path, "w"))) {
-        rg_error("%s: cannot write", items_path);
+        cli_fail("%s: cannot write", items_path);
         goto fail;
     }
     eo.model = m;
@@ -380,20 +378,20 @@ int cmd_eval(int argc, char **argv) {
             eo.reuse ? "on" : "off", eo.reuse ? eo.batch : 1);
     cli_progress bar;
     cli_progress_start(&bar, progress, n, "items");
-    double t0 = rg_time_s(), c0 = cpu_seconds();
+    double t0 = cli_time_s(), c0 = cpu_seconds();
     int64_t tokens = 0;
     int correct = 0;
     /* items go to the evaluator in chunks of the batch size (it scores a
      * chunk's multiple-choice items together), results come back in order */
     int chunk = eo.reuse ? eo.batch : 1;
-    rg_item_result *rs = rg_xcalloc((size_t)chunk, sizeof *rs);
+    rg_item_result *rs = cli_calloc((size_t)chunk, sizeof *rs);
     for (int i0 = 0; i0 < n; i0 += chunk) {
         int cn = n - i0 < chunk ? n - i0 : chunk;
         if (rg_eval_items(ev, &task.items[i0], cn, i0, rs) < 0) {
             for (int j = 0; j < cn; j++) rg_item_result_free(&rs[j]);
             free(rs);
             cli_progress_end(&bar);
-            rg_error_prefix("%s", task_path);
+            cli_fail("%s: %s", task_path, rg_last_error());
             goto fail;
         }
         for (int j = 0; j < cn; j++) {
@@ -423,7 +421,7 @@ int cmd_eval(int argc, char **argv) {
     }
     free(rs);
     cli_progress_end(&bar);
-    double secs = rg_time_s() - t0, cpu = cpu_seconds() - c0;
+    double secs = cli_time_s() - t0, cpu = cpu_seconds() - c0;
     fprintf(stderr, "eval: %d items in %.2f s (%.2f items/s), %lld tokens processed (%.1f tokens/s)\n", n, secs,
             secs > 0 ? n / secs : 0, (long long)tokens, secs > 0 ? tokens / secs : 0);
 
@@ -462,7 +460,7 @@ int cmd_eval(int argc, char **argv) {
         FILE *f = to_stdout ? stdout : fopen(json_path, "w");
         if (!f) {
             free(s);
-            rg_error("%s: cannot write", json_path);
+            cli_fail("%s: cannot write", json_path);
             goto fail;
         }
         fprintf(f, "%s\n", s);

@@ -11,7 +11,6 @@
 #include "rgemma.h"
 #include "cli_util.h"
 #include "commands.h"
-#include "server/server.h"
 
 static void usage(FILE *f) {
     fprintf(f,

@@ -1,9 +1,9 @@
 #include "eval_cli.h"
+#include "cli_util.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "util/util.h"
 
 int cli_load_tokenizer(const char *model_path, const char *explicit_path, rg_tokenizer **out) {
     return explicit_path ? rg_tokenizer_load(explicit_path, out) : rg_tokenizer_find(model_path, out);
@@ -24,13 +24,13 @@ static void fmt_time(double s, char *buf, size_t n) {
 void cli_progress_start(cli_progress *p, int enabled, int64_t total, const char *unit) {
     p->enabled = enabled;
     p->total = total;
-    p->start = rg_time_s();
+    p->start = cli_time_s();
     p->last = 0;
     p->unit = unit;
 }
 
 static void draw(cli_progress *p, int64_t done, const char *extra) {
-    double el = rg_time_s() - p->start, rate = el > 0 ? done / el : 0;
+    double el = cli_time_s() - p->start, rate = el > 0 ? done / el : 0;
     double frac = p->total > 0 ? (double)done / p->total : 1;
     char bar[31], eta[32], spent[32];
     int fill = (int)(frac * 30);
@@ -45,7 +45,7 @@ static void draw(cli_progress *p, int64_t done, const char *extra) {
 
 void cli_progress_update(cli_progress *p, int64_t done, const char *extra) {
     if (!p->enabled) return;
-    double now = rg_time_s();
+    double now = cli_time_s();
     if (done < p->total && now - p->last < 0.2) return;
     p->last = now;
     draw(p, done, extra);
