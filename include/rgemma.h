@@ -361,7 +361,7 @@ const rg_generate_result *rg_seq_result(const rg_seq *q);
 const char *rg_seq_error(const rg_seq *q);
 void rg_seq_free(rg_seq *q);
 
-/* Gemma chat format (SPEC §8): the ids of one user turn,
+/* Gemma chat format: the ids of one user turn,
  *   [BOS] <start_of_turn>user\n{text}<end_of_turn>\n<start_of_turn>model\n
  * BOS only when first != 0 (an empty state). Otherwise the ids first close the
  * previous model reply: they start with pending (the previous result's

@@ -1,5 +1,6 @@
 /* Model loading: find the files, bind tensor views by their Hugging Face
- * names (SPEC §12), check every shape. */
+ * names (model.embed_tokens.weight, model.layers.N.temporal_block.*, ...:
+ * those tests/reference/griffin_ref.py reads), check every shape. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -203,7 +203,7 @@ int rg_quantize(const char *in_path, const char *out_path, const rg_quantize_par
     int n = 0;
     const rg_st_entry **order = rg_xmalloc(sizeof *order * (size_t)m->st.n_entries);
     for (int i = 0; i < m->st.n_entries; i++)
-        if (strcmp(m->st.entries[i].name, "lm_head.weight")) order[n++] = &m->st.entries[i]; /* tied (SPEC §1) */
+        if (strcmp(m->st.entries[i].name, "lm_head.weight")) order[n++] = &m->st.entries[i]; /* tied: the logits use the embedding */
     qsort(order, (size_t)n, sizeof *order, cmp_entry);
 
     rg_tokenizer *tok = NULL;
