@@ -21,7 +21,7 @@ RGEMMA    := $(BUILD)/rgemma
 all: $(RGEMMA) $(BUILD)/check-golden $(TEST_BIN)
 
 # SIMD kernels are compiled for their instruction set only; the library picks
-# one at run time from what the CPU reports (src/ops/dispatch.c).
+# one at run time from what the CPU reports (rg_active_kernels, src/ops/matmul.c).
 $(BUILD)/src/ops/%_avx2.o:   CFLAGS += -mavx2 -mfma -mf16c
 $(BUILD)/src/ops/%_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq \
                                         -mavx512bf16 -mavx512vnni -mfma -mf16c

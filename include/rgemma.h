@@ -421,6 +421,7 @@ void rg_server_stop(rg_server *s);
 
 /* The rooflines `rgemma bench` sets its rows against, measured on all
  * threads with the active kernel set (rg_kernel_path). */
+
 /* Read bandwidth in bytes/s: the best of reps passes over a buffer of bytes. */
 double rg_measure_read_bandwidth(size_t bytes, int reps);
 /* Peak multiply-add rate in operations/s (2 per multiply-add) of the set's
@@ -440,6 +441,7 @@ int rg_model_prefill_int8(const rg_model *m);
 /* Random weights of exactly the released shapes, written as a Hugging Face
  * folder: for benchmarks and for trying the program end to end without the
  * gated weights. The text such a model writes is meaningless. */
+
 /* "2b", "9b" (the released shapes) or "tiny" (small widths, the real
  * 256000-token vocabulary so the Gemma tokenizer works with it). */
 int rg_synth_preset(const char *name, rg_config *cfg);
@@ -479,7 +481,6 @@ double rg_logprob(const float *logits, int n, int32_t y);
 int rg_score_continuation(const rg_model *m, rg_state *s, const float *last_logits, const int32_t *cont, int n,
                           double *logprob, int *greedy, double *token_logprobs);
 
-
 /* Perplexity: the sum of -log p over scored tokens and its uncertainty. */
 typedef struct {
     double sum, sum2; /* sum of nll and of nll^2 */
@@ -491,7 +492,6 @@ double rg_nll_ppl(const rg_nll_stats *st);
 /* Standard error of PPL by the delta method, as llama.cpp reports it:
  * PPL * sqrt(var(nll) / (n - 1)), var(nll) = mean(nll^2) - mean(nll)^2. */
 double rg_nll_ppl_stderr(const rg_nll_stats *st);
-
 
 /* One perplexity window: tokens[start, start+len) are fed from an empty state
  * and the tokens at indices [first_scored, start+len) are scored (each by the

@@ -50,10 +50,10 @@ int cli_check_writable(const char *cmd, const char *opt, const char *path);
 /* "2,651,6037" -> ids (malloc'd) */
 int cli_ids(const char *cmd, const char *opt, const char *s, int32_t **ids, int *n);
 
-/* The tokenizer of a model: `override` if given, else the tokenizer.model or
- * tokenizer.json in the model's folder. When there is none: NULL, and if
- * `required`, a one-line error naming what to do. *failed is set when an
- * error was printed. */
+/* The tokenizer of a model: `override` if given, else the model's own
+ * (rg_tokenizer_find: inside a .gguf file, else in the model's folder). When
+ * the model has none: NULL, and if `required`, a one-line error naming what
+ * to do. *failed is set when an error was printed. */
 rg_tokenizer *cli_tokenizer(const char *cmd, const char *model_path, const char *override, int required,
                             int *failed);
 
