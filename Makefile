@@ -29,6 +29,10 @@ $(BUILD)/src/ops/%_avx2.o:   CFLAGS += -mavx2 -mfma -mf16c -DRG_SIMD_AVX2
 $(BUILD)/src/ops/%_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq \
                                         -mavx512vnni -mfma -mf16c -DRG_SIMD_AVX512
 
+# The CLI is a program over the public interface: its files see include/
+# and their own folder, not the library's internals (src/).
+$(BUILD)/tools/%.o: CFLAGS := $(filter-out -Isrc,$(CFLAGS))
+
 # SAN_OBJ: the sanitizer flags an object is compiled with (all of SAN, except
 # where a rule below says otherwise)
 SAN_OBJ = $(SAN)

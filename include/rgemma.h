@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -179,6 +180,13 @@ typedef struct rg_tokenizer rg_tokenizer;
  * with the tokenizer inside (written by rg_quantize). Returns -2 (not -1) when
  * a .gguf file is sound but holds no tokenizer. */
 int rg_tokenizer_load(const char *path, rg_tokenizer **out);
+/* The tokenizer of a model, given the path rg_model_load takes: the one
+ * inside a .gguf file (written by rg_quantize), else the tokenizer.model or
+ * tokenizer.json (tokenizer.model preferred) in the model's folder, or in the
+ * folder of a model file. Returns 0 (*out set), -2 when there is none (*out
+ * NULL; rg_last_error says where it looked), or -1 when there is one and it
+ * cannot be loaded. */
+int rg_tokenizer_find(const char *model_path, rg_tokenizer **out);
 /* 0 when the tokenizer fits a model of vocab_size rows: the same size, or the
  * model's rows padded to the next multiple of 128; else -1 and an error naming
  * both sizes. */
@@ -220,6 +228,18 @@ const char *rg_detok_stream_flush(rg_detok_stream *s, size_t *len);
 /* Write the tokenizer as a SentencePiece tokenizer.model (ModelProto), e.g.
  * to turn a tokenizer.json into the tokenizer.model it stands for. */
 int rg_tokenizer_save_model(const rg_tokenizer *t, const char *path);
+
+/* JSON Lines for `rgemma tokenize --jsonl` and the tokenizer's golden files:
+ * strings may hold U+0000 (lengths are kept). The value of a top-level key of
+ * the object in line[0..len): 1 = found (*out is malloc'd; a string is also
+ * NUL-terminated and *n is its length in bytes), 0 = key absent, -1 =
+ * malformed line or wrong value type (rg_last_error). */
+int rg_jsonl_string(const char *line, size_t len, const char *key, char **out, size_t *n);
+int rg_jsonl_ints(const char *line, size_t len, const char *key, int32_t **out, size_t *n);
+/* Write s[0..n) to f as a JSON string (quotes included), escaped like the
+ * golden files: Python's json.dumps(ensure_ascii=False), plus U+0085, U+2028,
+ * U+2029 and U+FEFF as \u escapes. */
+void rg_json_write_string(FILE *f, const char *s, size_t n);
 
 /* ---------------------------------------------------------------- sampling */
 
@@ -341,7 +361,7 @@ const rg_generate_result *rg_seq_result(const rg_seq *q);
 const char *rg_seq_error(const rg_seq *q);
 void rg_seq_free(rg_seq *q);
 
-/* Gemma chat format (SPEC §8): the ids of one user turn,
+/* Gemma chat format: the ids of one user turn,
  *   [BOS] <start_of_turn>user\n{text}<end_of_turn>\n<start_of_turn>model\n
  * BOS only when first != 0 (an empty state). Otherwise the ids first close the
  * previous model reply: they start with pending (the previous result's
@@ -355,6 +375,91 @@ int rg_chat_turn(const rg_tokenizer *t, const char *system, const char *text, in
  * This variant lets the caller choose (parse_special != 0: a trusted author). */
 int rg_chat_turn_ex(const rg_tokenizer *t, const char *system, const char *text, int first, int32_t pending,
                     int parse_special, int32_t **ids, size_t *n_ids);
+
+/* ------------------------------------------------------------------ server */
+
+/* An OpenAI-compatible HTTP server on libmicrohttpd (src/server/). Endpoints:
+ * POST /v1/chat/completions, POST /v1/completions (JSON or SSE streams),
+ * GET /v1/models, GET /health, POST /tokenize, POST /detokenize, GET /metrics
+ * (Prometheus text). */
+typedef struct {
+    const char *host;        /* address to bind (numeric or a name); default 127.0.0.1 */
+    int port;                /* 0: any free port (see rg_server_port) */
+    int n_slots;             /* requests processed at once */
+    int threads;             /* kernel threads of the batched steps over all slots */
+    int prefill_chunk;       /* prompt tokens per step (0: adaptive: a full chunk while no slot
+                              * decodes, else max(16, decoding slots)) */
+    int queue_max;           /* requests that may wait for a slot; more get 503 */
+    double timeout_s;        /* a request's limit from arrival to its last token */
+    int cache_states;        /* conversation states kept (0 = no state cache) */
+    size_t max_body;         /* largest request body in bytes; more get 413 */
+    int max_tokens;          /* largest max_tokens a request may ask for, and its default */
+    const char *model_name;  /* the id in /v1/models and the accepted "model" field */
+    int verbose;             /* one line per request on stderr: status, tokens, duration */
+    int header_timeout_s;    /* a client's time to send a request's headers and body, and to stay
+                              * idle between requests (a request being answered has --timeout) */
+    int max_connections;     /* connections open at once */
+    int max_conn_per_ip;     /* connections from one address (0 = no limit) */
+    const char *cors_origin; /* NULL: no CORS; else the Access-Control-Allow-Origin
+                              * value ("*" or an origin), and OPTIONS preflights
+                              * are answered */
+} rg_server_opts;
+
+void rg_server_opts_default(rg_server_opts *o);
+
+typedef struct rg_server rg_server;
+
+/* Start listening and serving in background threads. The model and the
+ * tokenizer must outlive the server. */
+int rg_server_start(const rg_model *m, const rg_tokenizer *t, const rg_server_opts *o, rg_server **out);
+/* The port actually bound. */
+int rg_server_port(const rg_server *s);
+/* Stop accepting, end every request (queued ones get 503) and free. */
+void rg_server_stop(rg_server *s);
+
+/* ---------------------------------------------------------- machine probes */
+
+/* The rooflines `rgemma bench` sets its rows against, measured on all
+ * threads with the active kernel set (rg_kernel_path). */
+
+/* Read bandwidth in bytes/s: the best of reps passes over a buffer of bytes. */
+double rg_measure_read_bandwidth(size_t bytes, int reps);
+/* Peak multiply-add rate in operations/s (2 per multiply-add) of the set's
+ * f32 FMA (int8 = 0) or int8 dot product (int8 = 1); 0 when the set has no
+ * such instruction (e.g. the scalar set's int8). */
+double rg_measure_peak_flops(int int8);
+/* Type names of model m's weights: the projection matrices' and the tied
+ * embedding's ("F32", "BF16", "F16", "Q8_0", "Q4_0"). */
+const char *rg_model_weight_type(const rg_model *m);
+const char *rg_model_embed_type(const rg_model *m);
+/* 1 when the active kernel set runs m's prefill on int8 dot products (it
+ * rounds the activations to int8 for m's projection type), else 0. */
+int rg_model_prefill_int8(const rg_model *m);
+
+/* ----------------------------------------------------- synthetic checkpoints */
+
+/* Random weights of exactly the released shapes, written as a Hugging Face
+ * folder: for benchmarks and for trying the program end to end without the
+ * gated weights. The text such a model writes is meaningless. */
+
+/* "2b", "9b" (the released shapes) or "tiny" (small widths, the real
+ * 256000-token vocabulary so the Gemma tokenizer works with it). */
+int rg_synth_preset(const char *name, rg_config *cfg);
+typedef struct {
+    const char *dtype;        /* stored weight type: "f32", "bf16" (default) or "f16" */
+    uint64_t seed;            /* same seed -> same bytes, whatever the thread count (default 1) */
+    uint64_t max_shard_bytes; /* 0: 2 GB */
+    void (*progress)(void *ctx, uint64_t done, uint64_t total); /* bytes written; may be NULL */
+    void *progress_ctx;
+} rg_synth_params;
+void rg_synth_params_default(rg_synth_params *p);
+/* What rg_synth would write for cfg in dtype: tensors, parameters and bytes
+ * of tensor data (any may be NULL). -1 for an unknown dtype. */
+int rg_synth_size(const rg_config *cfg, const char *dtype, int *n_tensors, uint64_t *n_params, uint64_t *bytes);
+/* Create dir (if needed) and write config.json, the weights (sharded like
+ * the released checkpoints) and a README.md saying the weights are random.
+ * n_shards may be NULL. */
+int rg_synth(const rg_config *cfg, const char *dir, const rg_synth_params *p, int *n_shards);
 
 /* -------------------------------------------------------------- evaluation */
 
@@ -375,6 +480,145 @@ double rg_logprob(const float *logits, int n, int32_t y);
  * logits are not needed), in chunks, so memory stays bounded. */
 int rg_score_continuation(const rg_model *m, rg_state *s, const float *last_logits, const int32_t *cont, int n,
                           double *logprob, int *greedy, double *token_logprobs);
+
+/* Perplexity: the sum of -log p over scored tokens and its uncertainty. */
+typedef struct {
+    double sum, sum2; /* sum of nll and of nll^2 */
+    int64_t n;
+} rg_nll_stats;
+
+/* PPL = exp(mean nll). */
+double rg_nll_ppl(const rg_nll_stats *st);
+/* Standard error of PPL by the delta method, as llama.cpp reports it:
+ * PPL * sqrt(var(nll) / (n - 1)), var(nll) = mean(nll^2) - mean(nll)^2. */
+double rg_nll_ppl_stderr(const rg_nll_stats *st);
+
+/* One perplexity window: tokens[start, start+len) are fed from an empty state
+ * and the tokens at indices [first_scored, start+len) are scored (each by the
+ * row before it, so first_scored > start). */
+typedef struct {
+    int64_t start, len, first_scored;
+} rg_ppl_window;
+
+/* Windows of ctx tokens starting every stride tokens over n tokens; the first
+ * window scores tokens 1.., every later one its last stride tokens (never its
+ * own first token), so each token from 1 on is scored exactly once when
+ * stride < ctx. ctx == 0: one window over everything. *out is malloc'd. */
+int rg_ppl_plan(int64_t n, int64_t ctx, int64_t stride, rg_ppl_window **out, int64_t *n_windows);
+
+/* Run one window from an empty state (s is reset) and add its tokens' nll to st.
+ * bos >= 0: the window's first token is replaced by bos (as llama.cpp does, so
+ * every window starts like a document). */
+int rg_ppl_run_window(const rg_model *m, rg_state *s, const int32_t *tokens, const rg_ppl_window *w, int32_t bos,
+                      rg_nll_stats *st);
+
+/* Benchmark task files: JSON Lines, one item a line (schema in README
+ * "Evaluation"). */
+
+/* A piece of input: text, or token ids used exactly as given. */
+typedef struct {
+    char *text; /* NULL when the piece is ids */
+    size_t len;
+    int32_t *ids;
+    int n_ids;
+} rg_piece;
+
+typedef enum { RG_ITEM_MC = 0, RG_ITEM_GEN = 1 } rg_item_kind;
+
+typedef struct {
+    int line;       /* 1-based line in the task file */
+    rg_item_kind kind;
+    int is_ids;     /* every piece is ids */
+    char *id, *group, *description; /* optional (NULL) */
+    /* multiple choice: choice i is the continuation cont[i] of context ctx[i];
+     * shared_ctx: every ctx[i] is ctx[0] (a "context" field), else "contexts"
+     * with one shared continuation (WinoGrande's partial scoring) */
+    int n_choices, label, shared_ctx;
+    rg_piece *ctx, *cont; /* n_choices each (ctx[i] aliases ctx[0] when shared) */
+    /* generation */
+    rg_piece prompt;
+    rg_piece *answers;
+    int n_answers;
+    char *target;   /* how the answer is written when the item is a shot */
+    char **stop;    /* NULL: the run's default stop strings */
+    int n_stop;
+    int max_tokens; /* -1: the run's default */
+} rg_item;
+
+typedef struct {
+    rg_item *items;
+    int n;
+} rg_task;
+
+/* Parse a JSONL task file (blank lines and lines starting with '#' are
+ * skipped). A malformed line fails with "FILE:LINE: what is wrong". */
+int rg_task_load(const char *path, rg_task *task);
+int rg_task_parse(const char *text, size_t len, const char *name, rg_task *task);
+void rg_task_free(rg_task *task);
+
+/* Extract the answer from generated text. mode: NULL or "text" (all of it,
+ * trimmed), "number" (the last number, commas removed, a trailing '.' or ".0…"
+ * fraction of zeros dropped), or a POSIX extended regex (its last match;
+ * the first group when it has one). Returns malloc'd text ("" when nothing
+ * matched) or NULL with an error for a bad regex. */
+char *rg_extract_answer(const char *mode, const char *text);
+
+/* Mean and standard error of per-item scores: sqrt(sum (x - mean)^2 / (n-1) / n). */
+void rg_mean_stderr(const double *x, int n, double *mean, double *stderr_out);
+
+/* The evaluator: scores task items (multiple choice by log-likelihood,
+ * generation by extracted answers and maj@k). */
+
+typedef struct {
+    const rg_model *model;
+    const rg_tokenizer *tok; /* NULL: only ids items can run */
+    const rg_task *shots;    /* NULL: zero-shot */
+    int k_shots;
+    uint64_t seed;
+    const char *shot_sep;    /* written after each shot (default "\n\n") */
+    int reuse;               /* 1: score choices from a snapshot and cache the shot prefix; 0: re-process all */
+    int batch;               /* rg_eval_items with reuse: sequences (states) advanced together in one
+                                batched step; <= 1: one at a time, as rg_eval_item */
+    /* generation */
+    int samples;             /* k of maj@k (>= 1) */
+    rg_sampling_params sampling;
+    int max_tokens;
+    const char *const *stop; /* default stop strings */
+    int n_stop;
+    const char *extract;     /* see rg_extract_answer */
+} rg_eval_opts;
+
+typedef struct {
+    /* multiple choice */
+    double *ll;      /* [n_choices] sum of log p over the continuation */
+    int *n_tokens;   /* [n_choices] continuation tokens */
+    int *greedy;     /* [n_choices] 1 when every continuation token was the argmax */
+    int pred, pred_norm;
+    /* generation: samples outputs and their extracted answers */
+    char **outputs, **extracted;
+    int n_outputs;
+    int vote;        /* index of the majority answer */
+    /* both */
+    double acc, acc_norm, em, nm, maj; /* 0/1 */
+    int64_t tokens;  /* tokens run through the model for this item */
+} rg_item_result;
+
+typedef struct rg_evaluator rg_evaluator;
+
+rg_evaluator *rg_evaluator_new(const rg_eval_opts *opts);
+void rg_evaluator_free(rg_evaluator *ev);
+/* Score one item (index: its position, for seeds). On failure the message
+ * names the item's line. */
+int rg_eval_item(rg_evaluator *ev, const rg_item *item, int index, rg_item_result *res);
+void rg_item_result_free(rg_item_result *r);
+/* Score items[0..n) (their indices index0..index0+n-1) with the same results
+ * as rg_eval_item on each in turn (up to the float rounding of the batched
+ * matrix kernels), but with opts.batch > 1 and reuse on, the contexts of
+ * the multiple-choice items, then their choices, go through the model
+ * together (rg_forward_batch): up to opts.batch sequences per step and at
+ * most about 2 x opts.batch states alive; generation items run one at a
+ * time. res: room for n results (each to be freed, also on failure). */
+int rg_eval_items(rg_evaluator *ev, const rg_item *items, int n, int index0, rg_item_result *res);
 
 #ifdef __cplusplus
 }

@@ -64,7 +64,7 @@ if [ ! -f "$dir/tokenizer.json" ] || [ "$(sha256 "$dir/tokenizer.json")" != "$JS
 fi
 
 rgemma=${RGEMMA:-$root/build/rgemma}
-check_model() { [ "$("$rgemma" tokenize -t "$1" -- "$CHECK_TEXT")" = "$CHECK_IDS" ]; }
+check_model() { [ "$("$rgemma" tokenize --tokenizer "$1" -- "$CHECK_TEXT")" = "$CHECK_IDS" ]; }
 if [ ! -x "$rgemma" ]; then
     [ -f "$dir/tokenizer.model" ] ||
         log "note: tokenizer.model not written yet: it needs the rgemma binary ($rgemma); build it (make) and run this again"

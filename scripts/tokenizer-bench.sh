@@ -16,4 +16,4 @@ trap 'exit 1' INT TERM
     for f in $(ls /usr/share/man/man1/*.gz | sort); do zcat "$f"; done | head -c 1500000
     for f in $(ls /usr/share/doc/*/changelog*.gz | sort); do zcat "$f"; done
 } | head -c 4000000 >"$text"
-"$rgemma" tokenize -t "$tok" --bench "$text"
+"$rgemma" tokenize --tokenizer "$tok" --bench "$text"

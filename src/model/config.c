@@ -1,4 +1,5 @@
-/* config.json -> rg_config (SPEC §10). Every architectural key is checked;
+/* config.json (a Hugging Face RecurrentGemma config) -> rg_config. Every
+ * architectural key is checked;
  * unknown keys are ignored. */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -86,7 +87,8 @@ static int check_string(cfg_reader *r, const char *key, const char *const *allow
                     allowed[0]);
 }
 
-/* sqrt(D) computed in float64, stored as float32, rounded to bfloat16 (SPEC §2). */
+/* The embedding scale: sqrt(D) computed in float64, stored as float32,
+ * rounded to bfloat16 (bf16(f32(sqrt(D))), as tests/reference/griffin_ref.py). */
 static float embed_scale_for(int d) { return rg_bf16_to_f32(rg_f32_to_bf16((float)sqrt((double)d))); }
 
 /* Checks shared by every source of a config (config.json, GGUF metadata):

@@ -1,4 +1,5 @@
-/* The Griffin forward pass (SPEC §1-7), for one sequence or a batch of them.
+/* The Griffin forward pass (the math token by token, in plain Python:
+ * tests/reference/griffin_ref.py, Model.step), for one sequence or a batch of them.
  * A step processes up to RG_CHUNK rows, taken from one or more sequences
  * ("segments": each a run of consecutive rows of one state). Every linear
  * layer is one matrix product over all rows of the step, so each weight is

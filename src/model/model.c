@@ -1,9 +1,11 @@
 /* Model loading: find the files, bind tensor views by their Hugging Face
- * names (SPEC §12), check every shape. */
+ * names (model.embed_tokens.weight, model.layers.N.temporal_block.*, ...:
+ * those tests/reference/griffin_ref.py reads), check every shape. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include "model/model.h"
+#include "ops/ops.h"
 #include "util/util.h"
 
 static void *own(rg_model *m, size_t bytes) {
@@ -255,3 +257,13 @@ size_t rg_model_weight_bytes(const rg_model *m) {
     }
     return total;
 }
+
+/* The projections' type is the MLP gate's (every projection of a model has
+ * one type; rg_quantize keeps a tensor in another only when it must). */
+const char *rg_model_weight_type(const rg_model *m) { return rg_dtype_name(m->layers[0].gate.dtype); }
+const char *rg_model_embed_type(const rg_model *m) { return rg_dtype_name(m->embed.dtype); }
+
+/* prefill runs on int8 dot products where the set rounds the activations to
+ * int8 for the projections' type (avx512: vpdpbusd; avx2: vpmaddubsw +
+ * vpaddw) */
+int rg_model_prefill_int8(const rg_model *m) { return (int)((rg_active_kernels()->int8_act >> m->layers[0].gate.dtype) & 1); }

@@ -15,6 +15,8 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include "model/synth.h"
 #include "util/util.h"
@@ -299,4 +301,44 @@ int rg_synth_write(const rg_config *cfg, const char *dir, const rg_synth_options
     free(l.specs);
     free(l.dists);
     return rc;
+}
+
+/* ------------------------------------------------------ the public interface */
+
+void rg_synth_params_default(rg_synth_params *p) {
+    memset(p, 0, sizeof *p);
+    p->dtype = "bf16";
+    p->seed = 1;
+}
+
+static int synth_dtype(const char *name, rg_dtype *dt) {
+    if (!name || !strcasecmp(name, "bf16") || !strcasecmp(name, "bfloat16")) *dt = RG_DT_BF16;
+    else if (!strcasecmp(name, "f32") || !strcasecmp(name, "float32")) *dt = RG_DT_F32;
+    else if (!strcasecmp(name, "f16") || !strcasecmp(name, "float16")) *dt = RG_DT_F16;
+    else return rg_error("synth: dtype must be f32, bf16 or f16 (got \"%s\")", name);
+    return 0;
+}
+
+int rg_synth_size(const rg_config *cfg, const char *dtype, int *n_tensors, uint64_t *n_params, uint64_t *bytes) {
+    rg_dtype dt;
+    if (synth_dtype(dtype, &dt)) return -1;
+    rg_st_spec *specs;
+    int n = rg_synth_specs(cfg, dt, &specs);
+    uint64_t b = 0, e = 0;
+    for (int i = 0; i < n; i++) {
+        b += rg_st_spec_bytes(&specs[i]);
+        e += (uint64_t)rg_st_spec_elements(&specs[i]);
+    }
+    free(specs);
+    if (n_tensors) *n_tensors = n;
+    if (n_params) *n_params = e;
+    if (bytes) *bytes = b;
+    return 0;
+}
+
+int rg_synth(const rg_config *cfg, const char *dir, const rg_synth_params *p, int *n_shards) {
+    rg_synth_options o = {.seed = p->seed, .max_shard_bytes = p->max_shard_bytes, .progress = p->progress,
+                          .progress_ctx = p->progress_ctx};
+    if (synth_dtype(p->dtype, &o.dtype)) return -1;
+    return rg_synth_write(cfg, dir, &o, n_shards);
 }

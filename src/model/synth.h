@@ -1,22 +1,19 @@
-/* Synthetic checkpoints: random weights of exactly the released shapes
- * (SPEC §10-12), written as a Hugging Face folder. For benchmarks and for
- * trying the program end to end without downloading gated weights; the
- * text such a model writes is meaningless. */
+/* Synthetic checkpoints: random weights of exactly the shapes, tensor names
+ * and config keys of the released Hugging Face checkpoints. The public part
+ * is rg_synth* in include/rgemma.h; this is what the library and its tests
+ * share beyond it. */
 #ifndef RG_SYNTH_H
 #define RG_SYNTH_H
 
 #include "formats/st_write.h"
 #include "rgemma.h"
 
-/* "2b", "9b" (the released shapes) or "tiny" (small widths, the real
- * 256000-token vocabulary so the Gemma tokenizer works with it). */
-int rg_synth_preset(const char *name, rg_config *cfg);
-
-/* config.json with every key of the released file (SPEC §10); torch_dtype
+/* config.json with every key of the released file; torch_dtype
  * names the stored weight type ("float32", "bfloat16", "float16"). */
 int rg_config_write_json(const rg_config *cfg, const char *torch_dtype, const char *path);
 
-/* The checkpoint's tensors (HF names and shapes, SPEC §12), in file order.
+/* The checkpoint's tensors (Hugging Face names and shapes, as rg_model_load
+ * binds them), in file order.
  * Returns the count; *specs is malloc'd. */
 int rg_synth_specs(const rg_config *cfg, rg_dtype dtype, rg_st_spec **specs);
 

@@ -1,4 +1,6 @@
-/* Local multi-query attention (SPEC §6). All heads share one key/value head,
+/* Local multi-query attention: token t attends to positions t-W..t with
+ * softmax(q.k / sqrt(hd)), q and k rotated by RoPE on their first half
+ * (tests/reference/griffin_ref.py). All heads share one key/value head,
  * so the scores of a token's heads are one small matrix product (keys as
  * the rows, heads as the tokens), done by the active matmul kernel, and the
  * weighted sum of values reads each value row once for all heads. */

@@ -63,7 +63,7 @@ static void softcap(float *x, size_t count, float cap) {
 
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-/* RG-LRU (SPEC §5.2), per channel:
+/* RG-LRU, per channel (L: recurrent_param; as tests/reference/griffin_ref.py):
  *   log_a = -8 * sigmoid(ga) * softplus(L);  a = exp(log_a)
  *   mult  = sqrt(1 - exp(2 log_a)), or 1 at position 0
  *   h_t   = a * h_{t-1} + x * sigmoid(gx) * mult   (h_{t-1} = 0 at position 0) */

@@ -1,5 +1,7 @@
 /* Machine roofline probes for rgemma bench: memory read bandwidth and peak
- * multiply-add rate, measured with the active kernel set on all threads. */
+ * multiply-add rate, measured with the active kernel set on all threads, and
+ * which of those rates a model's prefill runs at (include/rgemma.h, "machine
+ * probes"). */
 #include <omp.h>
 #include <stdlib.h>
 #include <sys/mman.h>

@@ -1,5 +1,7 @@
-/* RG-LRU scan (SPEC §5.2): sequential in time, independent per channel, so
- * the channels are split over the threads. The math is in the kernel sets. */
+/* RG-LRU scan, h_t = a_t * h_{t-1} + x_t * sigmoid(gx_t) * sqrt(1 - a_t^2)
+ * (the full formula above rglru() in kernels_scalar.c): sequential in time,
+ * independent per channel, so the channels are split over the threads. The
+ * math is in the kernel sets. */
 #include <omp.h>
 #include "ops/ops.h"
 

@@ -113,26 +113,16 @@ static int stream_tensor(rg_gguf_writer *w, const rg_st_entry *e, rg_dtype dt, u
     return 0;
 }
 
-/* The tokenizer beside the checkpoint (tokenizer.model or tokenizer.json in
- * its folder), if there is one: *t stays NULL when there is none. */
+/* The checkpoint's tokenizer (rg_tokenizer_find), if there is one: *t stays
+ * NULL when there is none. */
 static int find_tokenizer(const char *in_path, const rg_config *cfg, rg_tokenizer **t) {
-    *t = NULL;
-    char *dir;
-    if (rg_is_dir(in_path)) {
-        dir = strdup(in_path);
-    } else {
-        const char *slash = strrchr(in_path, '/');
-        dir = slash ? strndup(in_path, (size_t)(slash - in_path)) : strdup(".");
+    int rc = rg_tokenizer_find(in_path, t);
+    if (rc == -2) return 0;
+    if (!rc && rg_tokenizer_check_vocab(*t, cfg->vocab_size)) {
+        rg_tokenizer_free(*t);
+        *t = NULL;
+        return rg_error_prefix("%s", in_path);
     }
-    char *a = rg_path_join(dir, "tokenizer.model"), *b = rg_path_join(dir, "tokenizer.json");
-    int rc = 0;
-    if (rg_file_exists(a) || rg_file_exists(b)) {
-        rc = rg_tokenizer_load(dir, t);
-        if (!rc && rg_tokenizer_check_vocab(*t, cfg->vocab_size)) rc = rg_error_prefix("%s", dir);
-    }
-    free(a);
-    free(b);
-    free(dir);
     return rc;
 }
 
@@ -214,7 +204,7 @@ int rg_quantize(const char *in_path, const char *out_path, const rg_quantize_par
     int n = 0;
     const rg_st_entry **order = rg_xmalloc(sizeof *order * (size_t)m->st.n_entries);
     for (int i = 0; i < m->st.n_entries; i++)
-        if (strcmp(m->st.entries[i].name, "lm_head.weight")) order[n++] = &m->st.entries[i]; /* tied (SPEC §1) */
+        if (strcmp(m->st.entries[i].name, "lm_head.weight")) order[n++] = &m->st.entries[i]; /* tied: the logits use the embedding */
     qsort(order, (size_t)n, sizeof *order, cmp_entry);
 
     rg_tokenizer *tok = NULL;

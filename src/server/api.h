@@ -87,7 +87,7 @@ int rg_api_parse_tokenize(const char *body, size_t len, rg_api_tokenize_req *r, 
 /* POST /detokenize {"tokens": [int]}; ids must be in [0, vocab). *ids is malloc'd. */
 int rg_api_parse_detokenize(const char *body, size_t len, int vocab, int32_t **ids, int *n, rg_api_error *e);
 
-/* ---- the chat format (SPEC §8), the same ids as rg_chat_turn gives:
+/* ---- the Gemma chat format, the same ids as rg_chat_turn gives:
  *   <bos> then per turn <start_of_turn>{user|model}\n{text}<end_of_turn>\n
  * and <start_of_turn>model\n to ask for the reply. <start_of_turn> and
  * <end_of_turn> are the tokenizer's ids (never parsed out of text); each turn

@@ -59,6 +59,14 @@ assert b3["state_bytes_per_sequence"] > 0 and b3["flops_per_token"] > 0
 assert b3["roofline"] in ("memory read bandwidth", "f32 FMA")
 PY
 
+# a kernel set without int8 dot products (scalar) has no int8 peak: none is
+# printed (not "int8 dot 0.0 GOP/s"), and the JSON's peak_int8_dot_ops is null
+"$RGEMMA" bench -m "$M" -k scalar -p 4 -n 0 -r 1 >"$T/md" 2>"$T/err" || fail "bench -k scalar: $(cat "$T/err")"
+! grep -q "int8" "$T/md" "$T/err" || fail "-k scalar printed an int8 peak: $(cat "$T/md" "$T/err")"
+"$RGEMMA" bench -m "$M" -k scalar -p 4 -n 0 -r 1 -o json >"$T/json" 2>"$T/err" || fail "bench -k scalar -o json: $(cat "$T/err")"
+python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["machine"]; assert m["peak_int8_dot_ops"] is None, m' "$T/json" \
+    || fail "-k scalar: peak_int8_dot_ops is not null: $(cat "$T/json")"
+
 "$RGEMMA" bench -m /nonexistent -p 8 -n 0 2>"$T/err" && fail "a missing model must fail"
 grep -q "^rgemma: bench: /nonexistent" "$T/err" || fail "missing model message: $(cat "$T/err")"
 "$RGEMMA" bench -m "$M" -o xml 2>"$T/err" && fail "-o xml must fail"

@@ -14,7 +14,7 @@ cp tests/data/tokenizer/small_bpe.model "$T/tok/tokenizer.model"
 sed 's/"vocab_size": 512/"vocab_size": 1000/' tests/data/golden/dev_4layer/config.json >"$T/config.json"
 "$RGEMMA" synth --preset "$T/config.json" --dtype f32 --tokenizer "$T/tok" -o "$T/m" 2>"$T/err" || fail "synth: $(cat "$T/err")"
 M="$T/m"
-ids() { "$RGEMMA" tokenize -t "$T/tok" "$@" | tr ' ' ','; }
+ids() { "$RGEMMA" tokenize --tokenizer "$T/tok" "$@" | tr ' ' ','; }
 
 cat >"$T/text.jsonl" <<'JSON'
 {"context": "Question: Which license is this?\nAnswer:", "choices": [" The GNU General Public License", " MIT"], "label": 0}
@@ -77,7 +77,7 @@ PY
 # text perplexity equals the ids perplexity of the same tokens (BOS first)
 head -c 1500 tests/data/tokenizer/small_bpe.vocab >"$T/doc.txt"
 "$RGEMMA" perplexity -m $M -f "$T/doc.txt" -c 64 >"$T/pt" 2>"$T/err" || fail "text perplexity: $(cat "$T/err")"
-"$RGEMMA" tokenize -t "$T/tok" --bos <"$T/doc.txt" >"$T/doc.ids"
+"$RGEMMA" tokenize --tokenizer "$T/tok" --bos <"$T/doc.txt" >"$T/doc.ids"
 "$RGEMMA" perplexity -m $M -f "$T/doc.ids" --ids -c 64 >"$T/pi" 2>"$T/err" || fail "ids perplexity: $(cat "$T/err")"
 a=$(grep "^Final estimate" "$T/pt")
 b=$(grep "^Final estimate" "$T/pi")

@@ -28,6 +28,15 @@ if "$RGEMMA" quantize --eval "$M" "$T/bad.gguf" 2>"$T/err"; then exit 1; fi
 grep -q '^rgemma: .*bad.gguf: truncated' "$T/err"
 [ "$(wc -l <"$T/err")" -eq 1 ]
 if "$RGEMMA" quantize "$M" 2>/dev/null; then exit 1; fi
+# numbers are checked (they were atoi'd: "x" became 0): one line naming the flag
+for bad in "-n x|-n" "-n 0|-n" "--ctx 12x|--ctx" "-t 0|--threads" "--seed -1|--seed"; do
+    args=${bad%|*}
+    if "$RGEMMA" quantize --eval "$M" "$M" $args 2>"$T/err"; then exit 1; fi
+    [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "^rgemma: quantize: ${bad#*|} must be an integer" "$T/err" ||
+        { echo "FAIL: quantize $args: $(cat "$T/err")"; exit 1; }
+done
+if "$RGEMMA" quantize "$M" "$T/x.gguf" --bogus 2>"$T/err"; then exit 1; fi
+grep -q "^rgemma: quantize: unknown or incomplete option '--bogus'" "$T/err"
 
 # the tokenizer travels inside the file: a GGUF alone in its folder generates
 # the same text as the checkpoint folder (f32: identical logits)
@@ -35,8 +44,8 @@ if "$RGEMMA" quantize "$M" 2>/dev/null; then exit 1; fi
 small_model "$T/sm"
 mkdir "$T/only"
 "$RGEMMA" quantize "$T/sm" "$T/only/sm.gguf" --type f32 >/dev/null
-a=$("$RGEMMA" tokenize -t "$T/sm" "Hello, world! <start_of_turn>user")
-b=$("$RGEMMA" tokenize -t "$T/only/sm.gguf" "Hello, world! <start_of_turn>user")
+a=$("$RGEMMA" tokenize --tokenizer "$T/sm" "Hello, world! <start_of_turn>user")
+b=$("$RGEMMA" tokenize --tokenizer "$T/only/sm.gguf" "Hello, world! <start_of_turn>user")
 [ -n "$a" ] && [ "$a" = "$b" ]
 a=$("$RGEMMA" generate -m "$T/sm" -p "The license" -n 8 --temp 0 -t 1 --no-display-prompt 2>/dev/null)
 b=$("$RGEMMA" generate -m "$T/only/sm.gguf" -p "The license" -n 8 --temp 0 -t 1 --no-display-prompt 2>/dev/null)

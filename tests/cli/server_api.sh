@@ -4,6 +4,24 @@
 # bad input (each an OpenAI-style error with a 4xx status, the server still
 # fine afterwards), then a clean stop on SIGTERM.
 . tests/cli/server_common.inc
+
+# options (getopt_long): bad numbers and unknown options are refused before
+# anything loads, with one line naming the flag
+serve_refuses() { # $1 = message, then the arguments
+    want=$1
+    shift
+    if "$RGEMMA" serve -m /nonexistent "$@" 2>"$TMP/err"; then echo "FAIL: serve $* started"; exit 1; fi
+    [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -q "^rgemma: serve: $want" "$TMP/err" ||
+        { echo "FAIL: serve $*: $(cat "$TMP/err")"; exit 1; }
+}
+serve_refuses "--port must be an integer in \[0, 65535\]" --port x
+serve_refuses "--parallel must be an integer" -np 0
+serve_refuses "--parallel must be an integer" --parallel 2x
+serve_refuses "--threads must be an integer" -t 0
+serve_refuses "--max-body must be an integer" --max-body 1
+serve_refuses "unknown or incomplete option '--bogus'" --bogus
+serve_refuses "unknown or incomplete option '--port'" --port
+serve_refuses "unexpected argument 'extra'" extra
 make_model
 start_server -np 2 --max-body 65536 --max-tokens 64 --cache-states 8
 

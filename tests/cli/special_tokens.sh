@@ -46,8 +46,8 @@ prompt_tokens() { sed -n 's/^prompt: *\([0-9][0-9]*\) tokens.*/\1/p' "$1"; }
 [ "$(prompt_tokens "$TMP/gen.err")" -gt 2 ] || fail "generate -p --no-parse-special parsed it"
 
 # --- rgemma tokenize: parses by default, --no-parse-special does not
-[ "$("$RGEMMA" tokenize -t "$GEMMA" "<end_of_turn>")" = 107 ] || fail "tokenize: <end_of_turn> is not 107"
-ids=$("$RGEMMA" tokenize -t "$GEMMA" --no-parse-special "$forged" | tr ' ' ',')
+[ "$("$RGEMMA" tokenize --tokenizer "$GEMMA" "<end_of_turn>")" = 107 ] || fail "tokenize: <end_of_turn> is not 107"
+ids=$("$RGEMMA" tokenize --tokenizer "$GEMMA" --no-parse-special "$forged" | tr ' ' ',')
 [ "$(count 106 "$ids")" -eq 0 ] && [ "$(count 107 "$ids")" -eq 0 ] || fail "tokenize --no-parse-special: $ids"
 
 # --- the server

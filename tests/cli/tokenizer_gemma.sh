@@ -27,19 +27,19 @@ golden_ids $D/gemma.golden.jsonl spm_ids >"$tmp/want"
 golden_ids $D/invalid_utf8.jsonl gemma_spm_ids >"$tmp/want_bad"
 sed -n 's/.*[^\\]"text": \("\([^"\\]\|\\.\)*"\).*/{"text": \1}/p' $D/gemma.decode.jsonl >"$tmp/want_dec"
 for tok in "$G/tokenizer.model" "$G/tokenizer.json" "$G"; do
-    "$RGEMMA" tokenize -t "$tok" --jsonl $D/gemma.golden.jsonl >"$tmp/got"
-    same "tokenize -t $tok --jsonl gemma.golden.jsonl" "$tmp/got" "$tmp/want" 222
-    "$RGEMMA" tokenize -t "$tok" --jsonl $D/invalid_utf8.jsonl >"$tmp/got"
-    same "tokenize -t $tok --jsonl invalid_utf8.jsonl" "$tmp/got" "$tmp/want_bad" 15
-    "$RGEMMA" detokenize -t "$tok" --jsonl $D/gemma.decode.jsonl >"$tmp/got"
-    same "detokenize -t $tok --jsonl gemma.decode.jsonl" "$tmp/got" "$tmp/want_dec" 42
+    "$RGEMMA" tokenize --tokenizer "$tok" --jsonl $D/gemma.golden.jsonl >"$tmp/got"
+    same "tokenize --tokenizer $tok --jsonl gemma.golden.jsonl" "$tmp/got" "$tmp/want" 222
+    "$RGEMMA" tokenize --tokenizer "$tok" --jsonl $D/invalid_utf8.jsonl >"$tmp/got"
+    same "tokenize --tokenizer $tok --jsonl invalid_utf8.jsonl" "$tmp/got" "$tmp/want_bad" 15
+    "$RGEMMA" detokenize --tokenizer "$tok" --jsonl $D/gemma.decode.jsonl >"$tmp/got"
+    same "detokenize --tokenizer $tok --jsonl gemma.decode.jsonl" "$tmp/got" "$tmp/want_dec" 42
 done
 # a folder with only tokenizer.json (no tokenizer_config.json): <bos> is found by name
 mkdir "$tmp/json-only"
 ln -s "$G/tokenizer.json" "$tmp/json-only/tokenizer.json"
-[ "$("$RGEMMA" tokenize -t "$tmp/json-only" --bos --eos "$(printf 'x<start_of_turn>')")" = "2 235297 106 1" ] ||
+[ "$("$RGEMMA" tokenize --tokenizer "$tmp/json-only" --bos --eos "$(printf 'x<start_of_turn>')")" = "2 235297 106 1" ] ||
     fail "tokenize with a folder holding only tokenizer.json"
 chat=$(printf '<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nx')
-[ "$("$RGEMMA" tokenize -t "$G" --bos "$chat")" = "2 106 1645 108 2151 107 108 106 2516 108 235297" ] ||
+[ "$("$RGEMMA" tokenize --tokenizer "$G" --bos "$chat")" = "2 106 1645 108 2151 107 108 106 2516 108 235297" ] ||
     fail "chat-format prompt"
 echo "tokenizer CLI on Gemma ($G): all golden lines match for tokenizer.model, tokenizer.json and the folder"

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A second, independent implementation of the Griffin forward pass in plain
-Python (no NumPy), written from SPEC.md, token by token. It writes golden case
+Python (no NumPy), token by token. It writes golden case
 folders in the same format as tests/data/golden (config.json,
 model.safetensors, golden.json, logits and activation .bin files) for model
 shapes the reference data does not cover: lru_width != hidden_size,

@@ -59,7 +59,7 @@ static uint64_t hash_file(const char *path) {
 
 static void test_presets(void **state) {
     (void)state;
-    /* SPEC §11: parameter counts and tensor counts of the released models */
+    /* parameter counts and tensor counts of the released checkpoints */
     struct { const char *name; uint64_t params; int tensors; } want[] = {
         {"2b", 2682862080ull, 484}, {"9b", 8579977216ull, 704}};
     for (int i = 0; i < 2; i++) {

@@ -471,6 +471,32 @@ static void test_bad_files(void **state) {
     assert_non_null(strstr(rg_last_error(), "neither tokenizer.model nor tokenizer.json"));
 }
 
+/* rg_tokenizer_find: the tokenizer of a model folder, or of the folder of a
+ * model file; -2 when there is none, -1 when the one there is broken. */
+static void test_find(void **state) {
+    (void)state;
+    char dir[] = "/tmp/rgemma-find.XXXXXX", path[256], cmd[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(cmd, sizeof cmd, "cp %s %s/tokenizer.model", SMALL, dir);
+    assert_int_equal(system(cmd), 0);
+    rg_tokenizer *t = NULL;
+    assert_int_equal(rg_tokenizer_find(dir, &t), 0);
+    assert_int_equal(rg_tokenizer_vocab_size(t), 1000);
+    rg_tokenizer_free(t);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir); /* a model file: its folder */
+    assert_int_equal(rg_tokenizer_find(path, &t), 0);
+    rg_tokenizer_free(t);
+    t = (rg_tokenizer *)1;
+    assert_int_equal(rg_tokenizer_find("tests/unit", &t), -2);
+    assert_null(t);
+    assert_non_null(strstr(rg_last_error(), "tests/unit has no tokenizer.model or tokenizer.json"));
+    snprintf(cmd, sizeof cmd, "printf 'not a model' >%s/tokenizer.model", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(rg_tokenizer_find(dir, &t), -1);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd(uint32_t n) { /* xorshift64*, fixed seed */
     rng_state ^= rng_state >> 12;
@@ -560,7 +586,7 @@ int main(void) {
         cmocka_unit_test(test_writer_roundtrip), cmocka_unit_test(test_hf_json),
         cmocka_unit_test(test_bad_files),        cmocka_unit_test(test_no_byte_fallback),
         cmocka_unit_test(test_random_roundtrip), cmocka_unit_test(test_mutated_model),
-        cmocka_unit_test(test_many_user_defined),
+        cmocka_unit_test(test_many_user_defined), cmocka_unit_test(test_find),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

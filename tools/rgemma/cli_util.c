@@ -2,6 +2,9 @@
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +12,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "cli_util.h"
-#include "util/util.h"
 
 int cli_generation_option(const char *cmd, int c, const char *arg, rg_generate_params *gp) {
     rg_sampling_params *sp = &gp->sampling;
@@ -48,10 +50,107 @@ int cli_generation_option(const char *cmd, int c, const char *arg, rg_generate_p
     }
 }
 
+static __thread char cli_msg[1024];
+
+int cli_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cli_msg, sizeof cli_msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+const char *cli_errmsg(void) { return cli_msg[0] ? cli_msg : rg_last_error(); }
+
+double cli_time_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void *out_of_memory(size_t n) {
+    fprintf(stderr, "rgemma: out of memory (%zu bytes)\n", n);
+    abort();
+}
+
+void *cli_malloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    return p ? p : out_of_memory(n);
+}
+
+void *cli_calloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    return p ? p : out_of_memory(n * size);
+}
+
+void *cli_realloc(void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    return q ? q : out_of_memory(n);
+}
+
+int cli_read_file(const char *path, size_t max_bytes, char **data, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return cli_fail("%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (!fstat(fileno(f), &st) && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return cli_fail("%s: is a directory, not a file", path);
+    }
+    size_t cap = 1 << 16, n = 0, got;
+    char *buf = cli_malloc(cap + 1);
+    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n > max_bytes) {
+            free(buf);
+            fclose(f);
+            return cli_fail("%s: file too large (limit %zu bytes)", path, max_bytes);
+        }
+        if (n == cap) {
+            char *b = realloc(buf, (cap *= 2) + 1);
+            if (!b) {
+                free(buf);
+                fclose(f);
+                return cli_fail("%s: out of memory", path);
+            }
+            buf = b;
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return cli_fail("%s: read error", path);
+    }
+    buf[n] = 0;
+    *data = buf;
+    *len = n;
+    return 0;
+}
+
+int cli_is_dir(const char *path) {
+    struct stat st;
+    return !stat(path, &st) && S_ISDIR(st.st_mode);
+}
+
+int cli_is_file(const char *path) {
+    struct stat st;
+    return !stat(path, &st) && S_ISREG(st.st_mode);
+}
+
+char *cli_path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    int slash = a && dir[a - 1] != '/';
+    char *p = cli_malloc(a + slash + b + 1);
+    memcpy(p, dir, a);
+    if (slash) p[a] = '/';
+    memcpy(p + a + slash, name, b + 1);
+    return p;
+}
+
 void cli_error(const char *cmd) {
     static const char *const names[] = {"generate", "chat", "perplexity", "eval", "serve", "synth", "quantize",
                                         "bench"};
-    const char *m = rg_last_error();
+    const char *m = cli_errmsg();
     for (int again = 1; again;) {
         again = 0;
         for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
@@ -140,53 +239,22 @@ int cli_ids(const char *cmd, const char *opt, const char *s, int32_t **ids, int 
 rg_tokenizer *cli_tokenizer(const char *cmd, const char *model_path, const char *override, int required,
                             int *failed) {
     *failed = 0;
-    char *dir = NULL;
-    const char *where = override;
-    size_t ml = strlen(model_path);
-    int gguf = !where && ml > 5 && !strcmp(model_path + ml - 5, ".gguf");
-    if (gguf) {
-        /* a GGUF file made by rgemma quantize carries its tokenizer; without one, look beside it */
-        rg_tokenizer *t = NULL;
-        int rc = rg_tokenizer_load(model_path, &t);
-        if (rc == 0) return t;
-        if (rc != -2) { /* there is one, and it is broken: say why */
-            fprintf(stderr, "rgemma: %s: tokenizer: %s\n", cmd, rg_last_error());
-            *failed = 1;
-            return NULL;
-        }
-    }
-    if (!where) {
-        if (rg_is_dir(model_path)) {
-            dir = strdup(model_path);
-        } else {
-            const char *slash = strrchr(model_path, '/');
-            dir = slash ? strndup(model_path, (size_t)(slash - model_path + 1)) : strdup(".");
-        }
-        char *a = rg_path_join(dir, "tokenizer.model"), *b = rg_path_join(dir, "tokenizer.json");
-        int found = rg_file_exists(a) || rg_file_exists(b);
-        free(a);
-        free(b);
-        if (!found) {
-            if (required) {
-                fprintf(stderr,
-                        "rgemma: %s: %s%s has no tokenizer.model or tokenizer.json: text needs one (get the Gemma "
-                        "tokenizer with scripts/get-gemma-tokenizer.sh and pass --tokenizer, or use --prompt-ids)\n",
-                        cmd, gguf ? "the GGUF file holds no tokenizer and " : "", dir);
-                *failed = 1;
-            }
-            free(dir);
-            return NULL;
-        }
-        where = dir;
-    }
     rg_tokenizer *t = NULL;
-    if (rg_tokenizer_load(where, &t)) {
-        fprintf(stderr, "rgemma: %s: tokenizer: %s\n", cmd, rg_last_error());
-        *failed = 1;
-        t = NULL;
+    int rc = override ? rg_tokenizer_load(override, &t) : rg_tokenizer_find(model_path, &t);
+    if (rc == 0) return t;
+    if (rc == -2 && !override) { /* the model has none */
+        if (required) {
+            fprintf(stderr,
+                    "rgemma: %s: %s: text needs one (get the Gemma tokenizer with scripts/get-gemma-tokenizer.sh and "
+                    "pass --tokenizer, or use --prompt-ids)\n",
+                    cmd, rg_last_error());
+            *failed = 1;
+        }
+        return NULL;
     }
-    free(dir);
-    return t;
+    fprintf(stderr, "rgemma: %s: tokenizer: %s\n", cmd, rg_last_error());
+    *failed = 1;
+    return NULL;
 }
 
 volatile int cli_interrupted;

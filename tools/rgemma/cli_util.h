@@ -1,4 +1,5 @@
-/* Small helpers shared by the generate and chat commands. */
+/* Helpers shared by the CLI's commands. The CLI is a program over the public
+ * interface (include/rgemma.h) only: what it needs beyond that lives here. */
 #ifndef RG_CLI_UTIL_H
 #define RG_CLI_UTIL_H
 
@@ -30,7 +31,13 @@ enum {
  * 0 = not one of them, -1 = bad value (the error is printed). */
 int cli_generation_option(const char *cmd, int c, const char *arg, rg_generate_params *gp);
 
-/* Print the library's error as "rgemma: CMD: message". A leading command
+/* The command's own failures (a file it cannot write, a bad line it read):
+ * cli_fail sets the message (returns -1); cli_errmsg is that message, or the
+ * library's (rg_last_error) when the command set none. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *cli_errmsg(void);
+
+/* Print cli_errmsg() as "rgemma: CMD: message". A leading command
  * name in the message ("generate: ", "perplexity: ", ...: the library names
  * the step that failed) is dropped, so the line names one command. */
 void cli_error(const char *cmd);
@@ -43,10 +50,10 @@ int cli_check_writable(const char *cmd, const char *opt, const char *path);
 /* "2,651,6037" -> ids (malloc'd) */
 int cli_ids(const char *cmd, const char *opt, const char *s, int32_t **ids, int *n);
 
-/* The tokenizer of a model: `override` if given, else the tokenizer.model or
- * tokenizer.json in the model's folder. When there is none: NULL, and if
- * `required`, a one-line error naming what to do. *failed is set when an
- * error was printed. */
+/* The tokenizer of a model: `override` if given, else the model's own
+ * (rg_tokenizer_find: inside a .gguf file, else in the model's folder). When
+ * the model has none: NULL, and if `required`, a one-line error naming what
+ * to do. *failed is set when an error was printed. */
 rg_tokenizer *cli_tokenizer(const char *cmd, const char *model_path, const char *override, int required,
                             int *failed);
 
@@ -54,6 +61,21 @@ rg_tokenizer *cli_tokenizer(const char *cmd, const char *model_path, const char 
  * one kills the program as usual. */
 extern volatile int cli_interrupted;
 void cli_catch_sigint(void);
+
+/* Monotonic seconds. */
+double cli_time_s(void);
+/* malloc / calloc / realloc that end the program with a message when memory runs out. */
+void *cli_malloc(size_t n);
+void *cli_calloc(size_t n, size_t size);
+void *cli_realloc(void *p, size_t n);
+/* A whole file (a pipe too) into a malloc'd, NUL-terminated buffer of at
+ * most max_bytes; on failure -1 and cli_errmsg() names the file and why. */
+int cli_read_file(const char *path, size_t max_bytes, char **data, size_t *len);
+/* 1 when path is a folder / a regular file. */
+int cli_is_dir(const char *path);
+int cli_is_file(const char *path);
+/* dir/name, malloc'd. */
+char *cli_path_join(const char *dir, const char *name);
 
 /* "12.3 MiB" into buf */
 char *cli_bytes(size_t n, char buf[32]);

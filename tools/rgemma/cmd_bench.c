@@ -21,9 +21,6 @@
 #include <unistd.h>
 #include "cli_util.h"
 #include "commands.h"
-#include "model/model.h"
-#include "ops/ops.h"
-#include "util/util.h"
 
 #define MAX_LIST 16
 #define MAX_MODELS 8
@@ -170,7 +167,10 @@ static double row_bandwidth(machine *mc) {
 static void measure_machine(machine *mc) {
     double bw = rg_measure_read_bandwidth((size_t)1 << 30, 5);
     double f32 = rg_measure_peak_flops(0), int8 = rg_measure_peak_flops(1);
-    fprintf(stderr, "  read %.1f GB/s, f32 FMA %.1f GFLOP/s, int8 dot %.1f GOP/s\n", bw / 1e9, f32 / 1e9, int8 / 1e9);
+    /* a kernel set without int8 dot products measures 0: it has no int8 peak to print */
+    fprintf(stderr, "  read %.1f GB/s, f32 FMA %.1f GFLOP/s", bw / 1e9, f32 / 1e9);
+    if (int8 > 0) fprintf(stderr, ", int8 dot %.1f GOP/s", int8 / 1e9);
+    fputc('\n', stderr);
     mc->bw = bw > mc->bw ? bw : mc->bw;
     mc->bw_lo = mc->bw_lo == 0 || bw < mc->bw_lo ? bw : mc->bw_lo;
     mc->bw_hi = bw > mc->bw_hi ? bw : mc->bw_hi;
@@ -268,17 +268,17 @@ static size_t physical_memory(void) {
 static int decode_row(const rg_model *m, const rg_state *base, rg_state **st, float *lg, const int32_t *tok,
                       long ntok, row *r) {
     int B = r->batch, V = rg_model_config(m)->vocab_size, rc = 0;
-    rg_batch_seq *q = rg_xmalloc(sizeof *q * (size_t)B);
+    rg_batch_seq *q = cli_malloc(sizeof *q * (size_t)B);
     for (int k = 0; k < r->reps && !rc; k++) {
         for (int b = 0; b < B; b++) rg_state_copy(st[b], base);
         reset_peak_rss();
-        double t0 = rg_time_s();
+        double t0 = cli_time_s();
         for (long j = 0; j < r->n_gen && !rc; j++) {
             for (int b = 0; b < B; b++) /* each sequence its own tokens */
                 q[b] = (rg_batch_seq){st[b], &tok[(j + 7 * b) % ntok], 1, lg + (size_t)b * V, 0};
             rc = rg_forward_batch(m, q, B);
         }
-        double dt_s = rg_time_s() - t0;
+        double dt_s = cli_time_s() - t0;
         r->samples[k] = (double)B * r->n_gen / dt_s;
         size_t rss = peak_rss();
         r->rss = rss > r->rss ? rss : r->rss;
@@ -301,18 +301,17 @@ static int bench_model(machine *mc, const char *path, const long *pp, int npp, c
         return -1;
     }
     const rg_config *c = rg_model_config(m);
-    const rg_kernel_set *ks = rg_active_kernels();
-    rg_dtype dt = m->layers[0].gate.dtype;
-    /* prefill runs on int8 dot products where the set rounds the
-     * activations to int8 (avx512: vpdpbusd; avx2: vpmaddubsw + vpaddw) */
-    int int8 = (ks->int8_act >> dt) & 1 && mc->peak_int8 > 0;
+    /* prefill runs on int8 dot products where the kernel set rounds the
+     * activations to int8 for this weight type */
+    int int8 = rg_model_prefill_int8(m) && mc->peak_int8 > 0;
+    const char *wt = rg_model_weight_type(m), *et = rg_model_embed_type(m);
     res->path = path;
     const char *slash = strrchr(path, '/');
     res->name = slash && slash[1] ? slash + 1 : path;
-    if (m->embed.dtype != dt)
-        snprintf(res->wtype, sizeof res->wtype, "%s, embedding %s", rg_dtype_name(dt), rg_dtype_name(m->embed.dtype));
+    if (strcmp(et, wt))
+        snprintf(res->wtype, sizeof res->wtype, "%s, embedding %s", wt, et);
     else
-        snprintf(res->wtype, sizeof res->wtype, "%s", rg_dtype_name(dt));
+        snprintf(res->wtype, sizeof res->wtype, "%s", wt);
     res->compute = int8 ? "int8 dot" : "f32 FMA";
     res->int8 = int8;
     res->weight_bytes = rg_model_weight_bytes(m);
@@ -327,15 +326,15 @@ static int bench_model(machine *mc, const char *path, const long *pp, int npp, c
         rg_model_free(m);
         return -2;
     }
-    res->rows = rg_xcalloc((size_t)(npp + ntg * nd * nb), sizeof *res->rows);
+    res->rows = cli_calloc((size_t)(npp + ntg * nd * nb), sizeof *res->rows);
 
     long maxlen = 1;
     for (int i = 0; i < npp; i++) maxlen = pp[i] > maxlen ? pp[i] : maxlen;
     for (int i = 0; i < nd; i++) maxlen = depth[i] > maxlen ? depth[i] : maxlen;
     for (int i = 0; i < ntg; i++) maxlen = tg[i] > maxlen ? tg[i] : maxlen;
-    int32_t *tok = rg_xmalloc(sizeof(int32_t) * (size_t)maxlen);
+    int32_t *tok = cli_malloc(sizeof(int32_t) * (size_t)maxlen);
     fill_tokens(tok, (int)maxlen, c->vocab_size);
-    float *logits = rg_xmalloc(sizeof(float) * (size_t)c->vocab_size);
+    float *logits = cli_malloc(sizeof(float) * (size_t)c->vocab_size);
     /* every buffer exists before the first row, so rows compare like for like */
     rg_state *base = rg_state_new(m), *s = rg_state_new(m);
     rg_state_copy(s, base);
@@ -343,14 +342,14 @@ static int bench_model(machine *mc, const char *path, const long *pp, int npp, c
 
     for (int i = 0; i < npp && !rc; i++) {
         row *r = &res->rows[res->nrows++];
-        *r = (row){.n_prompt = (int)pp[i], .batch = 1, .reps = reps, .samples = rg_xcalloc((size_t)reps, sizeof(double))};
+        *r = (row){.n_prompt = (int)pp[i], .batch = 1, .reps = reps, .samples = cli_calloc((size_t)reps, sizeof(double))};
         snprintf(r->test, sizeof r->test, "pp%ld", pp[i]);
         for (int k = 0; k < reps && !rc; k++) {
             rg_state_copy(s, base);
             reset_peak_rss();
-            double t0 = rg_time_s();
+            double t0 = cli_time_s();
             rc = rg_forward(m, s, tok, (int)pp[i], logits, 0);
-            double dt_s = rg_time_s() - t0;
+            double dt_s = cli_time_s() - t0;
             r->samples[k] = (double)pp[i] / dt_s;
             size_t rss = peak_rss();
             r->rss = rss > r->rss ? rss : r->rss;
@@ -363,10 +362,10 @@ static int bench_model(machine *mc, const char *path, const long *pp, int npp, c
     long done = 0;
     for (int d = 0; d < nd && !rc; d++) {
         if (depth[d] > done) {
-            double t0 = rg_time_s();
+            double t0 = cli_time_s();
             rc = rg_forward(m, base, tok, (int)(depth[d] - done), NULL, 0);
             fprintf(stderr, "  depth %ld: %ld tokens processed in %.1f s\n", depth[d], depth[d] - done,
-                    rg_time_s() - t0);
+                    cli_time_s() - t0);
             done = depth[d];
         }
         for (int i = 0; i < ntg && !rc; i++)
@@ -374,7 +373,7 @@ static int bench_model(machine *mc, const char *path, const long *pp, int npp, c
                 int B = (int)batch[bi];
                 row *r = &res->rows[res->nrows++];
                 *r = (row){.n_gen = (int)tg[i], .depth = (int)depth[d], .batch = B, .reps = reps,
-                           .samples = rg_xcalloc((size_t)reps, sizeof(double))};
+                           .samples = cli_calloc((size_t)reps, sizeof(double))};
                 int at = snprintf(r->test, sizeof r->test, "tg%ld", tg[i]);
                 if (depth[d]) at += snprintf(r->test + at, sizeof r->test - at, " @ d%ld", depth[d]);
                 if (B > 1) snprintf(r->test + at, sizeof r->test - at, " \u00d7%d", B);
@@ -382,9 +381,9 @@ static int bench_model(machine *mc, const char *path, const long *pp, int npp, c
                 rg_state **st = &s;
                 float *lg = logits;
                 if (B > 1) {
-                    st = rg_xmalloc(sizeof *st * (size_t)B);
+                    st = cli_malloc(sizeof *st * (size_t)B);
                     for (int b = 0; b < B; b++) st[b] = rg_state_new(m);
-                    lg = rg_xmalloc(sizeof(float) * (size_t)B * c->vocab_size);
+                    lg = cli_malloc(sizeof(float) * (size_t)B * c->vocab_size);
                 }
                 r->bw = row_bandwidth(mc);
                 rc = decode_row(m, base, st, lg, tok, maxlen, r);
@@ -455,7 +454,8 @@ static void print_json(const model_result *res, int nres, const machine *mc) {
     cJSON_AddNumberToObject(mach, "read_bandwidth_min_bytes_per_s", mc->bw_lo);
     cJSON_AddNumberToObject(mach, "read_bandwidth_max_bytes_per_s", mc->bw_hi);
     cJSON_AddNumberToObject(mach, "peak_f32_fma_flops", mc->peak_f32);
-    cJSON_AddNumberToObject(mach, "peak_int8_dot_ops", mc->peak_int8);
+    if (mc->peak_int8 > 0) cJSON_AddNumberToObject(mach, "peak_int8_dot_ops", mc->peak_int8);
+    else cJSON_AddNullToObject(mach, "peak_int8_dot_ops"); /* the kernel set has no int8 dot product */
     cJSON_AddItemToObject(mach, "load_average_start", cJSON_CreateDoubleArray(mc->load_start, 3));
     cJSON_AddItemToObject(mach, "load_average_end", cJSON_CreateDoubleArray(mc->load_end, 3));
     cJSON *arr = cJSON_AddArrayToObject(root, "results");
@@ -596,7 +596,7 @@ int cmd_bench(int argc, char **argv) {
     fprintf(stderr, "measuring the machine (%d threads, %s kernels)\n", mc.threads, rg_kernel_path());
     measure_machine(&mc);
 
-    model_result *res = rg_xcalloc((size_t)nmodels, sizeof *res);
+    model_result *res = cli_calloc((size_t)nmodels, sizeof *res);
     int rc = 0, nres = 0;
     for (int i = 0; i < nmodels && !rc; i++, nres++)
         rc = bench_model(&mc, models[i], pp, npp, tg, ntg, depth, nd, batch, nb, (int)reps, &res[i]);

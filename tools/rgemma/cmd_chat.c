@@ -10,7 +10,6 @@
 #include <unistd.h>
 #include "cli_util.h"
 #include "commands.h"
-#include "util/util.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -51,7 +50,7 @@ static int print_reply(void *ctx, int32_t token, const char *text, size_t len) {
     if (r->verbose && token >= 0) {
         if (r->n == r->cap) {
             r->cap = r->cap ? 2 * r->cap : 64;
-            r->ids = rg_xrealloc(r->ids, sizeof *r->ids * r->cap);
+            r->ids = cli_realloc(r->ids, sizeof *r->ids * r->cap);
         }
         r->ids[r->n++] = token;
     }
@@ -89,7 +88,7 @@ static char *read_message(FILE *in, int tty, int *nul) {
         if (k && line[k - 1] == '\r') line[--k] = 0;
         int more = k && line[k - 1] == '\\';
         if (more) line[k - 1] = '\n'; /* the line goes on: the backslash becomes the newline */
-        msg = rg_xrealloc(msg, mlen + (size_t)k + 1);
+        msg = cli_realloc(msg, mlen + (size_t)k + 1);
         memcpy(msg + mlen, line, (size_t)k);
         mlen += (size_t)k;
         msg[mlen] = 0;

@@ -1,7 +1,9 @@
 /* rgemma eval: score a JSONL task file (schema: README "Evaluation") and
  * report acc / acc_norm (multiple choice by log-likelihood) and em / nm /
  * maj@k (generation), as a markdown table shaped like the model card's and
- * as JSON. The scoring itself is src/eval/runner.c. */
+ * as JSON. The scoring itself is the library's evaluator (rg_eval_items).
+ * cmd_eval = parse_args -> load the task, model and tokenizer -> run_items
+ * -> report. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
@@ -12,11 +14,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 #include "commands.h"
-#include "eval/eval.h"
 #include "cli_util.h"
 #include "eval_cli.h"
 #include "rgemma.h"
-#include "util/util.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -75,7 +75,7 @@ static double cpu_seconds(void) {
 
 /* "\n" and "\t" in a --shot-sep / --stop argument */
 static char *unescape(const char *s) {
-    char *r = rg_xmalloc(strlen(s) + 1), *o = r;
+    char *r = cli_malloc(strlen(s) + 1), *o = r;
     for (; *s; s++) {
         if (s[0] == '\\' && (s[1] == 'n' || s[1] == 't' || s[1] == '\\')) {
             *o++ = s[1] == 'n' ? '\n' : s[1] == 't' ? '\t' : '\\';
@@ -99,7 +99,7 @@ typedef struct {
 } score_set;
 
 static void score_add(score_set *s, int metric, double x, int cap) {
-    if (!s->v[metric]) s->v[metric] = rg_xmalloc(sizeof(double) * (size_t)cap);
+    if (!s->v[metric]) s->v[metric] = cli_malloc(sizeof(double) * (size_t)cap);
     s->v[metric][s->n[metric]++] = x;
 }
 
@@ -198,8 +198,6 @@ static const char *base_name(const char *path, char *buf, size_t n) {
     return buf;
 }
 
-/* ------------------------------------------------------------------- main */
-
 static void print_summary(const char *path, const rg_task *t) {
     int mc = 0, per_choice = 0, gen = 0, ids = 0;
     for (int i = 0; i < t->n; i++) {
@@ -219,7 +217,26 @@ static int needs_text(const rg_task *t) {
     return 0;
 }
 
-int cmd_eval(int argc, char **argv) {
+/* ---------------------------------------------------------------- options */
+
+typedef struct {
+    const char *model_path, *task_path, *shots_path, *name, *json_path, *items_path, *tok_path;
+    char *sep;    /* --shot-sep, unescaped (NULL: the evaluator's default) */
+    char **stops; /* --stop, unescaped */
+    int n_stop, by_group, progress, check;
+    long k, limit, samples, max_tokens;
+    unsigned long long seed;
+    rg_eval_opts eo; /* all but the model, tokenizer and shots, set from the options */
+} eval_args;
+
+static void eval_args_free(eval_args *a) {
+    for (int i = 0; i < a->n_stop; i++) free(a->stops[i]);
+    free(a->stops);
+    free(a->sep);
+}
+
+/* 0: run; 1: --help was printed; -1: a bad option (the error is printed). */
+static int parse_args(int argc, char **argv, eval_args *a) {
     enum { O_TASK = 256, O_SHOTS, O_SEP, O_SEED, O_LIMIT, O_NAME, O_NOREUSE, O_SAMPLES, O_TEMP, O_TOPK, O_TOPP,
            O_STOP, O_EXTRACT, O_JSON, O_ITEMS, O_BYGROUP, O_PROGRESS, O_NOPROGRESS, O_TOK, O_CHECK };
     enum { DEFAULT_BATCH = 8, MAX_BATCH = 256 };
@@ -239,183 +256,164 @@ int cmd_eval(int argc, char **argv) {
         {"batch", required_argument, 0, 'b'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    const char *model_path = NULL, *task_path = NULL, *shots_path = NULL, *name = NULL, *json_path = NULL,
-               *items_path = NULL, *tok_path = NULL;
-    char *sep = NULL;
-    char **stops = NULL;
-    int n_stop = 0, by_group = 0, progress = isatty(2), k_set = 0, check = 0;
-    long k = 5, limit = -1, samples = 1, max_tokens = 256, batch = DEFAULT_BATCH, v;
-    unsigned long long seed = 1234;
-    rg_eval_opts eo = {.reuse = 1};
-    rg_sampling_params_default(&eo.sampling);
-    eo.sampling.temperature = 0;
-    eo.sampling.top_k = 0;
-    eo.sampling.top_p = 1;
-    eo.sampling.min_p = 0;
-    eo.sampling.repeat_penalty = 1;
-    int c, rc = 2;
+    memset(a, 0, sizeof *a);
+    a->progress = isatty(2);
+    a->k = 5, a->limit = -1, a->samples = 1, a->max_tokens = 256, a->seed = 1234;
+    long batch = DEFAULT_BATCH, v;
+    int k_set = 0, c;
+    a->eo.reuse = 1;
+    rg_sampling_params_default(&a->eo.sampling);
+    a->eo.sampling.temperature = 0;
+    a->eo.sampling.top_k = 0;
+    a->eo.sampling.top_p = 1;
+    a->eo.sampling.min_p = 0;
+    a->eo.sampling.repeat_penalty = 1;
 #define BAD(...)                                                                                                       \
     do {                                                                                                               \
         fprintf(stderr, "rgemma: eval: " __VA_ARGS__);                                                                 \
-        goto out;                                                                                                      \
+        return -1;                                                                                                     \
     } while (0)
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "m:k:n:t:b:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'm': model_path = optarg; break;
-        case O_TASK: task_path = optarg; break;
-        case O_SHOTS: shots_path = optarg; break;
-        case O_NAME: name = optarg; break;
-        case O_JSON: json_path = optarg; break;
-        case O_ITEMS: items_path = optarg; break;
-        case O_TOK: tok_path = optarg; break;
-        case O_NOREUSE: eo.reuse = 0; break;
-        case O_BYGROUP: by_group = 1; break;
-        case O_CHECK: check = 1; break;
-        case O_PROGRESS: progress = 1; break;
-        case O_NOPROGRESS: progress = 0; break;
-        case O_EXTRACT: eo.extract = optarg; break;
+        case 'm': a->model_path = optarg; break;
+        case O_TASK: a->task_path = optarg; break;
+        case O_SHOTS: a->shots_path = optarg; break;
+        case O_NAME: a->name = optarg; break;
+        case O_JSON: a->json_path = optarg; break;
+        case O_ITEMS: a->items_path = optarg; break;
+        case O_TOK: a->tok_path = optarg; break;
+        case O_NOREUSE: a->eo.reuse = 0; break;
+        case O_BYGROUP: a->by_group = 1; break;
+        case O_CHECK: a->check = 1; break;
+        case O_PROGRESS: a->progress = 1; break;
+        case O_NOPROGRESS: a->progress = 0; break;
+        case O_EXTRACT: a->eo.extract = optarg; break;
         case O_SEP:
-            free(sep);
-            sep = unescape(optarg);
+            free(a->sep);
+            a->sep = unescape(optarg);
             break;
         case O_STOP:
-            stops = rg_xrealloc(stops, sizeof *stops * (size_t)(n_stop + 1));
-            stops[n_stop++] = unescape(optarg);
-            if (!*stops[n_stop - 1]) BAD("--stop must not be empty\n");
+            a->stops = cli_realloc(a->stops, sizeof *a->stops * (size_t)(a->n_stop + 1));
+            a->stops[a->n_stop++] = unescape(optarg);
+            if (!*a->stops[a->n_stop - 1]) BAD("--stop must not be empty\n");
             break;
         case 'k':
-            if (cli_int("eval", "-k", optarg, 0, 1000, &k)) goto out;
+            if (cli_int("eval", "-k", optarg, 0, 1000, &a->k)) return -1;
             k_set = 1;
             break;
         case O_SEED:
-            if (parse_seed(optarg, &seed)) BAD("--seed must be a non-negative integer (got \"%s\")\n", optarg);
+            if (parse_seed(optarg, &a->seed)) BAD("--seed must be a non-negative integer (got \"%s\")\n", optarg);
             break;
         case O_LIMIT:
-            if (cli_int("eval", "--limit", optarg, 1, INT32_MAX, &limit)) goto out;
+            if (cli_int("eval", "--limit", optarg, 1, INT32_MAX, &a->limit)) return -1;
             break;
         case O_SAMPLES:
-            if (cli_int("eval", "--samples", optarg, 1, 1000, &samples)) goto out;
+            if (cli_int("eval", "--samples", optarg, 1, 1000, &a->samples)) return -1;
             break;
         case 'n':
-            if (cli_int("eval", "--max-tokens", optarg, 1, INT32_MAX, &max_tokens)) goto out;
+            if (cli_int("eval", "--max-tokens", optarg, 1, INT32_MAX, &a->max_tokens)) return -1;
             break;
         case O_TEMP:
-            if (cli_float("eval", "--temp", optarg, 0, 100, &eo.sampling.temperature)) goto out;
+            if (cli_float("eval", "--temp", optarg, 0, 100, &a->eo.sampling.temperature)) return -1;
             break;
         case O_TOPK:
-            if (cli_int("eval", "--top-k", optarg, 0, INT32_MAX, &v)) goto out;
-            eo.sampling.top_k = (int)v;
+            if (cli_int("eval", "--top-k", optarg, 0, INT32_MAX, &v)) return -1;
+            a->eo.sampling.top_k = (int)v;
             break;
         case O_TOPP:
-            if (cli_float("eval", "--top-p", optarg, 0.000001, 1, &eo.sampling.top_p)) goto out;
+            if (cli_float("eval", "--top-p", optarg, 0.000001, 1, &a->eo.sampling.top_p)) return -1;
             break;
         case 'b':
-            if (cli_int("eval", "--batch", optarg, 1, MAX_BATCH, &batch)) goto out;
+            if (cli_int("eval", "--batch", optarg, 1, MAX_BATCH, &batch)) return -1;
             break;
         case 't':
-            if (cli_int("eval", "--threads", optarg, 1, 4096, &v)) goto out;
+            if (cli_int("eval", "--threads", optarg, 1, 4096, &v)) return -1;
             rg_set_threads((int)v);
             break;
-        case 'h':
-            usage(stdout);
-            rc = 0;
-            goto out;
+        case 'h': usage(stdout); return 1;
         default: BAD("unknown or incomplete option '%s' (try 'rgemma eval --help')\n", argv[optind - 1]);
         }
     }
     if (optind < argc) BAD("unexpected argument '%s'\n", argv[optind]);
-    if (!task_path || (!model_path && !check))
+    if (!a->task_path || (!a->model_path && !a->check))
         BAD("-m MODEL and --task FILE are required (try 'rgemma eval --help')\n");
-    if (k_set && k > 0 && !shots_path) BAD("-k %ld needs --shots FILE to take the examples from\n", k);
-    if (eo.extract) {
-        char *probe = rg_extract_answer(eo.extract, "");
+    if (k_set && a->k > 0 && !a->shots_path) BAD("-k %ld needs --shots FILE to take the examples from\n", a->k);
+    if (a->eo.extract) {
+        char *probe = rg_extract_answer(a->eo.extract, "");
         if (!probe) BAD("%s\n", rg_last_error());
         free(probe);
     }
-    rc = 1;
+#undef BAD
+    a->eo.k_shots = a->shots_path ? (int)a->k : 0;
+    a->eo.seed = (uint64_t)a->seed;
+    a->eo.shot_sep = a->sep;
+    a->eo.samples = (int)a->samples;
+    a->eo.max_tokens = (int)a->max_tokens;
+    a->eo.stop = (const char *const *)a->stops;
+    a->eo.n_stop = a->n_stop;
+    a->eo.batch = (int)batch;
+    return 0;
+}
 
-    rg_task task = {0}, shots = {0};
-    rg_model *m = NULL;
-    rg_tokenizer *tok = NULL;
-    rg_evaluator *ev = NULL;
-    FILE *items_f = NULL;
-    score_set all = {0}, *groups = NULL;
-    int n_groups = 0;
-    if (rg_task_load(task_path, &task) < 0 || (shots_path && rg_task_load(shots_path, &shots) < 0)) goto fail;
-    int n = limit > 0 && limit < task.n ? (int)limit : task.n;
-    if (check) {
-        print_summary(task_path, &task);
-        if (shots_path) print_summary(shots_path, &shots);
-        rc = 0;
-        goto fail;
-    }
-    if (rg_model_load(model_path, &m) < 0) goto fail;
-    if ((needs_text(&task) || needs_text(shots_path ? &shots : NULL)) &&
-        (cli_load_tokenizer(model_path, tok_path, &tok) < 0 ||
-         rg_tokenizer_check_vocab(tok, rg_model_config(m)->vocab_size)))
-        goto fail;
-    if (items_path && !(items_f = fopen(items_path, "w"))) {
-        rg_error("%s: cannot write", items_path);
-        goto fail;
-    }
-    eo.model = m;
-    eo.tok = tok;
-    eo.shots = shots_path ? &shots : NULL;
-    eo.k_shots = shots_path ? (int)k : 0;
-    eo.seed = (uint64_t)seed;
-    eo.shot_sep = sep;
-    eo.samples = (int)samples;
-    eo.max_tokens = (int)max_tokens;
-    eo.stop = (const char *const *)stops;
-    eo.n_stop = n_stop;
-    eo.batch = (int)batch;
-    ev = rg_evaluator_new(&eo);
-    if (!ev) goto fail;
+/* -------------------------------------------------------------------- run */
 
-    char bench_buf[256];
-    const char *bench = name ? name : base_name(task_path, bench_buf, sizeof bench_buf);
-    fprintf(stderr, "eval: %s: %d items, %d-shot, state reuse %s, batch %d\n", bench, n, eo.k_shots,
-            eo.reuse ? "on" : "off", eo.reuse ? eo.batch : 1);
+/* What a run measured: the scores over all items and per group, the time. */
+typedef struct {
+    int n; /* items scored */
+    score_set all, *groups;
+    int n_groups;
+    int64_t tokens;
+    double secs, cpu;
+} eval_run;
+
+static void eval_run_free(eval_run *r) {
+    score_free(&r->all);
+    for (int g = 0; g < r->n_groups; g++) score_free(&r->groups[g]);
+    free(r->groups);
+}
+
+static score_set *group_scores(eval_run *r, const char *group) {
+    int g = 0;
+    while (g < r->n_groups && strcmp(r->groups[g].name, group)) g++;
+    if (g == r->n_groups) {
+        r->groups = cli_realloc(r->groups, sizeof *r->groups * (size_t)(r->n_groups + 1));
+        memset(&r->groups[g], 0, sizeof *r->groups);
+        r->groups[g].name = strdup(group);
+        r->n_groups++;
+    }
+    return &r->groups[g];
+}
+
+/* Score the first r->n items of task: to the evaluator in chunks of the
+ * batch size (it scores a chunk's multiple-choice items together), the
+ * results come back in order; each one's scores go to r, its line to
+ * items_f (may be NULL). -1 with cli_errmsg() on failure. */
+static int run_items(const eval_args *a, rg_evaluator *ev, const rg_task *task, FILE *items_f, eval_run *r) {
+    int n = r->n, correct = 0;
     cli_progress bar;
-    cli_progress_start(&bar, progress, n, "items");
-    double t0 = rg_time_s(), c0 = cpu_seconds();
-    int64_t tokens = 0;
-    int correct = 0;
-    /* items go to the evaluator in chunks of the batch size (it scores a
-     * chunk's multiple-choice items together), results come back in order */
-    int chunk = eo.reuse ? eo.batch : 1;
-    rg_item_result *rs = rg_xcalloc((size_t)chunk, sizeof *rs);
+    cli_progress_start(&bar, a->progress, n, "items");
+    double t0 = cli_time_s(), c0 = cpu_seconds();
+    int chunk = a->eo.reuse ? a->eo.batch : 1;
+    rg_item_result *rs = cli_calloc((size_t)chunk, sizeof *rs);
     for (int i0 = 0; i0 < n; i0 += chunk) {
         int cn = n - i0 < chunk ? n - i0 : chunk;
-        if (rg_eval_items(ev, &task.items[i0], cn, i0, rs) < 0) {
+        if (rg_eval_items(ev, &task->items[i0], cn, i0, rs) < 0) {
             for (int j = 0; j < cn; j++) rg_item_result_free(&rs[j]);
             free(rs);
             cli_progress_end(&bar);
-            rg_error_prefix("%s", task_path);
-            goto fail;
+            return cli_fail("%s: %s", a->task_path, rg_last_error());
         }
         for (int j = 0; j < cn; j++) {
-            int i = i0 + j;
-            const rg_item *it = &task.items[i];
-            rg_item_result *r = &rs[j];
-            tokens += r->tokens;
-            add_scores(&all, it, r, n);
-            correct += it->kind == RG_ITEM_MC ? (int)r->acc : (int)r->nm;
-            if (it->group) {
-                int g = 0;
-                while (g < n_groups && strcmp(groups[g].name, it->group)) g++;
-                if (g == n_groups) {
-                    groups = rg_xrealloc(groups, sizeof *groups * (size_t)(n_groups + 1));
-                    memset(&groups[g], 0, sizeof *groups);
-                    groups[g].name = strdup(it->group);
-                    n_groups++;
-                }
-                add_scores(&groups[g], it, r, n);
-            }
-            if (items_f) log_item(items_f, it, r);
-            rg_item_result_free(r);
+            const rg_item *it = &task->items[i0 + j];
+            rg_item_result *res = &rs[j];
+            r->tokens += res->tokens;
+            add_scores(&r->all, it, res, n);
+            correct += it->kind == RG_ITEM_MC ? (int)res->acc : (int)res->nm;
+            if (it->group) add_scores(group_scores(r, it->group), it, res, n);
+            if (items_f) log_item(items_f, it, res);
+            rg_item_result_free(res);
         }
         char extra[64];
         snprintf(extra, sizeof extra, "score %.1f%%", 100.0 * correct / (i0 + cn));
@@ -423,68 +421,117 @@ int cmd_eval(int argc, char **argv) {
     }
     free(rs);
     cli_progress_end(&bar);
-    double secs = rg_time_s() - t0, cpu = cpu_seconds() - c0;
-    fprintf(stderr, "eval: %d items in %.2f s (%.2f items/s), %lld tokens processed (%.1f tokens/s)\n", n, secs,
-            secs > 0 ? n / secs : 0, (long long)tokens, secs > 0 ? tokens / secs : 0);
+    r->secs = cli_time_s() - t0;
+    r->cpu = cpu_seconds() - c0;
+    fprintf(stderr, "eval: %d items in %.2f s (%.2f items/s), %lld tokens processed (%.1f tokens/s)\n", n, r->secs,
+            r->secs > 0 ? n / r->secs : 0, (long long)r->tokens, r->secs > 0 ? r->tokens / r->secs : 0);
+    return 0;
+}
 
-    int to_stdout = json_path && !strcmp(json_path, "-");
+/* ----------------------------------------------------------------- report */
+
+/* The markdown table on stdout (unless --json -), and the JSON report when
+ * --json asks for one. -1 with cli_errmsg() when the JSON file cannot be
+ * written. */
+static int report(const eval_args *a, const char *bench, const eval_run *r) {
+    int samples = (int)a->samples, batch = a->eo.reuse ? a->eo.batch : 1;
+    int to_stdout = a->json_path && !strcmp(a->json_path, "-");
     if (!to_stdout) {
         printf("| Benchmark | Metric | Score | n | stderr |\n|---|---|---|---|---|\n");
-        md_rows(stdout, bench, &all, (int)samples);
-        for (int g = 0; by_group && g < n_groups; g++) {
+        md_rows(stdout, bench, &r->all, samples);
+        for (int g = 0; a->by_group && g < r->n_groups; g++) {
             char row[512];
-            snprintf(row, sizeof row, "%s / %s", bench, groups[g].name);
-            md_rows(stdout, row, &groups[g], (int)samples);
+            snprintf(row, sizeof row, "%s / %s", bench, r->groups[g].name);
+            md_rows(stdout, row, &r->groups[g], samples);
         }
     }
-    if (json_path) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "benchmark", bench);
-        cJSON_AddStringToObject(o, "task", task_path);
-        cJSON_AddStringToObject(o, "model", model_path);
-        cJSON_AddNumberToObject(o, "n", n);
-        cJSON_AddNumberToObject(o, "num_shots", eo.k_shots);
-        if (shots_path) cJSON_AddStringToObject(o, "shots", shots_path);
-        cJSON_AddNumberToObject(o, "seed", (double)seed);
-        cJSON_AddBoolToObject(o, "state_reuse", eo.reuse);
-        cJSON_AddNumberToObject(o, "batch", eo.reuse ? eo.batch : 1);
-        cJSON_AddNumberToObject(o, "samples", (double)samples);
-        cJSON_AddItemToObject(o, "metrics", json_metrics(&all, (int)samples));
-        cJSON *gs = cJSON_AddObjectToObject(o, "groups");
-        for (int g = 0; g < n_groups; g++) cJSON_AddItemToObject(gs, groups[g].name, json_metrics(&groups[g], (int)samples));
-        cJSON_AddNumberToObject(o, "seconds", secs);
-        cJSON_AddNumberToObject(o, "cpu_seconds", cpu);
-        cJSON_AddNumberToObject(o, "items_per_second", secs > 0 ? n / secs : 0);
-        cJSON_AddNumberToObject(o, "tokens", (double)tokens);
-        cJSON_AddNumberToObject(o, "tokens_per_second", secs > 0 ? tokens / secs : 0);
-        char *s = cJSON_Print(o);
-        cJSON_Delete(o);
-        FILE *f = to_stdout ? stdout : fopen(json_path, "w");
-        if (!f) {
-            free(s);
-            rg_error("%s: cannot write", json_path);
-            goto fail;
-        }
-        fprintf(f, "%s\n", s);
+    if (!a->json_path) return 0;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "benchmark", bench);
+    cJSON_AddStringToObject(o, "task", a->task_path);
+    cJSON_AddStringToObject(o, "model", a->model_path);
+    cJSON_AddNumberToObject(o, "n", r->n);
+    cJSON_AddNumberToObject(o, "num_shots", a->eo.k_shots);
+    if (a->shots_path) cJSON_AddStringToObject(o, "shots", a->shots_path);
+    cJSON_AddNumberToObject(o, "seed", (double)a->seed);
+    cJSON_AddBoolToObject(o, "state_reuse", a->eo.reuse);
+    cJSON_AddNumberToObject(o, "batch", batch);
+    cJSON_AddNumberToObject(o, "samples", samples);
+    cJSON_AddItemToObject(o, "metrics", json_metrics(&r->all, samples));
+    cJSON *gs = cJSON_AddObjectToObject(o, "groups");
+    for (int g = 0; g < r->n_groups; g++)
+        cJSON_AddItemToObject(gs, r->groups[g].name, json_metrics(&r->groups[g], samples));
+    cJSON_AddNumberToObject(o, "seconds", r->secs);
+    cJSON_AddNumberToObject(o, "cpu_seconds", r->cpu);
+    cJSON_AddNumberToObject(o, "items_per_second", r->secs > 0 ? r->n / r->secs : 0);
+    cJSON_AddNumberToObject(o, "tokens", (double)r->tokens);
+    cJSON_AddNumberToObject(o, "tokens_per_second", r->secs > 0 ? r->tokens / r->secs : 0);
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    FILE *f = to_stdout ? stdout : fopen(a->json_path, "w");
+    if (!f) {
         free(s);
-        if (!to_stdout) fclose(f);
+        return cli_fail("%s: cannot write", a->json_path);
     }
+    fprintf(f, "%s\n", s);
+    free(s);
+    if (!to_stdout) fclose(f);
+    return 0;
+}
+
+/* ------------------------------------------------------------------- main */
+
+int cmd_eval(int argc, char **argv) {
+    eval_args a;
+    int p = parse_args(argc, argv, &a);
+    if (p) {
+        eval_args_free(&a);
+        return p > 0 ? 0 : 2;
+    }
+    int rc = 1;
+    rg_task task = {0}, shots = {0};
+    rg_model *m = NULL;
+    rg_tokenizer *tok = NULL;
+    rg_evaluator *ev = NULL;
+    FILE *items_f = NULL;
+    eval_run run = {0};
+    if (rg_task_load(a.task_path, &task) < 0 || (a.shots_path && rg_task_load(a.shots_path, &shots) < 0)) goto done;
+    run.n = a.limit > 0 && a.limit < task.n ? (int)a.limit : task.n;
+    if (a.check) {
+        print_summary(a.task_path, &task);
+        if (a.shots_path) print_summary(a.shots_path, &shots);
+        rc = 0;
+        goto done;
+    }
+    if (rg_model_load(a.model_path, &m) < 0) goto done;
+    if ((needs_text(&task) || needs_text(a.shots_path ? &shots : NULL)) &&
+        (cli_load_tokenizer(a.model_path, a.tok_path, &tok) < 0 ||
+         rg_tokenizer_check_vocab(tok, rg_model_config(m)->vocab_size)))
+        goto done;
+    if (a.items_path && !(items_f = fopen(a.items_path, "w"))) {
+        cli_fail("%s: cannot write", a.items_path);
+        goto done;
+    }
+    a.eo.model = m;
+    a.eo.tok = tok;
+    a.eo.shots = a.shots_path ? &shots : NULL;
+    if (!(ev = rg_evaluator_new(&a.eo))) goto done;
+
+    char bench_buf[256];
+    const char *bench = a.name ? a.name : base_name(a.task_path, bench_buf, sizeof bench_buf);
+    fprintf(stderr, "eval: %s: %d items, %d-shot, state reuse %s, batch %d\n", bench, run.n, a.eo.k_shots,
+            a.eo.reuse ? "on" : "off", a.eo.reuse ? a.eo.batch : 1);
+    if (run_items(&a, ev, &task, items_f, &run) || report(&a, bench, &run)) goto done;
     rc = 0;
-fail:
+done:
     if (rc) cli_error("eval");
     if (items_f) fclose(items_f);
-    score_free(&all);
-    for (int g = 0; g < n_groups; g++) score_free(&groups[g]);
-    free(groups);
+    eval_run_free(&run);
     rg_evaluator_free(ev);
     rg_tokenizer_free(tok);
     rg_model_free(m);
     rg_task_free(&task);
     rg_task_free(&shots);
-out:
-    for (int i = 0; i < n_stop; i++) free(stops[i]);
-    free(stops);
-    free(sep);
+    eval_args_free(&a);
     return rc;
-#undef BAD
 }

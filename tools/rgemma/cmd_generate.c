@@ -7,7 +7,6 @@
 #include <string.h>
 #include "cli_util.h"
 #include "commands.h"
-#include "util/util.h"
 
 #define MAX_STOPS 16
 #define MAX_PARALLEL 256 /* rows of one batched step */
@@ -84,7 +83,10 @@ typedef struct {
 } sample_out;
 
 static void out_append(sample_out *o, const char *s, size_t n) {
-    o->text = rg_grow(o->text, &o->cap, o->len + n + 1, 1);
+    if (o->len + n + 1 > o->cap) {
+        o->cap = (o->len + n + 1) * 2;
+        o->text = cli_realloc(o->text, o->cap);
+    }
     memcpy(o->text + o->len, s, n);
     o->len += n;
     o->text[o->len] = 0;
@@ -95,7 +97,7 @@ static int collect_out(void *ctx, int32_t token, const char *text, size_t len) {
     if (token >= 0) {
         if (o->n_ids == o->cap_ids) {
             o->cap_ids = o->cap_ids * 2 + 64;
-            o->ids = rg_xrealloc(o->ids, sizeof *o->ids * (size_t)o->cap_ids);
+            o->ids = cli_realloc(o->ids, sizeof *o->ids * (size_t)o->cap_ids);
         }
         o->ids[o->n_ids++] = token;
     }
@@ -131,16 +133,16 @@ static int run_parallel(rg_model *m, const rg_tokenizer *tok, rg_state *st, cons
     const rg_config *cfg = rg_model_config(m);
     int rc = 1;
     uint64_t seed = gp0->sampling.seed;
-    double t0 = rg_time_s();
+    double t0 = cli_time_s();
     if (n_prompt > 1 && rg_forward(m, st, prompt, n_prompt - 1, NULL, 0)) {
         fprintf(stderr, "rgemma: generate: %s\n", rg_last_error());
         return 1;
     }
-    double t_prompt = rg_time_s() - t0;
-    rg_state **states = rg_xcalloc((size_t)n, sizeof *states);
-    rg_seq **seqs = rg_xcalloc((size_t)n, sizeof *seqs);
-    rg_generate_params *gps = rg_xcalloc((size_t)n, sizeof *gps);
-    sample_out *outs = rg_xcalloc((size_t)n, sizeof *outs);
+    double t_prompt = cli_time_s() - t0;
+    rg_state **states = cli_calloc((size_t)n, sizeof *states);
+    rg_seq **seqs = cli_calloc((size_t)n, sizeof *seqs);
+    rg_generate_params *gps = cli_calloc((size_t)n, sizeof *gps);
+    sample_out *outs = cli_calloc((size_t)n, sizeof *outs);
     for (int i = 0; i < n; i++) {
         states[i] = i == 0 ? st : rg_state_new(m);
         if (!states[i] || (i > 0 && rg_state_copy(states[i], st))) {
@@ -159,7 +161,7 @@ static int run_parallel(rg_model *m, const rg_tokenizer *tok, rg_state *st, cons
             goto done;
         }
     }
-    double t1 = rg_time_s();
+    double t1 = cli_time_s();
     int live = n;
     while (live > 0) {
         if (rg_seq_step(seqs, n, 0)) {
@@ -169,7 +171,7 @@ static int run_parallel(rg_model *m, const rg_tokenizer *tok, rg_state *st, cons
         live = 0;
         for (int i = 0; i < n; i++) live += !rg_seq_done(seqs[i]);
     }
-    double t_gen = rg_time_s() - t1;
+    double t_gen = cli_time_s() - t1;
     long long generated = 0;
     int interrupted = 0, failed = 0;
     for (int i = 0; i < n; i++) {
@@ -350,7 +352,7 @@ int cmd_generate(int argc, char **argv) {
         text = strdup(text_arg);
         text_len = strlen(text);
     } else if (file_arg) {
-        if (rg_read_file(!strcmp(file_arg, "-") ? "/dev/stdin" : file_arg, 256u << 20, &text, &text_len)) {
+        if (cli_read_file(!strcmp(file_arg, "-") ? "/dev/stdin" : file_arg, 256u << 20, &text, &text_len)) {
             cli_error(cmd);
             return 1;
         }
@@ -403,7 +405,7 @@ int cmd_generate(int argc, char **argv) {
                 load_path);
         goto done;
     }
-    prompt = rg_xmalloc(sizeof *prompt * (size_t)n_prompt);
+    prompt = cli_malloc(sizeof *prompt * (size_t)n_prompt);
     memcpy(prompt, pending, sizeof *prompt * (size_t)n_pending);
     if (n_ids) memcpy(prompt + n_pending, ids, sizeof *ids * (size_t)n_ids);
 

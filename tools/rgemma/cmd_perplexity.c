@@ -8,11 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "commands.h"
-#include "eval/eval.h"
 #include "cli_util.h"
 #include "eval_cli.h"
 #include "rgemma.h"
-#include "util/util.h"
 
 #define MAX_FILE_BYTES ((size_t)1 << 30)
 
@@ -39,9 +37,9 @@ static void usage(FILE *f) {
 static int read_ids(const char *path, int32_t **out, int64_t *n) {
     char *data;
     size_t len;
-    if (rg_read_file(path, MAX_FILE_BYTES, &data, &len) < 0) return -1;
+    if (cli_read_file(path, MAX_FILE_BYTES, &data, &len) < 0) return -1;
     int64_t cap = 1024, k = 0;
-    int32_t *ids = rg_xmalloc(sizeof(int32_t) * (size_t)cap);
+    int32_t *ids = cli_malloc(sizeof(int32_t) * (size_t)cap);
     for (size_t i = 0; i < len;) {
         char c = data[i];
         if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ',' || c == '[' || c == ']') {
@@ -54,9 +52,9 @@ static int read_ids(const char *path, int32_t **out, int64_t *n) {
         if (i == b || v > INT32_MAX) {
             free(ids);
             free(data);
-            return rg_error("%s: byte %zu: expected a token id (a non-negative integer)", path, b);
+            return cli_fail("%s: byte %zu: expected a token id (a non-negative integer)", path, b);
         }
-        if (k == cap) ids = rg_xrealloc(ids, sizeof(int32_t) * (size_t)(cap *= 2));
+        if (k == cap) ids = cli_realloc(ids, sizeof(int32_t) * (size_t)(cap *= 2));
         ids[k++] = (int32_t)v;
     }
     free(data);
@@ -68,7 +66,7 @@ static int read_ids(const char *path, int32_t **out, int64_t *n) {
 static int read_text_tokens(const char *path, const rg_tokenizer *tok, int32_t **out, int64_t *n) {
     char *data;
     size_t len;
-    if (rg_read_file(path, MAX_FILE_BYTES, &data, &len) < 0) return -1;
+    if (cli_read_file(path, MAX_FILE_BYTES, &data, &len) < 0) return -1;
     int32_t *ids;
     size_t k;
     int rc = rg_tokenize(tok, data, len, 1, 0, &ids, &k);
@@ -165,7 +163,7 @@ int cmd_perplexity(int argc, char **argv) {
     cJSON *running = cJSON_CreateArray();
     report = cJSON_CreateObject();
     rg_nll_stats st = {0};
-    double t0 = rg_time_s();
+    double t0 = cli_time_s();
     int64_t fed = 0;
     for (int64_t i = 0; i < nw; i++) {
         if (rg_ppl_run_window(m, s, tokens, &plan[i], bos, &st) < 0) {
@@ -180,7 +178,7 @@ int cmd_perplexity(int argc, char **argv) {
         cJSON_AddItemToArray(running, cJSON_CreateNumber(ppl));
     }
     fputc('\n', run);
-    double secs = rg_time_s() - t0, ppl = rg_nll_ppl(&st), err = rg_nll_ppl_stderr(&st);
+    double secs = cli_time_s() - t0, ppl = rg_nll_ppl(&st), err = rg_nll_ppl_stderr(&st);
     fprintf(stderr, "perplexity: %.2f s, %.1f tokens/s\n", secs, secs > 0 ? fed / secs : 0);
     if (json) {
         cJSON_AddStringToObject(report, "model", model_path);

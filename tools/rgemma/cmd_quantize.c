@@ -1,6 +1,8 @@
 /* rgemma quantize: write a GGUF file from a Hugging Face checkpoint, or
  * (--eval) measure how far a quantised model's distributions are from its
  * reference. */
+#include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +15,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: rgemma quantize IN_DIR OUT.gguf [--type f32|bf16|q8_0|q4_0] [--embed-type TYPE]\n"
-            "       rgemma quantize --eval REF MODEL [-n N] [--ctx L] [--seed S] [-t THREADS] [--json]\n"
+            "       rgemma quantize --eval REF MODEL [-n N] [--ctx L] [--seed S] [--json]\n"
             "\n"
             "  IN_DIR          Hugging Face folder (config.json + safetensors) or a .safetensors file\n"
             "  --type T        type of the projection matrices (default q8_0); norms, biases, conv and\n"
@@ -22,7 +24,10 @@ static void usage(FILE *f) {
             "                  and q4_0, else --type: its error goes straight into the logits)\n"
             "  --eval REF MODEL  run both models over N tokens (random ids, BOS first, sequences of L)\n"
             "                  and print the mean/max KL(REF || MODEL), top-1 agreement, max |dlogit|\n"
-            "  -n N            positions to compare (default 4096); --ctx L: sequence length (default 512)\n");
+            "  -n, --n-tokens N  positions to compare (default 4096); --ctx L: sequence length (default 512)\n"
+            "  --seed S        seed of the random ids (default 1)\n"
+            "  --json          print the --eval result as JSON\n"
+            "  -t, --threads N threads (default: all cores)\n");
 }
 
 typedef struct {
@@ -172,51 +177,45 @@ static int run_eval(const char *ref_path, const char *path, int n, int ctx, uint
 }
 
 int cmd_quantize(int argc, char **argv) {
-    const char *pos[2] = {NULL, NULL}, *type = NULL, *embed_type = NULL;
-    int npos = 0, eval = 0, n = 4096, ctx = 512, json = 0;
-    uint64_t seed = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int has = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--type") && has) {
-            type = argv[++i];
-        } else if (!strcmp(a, "--embed-type") && has) {
-            embed_type = argv[++i];
-        } else if (!strcmp(a, "--eval")) {
-            eval = 1;
-        } else if (!strcmp(a, "-n") && has) {
-            n = atoi(argv[++i]);
-        } else if (!strcmp(a, "--ctx") && has) {
-            ctx = atoi(argv[++i]);
-        } else if (!strcmp(a, "--seed") && has) {
-            seed = strtoull(argv[++i], NULL, 10);
-        } else if (!strcmp(a, "-t") && has) {
-            rg_set_threads(atoi(argv[++i]));
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "rgemma: quantize: unknown or incomplete option '%s'\n", a);
-            return 2;
-        } else if (npos < 2) {
-            pos[npos++] = a;
-        } else {
-            fprintf(stderr, "rgemma: quantize: too many arguments\n");
+    enum { OPT_TYPE = 256, OPT_EMBED_TYPE, OPT_EVAL, OPT_CTX, OPT_SEED, OPT_JSON };
+    static const struct option opts[] = {
+        {"type", required_argument, 0, OPT_TYPE}, {"embed-type", required_argument, 0, OPT_EMBED_TYPE},
+        {"eval", no_argument, 0, OPT_EVAL},       {"n-tokens", required_argument, 0, 'n'},
+        {"ctx", required_argument, 0, OPT_CTX},   {"seed", required_argument, 0, OPT_SEED},
+        {"threads", required_argument, 0, 't'},   {"json", no_argument, 0, OPT_JSON},
+        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+    const char *type = NULL, *embed_type = NULL;
+    int eval = 0, json = 0, c;
+    long n = 4096, ctx = 512, seed = 1, v;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "n:t:h", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_TYPE: type = optarg; break;
+        case OPT_EMBED_TYPE: embed_type = optarg; break;
+        case OPT_EVAL: eval = 1; break;
+        case OPT_JSON: json = 1; break;
+        case 'n': if (cli_int("quantize", "-n", optarg, 1, 1L << 30, &n)) return 2; break;
+        case OPT_CTX: if (cli_int("quantize", "--ctx", optarg, 1, 1L << 24, &ctx)) return 2; break;
+        case OPT_SEED: if (cli_int("quantize", "--seed", optarg, 0, LONG_MAX, &seed)) return 2; break;
+        case 't':
+            if (cli_int("quantize", "--threads", optarg, 1, 4096, &v)) return 2;
+            rg_set_threads((int)v);
+            break;
+        case 'h': usage(stdout); return 0;
+        default:
+            fprintf(stderr, "rgemma: quantize: unknown or incomplete option '%s' (try 'rgemma quantize --help')\n",
+                    argv[optind - 1]);
             return 2;
         }
     }
-    if (npos != 2) {
-        usage(stderr);
+    if (argc - optind != 2) {
+        fprintf(stderr, "rgemma: quantize: %s (try 'rgemma quantize --help')\n",
+                argc - optind < 2 ? (eval ? "--eval needs REF and MODEL" : "needs IN and OUT.gguf")
+                                  : "too many arguments");
         return 2;
     }
-    if (eval) {
-        if (n < 1 || ctx < 1) {
-            fprintf(stderr, "rgemma: quantize --eval: -n and --ctx must be positive\n");
-            return 2;
-        }
-        return run_eval(pos[0], pos[1], n, ctx, seed, json);
-    }
-    return run_quantize(pos[0], pos[1], type, embed_type);
+    const char *a = argv[optind], *b = argv[optind + 1];
+    if (eval) return run_eval(a, b, (int)n, (int)ctx, (uint64_t)seed, json);
+    return run_quantize(a, b, type, embed_type);
 }

@@ -1,5 +1,6 @@
-/* rgemma serve: the OpenAI-compatible HTTP server (src/server/server.h). */
+/* rgemma serve: the OpenAI-compatible HTTP server (rg_server_start). */
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -11,7 +12,6 @@
 #include "rgemma.h"
 #include "cli_util.h"
 #include "commands.h"
-#include "server/server.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -22,7 +22,8 @@ static void usage(FILE *f) {
             "POST /tokenize, POST /detokenize, GET /metrics (Prometheus).\n"
             "\n"
             "  -m, --model PATH        model folder or file (required)\n"
-            "      --tokenizer PATH    tokenizer.model / tokenizer.json or its folder (default: the model's folder)\n"
+            "      --tokenizer PATH    tokenizer.model / tokenizer.json or its folder (default: the model's own: inside\n"
+            "                          a .gguf file, else in the model's folder)\n"
             "      --alias NAME        the model id clients use (default: the model folder's name)\n"
             "      --host ADDR         address to listen on (default 127.0.0.1)\n"
             "      --port N            port (default 8080; 0 = any free port, printed at start)\n"
@@ -45,62 +46,67 @@ static void usage(FILE *f) {
             "  -v, --verbose           one line per request on stderr (status, tokens, duration)\n");
 }
 
-static int parse_int(const char *flag, const char *v, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || !*v || *end || errno || x < lo || x > hi) {
-        fprintf(stderr, "rgemma: %s needs an integer between %ld and %ld (got '%s')\n", flag, lo, hi, v ? v : "");
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
 int cmd_serve(int argc, char **argv) {
+    enum {
+        OPT_TOKENIZER = 256, OPT_ALIAS, OPT_HOST, OPT_PORT, OPT_PREFILL_CHUNK, OPT_QUEUE, OPT_TIMEOUT,
+        OPT_CACHE_STATES, OPT_MAX_BODY, OPT_MAX_TOKENS, OPT_HEADER_TIMEOUT, OPT_MAX_CONN, OPT_MAX_CONN_PER_IP, OPT_CORS
+    };
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},
+        {"tokenizer", required_argument, 0, OPT_TOKENIZER},
+        {"alias", required_argument, 0, OPT_ALIAS},
+        {"host", required_argument, 0, OPT_HOST},
+        {"port", required_argument, 0, OPT_PORT},
+        {"parallel", required_argument, 0, 'P'},
+        {"prefill-chunk", required_argument, 0, OPT_PREFILL_CHUNK},
+        {"threads", required_argument, 0, 't'},
+        {"queue", required_argument, 0, OPT_QUEUE},
+        {"timeout", required_argument, 0, OPT_TIMEOUT},
+        {"cache-states", required_argument, 0, OPT_CACHE_STATES},
+        {"max-body", required_argument, 0, OPT_MAX_BODY},
+        {"max-tokens", required_argument, 0, OPT_MAX_TOKENS},
+        {"header-timeout", required_argument, 0, OPT_HEADER_TIMEOUT},
+        {"max-conn", required_argument, 0, OPT_MAX_CONN},
+        {"max-conn-per-ip", required_argument, 0, OPT_MAX_CONN_PER_IP},
+        {"cors", required_argument, 0, OPT_CORS},
+        {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     rg_server_opts o;
     rg_server_opts_default(&o);
     const char *model_path = NULL, *tok_path = NULL;
-    int threads = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long x;
-#define INT_OPT(lo, hi, dst)                                                                                           \
-    do {                                                                                                               \
-        if (parse_int(a, v, lo, hi, &x)) return 2;                                                                     \
-        dst = x;                                                                                                       \
-        i++;                                                                                                           \
-    } while (0)
-#define STR_OPT(dst)                                                                                                   \
-    do {                                                                                                               \
-        if (!v) {                                                                                                      \
-            fprintf(stderr, "rgemma: %s needs a value\n", a);                                                          \
-            return 2;                                                                                                  \
-        }                                                                                                              \
-        dst = v;                                                                                                       \
-        i++;                                                                                                           \
-    } while (0)
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) STR_OPT(model_path);
-        else if (!strcmp(a, "--tokenizer")) STR_OPT(tok_path);
-        else if (!strcmp(a, "--alias")) STR_OPT(o.model_name);
-        else if (!strcmp(a, "--host")) STR_OPT(o.host);
-        else if (!strcmp(a, "--port")) INT_OPT(0, 65535, o.port);
-        else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) INT_OPT(1, 1024, o.n_slots);
-        else if (!strcmp(a, "--prefill-chunk")) INT_OPT(1, 4096, o.prefill_chunk);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) INT_OPT(1, 1024, threads);
-        else if (!strcmp(a, "--queue")) INT_OPT(0, 100000, o.queue_max);
-        else if (!strcmp(a, "--timeout")) INT_OPT(1, 86400 * 7, o.timeout_s);
-        else if (!strcmp(a, "--cache-states")) INT_OPT(0, 100000, o.cache_states);
-        else if (!strcmp(a, "--max-body")) INT_OPT(16, LONG_MAX, o.max_body);
-        else if (!strcmp(a, "--max-tokens")) INT_OPT(1, 1 << 30, o.max_tokens);
-        else if (!strcmp(a, "--header-timeout")) INT_OPT(1, 86400, o.header_timeout_s);
-        else if (!strcmp(a, "--max-conn")) INT_OPT(1, 1 << 20, o.max_connections);
-        else if (!strcmp(a, "--max-conn-per-ip")) INT_OPT(0, 1 << 20, o.max_conn_per_ip);
-        else if (!strcmp(a, "--cors")) {
-            STR_OPT(o.cors_origin);
+    long threads = 0, x;
+    /* -np N is llama.cpp's spelling of --parallel N */
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-np")) argv[i] = "--parallel";
+    int c;
+    optind = 1;
+    opterr = 0;
+#define INT_ARG(name, lo, hi, dst)                                                                                     \
+    if (cli_int("serve", name, optarg, lo, hi, &x)) return 2;                                                          \
+    dst = x;                                                                                                           \
+    break
+    while ((c = getopt_long(argc, argv, "m:t:vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h': usage(stdout); return 0;
+        case 'm': model_path = optarg; break;
+        case OPT_TOKENIZER: tok_path = optarg; break;
+        case OPT_ALIAS: o.model_name = optarg; break;
+        case OPT_HOST: o.host = optarg; break;
+        case OPT_PORT: INT_ARG("--port", 0, 65535, o.port);
+        case 'P': INT_ARG("--parallel", 1, 1024, o.n_slots);
+        case OPT_PREFILL_CHUNK: INT_ARG("--prefill-chunk", 1, 4096, o.prefill_chunk);
+        case 't': INT_ARG("--threads", 1, 1024, threads);
+        case OPT_QUEUE: INT_ARG("--queue", 0, 100000, o.queue_max);
+        case OPT_TIMEOUT: INT_ARG("--timeout", 1, 86400 * 7, o.timeout_s);
+        case OPT_CACHE_STATES: INT_ARG("--cache-states", 0, 100000, o.cache_states);
+        case OPT_MAX_BODY: INT_ARG("--max-body", 16, LONG_MAX, o.max_body);
+        case OPT_MAX_TOKENS: INT_ARG("--max-tokens", 1, 1 << 30, o.max_tokens);
+        case OPT_HEADER_TIMEOUT: INT_ARG("--header-timeout", 1, 86400, o.header_timeout_s);
+        case OPT_MAX_CONN: INT_ARG("--max-conn", 1, 1 << 20, o.max_connections);
+        case OPT_MAX_CONN_PER_IP: INT_ARG("--max-conn-per-ip", 0, 1 << 20, o.max_conn_per_ip);
+        case OPT_CORS:
+            o.cors_origin = optarg;
             for (const char *ch = o.cors_origin; *ch; ch++)
                 if (*ch < 0x21 || *ch > 0x7e) {
                     fprintf(stderr, "rgemma: serve: --cors \"%s\": an origin is printable ASCII without spaces\n",
@@ -111,16 +117,21 @@ int cmd_serve(int argc, char **argv) {
                 fprintf(stderr, "rgemma: serve: --cors needs an origin (e.g. http://localhost:3000) or \"*\"\n");
                 return 2;
             }
-        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o.verbose = 1;
-        else {
-            fprintf(stderr, "rgemma: serve: unknown option '%s' (try 'rgemma serve --help')\n", a);
+            break;
+        case 'v': o.verbose = 1; break;
+        default:
+            fprintf(stderr, "rgemma: serve: unknown or incomplete option '%s' (try 'rgemma serve --help')\n",
+                    argv[optind - 1]);
             return 2;
         }
-#undef INT_OPT
-#undef STR_OPT
+    }
+#undef INT_ARG
+    if (optind < argc) {
+        fprintf(stderr, "rgemma: serve: unexpected argument '%s' (try 'rgemma serve --help')\n", argv[optind]);
+        return 2;
     }
     if (!model_path) {
-        fprintf(stderr, "rgemma: serve needs a model (-m PATH)\n");
+        fprintf(stderr, "rgemma: serve: no model given (-m PATH)\n");
         return 2;
     }
     /* SIGINT/SIGTERM are taken by sigwait below: blocked before any thread
@@ -134,7 +145,7 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    o.threads = threads ? threads : (int)(cores > 0 ? cores : 1);
+    o.threads = threads ? (int)threads : (int)(cores > 0 ? cores : 1);
 
     rg_model *m = NULL;
     rg_tokenizer *t = NULL;
@@ -142,7 +153,7 @@ int cmd_serve(int argc, char **argv) {
         cli_error("serve");
         return 1;
     }
-    if (rg_tokenizer_load(tok_path ? tok_path : model_path, &t)) {
+    if (tok_path ? rg_tokenizer_load(tok_path, &t) : rg_tokenizer_find(model_path, &t)) {
         cli_error("serve");
         rg_model_free(m);
         return 1;

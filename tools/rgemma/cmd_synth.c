@@ -1,15 +1,14 @@
 /* rgemma synth: write a checkpoint folder of RANDOM weights in the released
- * shapes (model/synth.c), plus the Gemma tokenizer when one is at hand. */
+ * shapes (rg_synth), plus the Gemma tokenizer when one is at hand. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include "cli_util.h"
 #include "commands.h"
-#include "model/synth.h"
-#include "util/util.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -37,7 +36,7 @@ typedef struct {
 
 static void show_progress(void *ctx, uint64_t done, uint64_t total) {
     progress_bar *p = ctx;
-    double now = rg_time_s();
+    double now = cli_time_s();
     if (!p->tty || (done < total && now - p->last < 0.1)) return;
     p->last = now;
     int width = 30, fill = total ? (int)((double)done / (double)total * width) : width;
@@ -66,20 +65,20 @@ static int parse_size(const char *s, uint64_t *out) {
 
 static int copy_file(const char *from, const char *to) {
     FILE *in = fopen(from, "rb");
-    if (!in) return rg_error("%s: cannot open: %s", from, strerror(errno));
+    if (!in) return cli_fail("%s: cannot open: %s", from, strerror(errno));
     FILE *out = fopen(to, "wb");
     if (!out) {
         fclose(in);
-        return rg_error("%s: cannot create: %s", to, strerror(errno));
+        return cli_fail("%s: cannot create: %s", to, strerror(errno));
     }
     char buf[1 << 16];
     size_t k;
     int rc = 0;
     while ((k = fread(buf, 1, sizeof buf, in)) > 0)
-        if (fwrite(buf, 1, k, out) != k) rc = rg_error("%s: write failed: %s", to, strerror(errno));
-    if (ferror(in)) rc = rg_error("%s: read failed", from);
+        if (fwrite(buf, 1, k, out) != k) rc = cli_fail("%s: write failed: %s", to, strerror(errno));
+    if (ferror(in)) rc = cli_fail("%s: read failed", from);
     fclose(in);
-    if (fclose(out) && !rc) rc = rg_error("%s: write failed: %s", to, strerror(errno));
+    if (fclose(out) && !rc) rc = cli_fail("%s: write failed: %s", to, strerror(errno));
     return rc;
 }
 
@@ -89,18 +88,18 @@ static int copy_tokenizer(const char *src, const char *dir) {
     static const char *const names[] = {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
                                         "special_tokens_map.json"};
     int copied = 0;
-    if (rg_file_exists(src)) { /* a .json is an HF tokenizer.json, anything else a SentencePiece model */
+    if (cli_is_file(src)) { /* a .json is an HF tokenizer.json, anything else a SentencePiece model */
         size_t n = strlen(src);
         int json = n >= 5 && !strcmp(src + n - 5, ".json");
-        char *to = rg_path_join(dir, json ? "tokenizer.json" : "tokenizer.model");
+        char *to = cli_path_join(dir, json ? "tokenizer.json" : "tokenizer.model");
         int rc = copy_file(src, to);
         free(to);
         return rc ? -1 : 1;
     }
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char *from = rg_path_join(src, names[i]);
-        if (rg_file_exists(from)) {
-            char *to = rg_path_join(dir, names[i]);
+        char *from = cli_path_join(src, names[i]);
+        if (cli_is_file(from)) {
+            char *to = cli_path_join(dir, names[i]);
             int rc = copy_file(from, to);
             free(to);
             if (rc) {
@@ -122,7 +121,9 @@ int cmd_synth(int argc, char **argv) {
         {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *preset = NULL, *out = NULL, *tok = NULL;
-    rg_synth_options o = {.dtype = RG_DT_BF16, .seed = 1};
+    rg_synth_params o;
+    rg_synth_params_default(&o);
+    const char *dtype_name = "BF16";
     int c;
     optind = 1;
     opterr = 0;
@@ -133,9 +134,9 @@ int cmd_synth(int argc, char **argv) {
         case 'o': out = optarg; break;
         case 'T': tok = optarg; break;
         case 'd':
-            if (!strcasecmp(optarg, "f32") || !strcasecmp(optarg, "float32")) o.dtype = RG_DT_F32;
-            else if (!strcasecmp(optarg, "bf16") || !strcasecmp(optarg, "bfloat16")) o.dtype = RG_DT_BF16;
-            else if (!strcasecmp(optarg, "f16") || !strcasecmp(optarg, "float16")) o.dtype = RG_DT_F16;
+            if (!strcasecmp(optarg, "f32") || !strcasecmp(optarg, "float32")) o.dtype = "f32", dtype_name = "F32";
+            else if (!strcasecmp(optarg, "bf16") || !strcasecmp(optarg, "bfloat16")) o.dtype = "bf16", dtype_name = "BF16";
+            else if (!strcasecmp(optarg, "f16") || !strcasecmp(optarg, "float16")) o.dtype = "f16", dtype_name = "F16";
             else {
                 fprintf(stderr, "rgemma: synth: --dtype must be f32, bf16 or f16 (got \"%s\")\n", optarg);
                 return 2;
@@ -157,11 +158,8 @@ int cmd_synth(int argc, char **argv) {
             }
             break;
         case 't': {
-            long n = strtol(optarg, &end, 10);
-            if (*end || n < 1 || n > 4096) {
-                fprintf(stderr, "rgemma: synth: --threads must be a positive integer (got \"%s\")\n", optarg);
-                return 2;
-            }
+            long n;
+            if (cli_int("synth", "--threads", optarg, 1, 4096, &n)) return 2;
             rg_set_threads((int)n);
             break;
         }
@@ -186,38 +184,36 @@ int cmd_synth(int argc, char **argv) {
         cli_error("synth");
         return 1;
     }
-    rg_st_spec *specs;
-    int n = rg_synth_specs(&cfg, o.dtype, &specs);
-    uint64_t bytes = 0, params = 0;
-    for (int i = 0; i < n; i++) {
-        bytes += rg_st_spec_bytes(&specs[i]);
-        params += (uint64_t)rg_st_spec_elements(&specs[i]);
+    int n;
+    uint64_t bytes, params;
+    if (rg_synth_size(&cfg, o.dtype, &n, &params, &bytes)) {
+        cli_error("synth");
+        return 1;
     }
-    free(specs);
     fprintf(stderr,
             "rgemma synth: writing RANDOM weights (never trained: generated text will be meaningless)\n"
             "  preset %s: hidden %d, %d layers, vocab %d, %llu parameters in %d tensors, %s, %.2f GB -> %s\n",
             preset, cfg.hidden_size, cfg.num_layers, cfg.vocab_size, (unsigned long long)params, n,
-            rg_dtype_name(o.dtype), (double)bytes / 1e9, out);
-    progress_bar bar = {rg_time_s(), 0, isatty(2)};
+            dtype_name, (double)bytes / 1e9, out);
+    progress_bar bar = {cli_time_s(), 0, isatty(2)};
     o.progress = show_progress;
     o.progress_ctx = &bar;
     int shards;
-    if (rg_synth_write(&cfg, out, &o, &shards)) {
+    if (rg_synth(&cfg, out, &o, &shards)) {
         fprintf(stderr, "\nrgemma: synth: %s\n", rg_last_error());
         return 1;
     }
-    double secs = rg_time_s() - bar.t0;
+    double secs = cli_time_s() - bar.t0;
 
     char *dflt = NULL;
     if (!tok) {
         const char *home = getenv("HOME");
-        dflt = rg_path_join(home && *home ? home : ".", ".cache/rgemma/gemma-tokenizer");
+        dflt = cli_path_join(home && *home ? home : ".", ".cache/rgemma/gemma-tokenizer");
     }
     const char *tsrc = tok ? tok : dflt;
     int copied = 0;
-    if (tok || rg_is_dir(tsrc)) {
-        if (!rg_is_dir(tsrc) && !rg_file_exists(tsrc)) {
+    if (tok || cli_is_dir(tsrc)) {
+        if (!cli_is_dir(tsrc) && !cli_is_file(tsrc)) {
             fprintf(stderr, "rgemma: synth: tokenizer %s: no such file or folder\n", tsrc);
             free(dflt);
             return 1;

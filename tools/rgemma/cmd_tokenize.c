@@ -1,24 +1,27 @@
-/* rgemma tokenize / detokenize: text <-> token ids with a tokenizer.model,
- * a tokenizer.json or a model folder; JSON Lines in and out for batches;
- * conversion of tokenizer.json to tokenizer.model; a speed benchmark. */
+/* rgemma tokenize / detokenize: text <-> token ids with a model's tokenizer
+ * (-m) or a tokenizer.model, tokenizer.json or folder (--tokenizer); JSON
+ * Lines in and out for batches; conversion of tokenizer.json to
+ * tokenizer.model; a speed benchmark. */
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "rgemma.h"
+#include "cli_util.h"
 #include "commands.h"
-#include "tokenizer/jsonl.h"
-#include "util/util.h"
 
 static const char *tokenize_usage =
-    "usage: rgemma tokenize -t TOKENIZER [--bos] [--eos] [[--] TEXT]\n"
-    "       rgemma tokenize -t TOKENIZER [--bos] [--eos] --jsonl FILE\n"
+    "usage: rgemma tokenize (-m MODEL | --tokenizer TOKENIZER) [--bos] [--eos] [[--] TEXT]\n"
+    "       rgemma tokenize (-m MODEL | --tokenizer TOKENIZER) [--bos] [--eos] --jsonl FILE\n"
     "       rgemma tokenize --convert TOKENIZER OUT.model\n"
-    "       rgemma tokenize -t TOKENIZER --bench FILE\n"
+    "       rgemma tokenize (-m MODEL | --tokenizer TOKENIZER) --bench FILE\n"
     "\n"
-    "TOKENIZER is a tokenizer.model, a tokenizer.json or a folder with one of them.\n"
     "TEXT (or standard input when it is missing) is encoded and the ids printed on one line.\n"
+    "  -m, --model PATH  use the model's tokenizer (inside a .gguf file, else in the model's folder)\n"
+    "  --tokenizer PATH  a tokenizer.model, a tokenizer.json or a folder with one of them\n"
+    "  -t, --threads N   threads (accepted as in every command; tokenizing uses one)\n"
     "  --bos, --eos     add the BOS / EOS id\n"
     "  --no-parse-special  encode spelled special pieces (\"<end_of_turn>\", ...) as plain text,\n"
     "                   as chat turns do (default: they become those pieces)\n"
@@ -28,31 +31,66 @@ static const char *tokenize_usage =
     "  --bench FILE     print the load time and the encode/decode speed on FILE's text\n";
 
 static const char *detokenize_usage =
-    "usage: rgemma detokenize -t TOKENIZER IDS...\n"
-    "       rgemma detokenize -t TOKENIZER --jsonl FILE\n"
+    "usage: rgemma detokenize (-m MODEL | --tokenizer TOKENIZER) IDS...\n"
+    "       rgemma detokenize (-m MODEL | --tokenizer TOKENIZER) --jsonl FILE\n"
     "\n"
     "IDS are separated by spaces or commas (\"[1, 2]\" works too); the text is printed with a newline.\n"
+    "  -m, --model PATH  use the model's tokenizer (inside a .gguf file, else in the model's folder)\n"
+    "  --tokenizer PATH  a tokenizer.model, a tokenizer.json or a folder with one of them\n"
+    "  -t, --threads N   threads (accepted as in every command; detokenizing uses one)\n"
     "  --jsonl FILE     read lines {\"ids\": [...]} from FILE ('-' = stdin), write {\"text\": ...} lines\n";
 
 static int fail(const char *what) {
-    fprintf(stderr, "rgemma: %s%s%s\n", what ? what : "", what ? ": " : "", rg_last_error());
+    fprintf(stderr, "rgemma: %s%s%s\n", what ? what : "", what ? ": " : "", cli_errmsg());
     return 1;
+}
+
+/* The tokenizer: --tokenizer PATH, else the model's (-m); prints the error. */
+static rg_tokenizer *load(const char *model_path, const char *tok_path) {
+    rg_tokenizer *t = NULL;
+    if (tok_path ? rg_tokenizer_load(tok_path, &t) : rg_tokenizer_find(model_path, &t)) {
+        fail(NULL);
+        return NULL;
+    }
+    return t;
+}
+
+/* The options tokenize and detokenize share: -m, --tokenizer, -t. Returns 1
+ * when c was one of them, 0 when not, -1 on a bad value (printed). */
+enum { OPT_TOKENIZER = 256, OPT_BOS, OPT_EOS, OPT_SPECIAL, OPT_NO_SPECIAL, OPT_JSONL, OPT_BENCH, OPT_CONVERT };
+static int common_option(const char *cmd, int c, const char **model_path, const char **tok_path) {
+    long v;
+    switch (c) {
+    case 'm': *model_path = optarg; return 1;
+    case OPT_TOKENIZER: *tok_path = optarg; return 1;
+    case 't':
+        if (cli_int(cmd, "--threads", optarg, 1, 4096, &v)) return -1;
+        rg_set_threads((int)v);
+        return 1;
+    default: return 0;
+    }
+}
+
+static int bad_option(const char *cmd, char **argv) {
+    fprintf(stderr, "rgemma: %s: unknown option or missing value: %s (try 'rgemma %s --help')\n", cmd,
+            argv[optind - 1], cmd);
+    return 2;
 }
 
 static int read_stream(FILE *f, char **data, size_t *len) {
     size_t cap = 1 << 16, n = 0;
-    char *buf = rg_xmalloc(cap);
+    char *buf = cli_malloc(cap);
     size_t got;
     while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
         n += got;
         if (n == cap) {
             cap *= 2;
-            buf = rg_xrealloc(buf, cap);
+            buf = cli_realloc(buf, cap);
         }
     }
     if (ferror(f)) {
         free(buf);
-        return rg_error("read error");
+        return cli_fail("read error");
     }
     *data = buf;
     *len = n;
@@ -66,8 +104,8 @@ static void print_ids_json(FILE *f, const int32_t *ids, size_t n) {
 }
 
 static int hex_decode(const char *hex, size_t n, char **out, size_t *len) {
-    if (n % 2) return rg_error("\"hex\" has an odd number of digits");
-    char *b = rg_xmalloc(n / 2 + 1);
+    if (n % 2) return cli_fail("\"hex\" has an odd number of digits");
+    char *b = cli_malloc(n / 2 + 1);
     for (size_t i = 0; i < n; i += 2) {
         unsigned v;
         char pair[3] = {hex[i], hex[i + 1], 0};
@@ -75,7 +113,7 @@ static int hex_decode(const char *hex, size_t n, char **out, size_t *len) {
         v = (unsigned)strtoul(pair, &end, 16);
         if (*end || !hex[i] || !hex[i + 1] || pair[0] == '-' || pair[0] == '+' || pair[0] == ' ') {
             free(b);
-            return rg_error("\"hex\" holds a non-hex digit");
+            return cli_fail("\"hex\" holds a non-hex digit");
         }
         b[i / 2] = (char)v;
     }
@@ -102,7 +140,7 @@ static int for_each_line(const char *path, int (*fn)(void *, const char *, size_
         while (i < len && (line[i] == ' ' || line[i] == '\t')) i++;
         if (i == len) continue;
         if (fn(ctx, line, len)) {
-            fprintf(stderr, "rgemma: %s:%ld: %s\n", path, no, rg_last_error());
+            fprintf(stderr, "rgemma: %s:%ld: %s\n", path, no, cli_errmsg());
             rc = 1;
             break;
         }
@@ -125,7 +163,7 @@ static int tokenize_line(void *vctx, const char *line, size_t len) {
     int rc = rg_jsonl_string(line, len, "text", &text, &n);
     if (rc == 0) {
         rc = rg_jsonl_string(line, len, "hex", &hex, &hn);
-        if (rc == 0) rc = rg_error("no \"text\" (or \"hex\") string");
+        if (rc == 0) rc = cli_fail("no \"text\" (or \"hex\") string");
         if (rc == 1) rc = hex_decode(hex, hn, &text, &n) ? -1 : 1;
     }
     int32_t *ids = NULL;
@@ -143,7 +181,7 @@ static int detokenize_line(void *vctx, const char *line, size_t len) {
     int32_t *ids = NULL;
     size_t n = 0;
     int rc = rg_jsonl_ints(line, len, "ids", &ids, &n);
-    if (rc == 0) rc = rg_error("no \"ids\" array");
+    if (rc == 0) rc = cli_fail("no \"ids\" array");
     char *text = NULL;
     size_t tlen = 0;
     if (rc == 1) rc = rg_detokenize(c->t, ids, n, &text, &tlen);
@@ -163,14 +201,15 @@ static double cpu_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int bench(const char *tok_path, const char *file) {
-    double t0 = rg_time_s(), c0 = cpu_s();
-    rg_tokenizer *t;
-    if (rg_tokenizer_load(tok_path, &t)) return fail(NULL);
-    double load_s = rg_time_s() - t0, load_cpu = cpu_s() - c0;
+static int bench(const char *model_path, const char *tok_path, const char *file) {
+    double t0 = cli_time_s(), c0 = cpu_s();
+    rg_tokenizer *t = load(model_path, tok_path);
+    if (!t) return 1;
+    if (!tok_path) tok_path = model_path;
+    double load_s = cli_time_s() - t0, load_cpu = cpu_s() - c0;
     char *text;
     size_t len;
-    if (rg_read_file(file, (size_t)1 << 31, &text, &len)) {
+    if (cli_read_file(file, (size_t)1 << 31, &text, &len)) {
         rg_tokenizer_free(t);
         return fail(NULL);
     }
@@ -183,21 +222,21 @@ static int bench(const char *tok_path, const char *file) {
     for (int rep = 0; rep < 3; rep++) {
         free(ids);
         free(back);
-        t0 = rg_time_s();
+        t0 = cli_time_s();
         c0 = cpu_s();
         if (rg_tokenize(t, text, len, 0, 0, &ids, &n_ids)) return fail(NULL);
-        double e = rg_time_s() - t0, ec = cpu_s() - c0;
+        double e = cli_time_s() - t0, ec = cpu_s() - c0;
         if (ec < enc_cpu) enc_cpu = ec;
-        t0 = rg_time_s();
+        t0 = cli_time_s();
         if (rg_detokenize(t, ids, n_ids, &back, &back_len)) return fail(NULL);
-        double d = rg_time_s() - t0;
+        double d = cli_time_s() - t0;
         if (e < enc_best) enc_best = e;
         if (d < dec_best) dec_best = d;
     }
     /* the same text one line per call, as prompts come: no reuse across calls */
     double line_best = 1e30, line_cpu = 1e30;
     for (int rep = 0; rep < 3; rep++) {
-        t0 = rg_time_s();
+        t0 = cli_time_s();
         c0 = cpu_s();
         for (const char *p = text, *end = text + len; p < end;) {
             const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -208,7 +247,7 @@ static int bench(const char *tok_path, const char *file) {
             free(line_ids);
             p += n;
         }
-        double e = rg_time_s() - t0, ec = cpu_s() - c0;
+        double e = cli_time_s() - t0, ec = cpu_s() - c0;
         if (e < line_best) line_best = e;
         if (ec < line_cpu) line_cpu = ec;
     }
@@ -227,57 +266,62 @@ static int bench(const char *tok_path, const char *file) {
 }
 
 int cmd_tokenize(int argc, char **argv) {
-    const char *tok = NULL, *jsonl = NULL, *bench_file = NULL, *text = NULL;
-    int bos = 0, eos = 0, special = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(tokenize_usage, stdout);
-            return 0;
-        } else if ((!strcmp(a, "-t") || !strcmp(a, "--tokenizer")) && i + 1 < argc) {
-            tok = argv[++i];
-        } else if (!strcmp(a, "--bos")) {
-            bos = 1;
-        } else if (!strcmp(a, "--eos")) {
-            eos = 1;
-        } else if (!strcmp(a, "--no-parse-special")) {
-            special = 0;
-        } else if (!strcmp(a, "--parse-special")) {
-            special = 1;
-        } else if (!strcmp(a, "--jsonl") && i + 1 < argc) {
-            jsonl = argv[++i];
-        } else if (!strcmp(a, "--bench") && i + 1 < argc) {
-            bench_file = argv[++i];
-        } else if (!strcmp(a, "--convert") && i + 2 < argc) {
-            rg_tokenizer *t;
-            if (rg_tokenizer_load(argv[i + 1], &t)) return fail(NULL);
-            int rc = rg_tokenizer_save_model(t, argv[i + 2]);
-            if (!rc) fprintf(stderr, "wrote %s (%d pieces)\n", argv[i + 2], rg_tokenizer_vocab_size(t));
-            rg_tokenizer_free(t);
-            return rc ? fail(NULL) : 0;
-        } else if (!strcmp(a, "--") && i + 1 < argc && !text) {
-            text = argv[++i];
-        } else if (a[0] == '-' && a[1] && !text) {
-            fprintf(stderr, "rgemma: tokenize: unknown option or missing value: %s\n%s", a, tokenize_usage);
-            return 2;
-        } else if (!text) {
-            text = a;
-        } else {
-            fprintf(stderr, "rgemma: tokenize: one TEXT only (quote it)\n");
-            return 2;
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},         {"tokenizer", required_argument, 0, OPT_TOKENIZER},
+        {"threads", required_argument, 0, 't'},       {"bos", no_argument, 0, OPT_BOS},
+        {"eos", no_argument, 0, OPT_EOS},             {"parse-special", no_argument, 0, OPT_SPECIAL},
+        {"no-parse-special", no_argument, 0, OPT_NO_SPECIAL}, {"jsonl", required_argument, 0, OPT_JSONL},
+        {"bench", required_argument, 0, OPT_BENCH},   {"convert", required_argument, 0, OPT_CONVERT},
+        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
+    const char *model = NULL, *tok = NULL, *jsonl = NULL, *bench_file = NULL, *convert = NULL, *text = NULL;
+    int bos = 0, eos = 0, special = 1, c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "m:t:h", opts, NULL)) != -1) {
+        int k = common_option("tokenize", c, &model, &tok);
+        if (k < 0) return 2;
+        if (k) continue;
+        switch (c) {
+        case OPT_BOS: bos = 1; break;
+        case OPT_EOS: eos = 1; break;
+        case OPT_SPECIAL: special = 1; break;
+        case OPT_NO_SPECIAL: special = 0; break;
+        case OPT_JSONL: jsonl = optarg; break;
+        case OPT_BENCH: bench_file = optarg; break;
+        case OPT_CONVERT: convert = optarg; break;
+        case 'h': fputs(tokenize_usage, stdout); return 0;
+        default: return bad_option("tokenize", argv);
         }
     }
-    if (!tok) {
-        fprintf(stderr, "rgemma: tokenize: -t TOKENIZER is required\n%s", tokenize_usage);
+    if (convert) { /* --convert IN OUT */
+        if (optind + 1 != argc) {
+            fprintf(stderr, "rgemma: tokenize: --convert needs IN and OUT (--convert IN OUT.model)\n");
+            return 2;
+        }
+        const char *out = argv[optind];
+        rg_tokenizer *t;
+        if (rg_tokenizer_load(convert, &t)) return fail(NULL);
+        int rc = rg_tokenizer_save_model(t, out);
+        if (!rc) fprintf(stderr, "wrote %s (%d pieces)\n", out, rg_tokenizer_vocab_size(t));
+        rg_tokenizer_free(t);
+        return rc ? fail(NULL) : 0;
+    }
+    if (optind < argc) text = argv[optind++];
+    if (optind < argc) {
+        fprintf(stderr, "rgemma: tokenize: one TEXT only (quote it; got also \"%s\")\n", argv[optind]);
         return 2;
     }
-    if (bench_file) return bench(tok, bench_file);
-    rg_tokenizer *t;
-    if (rg_tokenizer_load(tok, &t)) return fail(NULL);
+    if (!tok && !model) {
+        fprintf(stderr, "rgemma: tokenize: no tokenizer: give -m MODEL or --tokenizer PATH (try 'rgemma tokenize --help')\n");
+        return 2;
+    }
+    if (bench_file) return bench(model, tok, bench_file);
+    rg_tokenizer *t = load(model, tok);
+    if (!t) return 1;
     int rc = 0;
     if (jsonl) {
-        line_ctx c = {t, bos, eos, special};
-        rc = for_each_line(jsonl, tokenize_line, &c);
+        line_ctx lc = {t, bos, eos, special};
+        rc = for_each_line(jsonl, tokenize_line, &lc);
     } else {
         char *data = NULL;
         size_t len = 0;
@@ -303,50 +347,56 @@ int cmd_tokenize(int argc, char **argv) {
 }
 
 int cmd_detokenize(int argc, char **argv) {
-    const char *tok = NULL, *jsonl = NULL;
-    size_t n = 0, cap = 64;
-    int32_t *ids = rg_xmalloc(cap * sizeof *ids);
-    int rc = 0;
-    for (int i = 1; i < argc && !rc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(detokenize_usage, stdout);
-            free(ids);
-            return 0;
-        } else if ((!strcmp(a, "-t") || !strcmp(a, "--tokenizer")) && i + 1 < argc) {
-            tok = argv[++i];
-        } else if (!strcmp(a, "--jsonl") && i + 1 < argc) {
-            jsonl = argv[++i];
-        } else {
-            /* ids: numbers separated by spaces, commas or brackets */
-            for (const char *p = a; *p;) {
-                if (strchr(" ,[]\t\n", *p)) {
-                    p++;
-                    continue;
-                }
-                char *end;
-                errno = 0;
-                long v = strtol(p, &end, 10);
-                if (end == p || errno || v < INT32_MIN || v > INT32_MAX || !strchr(" ,[]\t\n", *end)) {
-                    fprintf(stderr, "rgemma: detokenize: not a token id: %s\n%s", a, detokenize_usage);
-                    rc = 2;
-                    break;
-                }
-                if (n == cap) ids = rg_xrealloc(ids, (cap *= 2) * sizeof *ids);
-                ids[n++] = (int32_t)v;
-                p = end;
-            }
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},   {"tokenizer", required_argument, 0, OPT_TOKENIZER},
+        {"threads", required_argument, 0, 't'}, {"jsonl", required_argument, 0, OPT_JSONL},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    const char *model = NULL, *tok = NULL, *jsonl = NULL;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "m:t:h", opts, NULL)) != -1) {
+        int k = common_option("detokenize", c, &model, &tok);
+        if (k < 0) return 2;
+        if (k) continue;
+        switch (c) {
+        case OPT_JSONL: jsonl = optarg; break;
+        case 'h': fputs(detokenize_usage, stdout); return 0;
+        default: return bad_option("detokenize", argv);
         }
     }
-    if (!rc && !tok) {
-        fprintf(stderr, "rgemma: detokenize: -t TOKENIZER is required\n%s", detokenize_usage);
-        rc = 2;
+    /* ids: numbers separated by spaces, commas or brackets, in any number of arguments */
+    size_t n = 0, cap = 64;
+    int32_t *ids = cli_malloc(cap * sizeof *ids);
+    for (int i = optind; i < argc; i++)
+        for (const char *p = argv[i]; *p;) {
+            if (strchr(" ,[]\t\n", *p)) {
+                p++;
+                continue;
+            }
+            char *end;
+            errno = 0;
+            long v = strtol(p, &end, 10);
+            if (end == p || errno || v < INT32_MIN || v > INT32_MAX || !strchr(" ,[]\t\n", *end)) {
+                fprintf(stderr, "rgemma: detokenize: not a token id: %s\n", argv[i]);
+                free(ids);
+                return 2;
+            }
+            if (n == cap) ids = cli_realloc(ids, (cap *= 2) * sizeof *ids);
+            ids[n++] = (int32_t)v;
+            p = end;
+        }
+    if (!tok && !model) {
+        fprintf(stderr, "rgemma: detokenize: no tokenizer: give -m MODEL or --tokenizer PATH (try 'rgemma detokenize --help')\n");
+        free(ids);
+        return 2;
     }
-    rg_tokenizer *t = NULL;
-    if (!rc && rg_tokenizer_load(tok, &t)) rc = fail(NULL);
+    int rc = 0;
+    rg_tokenizer *t = load(model, tok);
+    if (!t) rc = 1;
     if (!rc && jsonl) {
-        line_ctx c = {t, 0, 0, 1};
-        rc = for_each_line(jsonl, detokenize_line, &c);
+        line_ctx lc = {t, 0, 0, 1};
+        rc = for_each_line(jsonl, detokenize_line, &lc);
     } else if (!rc) {
         char *text;
         size_t len;

@@ -1,23 +1,12 @@
 #include "eval_cli.h"
-#include <libgen.h>
+#include "cli_util.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "util/util.h"
 
 int cli_load_tokenizer(const char *model_path, const char *explicit_path, rg_tokenizer **out) {
-    if (explicit_path) return rg_tokenizer_load(explicit_path, out);
-    if (rg_is_dir(model_path)) return rg_tokenizer_load(model_path, out);
-    size_t ml = strlen(model_path);
-    if (ml > 5 && !strcmp(model_path + ml - 5, ".gguf")) {
-        int rc = rg_tokenizer_load(model_path, out);
-        if (rc != -2) return rc; /* the tokenizer inside the GGUF file (or why it is broken); without one, look beside it */
-    }
-    char *copy = strdup(model_path);
-    int rc = rg_tokenizer_load(dirname(copy), out);
-    free(copy);
-    return rc;
+    return explicit_path ? rg_tokenizer_load(explicit_path, out) : rg_tokenizer_find(model_path, out);
 }
 
 static void fmt_time(double s, char *buf, size_t n) {
@@ -35,13 +24,13 @@ static void fmt_time(double s, char *buf, size_t n) {
 void cli_progress_start(cli_progress *p, int enabled, int64_t total, const char *unit) {
     p->enabled = enabled;
     p->total = total;
-    p->start = rg_time_s();
+    p->start = cli_time_s();
     p->last = 0;
     p->unit = unit;
 }
 
 static void draw(cli_progress *p, int64_t done, const char *extra) {
-    double el = rg_time_s() - p->start, rate = el > 0 ? done / el : 0;
+    double el = cli_time_s() - p->start, rate = el > 0 ? done / el : 0;
     double frac = p->total > 0 ? (double)done / p->total : 1;
     char bar[31], eta[32], spent[32];
     int fill = (int)(frac * 30);
@@ -56,7 +45,7 @@ static void draw(cli_progress *p, int64_t done, const char *extra) {
 
 void cli_progress_update(cli_progress *p, int64_t done, const char *extra) {
     if (!p->enabled) return;
-    double now = rg_time_s();
+    double now = cli_time_s();
     if (done < p->total && now - p->last < 0.2) return;
     p->last = now;
     draw(p, done, extra);

@@ -6,8 +6,8 @@
 #include <stdint.h>
 #include "rgemma.h"
 
-/* The tokenizer for a model: explicit path, else the model folder (or the
- * folder of a model file). */
+/* The tokenizer for a model: explicit_path if given, else the model's own
+ * (rg_tokenizer_find). Returns what they return (< 0: rg_last_error). */
 int cli_load_tokenizer(const char *model_path, const char *explicit_path, rg_tokenizer **out);
 
 /* A one-line progress bar with rate and ETA, redrawn at most 5 times a
