@@ -152,13 +152,7 @@ static int check_output(const rg_model *m, const char *in_path, const char *out_
     memcpy(tmp, out_path, ol);
     memcpy(tmp + ol, ".tmp", 5);
     const char *outs[2] = {out_path, tmp};
-    char *dir;
-    if (rg_is_dir(in_path)) {
-        dir = strdup(in_path);
-    } else {
-        const char *slash = strrchr(in_path, '/');
-        dir = slash ? strndup(in_path, (size_t)(slash - in_path + 1)) : strdup(".");
-    }
+    char *dir = rg_model_dir(in_path);
     static const char *const beside[] = {"config.json", "model.safetensors.index.json", "tokenizer.model",
                                          "tokenizer.json"};
     int rc = 0;

@@ -19,13 +19,7 @@ int rg_tokenizer_find(const char *model_path, rg_tokenizer **out) {
         if (rc != -2) return rc; /* loaded, or there is one and it is broken */
     }
     /* the model's folder, or the folder of a model file */
-    char *dir;
-    if (rg_is_dir(model_path)) {
-        dir = strdup(model_path);
-    } else {
-        const char *slash = strrchr(model_path, '/');
-        dir = slash ? strndup(model_path, (size_t)(slash - model_path + 1)) : strdup(".");
-    }
+    char *dir = rg_model_dir(model_path);
     char *a = rg_path_join(dir, "tokenizer.model"), *b = rg_path_join(dir, "tokenizer.json");
     int found = rg_file_exists(a) || rg_file_exists(b);
     free(a);

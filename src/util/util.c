@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -123,6 +124,15 @@ char *rg_path_join(const char *dir, const char *name) {
 int rg_is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+char *rg_model_dir(const char *path) {
+    const char *slash = rg_is_dir(path) ? NULL : strrchr(path, '/');
+    size_t n = rg_is_dir(path) ? strlen(path) : slash ? (size_t)(slash - path) + 1 : 0;
+    char *dir = rg_xmalloc(n + 2);
+    memcpy(dir, n ? path : ".", n ? n : 1);
+    dir[n ? n : 1] = 0;
+    return dir;
 }
 
 int rg_file_exists(const char *path) {

@@ -35,6 +35,9 @@ void rg_unmap_file(rg_mapped_file *f);
 /* path join into a malloc'd string */
 char *rg_path_join(const char *dir, const char *name);
 int rg_is_dir(const char *path);
+/* The folder a model path names: itself when it is a folder, else the folder
+ * of the file ("." for a bare name). malloc'd. */
+char *rg_model_dir(const char *path);
 int rg_file_exists(const char *path);
 
 /* Number conversions. bf16 is the top half of a float32; conversion to bf16
