@@ -1,6 +1,7 @@
 /* Matmul driver: splits output rows over the thread pool (OpenMP) and calls
  * the active instruction set's kernel on each block of rows. Also the kernel
  * path selection (RGEMMA_KERNEL / rg_set_kernel_path) and thread count. */
+#include <cpuid.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -23,7 +24,11 @@ static const rg_kernel_set *const all_sets[] = {&rg_kernels_scalar, &rg_kernels_
 static int cpu_has(const char *name) {
     if (!strcmp(name, "scalar")) return 1;
     __builtin_cpu_init();
-    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    /* F16C from CPUID leaf 1 (ECX bit 29): not every compiler's
+     * __builtin_cpu_supports knows "f16c" (clang 14 does not) */
+    unsigned eax, ebx, ecx = 0, edx;
+    int f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
     if (!strcmp(name, "avx2")) return avx2;
     if (!strcmp(name, "avx512"))
         return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
