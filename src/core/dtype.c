@@ -150,11 +150,11 @@ static int q4_0_from_float(const float *x, int64_t n, uint8_t *out) {
 }
 
 static const rg_dtype_traits traits[RG_DT_COUNT] = {
-    [RG_DT_F32] = {"F32", 1, 4, RG_GGML_F32, f32_to_float, f32_from_float},
-    [RG_DT_F16] = {"F16", 1, 2, RG_GGML_F16, f16_to_float, f16_from_float},
-    [RG_DT_BF16] = {"BF16", 1, 2, RG_GGML_BF16, bf16_to_float, bf16_from_float},
-    [RG_DT_Q8_0] = {"Q8_0", RG_QBLOCK, RG_Q8_0_BLOCK_BYTES, RG_GGML_Q8_0, q8_0_to_float, q8_0_from_float},
-    [RG_DT_Q4_0] = {"Q4_0", RG_QBLOCK, RG_Q4_0_BLOCK_BYTES, RG_GGML_Q4_0, q4_0_to_float, q4_0_from_float},
+    [RG_DT_F32] = {"F32", 1, 4, RG_GGML_F32, 0, f32_to_float, f32_from_float},
+    [RG_DT_F16] = {"F16", 1, 2, RG_GGML_F16, 1, f16_to_float, f16_from_float},
+    [RG_DT_BF16] = {"BF16", 1, 2, RG_GGML_BF16, 32, bf16_to_float, bf16_from_float},
+    [RG_DT_Q8_0] = {"Q8_0", RG_QBLOCK, RG_Q8_0_BLOCK_BYTES, RG_GGML_Q8_0, 7, q8_0_to_float, q8_0_from_float},
+    [RG_DT_Q4_0] = {"Q4_0", RG_QBLOCK, RG_Q4_0_BLOCK_BYTES, RG_GGML_Q4_0, 2, q4_0_to_float, q4_0_from_float},
 };
 
 const rg_dtype_traits *rg_dtype_info(rg_dtype t) { return (unsigned)t < RG_DT_COUNT ? &traits[t] : NULL; }

@@ -29,6 +29,7 @@ typedef struct {
     int block;        /* elements per block: 1 for plain floats */
     int block_bytes;  /* bytes per block */
     int ggml_type;    /* RG_GGML_* */
+    int file_type;    /* llama.cpp's general.file_type for a file mostly of this type */
     /* widen n elements (a multiple of block) of one row to float32 */
     void (*to_float)(const uint8_t *row, int64_t n, float *out);
     /* store n finite float32 values; -1 (with a message) when a block's scale

@@ -101,13 +101,6 @@ void *rg_scratch(int slot, size_t bytes);
  * same x in its next piece. 0 when a kernel is called directly. */
 unsigned long rg_matmul_call_id(void);
 
-/* Measured with the active kernel set and all threads: the best memory read
- * bandwidth (bytes/s) over reps passes over a fresh buffer of `bytes`, and
- * the peak multiply-add rate (FLOP/s) of float32 FMA or (int8 != 0) of the
- * int8 dot product (0 if the set has none). */
-double rg_measure_read_bandwidth(size_t bytes, int reps);
-double rg_measure_peak_flops(int int8);
-
 /* Part `part` of `parts` of [0, total), cut at multiples of align (so SIMD
  * kernels see whole vectors): [*begin, *end). */
 static inline void rg_split(size_t total, size_t align, int part, int parts, size_t *begin, size_t *end) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include "ops/ops.h"
+#include "rgemma.h"
 #include "util/util.h"
 
 /* Best of reps passes over n floats, all threads reading their share. */

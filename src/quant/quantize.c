@@ -30,17 +30,6 @@ void rg_quantize_params_default(rg_quantize_params *p) {
  * bytes and decode time). */
 static rg_dtype default_embed(rg_dtype want) { return want == RG_DT_Q4_0 ? RG_DT_Q8_0 : want; }
 
-/* llama.cpp's general.file_type values */
-static uint32_t file_type(rg_dtype want) {
-    switch (want) {
-    case RG_DT_F16: return 1;
-    case RG_DT_Q4_0: return 2;
-    case RG_DT_Q8_0: return 7;
-    case RG_DT_BF16: return 32;
-    default: return 0;
-    }
-}
-
 /* Order: embedding, then layer by layer (numerically), then the rest, so a
  * decode step reads the file front to back. */
 static long rank(const char *name) {
@@ -211,7 +200,7 @@ int rg_quantize(const char *in_path, const char *out_path, const rg_quantize_par
     char name[256];
     snprintf(name, sizeof name, "%.*s", (int)strcspn(base_name(in_path), "/"), base_name(in_path));
     rg_gguf_w_str(w, "general.name", name);
-    rg_gguf_w_u32(w, "general.file_type", file_type(want));
+    rg_gguf_w_u32(w, "general.file_type", (uint32_t)rg_dtype_info(want)->file_type);
     if (rg_dtype_is_quantised(want)) rg_gguf_w_u32(w, "general.quantization_version", 2);
     rg_gguf_w_config(w, &m->cfg);
     if (find_tokenizer(in_path, &m->cfg, &tok)) goto done;
