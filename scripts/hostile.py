@@ -719,7 +719,7 @@ def http(rgemma, seed, n, base, outdir):
     cases = http_cases(rng, n)
     k = 0
     p, port, log = start_server(rgemma, base, outdir, k)
-    res = open(os.path.join(outdir, "results.tsv"), "w")
+    res = open(os.path.join(outdir, "results.tsv"), "w", errors="backslashreplace")  # names may hold lone surrogates
     for i, (name, kind, raw) in enumerate(cases):
         detail = os.path.join(outdir, "c%03d.txt" % i)
         try:

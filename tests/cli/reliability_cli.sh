@@ -169,6 +169,17 @@ EOF2
     one_error "state: $*" "edit.state: corrupt state file \\($*" \
         "$RGEMMA" generate -m "$T/sm" --load-state "$T/edit.state" -p hi -n 1
 done
+# hostile.sh: a name with a newline in a bad file is quoted on one line
+"$RGEMMA" synth --preset "$D/config.json" --dtype f32 --max-shard-size 100KB -o "$T/sh" >/dev/null 2>&1 || fail "synth sharded"
+python3 - "$T/sh/model.safetensors.index.json" <<'EOF2' || fail "could not edit the index"
+import json, sys
+j = json.load(open(sys.argv[1]))
+k = next(iter(j["weight_map"]))
+j["weight_map"][k[:8] + "\n\r\x1b[2J" + k[8:]] = j["weight_map"].pop(k)
+json.dump(j, open(sys.argv[1], "w"))
+EOF2
+one_error "index: a name with a newline" 'is not in shard' "$RGEMMA" generate -m "$T/sh" --prompt-ids 2 -n 1
+[ "$(wc -l <"$T/err")" -eq 1 ] || fail "a newline in a name split the error: $(cat "$T/err")"
 # a state of another model is still named as such
 "$RGEMMA" generate -m "$T/v3" --tokenizer tests/data/tokenizer/small_bpe.model -p hi -n 1 --save-state "$T/v3.state" \
     >/dev/null 2>&1 || fail "save v3 state"
