@@ -138,9 +138,18 @@ int rg_state_load_pending(rg_state *s, const char *path, int32_t *pending, int *
     }
     int64_t pos = (int64_t)get64(h + 40);
     uint32_t np = get32(h + 56);
-    if (pos < 0 || np > RG_STATE_MAX_PENDING) {
-        rg_error("%s: corrupt state file (bad position or pending count)", path);
+    /* 2^53 positions: far beyond any real sequence, and pos + n cannot overflow */
+    if (pos < 0 || pos > (1ll << 53) || np > RG_STATE_MAX_PENDING) {
+        rg_error("%s: corrupt state file (bad position %lld or pending count %u)", path, (long long)pos, np);
         goto done;
+    }
+    for (uint32_t i = 0; i < np; i++) { /* named here, not later as a "prompt token" */
+        uint32_t id = get32(h + 60 + 4 * i);
+        if (id >= (uint32_t)s->cfg.vocab_size) {
+            rg_error("%s: corrupt state file (pending token id %u outside the vocabulary [0, %d))", path, id,
+                     s->cfg.vocab_size);
+            goto done;
+        }
     }
     data = rg_aligned_alloc(s->floats * sizeof(float));
     if (fread(data, sizeof(float), s->floats, f) != s->floats) {

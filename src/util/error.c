@@ -5,6 +5,13 @@
 static _Thread_local char g_err[1024];
 
 const char *rg_last_error(void) { return g_err; }
+
+/* A message may quote bytes of a bad file (a tensor name, a JSON key): its
+ * control bytes become '?', so that an error stays one line. */
+static void one_line(char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = '?';
+}
 void rg_clear_error(void) { g_err[0] = 0; }
 
 int rg_error(const char *fmt, ...) {
@@ -12,6 +19,7 @@ int rg_error(const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(g_err, sizeof g_err, fmt, ap);
     va_end(ap);
+    one_line(g_err);
     return -1;
 }
 
@@ -30,5 +38,6 @@ int rg_error_prefix(const char *fmt, ...) {
     if (ol > room) ol = room;
     memcpy(g_err + n + 2, old, ol);
     g_err[n + 2 + ol] = 0;
+    one_line(g_err);
     return -1;
 }

@@ -148,6 +148,38 @@ for off in 20 26 100; do # the fingerprint, the vocab field, reserved header byt
     one_error "state byte $off flipped" "flip.state: corrupt state file" \
         "$RGEMMA" generate -m "$T/sm" --load-state "$T/flip.state" -p hi -n 1
 done
+# hostile.sh: a header that passes the checksum but holds the largest
+# position (pos + n overflowed) or a pending id outside the vocabulary
+for edit in "40 8 9223372036854775807 bad position" "60 4 1000 pending token id 1000 outside"; do
+    set -- $edit
+    python3 - "$T/s.state" "$T/edit.state" "$1" "$2" "$3" <<'EOF2' || fail "could not edit the state"
+import struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+o, w, v = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+b[o:o + w] = v.to_bytes(w, "little")
+if o == 60:
+    b[56:60] = (1).to_bytes(4, "little")
+h = 0xcbf29ce484222325
+for x in bytes(b[:128]) + bytes(b[136:]):  # FNV-1a, as the file's checksum
+    h = ((h ^ x) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+b[128:136] = struct.pack("<Q", h)
+open(sys.argv[2], "wb").write(b)
+EOF2
+    shift 3
+    one_error "state: $*" "edit.state: corrupt state file \\($*" \
+        "$RGEMMA" generate -m "$T/sm" --load-state "$T/edit.state" -p hi -n 1
+done
+# hostile.sh: a name with a newline in a bad file is quoted on one line
+"$RGEMMA" synth --preset "$D/config.json" --dtype f32 --max-shard-size 100KB -o "$T/sh" >/dev/null 2>&1 || fail "synth sharded"
+python3 - "$T/sh/model.safetensors.index.json" <<'EOF2' || fail "could not edit the index"
+import json, sys
+j = json.load(open(sys.argv[1]))
+k = next(iter(j["weight_map"]))
+j["weight_map"][k[:8] + "\n\r\x1b[2J" + k[8:]] = j["weight_map"].pop(k)
+json.dump(j, open(sys.argv[1], "w"))
+EOF2
+one_error "index: a name with a newline" 'is not in shard' "$RGEMMA" generate -m "$T/sh" --prompt-ids 2 -n 1
+[ "$(wc -l <"$T/err")" -eq 1 ] || fail "a newline in a name split the error: $(cat "$T/err")"
 # a state of another model is still named as such
 "$RGEMMA" generate -m "$T/v3" --tokenizer tests/data/tokenizer/small_bpe.model -p hi -n 1 --save-state "$T/v3.state" \
     >/dev/null 2>&1 || fail "save v3 state"
@@ -194,4 +226,10 @@ one_error "generate: NaN logits" "^rgemma: generate: the logits at position 1 ar
 printf 'a\000b\n' | "$RGEMMA" chat -m "$T/sm" -n 2 >"$T/out" 2>"$T/err" && fail "chat accepted a NUL byte"
 grep -q "^rgemma: chat: the message holds a NUL byte: refused" "$T/err" || fail "chat NUL: $(cat "$T/err")"
 grep -q "^\[turn 1" "$T/err" && fail "chat sent the message with a NUL byte"
+# piped turns stop at the refused one: the next would answer without it
+printf 'a\000b\nHello\n' | "$RGEMMA" chat -m "$T/sm" -n 2 >"$T/out" 2>"$T/err" && fail "chat accepted a NUL byte (2 lines)"
+[ "$(grep -c '^rgemma: ' "$T/err")" -eq 1 ] && ! grep -q '^\[turn' "$T/err" || fail "chat went on after a refused line: $(cat "$T/err")"
+# tokenize and detokenize errors name their command, as every other command's
+one_error "tokenize: bad tokenizer" "^rgemma: tokenize: .*in.*" "$RGEMMA" tokenize --tokenizer "$T/in" hi
+one_error "detokenize: bad tokenizer" "^rgemma: detokenize: " "$RGEMMA" detokenize --tokenizer "$T/in" 2
 exit 0

@@ -202,6 +202,10 @@ int cmd_chat(int argc, char **argv) {
             fprintf(stderr, "rgemma: chat: the message holds a NUL byte: refused (nothing was sent)\n");
             free(msg);
             refused++;
+            /* piped turns stop here: the ones after would answer a conversation
+             * without this turn (one error, no state saved); on a terminal the
+             * user simply types it again */
+            if (!tty) goto done;
             continue;
         }
         if (!strcmp(msg, "/exit") || !strcmp(msg, "/quit")) {

@@ -40,8 +40,12 @@ static const char *detokenize_usage =
     "  -t, --threads N   threads (accepted as in every command; detokenizing uses one)\n"
     "  --jsonl FILE     read lines {\"ids\": [...]} from FILE ('-' = stdin), write {\"text\": ...} lines\n";
 
+/* the command running ("tokenize" or "detokenize"): every error line names
+ * it, as in the other commands */
+static const char *cmd_name = "tokenize";
+
 static int fail(const char *what) {
-    fprintf(stderr, "rgemma: %s%s%s\n", what ? what : "", what ? ": " : "", cli_errmsg());
+    fprintf(stderr, "rgemma: %s: %s%s%s\n", cmd_name, what ? what : "", what ? ": " : "", cli_errmsg());
     return 1;
 }
 
@@ -126,7 +130,7 @@ static int hex_decode(const char *hex, size_t n, char **out, size_t *len) {
 static int for_each_line(const char *path, int (*fn)(void *, const char *, size_t), void *ctx) {
     FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
     if (!f) {
-        fprintf(stderr, "rgemma: %s: cannot open: %s\n", path, strerror(errno));
+        fprintf(stderr, "rgemma: %s: %s: cannot open: %s\n", cmd_name, path, strerror(errno));
         return 1;
     }
     char *line = NULL;
@@ -140,7 +144,7 @@ static int for_each_line(const char *path, int (*fn)(void *, const char *, size_
         while (i < len && (line[i] == ' ' || line[i] == '\t')) i++;
         if (i == len) continue;
         if (fn(ctx, line, len)) {
-            fprintf(stderr, "rgemma: %s:%ld: %s\n", path, no, cli_errmsg());
+            fprintf(stderr, "rgemma: %s: %s:%ld: %s\n", cmd_name, path, no, cli_errmsg());
             rc = 1;
             break;
         }
@@ -275,6 +279,7 @@ int cmd_tokenize(int argc, char **argv) {
         {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
     const char *model = NULL, *tok = NULL, *jsonl = NULL, *bench_file = NULL, *convert = NULL, *text = NULL;
     int bos = 0, eos = 0, special = 1, c;
+    cmd_name = "tokenize";
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "m:t:h", opts, NULL)) != -1) {
@@ -353,6 +358,7 @@ int cmd_detokenize(int argc, char **argv) {
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     const char *model = NULL, *tok = NULL, *jsonl = NULL;
     int c;
+    cmd_name = "detokenize";
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "m:t:h", opts, NULL)) != -1) {
