@@ -40,4 +40,12 @@ LD_LIBRARY_PATH="$T/usr/lib" "$T/embed" "$case_dir" "$prompt" "$n" >"$T/out" || 
 cat "$T/out"
 got=$(sed -n 2p "$T/out")
 [ "$got" = "$want" ] || fail "$case_dir: got $got, want $want"
-echo "embed (pkg-config: $flags) reproduces $case_dir's $n greedy tokens"
+
+# the static library, with what pkg-config --static lists for it (Libs.private)
+static=$(PKG_CONFIG_PATH="$T/usr/lib/pkgconfig" pkg-config --static --libs rgemma | sed 's/-L[^ ]*//; s/-lrgemma//')
+cc -o "$T/embed-static" tests/install/embed.c -I"$T/usr/include" "$T/usr/lib/librgemma.a" $static \
+    || fail "embed.c does not link with librgemma.a and: $static"
+readelf -d "$T/embed-static" | grep -q 'NEEDED.*librgemma' && fail "embed-static needs librgemma.so"
+"$T/embed-static" "$case_dir" "$prompt" "$n" >"$T/out-static" || fail "embed-static failed"
+cmp -s "$T/out" "$T/out-static" || fail "embed-static: $(sed -n 2p "$T/out-static"), want $want"
+echo "embed (pkg-config: $flags) and embed-static (librgemma.a$static) reproduce $case_dir's $n greedy tokens"
