@@ -226,11 +226,14 @@ class Model:
             rc = _C.rg_tokenizer_find(_path(self.path), byref(h))
             if rc == -1:
                 _fail()
-            self._tok_looked = True
             if rc == 0:
-                self._tok = Tokenizer(_handle=h)
+                tok = Tokenizer(_handle=h)
                 if _C.rg_tokenizer_check_vocab(h, self.vocab_size) != 0:
-                    _fail()
+                    msg = _C.rg_last_error()
+                    tok.close()
+                    raise RgemmaError(msg.decode('utf-8', 'replace'))
+                self._tok = tok
+            self._tok_looked = True
         return self._tok
 
     def new_state(self):

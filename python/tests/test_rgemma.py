@@ -268,6 +268,16 @@ class ErrorTest(unittest.TestCase):
                     s.copy_from(s2)
             self.assertEqual(s.pos, 0)
 
+    def test_tokenizer_of_another_vocabulary(self):
+        with tempfile.TemporaryDirectory() as d:
+            for f in ('config.json', 'model.safetensors'):
+                os.symlink(os.path.abspath(os.path.join(CASE, f)), os.path.join(d, f))
+            os.symlink(os.path.abspath('tests/data/tokenizer/small_bpe.model'), os.path.join(d, 'tokenizer.model'))
+            with rgemma.Model(d) as m:
+                for _ in range(2):  # refused each time, not only the first
+                    with self.assertRaisesRegex(rgemma.RgemmaError, '1000'):
+                        m.tokenizer
+
     def test_bad_tokenizer(self):
         with self.assertRaises(rgemma.RgemmaError) as cm:
             rgemma.Tokenizer('/nonexistent/tokenizer.model')
