@@ -1,6 +1,7 @@
 /* Matmul driver: splits output rows over the thread pool (OpenMP) and calls
  * the active instruction set's kernel on each block of rows. Also the kernel
  * path selection (RGEMMA_KERNEL / rg_set_kernel_path) and thread count. */
+#include <cpuid.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -20,10 +21,18 @@ static const rg_kernel_set *const all_sets[] = {&rg_kernels_scalar, &rg_kernels_
 /* Whether the CPU (and the OS, which libgcc's checks include) has every
  * instruction set a kernel set is compiled with: exactly the Makefile's -m
  * flags for its objects. */
+/* F16C from CPUID leaf 1 (ECX bit 29): clang before 15 has no "f16c" for
+ * __builtin_cpu_supports, and the fuzz build compiles this file with clang.
+ * The OS's AVX state is part of the avx2 check beside it. */
+static int has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
 static int cpu_has(const char *name) {
     if (!strcmp(name, "scalar")) return 1;
     __builtin_cpu_init();
-    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
     if (!strcmp(name, "avx2")) return avx2;
     if (!strcmp(name, "avx512"))
         return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
