@@ -20,7 +20,23 @@ TEST_BIN  := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 LIB       := $(BUILD)/librgemma.a
 RGEMMA    := $(BUILD)/rgemma
 
-all: $(RGEMMA) $(BUILD)/check-golden $(TEST_BIN)
+# The version lives in include/rgemma.h only; the shared library's names come
+# from it. A 0.x minor release may break the ABI, so below 1.0 the soname
+# carries the minor number too (librgemma.so.0.1), from 1.0 on the major only.
+RG_VER = $(shell sed -n 's/^\#define RG_VERSION_$(1) \([0-9][0-9]*\)$$/\1/p' include/rgemma.h)
+VERSION   := $(call RG_VER,MAJOR).$(call RG_VER,MINOR).$(call RG_VER,PATCH)
+SOVERSION := $(if $(filter 0,$(call RG_VER,MAJOR)),0.$(call RG_VER,MINOR),$(call RG_VER,MAJOR))
+SONAME    := librgemma.so.$(SOVERSION)
+SHLIB     := $(BUILD)/librgemma.so.$(VERSION)
+PC        := $(BUILD)/rgemma.pc
+
+all: $(RGEMMA) $(SHLIB) $(PC) $(BUILD)/check-golden $(TEST_BIN)
+
+# Every library object is position-independent with hidden symbols, so the
+# same objects make both librgemma.a and librgemma.so; only what rgemma.h
+# marks RG_API is exported from the .so (static linking ignores visibility,
+# so the unit tests still reach the internals through the .a).
+$(BUILD)/src/%.o: CFLAGS += -fPIC -fvisibility=hidden
 
 # SIMD kernels are compiled for their instruction set only, with the macro that
 # selects its mapping in src/ops/simd.h; the library picks a set at run time
@@ -48,6 +64,22 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+# -z defs: an unresolved symbol fails the link here, not in a program later
+$(SHLIB): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,-z,defs $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	ln -sf $(notdir $@) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/librgemma.so
+
+# pkg-config file; @PREFIX@ is filled in by `make install`. A sanitized build's
+# library needs the sanitizer runtime in the program too, hence $(SAN) in Libs.
+$(PC): Makefile include/rgemma.h
+	@mkdir -p $(dir $@)
+	printf '%s\n' 'prefix=@PREFIX@' 'exec_prefix=$${prefix}' 'libdir=$${prefix}/lib' \
+	    'includedir=$${prefix}/include' '' 'Name: rgemma' \
+	    'Description: RecurrentGemma (Griffin) inference in C' 'Version: $(VERSION)' \
+	    'Cflags: -I$${includedir}' '$(strip Libs: -L$${libdir} -lrgemma $(SAN))' \
+	    'Libs.private: -fopenmp $(LDLIBS)' >$@
+
 $(RGEMMA): $(TOOL_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(LIB) $(LDLIBS)
 
@@ -56,6 +88,24 @@ $(BUILD)/check-golden: $(BUILD)/tests/golden/check_golden.o $(BUILD)/tests/golde
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/golden/check_golden.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# make install [PREFIX=/usr/local] [DESTDIR=] [BUILD=build]: the header, both
+# libraries (with the soname and dev symlinks), the CLI and rgemma.pc.
+PREFIX ?= /usr/local
+DEST   := $(DESTDIR)$(PREFIX)
+install: $(RGEMMA) $(LIB) $(SHLIB) $(PC)
+	install -d $(DEST)/bin $(DEST)/include $(DEST)/lib/pkgconfig
+	install -m 644 include/rgemma.h $(DEST)/include/rgemma.h
+	install -m 644 $(LIB) $(DEST)/lib/librgemma.a
+	install -m 755 $(SHLIB) $(DEST)/lib/$(notdir $(SHLIB))
+	ln -sf $(notdir $(SHLIB)) $(DEST)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DEST)/lib/librgemma.so
+	install -m 755 $(RGEMMA) $(DEST)/bin/rgemma
+	sed 's|@PREFIX@|$(PREFIX)|' $(PC) >$(DEST)/lib/pkgconfig/rgemma.pc
+
+uninstall:
+	rm -f $(DEST)/include/rgemma.h $(DEST)/lib/librgemma.a $(DEST)/lib/$(notdir $(SHLIB)) \
+	    $(DEST)/lib/$(SONAME) $(DEST)/lib/librgemma.so $(DEST)/bin/rgemma $(DEST)/lib/pkgconfig/rgemma.pc
 
 # Set-up: Debian packages (idempotent; see README "Dependencies").
 deps:
@@ -97,6 +147,6 @@ check-golden: $(BUILD)/check-golden
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: all deps test asan fuzz fuzz-bins fuzz-run check-golden clean
+.PHONY: all deps test asan fuzz fuzz-bins fuzz-run check-golden clean install uninstall
 .SECONDARY:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -19,12 +19,32 @@
 extern "C" {
 #endif
 
-#define RG_VERSION "0.1.0"
+/* The version of this header. rg_version() gives the loaded library's: a
+ * program linked against librgemma.so can compare the two. The Makefile reads
+ * these three numbers for the shared library's file name and soname. */
+#define RG_VERSION_MAJOR 0
+#define RG_VERSION_MINOR 1
+#define RG_VERSION_PATCH 0
+#define RG_VERSION_STR_(x) #x
+#define RG_VERSION_STR(x) RG_VERSION_STR_(x)
+#define RG_VERSION                                                                                                     \
+    RG_VERSION_STR(RG_VERSION_MAJOR) "." RG_VERSION_STR(RG_VERSION_MINOR) "." RG_VERSION_STR(RG_VERSION_PATCH)
+
+/* Marks the functions of this header: the only symbols librgemma.so exports
+ * (the library is compiled with -fvisibility=hidden). */
+#if defined(__GNUC__) || defined(__clang__)
+#define RG_API __attribute__((visibility("default")))
+#else
+#define RG_API
+#endif
+
+/* The library's version, RG_VERSION as it was when the library was built. */
+RG_API const char *rg_version(void);
 
 /* ------------------------------------------------------------------ errors */
 
 /* Message of the last failure in this thread ("" if none). */
-const char *rg_last_error(void);
+RG_API const char *rg_last_error(void);
 
 /* ------------------------------------------------------------------ config */
 
@@ -55,11 +75,11 @@ typedef struct {
 
 /* Parse a Hugging Face config.json (text of length len; name is used in
  * error messages). Validates every architectural key. */
-int rg_config_parse(const char *json, size_t len, const char *name, rg_config *cfg);
-int rg_config_load(const char *path, rg_config *cfg);
-rg_layer_type rg_config_layer_type(const rg_config *cfg, int layer);
+RG_API int rg_config_parse(const char *json, size_t len, const char *name, rg_config *cfg);
+RG_API int rg_config_load(const char *path, rg_config *cfg);
+RG_API rg_layer_type rg_config_layer_type(const rg_config *cfg, int layer);
 /* A 64-bit fingerprint of the architectural fields (for state files). */
-uint64_t rg_config_fingerprint(const rg_config *cfg);
+RG_API uint64_t rg_config_fingerprint(const rg_config *cfg);
 
 /* ------------------------------------------------------------------- model */
 
@@ -69,11 +89,11 @@ typedef struct rg_model rg_model;
  * or sharded model-*-of-*.safetensors + model.safetensors.index.json), or a
  * single safetensors file with config.json beside it, or a .gguf file.
  * Weights are memory-mapped. */
-int rg_model_load(const char *path, rg_model **out);
-void rg_model_free(rg_model *m);
-const rg_config *rg_model_config(const rg_model *m);
+RG_API int rg_model_load(const char *path, rg_model **out);
+RG_API void rg_model_free(rg_model *m);
+RG_API const rg_config *rg_model_config(const rg_model *m);
 /* Bytes of weights read per decoded token (for roofline reports). */
-size_t rg_model_weight_bytes(const rg_model *m);
+RG_API size_t rg_model_weight_bytes(const rg_model *m);
 
 /* ---------------------------------------------------------------- quantize */
 
@@ -88,11 +108,11 @@ typedef struct {
     void *progress_ctx;
 } rg_quantize_params;
 
-void rg_quantize_params_default(rg_quantize_params *p);
+RG_API void rg_quantize_params_default(rg_quantize_params *p);
 /* Write the checkpoint at in_path (a Hugging Face folder or safetensors file)
  * as a GGUF v3 file: the config as metadata, the folder's tokenizer (if any),
  * the tensors converted one at a time. */
-int rg_quantize(const char *in_path, const char *out_path, const rg_quantize_params *p);
+RG_API int rg_quantize(const char *in_path, const char *out_path, const rg_quantize_params *p);
 
 /* How far model m's next-token distributions are from ref's over the same
  * tokens: the tokens are cut into sequences of seq_len, each run from
@@ -103,8 +123,8 @@ typedef struct {
     double top1_agreement; /* fraction of positions with the same argmax */
     double max_abs_logit_diff;
 } rg_divergence;
-int rg_model_divergence(const rg_model *ref, const rg_model *m, const int32_t *tokens, int n_tokens, int seq_len,
-                        rg_divergence *out);
+RG_API int rg_model_divergence(const rg_model *ref, const rg_model *m, const int32_t *tokens, int n_tokens, int seq_len,
+                               rg_divergence *out);
 
 /* ------------------------------------------------------------------- state */
 
@@ -113,26 +133,26 @@ int rg_model_divergence(const rg_model *ref, const rg_model *m, const int32_t *t
  * depends on the config only. */
 typedef struct rg_state rg_state;
 
-rg_state *rg_state_new(const rg_model *m);
-void rg_state_free(rg_state *s);
-void rg_state_reset(rg_state *s);
+RG_API rg_state *rg_state_new(const rg_model *m);
+RG_API void rg_state_free(rg_state *s);
+RG_API void rg_state_reset(rg_state *s);
 /* dst and src must belong to models with the same config. */
-int rg_state_copy(rg_state *dst, const rg_state *src);
-size_t rg_state_bytes(const rg_config *cfg);
-int64_t rg_state_pos(const rg_state *s);
+RG_API int rg_state_copy(rg_state *dst, const rg_state *src);
+RG_API size_t rg_state_bytes(const rg_config *cfg);
+RG_API int64_t rg_state_pos(const rg_state *s);
 /* State files: versioned header, config fingerprint, position, checksum.
  * Loading refuses a file of another config, version or a corrupt one. */
-int rg_state_save(const rg_state *s, const char *path);
-int rg_state_load(rg_state *s, const char *path);
+RG_API int rg_state_save(const rg_state *s, const char *path);
+RG_API int rg_state_load(rg_state *s, const char *path);
 /* The same, also carrying up to RG_STATE_MAX_PENDING ids that belong to the
  * sequence but are not processed yet (rg_generate's next_token). pending
  * (load): room for RG_STATE_MAX_PENDING ids, or NULL. The state is changed
  * only when the whole file checks out. */
 #define RG_STATE_MAX_PENDING 16
-int rg_state_save_pending(const rg_state *s, const int32_t *pending, int n_pending, const char *path);
-int rg_state_load_pending(rg_state *s, const char *path, int32_t *pending, int *n_pending);
+RG_API int rg_state_save_pending(const rg_state *s, const int32_t *pending, int n_pending, const char *path);
+RG_API int rg_state_load_pending(rg_state *s, const char *path, int32_t *pending, int *n_pending);
 /* Size of a state file: constant for a config. */
-size_t rg_state_file_bytes(const rg_config *cfg);
+RG_API size_t rg_state_file_bytes(const rg_config *cfg);
 
 /* --------------------------------------------------------------- forward */
 
@@ -140,8 +160,7 @@ size_t rg_state_file_bytes(const rg_config *cfg);
  * (a batched prefill when n > 1), advancing the state.
  * logits: NULL, or room for n*V floats when all_logits != 0, or for V floats
  * (the last token's logits) when all_logits == 0. */
-int rg_forward(const rg_model *m, rg_state *s, const int32_t *tokens, int n,
-               float *logits, int all_logits);
+RG_API int rg_forward(const rg_model *m, rg_state *s, const int32_t *tokens, int n, float *logits, int all_logits);
 
 /* One sequence's part of a batched step (rg_forward_batch). */
 typedef struct {
@@ -160,16 +179,16 @@ typedef struct {
  * sequence. Decode rows (n_tokens = 1) and prompt chunks mix freely; the
  * conv, RG-LRU and attention window stay per state. Nothing is changed when
  * the call is refused (a state passed twice, an id out of range, ...). */
-int rg_forward_batch(const rg_model *m, const rg_batch_seq *seqs, int n_seqs);
+RG_API int rg_forward_batch(const rg_model *m, const rg_batch_seq *seqs, int n_seqs);
 
 /* Number of worker threads used by the kernels (default: all cores). */
-void rg_set_threads(int n);
-int rg_get_threads(void);
+RG_API void rg_set_threads(int n);
+RG_API int rg_get_threads(void);
 
 /* Kernel path: "auto", "scalar", "avx2", "avx512". Also settable with the
  * environment variable RGEMMA_KERNEL. Returns -1 if the CPU lacks it. */
-int rg_set_kernel_path(const char *name);
-const char *rg_kernel_path(void);
+RG_API int rg_set_kernel_path(const char *name);
+RG_API const char *rg_kernel_path(void);
 
 /* --------------------------------------------------------------- tokenizer */
 
@@ -179,67 +198,66 @@ typedef struct rg_tokenizer rg_tokenizer;
  * folder holding one of them (tokenizer.model preferred), or a .gguf model file
  * with the tokenizer inside (written by rg_quantize). Returns -2 (not -1) when
  * a .gguf file is sound but holds no tokenizer. */
-int rg_tokenizer_load(const char *path, rg_tokenizer **out);
+RG_API int rg_tokenizer_load(const char *path, rg_tokenizer **out);
 /* The tokenizer of a model, given the path rg_model_load takes: the one
  * inside a .gguf file (written by rg_quantize), else the tokenizer.model or
  * tokenizer.json (tokenizer.model preferred) in the model's folder, or in the
  * folder of a model file. Returns 0 (*out set), -2 when there is none (*out
  * NULL; rg_last_error says where it looked), or -1 when there is one and it
  * cannot be loaded. */
-int rg_tokenizer_find(const char *model_path, rg_tokenizer **out);
+RG_API int rg_tokenizer_find(const char *model_path, rg_tokenizer **out);
 /* 0 when the tokenizer fits a model of vocab_size rows: the same size, or the
  * model's rows padded to the next multiple of 128; else -1 and an error naming
  * both sizes. */
-int rg_tokenizer_check_vocab(const rg_tokenizer *t, int vocab_size);
-void rg_tokenizer_free(rg_tokenizer *t);
-int rg_tokenizer_vocab_size(const rg_tokenizer *t);
-int rg_tokenizer_bos(const rg_tokenizer *t);
-int rg_tokenizer_eos(const rg_tokenizer *t);
+RG_API int rg_tokenizer_check_vocab(const rg_tokenizer *t, int vocab_size);
+RG_API void rg_tokenizer_free(rg_tokenizer *t);
+RG_API int rg_tokenizer_vocab_size(const rg_tokenizer *t);
+RG_API int rg_tokenizer_bos(const rg_tokenizer *t);
+RG_API int rg_tokenizer_eos(const rg_tokenizer *t);
 /* Id of a piece given as text (e.g. "<end_of_turn>"), or -1. */
-int32_t rg_tokenizer_piece_id(const rg_tokenizer *t, const char *piece);
+RG_API int32_t rg_tokenizer_piece_id(const rg_tokenizer *t, const char *piece);
 /* The piece text of an id (as stored, with U+2581 for spaces), or NULL. */
-const char *rg_tokenizer_piece(const rg_tokenizer *t, int32_t id);
+RG_API const char *rg_tokenizer_piece(const rg_tokenizer *t, int32_t id);
 
 /* Encode len bytes of text (may contain NUL). *ids is malloc'd; free() it. */
-int rg_tokenize(const rg_tokenizer *t, const char *text, size_t len,
-                int add_bos, int add_eos, int32_t **ids, size_t *n_ids);
+RG_API int rg_tokenize(const rg_tokenizer *t, const char *text, size_t len, int add_bos, int add_eos, int32_t **ids,
+                       size_t *n_ids);
 /* rg_tokenize with a choice for the control-like pieces (Gemma's <start_of_turn>,
  * <end_of_turn>, <unusedN>, <mask>, ...): parse_special != 0 matches them when
  * the text spells them (as rg_tokenize does: for prompts whose author writes
  * the template), 0 encodes their spelling as plain text (for text that comes
  * from a user, so that it cannot forge a turn). */
-int rg_tokenize_ex(const rg_tokenizer *t, const char *text, size_t len, int add_bos, int add_eos, int parse_special,
-                   int32_t **ids, size_t *n_ids);
+RG_API int rg_tokenize_ex(const rg_tokenizer *t, const char *text, size_t len, int add_bos, int add_eos,
+                          int parse_special, int32_t **ids, size_t *n_ids);
 /* Decode ids to text. *text is malloc'd and NUL-terminated; *len excludes the NUL. */
-int rg_detokenize(const rg_tokenizer *t, const int32_t *ids, size_t n_ids,
-                  char **text, size_t *len);
+RG_API int rg_detokenize(const rg_tokenizer *t, const int32_t *ids, size_t n_ids, char **text, size_t *len);
 
 /* Streaming decoder: feed ids as they are generated; each call returns the
  * text that became complete (never half of a UTF-8 character). */
 typedef struct rg_detok_stream rg_detok_stream;
-rg_detok_stream *rg_detok_stream_new(const rg_tokenizer *t);
-void rg_detok_stream_free(rg_detok_stream *s);
+RG_API rg_detok_stream *rg_detok_stream_new(const rg_tokenizer *t);
+RG_API void rg_detok_stream_free(rg_detok_stream *s);
 /* Returns a pointer to *len bytes owned by the stream, valid until the next
  * call, or NULL if id is out of range. */
-const char *rg_detok_stream_push(rg_detok_stream *s, int32_t id, size_t *len);
+RG_API const char *rg_detok_stream_push(rg_detok_stream *s, int32_t id, size_t *len);
 /* Flush what is pending at the end (incomplete bytes become U+FFFD). */
-const char *rg_detok_stream_flush(rg_detok_stream *s, size_t *len);
+RG_API const char *rg_detok_stream_flush(rg_detok_stream *s, size_t *len);
 
 /* Write the tokenizer as a SentencePiece tokenizer.model (ModelProto), e.g.
  * to turn a tokenizer.json into the tokenizer.model it stands for. */
-int rg_tokenizer_save_model(const rg_tokenizer *t, const char *path);
+RG_API int rg_tokenizer_save_model(const rg_tokenizer *t, const char *path);
 
 /* JSON Lines for `rgemma tokenize --jsonl` and the tokenizer's golden files:
  * strings may hold U+0000 (lengths are kept). The value of a top-level key of
  * the object in line[0..len): 1 = found (*out is malloc'd; a string is also
  * NUL-terminated and *n is its length in bytes), 0 = key absent, -1 =
  * malformed line or wrong value type (rg_last_error). */
-int rg_jsonl_string(const char *line, size_t len, const char *key, char **out, size_t *n);
-int rg_jsonl_ints(const char *line, size_t len, const char *key, int32_t **out, size_t *n);
+RG_API int rg_jsonl_string(const char *line, size_t len, const char *key, char **out, size_t *n);
+RG_API int rg_jsonl_ints(const char *line, size_t len, const char *key, int32_t **out, size_t *n);
 /* Write s[0..n) to f as a JSON string (quotes included), escaped like the
  * golden files: Python's json.dumps(ensure_ascii=False), plus U+0085, U+2028,
  * U+2029 and U+FEFF as \u escapes. */
-void rg_json_write_string(FILE *f, const char *s, size_t n);
+RG_API void rg_json_write_string(FILE *f, const char *s, size_t n);
 
 /* ---------------------------------------------------------------- sampling */
 
@@ -260,20 +278,20 @@ typedef struct {
 /* llama.cpp's defaults (listed above). Semantics: see src/sampling/sampler.c;
  * the chain is penalties -> top-k -> top-p -> min-p -> temperature -> draw,
  * and temperature <= 0 means greedy (argmax after the penalties). */
-void rg_sampling_params_default(rg_sampling_params *p);
+RG_API void rg_sampling_params_default(rg_sampling_params *p);
 
 typedef struct rg_sampler rg_sampler;
 /* NULL (with rg_last_error) on invalid parameters. */
-rg_sampler *rg_sampler_new(const rg_sampling_params *p, int vocab_size);
+RG_API rg_sampler *rg_sampler_new(const rg_sampling_params *p, int vocab_size);
 /* The seed in use (drawn from /dev/urandom when the params said RG_SEED_RANDOM). */
-uint64_t rg_sampler_seed(const rg_sampler *s);
-void rg_sampler_free(rg_sampler *s);
+RG_API uint64_t rg_sampler_seed(const rg_sampler *s);
+RG_API void rg_sampler_free(rg_sampler *s);
 /* Pick the next token from logits (length vocab_size; modified in place). */
-int32_t rg_sampler_sample(rg_sampler *s, float *logits);
+RG_API int32_t rg_sampler_sample(rg_sampler *s, float *logits);
 /* Record a token as part of the history the penalties look at. */
-void rg_sampler_accept(rg_sampler *s, int32_t token);
+RG_API void rg_sampler_accept(rg_sampler *s, int32_t token);
 /* Forget the history and restart the random stream from the seed. */
-void rg_sampler_reset(rg_sampler *s);
+RG_API void rg_sampler_reset(rg_sampler *s);
 
 /* -------------------------------------------------------------- generation */
 
@@ -303,7 +321,7 @@ typedef struct {
     int n_history;
 } rg_generate_params;
 
-void rg_generate_params_default(rg_generate_params *p);
+RG_API void rg_generate_params_default(rg_generate_params *p);
 
 /* Called for each generated token that is part of the output (not for the
  * EOS / stop id that ends it) with the text that became complete: never half
@@ -331,8 +349,8 @@ typedef struct {
  * continues the same sequence with prompt = {next_token, new ids...}.
  * Penalties look at p->history, the prompt and the generated tokens of this call.
  * t may be NULL (ids only; no stop strings). Returns -1 on error. */
-int rg_generate(const rg_model *m, const rg_tokenizer *t, rg_state *s, const int32_t *prompt, int n_prompt,
-                const rg_generate_params *p, rg_token_cb cb, void *ctx, rg_generate_result *res);
+RG_API int rg_generate(const rg_model *m, const rg_tokenizer *t, rg_state *s, const int32_t *prompt, int n_prompt,
+                       const rg_generate_params *p, rg_token_cb cb, void *ctx, rg_generate_result *res);
 
 /* The same generation one step at a time, for callers that run many
  * sequences together (a server's slots, N samples of one prompt): each
@@ -344,22 +362,22 @@ int rg_generate(const rg_model *m, const rg_tokenizer *t, rg_state *s, const int
  * p (and the arrays it points to), t, s and ctx must outlive the sequence. */
 typedef struct rg_seq rg_seq;
 /* NULL (with rg_last_error) on a bad prompt or bad parameters. */
-rg_seq *rg_seq_new(const rg_model *m, const rg_tokenizer *t, rg_state *s, const int32_t *prompt, int n_prompt,
-                   const rg_generate_params *p, rg_token_cb cb, void *ctx);
+RG_API rg_seq *rg_seq_new(const rg_model *m, const rg_tokenizer *t, rg_state *s, const int32_t *prompt, int n_prompt,
+                          const rg_generate_params *p, rg_token_cb cb, void *ctx);
 /* One step over the sequences not yet done (all of one model). Each
  * decoding sequence brings its one token; prompt tokens are given to the
  * prefilling sequences in order, prompt_budget in all (<= 0: no limit).
  * Returns -1 if the step could not run (then every sequence in it ends with
  * RG_STOP_ERROR). A sequence can also end alone with RG_STOP_ERROR (e.g.
  * non-finite logits): see rg_seq_error. */
-int rg_seq_step(rg_seq *const *seqs, int n, int prompt_budget);
-int rg_seq_done(const rg_seq *q);
+RG_API int rg_seq_step(rg_seq *const *seqs, int n, int prompt_budget);
+RG_API int rg_seq_done(const rg_seq *q);
 /* End the sequence at its next step (RG_STOP_CALLBACK, no final callback). */
-void rg_seq_stop(rg_seq *q);
-const rg_generate_result *rg_seq_result(const rg_seq *q);
+RG_API void rg_seq_stop(rg_seq *q);
+RG_API const rg_generate_result *rg_seq_result(const rg_seq *q);
 /* Why the sequence ended with RG_STOP_ERROR ("" otherwise). */
-const char *rg_seq_error(const rg_seq *q);
-void rg_seq_free(rg_seq *q);
+RG_API const char *rg_seq_error(const rg_seq *q);
+RG_API void rg_seq_free(rg_seq *q);
 
 /* Gemma chat format: the ids of one user turn,
  *   [BOS] <start_of_turn>user\n{text}<end_of_turn>\n<start_of_turn>model\n
@@ -368,13 +386,13 @@ void rg_seq_free(rg_seq *q);
  * next_token, if >= 0), then "\n" when pending is <end_of_turn>, else
  * "<end_of_turn>\n" (the reply was cut off). system (may be NULL) is folded
  * into the first user turn: Gemma has no system role. *ids is malloc'd. */
-int rg_chat_turn(const rg_tokenizer *t, const char *system, const char *text, int first, int32_t pending,
-                 int32_t **ids, size_t *n_ids);
+RG_API int rg_chat_turn(const rg_tokenizer *t, const char *system, const char *text, int first, int32_t pending,
+                        int32_t **ids, size_t *n_ids);
 /* rg_chat_turn encodes system and text with special pieces as plain text
  * (rg_tokenize_ex, parse_special = 0): only the template places turn markers.
  * This variant lets the caller choose (parse_special != 0: a trusted author). */
-int rg_chat_turn_ex(const rg_tokenizer *t, const char *system, const char *text, int first, int32_t pending,
-                    int parse_special, int32_t **ids, size_t *n_ids);
+RG_API int rg_chat_turn_ex(const rg_tokenizer *t, const char *system, const char *text, int first, int32_t pending,
+                           int parse_special, int32_t **ids, size_t *n_ids);
 
 /* ------------------------------------------------------------------ server */
 
@@ -405,17 +423,17 @@ typedef struct {
                               * are answered */
 } rg_server_opts;
 
-void rg_server_opts_default(rg_server_opts *o);
+RG_API void rg_server_opts_default(rg_server_opts *o);
 
 typedef struct rg_server rg_server;
 
 /* Start listening and serving in background threads. The model and the
  * tokenizer must outlive the server. */
-int rg_server_start(const rg_model *m, const rg_tokenizer *t, const rg_server_opts *o, rg_server **out);
+RG_API int rg_server_start(const rg_model *m, const rg_tokenizer *t, const rg_server_opts *o, rg_server **out);
 /* The port actually bound. */
-int rg_server_port(const rg_server *s);
+RG_API int rg_server_port(const rg_server *s);
 /* Stop accepting, end every request (queued ones get 503) and free. */
-void rg_server_stop(rg_server *s);
+RG_API void rg_server_stop(rg_server *s);
 
 /* ---------------------------------------------------------- machine probes */
 
@@ -423,18 +441,18 @@ void rg_server_stop(rg_server *s);
  * threads with the active kernel set (rg_kernel_path). */
 
 /* Read bandwidth in bytes/s: the best of reps passes over a buffer of bytes. */
-double rg_measure_read_bandwidth(size_t bytes, int reps);
+RG_API double rg_measure_read_bandwidth(size_t bytes, int reps);
 /* Peak multiply-add rate in operations/s (2 per multiply-add) of the set's
  * f32 FMA (int8 = 0) or int8 dot product (int8 = 1); 0 when the set has no
  * such instruction (e.g. the scalar set's int8). */
-double rg_measure_peak_flops(int int8);
+RG_API double rg_measure_peak_flops(int int8);
 /* Type names of model m's weights: the projection matrices' and the tied
  * embedding's ("F32", "BF16", "F16", "Q8_0", "Q4_0"). */
-const char *rg_model_weight_type(const rg_model *m);
-const char *rg_model_embed_type(const rg_model *m);
+RG_API const char *rg_model_weight_type(const rg_model *m);
+RG_API const char *rg_model_embed_type(const rg_model *m);
 /* 1 when the active kernel set runs m's prefill on int8 dot products (it
  * rounds the activations to int8 for m's projection type), else 0. */
-int rg_model_prefill_int8(const rg_model *m);
+RG_API int rg_model_prefill_int8(const rg_model *m);
 
 /* ----------------------------------------------------- synthetic checkpoints */
 
@@ -444,7 +462,7 @@ int rg_model_prefill_int8(const rg_model *m);
 
 /* "2b", "9b" (the released shapes) or "tiny" (small widths, the real
  * 256000-token vocabulary so the Gemma tokenizer works with it). */
-int rg_synth_preset(const char *name, rg_config *cfg);
+RG_API int rg_synth_preset(const char *name, rg_config *cfg);
 typedef struct {
     const char *dtype;        /* stored weight type: "f32", "bf16" (default) or "f16" */
     uint64_t seed;            /* same seed -> same bytes, whatever the thread count (default 1) */
@@ -452,25 +470,25 @@ typedef struct {
     void (*progress)(void *ctx, uint64_t done, uint64_t total); /* bytes written; may be NULL */
     void *progress_ctx;
 } rg_synth_params;
-void rg_synth_params_default(rg_synth_params *p);
+RG_API void rg_synth_params_default(rg_synth_params *p);
 /* What rg_synth would write for cfg in dtype: tensors, parameters and bytes
  * of tensor data (any may be NULL). -1 for an unknown dtype. */
-int rg_synth_size(const rg_config *cfg, const char *dtype, int *n_tensors, uint64_t *n_params, uint64_t *bytes);
+RG_API int rg_synth_size(const rg_config *cfg, const char *dtype, int *n_tensors, uint64_t *n_params, uint64_t *bytes);
 /* Create dir (if needed) and write config.json, the weights (sharded like
  * the released checkpoints) and a README.md saying the weights are random.
  * n_shards may be NULL. */
-int rg_synth(const rg_config *cfg, const char *dir, const rg_synth_params *p, int *n_shards);
+RG_API int rg_synth(const rg_config *cfg, const char *dir, const rg_synth_params *p, int *n_shards);
 
 /* -------------------------------------------------------------- evaluation */
 
 /* 0 when the n logits of one row are all finite; else -1 and an error naming
  * the position pos, the first bad id and nan/inf. One pass over the row (not
  * over the weights): eval, perplexity and the generation loop call it per row. */
-int rg_logits_check(const float *logits, int n, int64_t pos);
+RG_API int rg_logits_check(const float *logits, int n, int64_t pos);
 
 /* log softmax(logits)[y] over n logits, in double and stable for any
  * magnitude: x_y - m - log(sum_i exp(x_i - m)) with m = max_i x_i. */
-double rg_logprob(const float *logits, int n, int32_t y);
+RG_API double rg_logprob(const float *logits, int n, int32_t y);
 
 /* Log-likelihood of a continuation. The state s holds the context, and
  * last_logits are the logits its last token produced (they predict cont[0]).
@@ -478,8 +496,8 @@ double rg_logprob(const float *logits, int n, int32_t y);
  * NULL) = 1 when every cont[i] was the argmax; token_logprobs (may be NULL)
  * gets the n terms. s advances over cont[0..n-2] (the last token's own
  * logits are not needed), in chunks, so memory stays bounded. */
-int rg_score_continuation(const rg_model *m, rg_state *s, const float *last_logits, const int32_t *cont, int n,
-                          double *logprob, int *greedy, double *token_logprobs);
+RG_API int rg_score_continuation(const rg_model *m, rg_state *s, const float *last_logits, const int32_t *cont, int n,
+                                 double *logprob, int *greedy, double *token_logprobs);
 
 /* Perplexity: the sum of -log p over scored tokens and its uncertainty. */
 typedef struct {
@@ -488,10 +506,10 @@ typedef struct {
 } rg_nll_stats;
 
 /* PPL = exp(mean nll). */
-double rg_nll_ppl(const rg_nll_stats *st);
+RG_API double rg_nll_ppl(const rg_nll_stats *st);
 /* Standard error of PPL by the delta method, as llama.cpp reports it:
  * PPL * sqrt(var(nll) / (n - 1)), var(nll) = mean(nll^2) - mean(nll)^2. */
-double rg_nll_ppl_stderr(const rg_nll_stats *st);
+RG_API double rg_nll_ppl_stderr(const rg_nll_stats *st);
 
 /* One perplexity window: tokens[start, start+len) are fed from an empty state
  * and the tokens at indices [first_scored, start+len) are scored (each by the
@@ -504,13 +522,13 @@ typedef struct {
  * window scores tokens 1.., every later one its last stride tokens (never its
  * own first token), so each token from 1 on is scored exactly once when
  * stride < ctx. ctx == 0: one window over everything. *out is malloc'd. */
-int rg_ppl_plan(int64_t n, int64_t ctx, int64_t stride, rg_ppl_window **out, int64_t *n_windows);
+RG_API int rg_ppl_plan(int64_t n, int64_t ctx, int64_t stride, rg_ppl_window **out, int64_t *n_windows);
 
 /* Run one window from an empty state (s is reset) and add its tokens' nll to st.
  * bos >= 0: the window's first token is replaced by bos (as llama.cpp does, so
  * every window starts like a document). */
-int rg_ppl_run_window(const rg_model *m, rg_state *s, const int32_t *tokens, const rg_ppl_window *w, int32_t bos,
-                      rg_nll_stats *st);
+RG_API int rg_ppl_run_window(const rg_model *m, rg_state *s, const int32_t *tokens, const rg_ppl_window *w, int32_t bos,
+                             rg_nll_stats *st);
 
 /* Benchmark task files: JSON Lines, one item a line (schema in README
  * "Evaluation"). */
@@ -552,19 +570,19 @@ typedef struct {
 
 /* Parse a JSONL task file (blank lines and lines starting with '#' are
  * skipped). A malformed line fails with "FILE:LINE: what is wrong". */
-int rg_task_load(const char *path, rg_task *task);
-int rg_task_parse(const char *text, size_t len, const char *name, rg_task *task);
-void rg_task_free(rg_task *task);
+RG_API int rg_task_load(const char *path, rg_task *task);
+RG_API int rg_task_parse(const char *text, size_t len, const char *name, rg_task *task);
+RG_API void rg_task_free(rg_task *task);
 
 /* Extract the answer from generated text. mode: NULL or "text" (all of it,
  * trimmed), "number" (the last number, commas removed, a trailing '.' or ".0…"
  * fraction of zeros dropped), or a POSIX extended regex (its last match;
  * the first group when it has one). Returns malloc'd text ("" when nothing
  * matched) or NULL with an error for a bad regex. */
-char *rg_extract_answer(const char *mode, const char *text);
+RG_API char *rg_extract_answer(const char *mode, const char *text);
 
 /* Mean and standard error of per-item scores: sqrt(sum (x - mean)^2 / (n-1) / n). */
-void rg_mean_stderr(const double *x, int n, double *mean, double *stderr_out);
+RG_API void rg_mean_stderr(const double *x, int n, double *mean, double *stderr_out);
 
 /* The evaluator: scores task items (multiple choice by log-likelihood,
  * generation by extracted answers and maj@k). */
@@ -605,12 +623,12 @@ typedef struct {
 
 typedef struct rg_evaluator rg_evaluator;
 
-rg_evaluator *rg_evaluator_new(const rg_eval_opts *opts);
-void rg_evaluator_free(rg_evaluator *ev);
+RG_API rg_evaluator *rg_evaluator_new(const rg_eval_opts *opts);
+RG_API void rg_evaluator_free(rg_evaluator *ev);
 /* Score one item (index: its position, for seeds). On failure the message
  * names the item's line. */
-int rg_eval_item(rg_evaluator *ev, const rg_item *item, int index, rg_item_result *res);
-void rg_item_result_free(rg_item_result *r);
+RG_API int rg_eval_item(rg_evaluator *ev, const rg_item *item, int index, rg_item_result *res);
+RG_API void rg_item_result_free(rg_item_result *r);
 /* Score items[0..n) (their indices index0..index0+n-1) with the same results
  * as rg_eval_item on each in turn (up to the float rounding of the batched
  * matrix kernels), but with opts.batch > 1 and reuse on, the contexts of
@@ -618,7 +636,7 @@ void rg_item_result_free(rg_item_result *r);
  * together (rg_forward_batch): up to opts.batch sequences per step and at
  * most about 2 x opts.batch states alive; generation items run one at a
  * time. res: room for n results (each to be freed, also on failure). */
-int rg_eval_items(rg_evaluator *ev, const rg_item *items, int n, int index0, rg_item_result *res);
+RG_API int rg_eval_items(rg_evaluator *ev, const rg_item *items, int n, int index0, rg_item_result *res);
 
 #ifdef __cplusplus
 }

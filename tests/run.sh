@@ -40,6 +40,7 @@ for s in tests/cli/*.sh; do
     if out=$(sh "$s" 2>&1); then
         passed=$((passed + 1))
         printf 'cli/%s: passed\n' "$name"
+        printf '%s\n' "$out" | sed -n 's/^note: /  note: /p' # what a passing script could not check here
     else
         failed=$((failed + 1))
         failed_names="$failed_names cli/$name"

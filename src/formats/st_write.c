@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -22,6 +23,9 @@ int64_t rg_st_spec_elements(const rg_st_spec *s) {
 uint64_t rg_st_spec_bytes(const rg_st_spec *s) {
     return rg_dtype_row_bytes(s->dtype, rg_st_spec_elements(s));
 }
+
+/* serializes the progress count and callback across the writer threads */
+static pthread_mutex_t progress_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int write_all(int fd, const void *buf, size_t len, uint64_t off) {
     const uint8_t *p = buf;
@@ -137,11 +141,12 @@ static int write_file(const char *path, const rg_st_spec *specs, int n, int inde
                 #pragma omp atomic write
                 failed = 1;
             }
-            #pragma omp critical(rg_st_progress)
-            {
-                ps->done += nb;
-                if (src->progress) src->progress(src->progress_ctx, ps->done, ps->total);
-            }
+            /* a static mutex, not a named omp critical: that one's lock is a
+             * global symbol that librgemma.so would export */
+            pthread_mutex_lock(&progress_lock);
+            ps->done += nb;
+            if (src->progress) src->progress(src->progress_ctx, ps->done, ps->total);
+            pthread_mutex_unlock(&progress_lock);
         }
         free(vals);
         free(bytes);
