@@ -52,11 +52,13 @@ $(BUILD)/tools/%.o: CFLAGS := $(filter-out -Isrc,$(CFLAGS))
 # SAN_OBJ: the sanitizer flags an object is compiled with (all of SAN, except
 # where a rule below says otherwise)
 SAN_OBJ = $(SAN)
-$(BUILD)/%.o: %.c
+# Objects depend on the Makefile too: a changed flag (visibility, -m sets)
+# must not leave objects built the old way in an existing build folder.
+$(BUILD)/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN_OBJ) -c $< -o $@
 
-$(SIMD_OBJ): $(BUILD)/src/ops/kernels_simd_%.o: src/ops/kernels_simd.c
+$(SIMD_OBJ): $(BUILD)/src/ops/kernels_simd_%.o: src/ops/kernels_simd.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN_OBJ) -c $< -o $@
 
