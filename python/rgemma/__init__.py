@@ -92,9 +92,36 @@ def _logits_out(buf, shape, numpy):
     return memoryview(buf).cast('B').cast('f', shape)
 
 
-class Tokenizer:
+class _Owned:
+    """An object of the library, released by its C free function (_free, the
+    name in _C) on close(), at the end of a with block, or when collected."""
+    _what = 'object'
+    _free = None
+
+    def close(self):
+        if getattr(self, '_h', None):
+            getattr(_C, self._free)(self._h)
+            self._h = None
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _handle(self):
+        if not self._h:
+            raise ValueError('rgemma: the %s is closed' % self._what)
+        return self._h
+
+
+class Tokenizer(_Owned):
     """A tokenizer: a tokenizer.model, tokenizer.json, a folder holding one, or
     a .gguf model with one inside."""
+    _what, _free = 'tokenizer', 'rg_tokenizer_free'
 
     def __init__(self, path=None, _handle=None):
         if _handle is not None:
@@ -105,24 +132,6 @@ class Tokenizer:
         if rc != 0:
             _fail()
         self._h = h
-
-    def close(self):
-        if getattr(self, '_h', None):
-            _C.rg_tokenizer_free(self._h)
-            self._h = None
-
-    __del__ = close
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def _handle(self):
-        if not self._h:
-            raise ValueError('rgemma: the tokenizer is closed')
-        return self._h
 
     @property
     def vocab_size(self):
@@ -171,10 +180,11 @@ class Tokenizer:
         return self.decode_bytes(ids).decode('utf-8', errors)
 
 
-class Model:
+class Model(_Owned):
     """A model: a Hugging Face folder (config.json + safetensors), a
     safetensors file with config.json beside it, or a .gguf file. The weights
     are memory-mapped."""
+    _what, _free = 'model', 'rg_model_free'
 
     def __init__(self, path):
         self.path = os.fspath(path)
@@ -188,22 +198,7 @@ class Model:
     def close(self):
         if getattr(self, '_tok', None):
             self._tok.close()
-        if getattr(self, '_h', None):
-            _C.rg_model_free(self._h)
-            self._h = None
-
-    __del__ = close
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def _handle(self):
-        if not self._h:
-            raise ValueError('rgemma: the model is closed')
-        return self._h
+        super().close()
 
     @property
     def config(self):
@@ -270,9 +265,10 @@ class Model:
         return Generation(self, prompt, state, tokenizer, max_tokens, stop, stop_ids, ignore_eos, sampling)
 
 
-class State:
+class State(_Owned):
     """One sequence's memory (conv, RG-LRU and attention window) and its
     position."""
+    _what, _free = 'state', 'rg_state_free'
 
     def __init__(self, model):
         self._model = model  # the state is used with it; keep it alive
@@ -280,18 +276,6 @@ class State:
         if not h:
             _fail('rg_state_new failed')
         self._h = c_void_p(h)
-
-    def close(self):
-        if getattr(self, '_h', None):
-            _C.rg_state_free(self._h)
-            self._h = None
-
-    __del__ = close
-
-    def _handle(self):
-        if not self._h:
-            raise ValueError('rgemma: the state is closed')
-        return self._h
 
     @property
     def pos(self):
