@@ -74,9 +74,19 @@ typedef void (*segment_fn)(const rg_model *m, const rg_layer *L, const segment *
 
 static void for_each_segment(segment_fn fn, const rg_model *m, const rg_layer *L, const segment *seg, int nseg,
                              int layer, workspace *w) {
-#pragma omp parallel for schedule(dynamic, 1) if (nseg > 1)
-    for (int i = 0; i < nseg; i++)
-        if (seg[i].n < SIDE_BY_SIDE_ROWS) fn(m, L, &seg[i], layer, w);
+    int small = 0;
+    for (int i = 0; i < nseg; i++) small += seg[i].n < SIDE_BY_SIDE_ROWS;
+    /* A parallel construct is entered only when it runs in parallel: the
+     * ops' own regions nested in an inactive one (if (0)) get a fresh team
+     * from libgomp each time, whose start-up costs more than a decode row. */
+    if (small > 1) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int i = 0; i < nseg; i++)
+            if (seg[i].n < SIDE_BY_SIDE_ROWS) fn(m, L, &seg[i], layer, w);
+    } else {
+        for (int i = 0; i < nseg; i++)
+            if (seg[i].n < SIDE_BY_SIDE_ROWS) fn(m, L, &seg[i], layer, w);
+    }
     for (int i = 0; i < nseg; i++)
         if (seg[i].n >= SIDE_BY_SIDE_ROWS) fn(m, L, &seg[i], layer, w);
 }
