@@ -163,8 +163,8 @@ INLINE __m256 block_dot(rg_dtype dt, const int wide, const uint8_t *blk, const i
 }
 
 /* Decode: one row at a time, a single sequential stream through the
- * weights (what the hardware prefetcher follows best; two or four rows at
- * once stream at half the rate); 4 accumulators hide the FMA latency. */
+ * weights, prefetched ahead (two or four rows at once streamed at half the
+ * rate); 4 accumulators hide the FMA latency. */
 INLINE void gemv_q(rg_dtype dt, const int wide, const uint8_t *w, size_t rb, int rows, int nb, const int8_t *q,
                    const void *meta, float *y) {
     const size_t bs = dt == RG_DT_Q8_0 ? 34 : 18;
@@ -173,6 +173,7 @@ INLINE void gemv_q(rg_dtype dt, const int wide, const uint8_t *w, size_t rb, int
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         int b = 0;
         for (; b + 4 <= nb; b += 4) {
+            gemv_prefetch(row + (size_t)b * bs, 4 * bs);
             a0 = block_dot(dt, wide, row + (size_t)b * bs, q, meta, b, a0);
             a1 = block_dot(dt, wide, row + (size_t)(b + 1) * bs, q, meta, b + 1, a1);
             a2 = block_dot(dt, wide, row + (size_t)(b + 2) * bs, q, meta, b + 2, a2);

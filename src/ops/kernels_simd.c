@@ -132,14 +132,15 @@ INLINE void tile_any(rg_dtype dt, int nt, const uint8_t *w, size_t rb, int nr, i
 }
 
 /* One token, one row at a time: a single sequential stream through the
- * weights (what the hardware prefetcher follows best); 4 accumulators over
- * k hide the FMA latency. */
+ * weights, prefetched ahead (gemv_prefetch); 4 accumulators over k hide the
+ * FMA latency. */
 INLINE void gemv(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, float *y) {
     for (int r = 0; r < rows; r++) {
         const uint8_t *row = w + (size_t)r * rb;
         vf a0 = v_zero(), a1 = a0, a2 = a0, a3 = a0;
         int i = 0;
         for (; i + 4 * VW <= k; i += 4 * VW) {
+            gemv_prefetch(row + (size_t)i * (dt == RG_DT_F32 ? 4 : 2), 4 * VW * (dt == RG_DT_F32 ? 4 : 2));
             a0 = v_fma(load_w(dt, row, i, VW), v_loadu(x + i), a0);
             a1 = v_fma(load_w(dt, row, i + VW, VW), v_loadu(x + i + VW), a1);
             a2 = v_fma(load_w(dt, row, i + 2 * VW, VW), v_loadu(x + i + 2 * VW), a2);
