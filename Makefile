@@ -7,7 +7,7 @@ SAN     ?=
 CFLAGS  := -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fopenmp \
            -Iinclude -Isrc -MMD -MP $(EXTRA_CFLAGS)
 LDFLAGS := -fopenmp $(SAN)
-LDLIBS  := -lcjson -lmicrohttpd -lm -lpthread
+LDLIBS  := -lcjson -lmicrohttpd -lcurl -lm -lpthread
 
 # kernels_simd.c is compiled once per instruction set (below), not as itself
 LIB_SRC   := $(filter-out src/ops/kernels_simd.c,$(sort $(wildcard src/*/*.c)))

@@ -638,6 +638,36 @@ RG_API void rg_item_result_free(rg_item_result *r);
  * time. res: room for n results (each to be freed, also on failure). */
 RG_API int rg_eval_items(rg_evaluator *ev, const rg_item *items, int n, int index0, rg_item_result *res);
 
+/* ------------------------------------------------------ Hugging Face hub */
+
+/* Progress of one file's transfer, for a progress bar. */
+typedef struct {
+    const char *file;  /* its name in the repository */
+    uint64_t done;     /* bytes of it on disk (a resumed part included) */
+    uint64_t total;    /* its size */
+    uint64_t resumed;  /* bytes that were already there when this transfer began */
+    int finished;      /* 1 on the last call for the file: complete and verified */
+} rg_hub_progress;
+typedef void (*rg_hub_progress_fn)(void *ctx, const rg_hub_progress *p);
+
+/* Get a model repository of the Hugging Face hub ("ORG/NAME", or
+ * "ORG/NAME@REV" when rev is NULL; rev NULL = "main") into huggingface_hub's
+ * cache ($HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub:
+ * models--ORG--NAME/{blobs,snapshots,refs}) and write the snapshot folder,
+ * the one to load, to out_dir. The files: config.json, the weights
+ * (model.safetensors.index.json and its shards, else model.safetensors), the
+ * tokenizer (tokenizer.model and/or tokenizer.json) and, when the repository
+ * has them, tokenizer_config.json, generation_config.json and
+ * special_tokens_map.json. Files already in the cache are not downloaded
+ * again; a partial one (blobs/ETAG.incomplete) is resumed; each file is
+ * verified against its digest (sha256 for LFS files, the git blob sha1 for
+ * others) before it is linked into the snapshot. Endpoint $HF_ENDPOINT
+ * (default https://huggingface.co); token $HF_TOKEN, else the file
+ * $HF_HOME/token. offline (or HF_HUB_OFFLINE=1): only the cache, which must
+ * hold every file. progress (may be NULL) is called during transfers. */
+RG_API int rg_hub_pull(const char *repo, const char *rev, int offline, rg_hub_progress_fn progress, void *ctx,
+                       char *out_dir, size_t out_len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages rgemma builds and tests with (idempotent).
 set -e
-PKGS="gcc make libcjson-dev libmicrohttpd-dev libcmocka-dev curl nodejs npm python3 python3-protobuf python3-sentencepiece clang libclang-rt-dev libomp-dev pkgconf"
+PKGS="gcc make libcjson-dev libmicrohttpd-dev libcurl4-openssl-dev libcmocka-dev curl nodejs npm python3 python3-protobuf python3-sentencepiece clang libclang-rt-dev libomp-dev pkgconf"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

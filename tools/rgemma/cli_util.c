@@ -149,7 +149,7 @@ char *cli_path_join(const char *dir, const char *name) {
 
 void cli_error(const char *cmd) {
     static const char *const names[] = {"generate", "chat", "perplexity", "eval", "serve", "synth", "quantize",
-                                        "bench"};
+                                        "bench", "pull"};
     const char *m = cli_errmsg();
     for (int again = 1; again;) {
         again = 0;
@@ -309,4 +309,121 @@ void cli_report(const rg_generate_result *r, const rg_config *cfg) {
     char a[32], b[32];
     fprintf(stderr, "state:     %s (fixed: does not grow with the sequence)\n", cli_bytes(rg_state_bytes(cfg), a));
     fprintf(stderr, "peak RSS:  %s\n", cli_bytes(cli_peak_rss(), b));
+}
+
+/* ------------------------------------------------ Hugging Face downloads */
+
+typedef struct {
+    char file[256];
+    double t0, last;
+    int tty, quiet;
+} pull_bar;
+
+static void pull_progress(void *ctx, const rg_hub_progress *pr) {
+    pull_bar *b = ctx;
+    double now = cli_time_s();
+    if (strcmp(b->file, pr->file)) { /* a new file */
+        snprintf(b->file, sizeof b->file, "%s", pr->file);
+        b->t0 = now;
+        b->last = 0;
+    }
+    if (b->quiet || (!b->tty && !pr->finished)) return;
+    if (!pr->finished && now - b->last < 0.1) return;
+    b->last = now;
+    double el = now - b->t0, rate = el > 0 ? (double)(pr->done - pr->resumed) / el : 0;
+    char d[32], t[32], r[32];
+    cli_bytes((size_t)pr->done, d);
+    cli_bytes((size_t)pr->total, t);
+    cli_bytes((size_t)rate, r);
+    if (b->tty) {
+        int width = 24, fill = pr->total ? (int)((double)pr->done / (double)pr->total * width) : width;
+        char bar[32];
+        for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+        bar[width] = 0;
+        fprintf(stderr, "\r%-32.32s [%s] %3d%%  %s / %s  %s/s \033[K", pr->file, bar,
+                pr->total ? (int)(100.0 * (double)pr->done / (double)pr->total) : 100, d, t, r);
+        if (pr->finished) fputc('\n', stderr);
+    } else {
+        char res[64] = "";
+        if (pr->resumed) snprintf(res, sizeof res, ", resumed at %llu bytes", (unsigned long long)pr->resumed);
+        fprintf(stderr, "pulled %s: %s in %.1f s (%s/s%s)\n", pr->file, t, el, r, res);
+    }
+}
+
+int cli_pull(const char *cmd, const char *repo, int offline, int quiet, char *out, size_t out_len) {
+    pull_bar b;
+    memset(&b, 0, sizeof b);
+    b.tty = isatty(2);
+    b.quiet = quiet;
+    if (rg_hub_pull(repo, NULL, offline, pull_progress, &b, out, out_len) == 0) return 0;
+    if (b.tty && !quiet && b.file[0]) fputc('\n', stderr); /* after a bar cut short */
+    if (!strcmp(cmd, "pull")) cli_error(cmd);
+    else fprintf(stderr, "rgemma: %s: -hf %s: %s\n", cmd, repo, rg_last_error());
+    return -1;
+}
+
+/* what cli_hf_args allocates, kept reachable until exit */
+static char **hf_kept;
+static size_t hf_nkept;
+
+static void *hf_keep(void *s) {
+    hf_kept = cli_realloc(hf_kept, sizeof *hf_kept * (hf_nkept + 1));
+    return hf_kept[hf_nkept++] = s;
+}
+
+static char *hf_dup(const char *s) {
+    size_t n = strlen(s) + 1;
+    return memcpy(hf_keep(cli_malloc(n)), s, n);
+}
+
+int cli_hf_args(const char *cmd, int argc, char **argv, char ***argv_out) {
+    int offline = 0, help = 0, alias = 0, end = argc;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--")) {
+            end = i;
+            break;
+        }
+        if (!strcmp(argv[i], "--offline")) offline = 1;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) help = 1;
+        if (!strcmp(argv[i], "--alias") || !strncmp(argv[i], "--alias=", 8)) alias = 1;
+    }
+    char **nv = hf_keep(cli_malloc(sizeof *nv * (2 * (size_t)argc + 4))); /* --hf=X: one in, two out */
+    const char *first = NULL;
+    int out = 0;
+    nv[out++] = argv[0];
+    for (int i = 1; i < end; i++) {
+        const char *a = argv[i], *repo = NULL;
+        int eq = !strncmp(a, "--hf=", 5);
+        if (!strcmp(a, "--offline")) continue;
+        if (!strcmp(a, "-hf") || !strcmp(a, "--hf")) {
+            if (i + 1 >= end) {
+                fprintf(stderr, "rgemma: %s: %s needs a model: ORG/NAME[@REV] (try 'rgemma %s --help')\n", cmd, a,
+                        cmd);
+                return -1;
+            }
+            repo = argv[++i];
+        } else if (eq) {
+            repo = a + 5;
+        } else {
+            nv[out++] = argv[i];
+            continue;
+        }
+        if (!first) first = repo;
+        char dir[4096];
+        if (help) snprintf(dir, sizeof dir, "%s", repo);
+        else if (cli_pull(cmd, repo, offline, 0, dir, sizeof dir)) return -1;
+        nv[out++] = "-m";
+        nv[out++] = hf_dup(dir);
+    }
+    /* serve: the model id clients use is ORG/NAME, not the snapshot's commit */
+    if (first && !alias && !strcmp(cmd, "serve")) {
+        nv[out++] = "--alias";
+        char *id = hf_dup(first), *at = strchr(id, '@');
+        if (at) *at = 0;
+        nv[out++] = id;
+    }
+    for (int i = end; i < argc; i++) nv[out++] = argv[i];
+    nv[out] = NULL;
+    *argv_out = nv;
+    return out;
 }

@@ -62,6 +62,18 @@ rg_tokenizer *cli_tokenizer(const char *cmd, const char *model_path, const char 
 extern volatile int cli_interrupted;
 void cli_catch_sigint(void);
 
+/* Hugging Face models: rg_hub_pull with a progress bar on stderr when it is
+ * a terminal, else one line per file downloaded (quiet: neither). Prints the
+ * error as "rgemma: CMD: ..." and returns -1 on failure. */
+int cli_pull(const char *cmd, const char *repo, int offline, int quiet, char *out, size_t out_len);
+/* For a command that takes -m: each "-hf ORG/NAME[@REV]" (also --hf X,
+ * --hf=X) is pulled and becomes "-m SNAPSHOT_DIR"; "--offline" (the cache
+ * only) is taken out; serve gets "--alias ORG/NAME" unless it has an alias.
+ * The new arguments go to *argv_out (kept until exit); returns their count,
+ * or -1 after printing the error. With -h/--help among the arguments nothing
+ * is downloaded. Stops at "--". */
+int cli_hf_args(const char *cmd, int argc, char **argv, char ***argv_out);
+
 /* Monotonic seconds. */
 double cli_time_s(void);
 /* malloc / calloc / realloc that end the program with a message when memory runs out. */

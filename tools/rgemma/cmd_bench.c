@@ -45,6 +45,8 @@ static void usage(FILE *f) {
             "read of the weights plus each state's attention window and recurrent state).\n\n"
             "  -m, --model PATH     model folder, .safetensors or .gguf (repeat: one per\n"
             "                       weight type)\n"
+            "  -hf ORG/NAME[@REV]   a model of Hugging Face, pulled first (rgemma pull; --offline:\n"
+            "                       the cache only); repeatable like -m\n"
             "  -p, --prompt LIST    prefill sizes, e.g. 512 or 128,512 (default 512; 0 = none)\n"
             "  -n, --gen LIST       decode lengths (default 128; 0 = none)\n"
             "  -d, --depth LIST     depths of the decode rows (default 0,2048,8192)\n"

@@ -18,6 +18,7 @@ static void usage(FILE *f) {
             "with '\\' to continue it on the next. /reset starts a new conversation, /exit (or Ctrl-D) quits.\n"
             "Ctrl-C stops the reply being written; at the prompt it quits.\n\n"
             "  -m, --model DIR          model folder (with its tokenizer)\n"
+            "  -hf ORG/NAME[@REV]       a model of Hugging Face, pulled first (rgemma pull; --offline: cache only)\n"
             "      --system TEXT        system prompt (folded into the first user turn)\n"
             "  -n, --n-predict N        most tokens per reply (default -1: until <end_of_turn>)\n"
             "  -s, --seed N             sampling seed (default -1: random)\n"

@@ -25,6 +25,8 @@ static void usage(FILE *f) {
             "choice by log-likelihood (acc, acc_norm), generation by exact / normalised match\n"
             "and majority vote over samples (em, nm, maj@K). Prints a markdown table.\n\n"
             "  -m, --model PATH      model folder or file\n"
+            "  -hf ORG/NAME[@REV]    a model of Hugging Face, pulled first (rgemma pull;\n"
+            "                        --offline: the cache only)\n"
             "      --task FILE       the items (scripts/eval-convert.py makes them from the\n"
             "                        public datasets)\n"
             "      --shots FILE      few-shot examples, same schema (their answers are shown)\n"

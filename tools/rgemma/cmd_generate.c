@@ -15,6 +15,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: rgemma generate -m MODEL (-p TEXT | -f FILE | --prompt-ids IDS | --load-state FILE) [options]\n\n"
             "  -m, --model DIR          Hugging Face RecurrentGemma folder (or .safetensors / .gguf)\n"
+            "  -hf ORG/NAME[@REV]       a model of Hugging Face, pulled first (rgemma pull; --offline: cache only)\n"
             "  -p, --prompt TEXT        prompt text (BOS is added at the start of a sequence)\n"
             "  -f, --file FILE          read the prompt from FILE ('-' = stdin)\n"
             "      --prompt-ids IDS     prompt as token ids, e.g. 2,651,6037 (used as given: include BOS 2);\n"

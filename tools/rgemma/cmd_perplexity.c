@@ -21,6 +21,8 @@ static void usage(FILE *f) {
             "(its first token replaced by BOS, as llama.cpp does) and scores the tokens no\n"
             "earlier window scored, so each scored token sees at least CTX-STRIDE before it.\n\n"
             "  -m, --model PATH     model folder or file\n"
+            "  -hf ORG/NAME[@REV]   a model of Hugging Face, pulled first (rgemma pull;\n"
+            "                       --offline: the cache only)\n"
             "  -f, --file FILE      the text (UTF-8); with --ids, token ids\n"
             "  -c, --ctx N          window length in tokens (default 512; 0 = the whole file\n"
             "                       as one sequence, the recurrent state carrying everything)\n"

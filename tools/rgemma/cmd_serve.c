@@ -22,6 +22,7 @@ static void usage(FILE *f) {
             "POST /tokenize, POST /detokenize, GET /metrics (Prometheus).\n"
             "\n"
             "  -m, --model PATH        model folder or file (required)\n"
+            "  -hf ORG/NAME[@REV]      a model of Hugging Face, pulled first (rgemma pull; --offline: cache only)\n"
             "      --tokenizer PATH    tokenizer.model / tokenizer.json or its folder (default: the model's own: inside\n"
             "                          a .gguf file, else in the model's folder)\n"
             "      --alias NAME        the model id clients use (default: the model folder's name)\n"

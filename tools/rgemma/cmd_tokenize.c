@@ -20,6 +20,7 @@ static const char *tokenize_usage =
     "\n"
     "TEXT (or standard input when it is missing) is encoded and the ids printed on one line.\n"
     "  -m, --model PATH  use the model's tokenizer (inside a .gguf file, else in the model's folder)\n"
+    "  -hf ORG/NAME[@REV] the tokenizer of a Hugging Face model, pulled first (rgemma pull)\n"
     "  --tokenizer PATH  a tokenizer.model, a tokenizer.json or a folder with one of them\n"
     "  -t, --threads N   threads (accepted as in every command; tokenizing uses one)\n"
     "  --bos, --eos     add the BOS / EOS id\n"
@@ -36,6 +37,7 @@ static const char *detokenize_usage =
     "\n"
     "IDS are separated by spaces or commas (\"[1, 2]\" works too); the text is printed with a newline.\n"
     "  -m, --model PATH  use the model's tokenizer (inside a .gguf file, else in the model's folder)\n"
+    "  -hf ORG/NAME[@REV] the tokenizer of a Hugging Face model, pulled first (rgemma pull)\n"
     "  --tokenizer PATH  a tokenizer.model, a tokenizer.json or a folder with one of them\n"
     "  -t, --threads N   threads (accepted as in every command; detokenizing uses one)\n"
     "  --jsonl FILE     read lines {\"ids\": [...]} from FILE ('-' = stdin), write {\"text\": ...} lines\n";
