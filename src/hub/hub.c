@@ -150,26 +150,8 @@ char *rg_hub_cache_dir(void) {
     return c;
 }
 
-/* mkdir -p */
-static int mkdirs(const char *path) {
-    char *p = fmt("%s", path);
-    for (char *s = p + 1;; s++) {
-        if (*s == '/' || !*s) {
-            char c = *s;
-            *s = 0;
-            if (mkdir(p, 0755) && errno != EEXIST) {
-                rg_error("pull: cannot create %s: %s", p, strerror(errno));
-                free(p);
-                return -1;
-            }
-            *s = c;
-            if (!c) break;
-        }
-    }
-    free(p);
-    if (!rg_is_dir(path)) return rg_error("pull: %s is not a folder", path);
-    return 0;
-}
+/* mkdir -p, its error in the command's style */
+static int mkdirs(const char *path) { return rg_make_dirs(path) ? rg_error_prefix("pull") : 0; }
 
 static int file_size(const char *path, uint64_t *size) {
     struct stat st;

@@ -244,21 +244,6 @@ static void fill(void *ctx, int index, int64_t first, int64_t count, float *out)
     }
 }
 
-static int make_dirs(const char *dir) {
-    char *p = strdup(dir);
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = 0;
-        mkdir(p, 0755);
-        *s = '/';
-    }
-    int rc = 0;
-    if (mkdir(p, 0755) && errno != EEXIST) rc = rg_error("%s: cannot create folder: %s", dir, strerror(errno));
-    else if (!rg_is_dir(p)) rc = rg_error("%s: exists and is not a folder", dir);
-    free(p);
-    return rc;
-}
-
 static int write_readme(const char *dir, const rg_config *c, const rg_synth_options *o) {
     char *path = rg_path_join(dir, "README.md");
     FILE *f = fopen(path, "w");
@@ -283,7 +268,7 @@ int rg_synth_write(const rg_config *cfg, const char *dir, const rg_synth_options
     if (o->dtype != RG_DT_F32 && o->dtype != RG_DT_BF16 && o->dtype != RG_DT_F16)
         return rg_error("synth: dtype %s is not supported (F32, BF16, F16)", rg_dtype_name(o->dtype));
     if (cfg->lru_width % cfg->num_heads) return rg_error("synth: lru_width must be a multiple of the heads");
-    if (make_dirs(dir)) return -1;
+    if (rg_make_dirs(dir)) return -1;
     char *cfg_path = rg_path_join(dir, "config.json");
     const char *tdt = o->dtype == RG_DT_F32 ? "float32" : o->dtype == RG_DT_BF16 ? "bfloat16" : "float16";
     int rc = rg_config_write_json(cfg, tdt, cfg_path);

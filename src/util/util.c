@@ -126,6 +126,22 @@ int rg_is_dir(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+int rg_make_dirs(const char *dir) {
+    char *p = rg_xmalloc(strlen(dir) + 1);
+    strcpy(p, dir);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        mkdir(p, 0755); /* a parent that fails shows in the last mkdir */
+        *s = '/';
+    }
+    int rc = 0;
+    if (mkdir(p, 0755) && errno != EEXIST) rc = rg_error("%s: cannot create folder: %s", dir, strerror(errno));
+    else if (!rg_is_dir(p)) rc = rg_error("%s: exists and is not a folder", dir);
+    free(p);
+    return rc;
+}
+
 char *rg_model_dir(const char *path) {
     const char *slash = rg_is_dir(path) ? NULL : strrchr(path, '/');
     size_t n = rg_is_dir(path) ? strlen(path) : slash ? (size_t)(slash - path) + 1 : 0;

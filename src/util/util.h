@@ -35,6 +35,9 @@ void rg_unmap_file(rg_mapped_file *f);
 /* path join into a malloc'd string */
 char *rg_path_join(const char *dir, const char *name);
 int rg_is_dir(const char *path);
+/* mkdir -p: dir and every missing parent (0755). -1 with "DIR: cannot create
+ * folder: reason" or "DIR: exists and is not a folder". */
+int rg_make_dirs(const char *dir);
 /* The folder a model path names: itself when it is a folder, else the folder
  * of the file ("." for a bare name). malloc'd. */
 char *rg_model_dir(const char *path);
