@@ -59,6 +59,10 @@ typedef struct {
     int64_t shape[4];
     const void *data;
     size_t nbytes;
+    /* the same weights in a kernel set's own layout (ops: rg_pack_weights),
+     * and that set; NULL when there is none */
+    const void *packed;
+    const void *packed_for;
 } rg_tensor;
 
 /* Bytes of one row of a 2-D tensor [rows, cols]. */

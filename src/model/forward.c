@@ -14,7 +14,8 @@
 #include "util/util.h"
 
 /* Each chunk streams every weight once and pays once per weight for the
- * widening of bf16 tiles and the repacking of Q8_0/Q4_0 panels; 256 tokens
+ * widening of bf16 tiles (and the packing of Q8_0/Q4_0 panels, for weights
+ * not packed at load time: RGEMMA_PACK=0, or a set without panels); 256 tokens
  * amortise that while a k block of the chunk's activations (256 x 512
  * floats, 512 KiB) still fits in L2. Measured on the 2B shape (2 threads,
  * AVX-512): pp512 Q8_0 111 -> 129 t/s and BF16 44 -> 46 t/s from 128 to 256;

@@ -101,8 +101,43 @@ static int get_block_diag(binder *b, rg_tensor *out, const char *name, int h, in
                     memcpy(dst + d * es, src + s * ses, es);
                 }
             }
-    *out = (rg_tensor){dt, 2, {(int64_t)h * bw, bw}, dst, (size_t)h * bw * bw * es};
+    *out = (rg_tensor){.dtype = dt, .ndim = 2, .shape = {(int64_t)h * bw, bw}, .data = dst, .nbytes = (size_t)h * bw * bw * es};
     return 0;
+}
+
+/* The quantised matrices in the active kernel set's own layout, where it
+ * has one (ops: rg_pack_weights): a step then reads them as its kernels
+ * want them instead of rearranging them every time. Each file tensor is
+ * read once here and its pages given back, so the packed copy takes its
+ * place in memory rather than doubling it. Without the memory for a copy,
+ * or with RGEMMA_PACK=0 (to measure the difference), the weights are used
+ * as stored. */
+static void pack_weights(rg_model *m) {
+    const char *env = getenv("RGEMMA_PACK");
+    if (env && !strcmp(env, "0")) return;
+    for (int i = -1; i < m->cfg.num_layers; i++) {
+        rg_layer *L = i >= 0 ? &m->layers[i] : NULL;
+        rg_tensor *mats[] = {i < 0 ? &m->embed : &L->gate,
+                             i < 0 ? NULL : &L->up,
+                             i < 0 ? NULL : &L->down,
+                             i < 0 || L->type != RG_LAYER_RECURRENT ? NULL : &L->linear_x,
+                             i < 0 || L->type != RG_LAYER_RECURRENT ? NULL : &L->linear_y,
+                             i < 0 || L->type != RG_LAYER_RECURRENT ? NULL : &L->linear_out,
+                             i < 0 || L->type == RG_LAYER_RECURRENT ? NULL : &L->q,
+                             i < 0 || L->type == RG_LAYER_RECURRENT ? NULL : &L->k,
+                             i < 0 || L->type == RG_LAYER_RECURRENT ? NULL : &L->v,
+                             i < 0 || L->type == RG_LAYER_RECURRENT ? NULL : &L->o};
+        for (size_t j = 0; j < sizeof mats / sizeof mats[0]; j++) {
+            rg_tensor *t = mats[j];
+            size_t bytes = t ? rg_packed_bytes(t) : 0;
+            void *dst = bytes ? aligned_alloc(64, (bytes + 63) & ~(size_t)63) : NULL;
+            if (!dst) continue;
+            m->owned = rg_xrealloc(m->owned, sizeof *m->owned * (size_t)(m->n_owned + 1));
+            m->owned[m->n_owned++] = dst;
+            rg_pack_weights(t, dst);
+            rg_drop_file_pages(t->data, t->nbytes);
+        }
+    }
 }
 
 int rg_model_bind(rg_model *m, rg_tensor_lookup lookup, void *ctx, const char *source) {
@@ -177,6 +212,7 @@ int rg_model_bind(rg_model *m, rg_tensor_lookup lookup, void *ctx, const char *s
     m->rope_inv_freq = own(m, sizeof(float) * (size_t)(m->rope_pairs + 1));
     for (int i = 0; i < m->rope_pairs; i++)
         m->rope_inv_freq[i] = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)rot);
+    pack_weights(m);
     return 0;
 }
 

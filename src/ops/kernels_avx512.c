@@ -184,25 +184,34 @@ INLINE void gemv_q(rg_dtype dt, const int wide, const uint8_t *w, size_t rb, int
     }
 }
 
-/* Prefill with many tokens: PR weight rows are first repacked into a panel
- * in which one 64-byte vector holds the same 4 consecutive weights (as
- * unsigned bytes) of each of the PR rows. vpdpbusd of that vector with 4
- * activation bytes broadcast adds 4 products into each row's lane, so 8 of
- * them leave the PR rows' whole-block dot products in one register, and the
- * block's scaling (cvt, d_w * d_x, fma) costs 3 instructions per 8 vpdpbusd
- * instead of 3 per one as in tile_q. The repack (a transpose in registers)
- * is paid once per panel and shared by all the tokens. */
+/* Panels: PR = 16 weight rows rearranged so that one 64-byte vector holds
+ * the same 4 consecutive bytes of each of the 16 rows. vpdpbusd of that
+ * vector with 4 activation bytes broadcast adds 4 products into each row's
+ * lane, so 8 of them leave the 16 rows' whole-block dot products in one
+ * register, and the block's scaling (cvt, d_w * d_x, fma) costs 3
+ * instructions per 8 vpdpbusd instead of 3 per one as in tile_q.
+ *
+ * A panel of nb blocks holds first the quants of every block, then the
+ * scales of every block (two sequential streams, all vectors aligned):
+ *   quants, per block, vector g of 64 bytes = bytes 4g..4g+3 of each row:
+ *     Q8_0: 8 vectors of the weights as unsigned bytes (q + 128);
+ *     Q4_0: 4 vectors of the block's bytes as stored (low nibbles: weights
+ *       4g..4g+3, high nibbles: weights 16+4g..16+4g+3), split in registers;
+ *   scales, per block: the 16 rows' float16 d_w (0 past the last row).
+ * The weights are packed so once at load time (rg_pack_avx512, the same
+ * bytes as the file for both types); weights that are not are packed per
+ * step, one panel at a time, shared by all the step's tokens. */
 enum { PR = 16, PT = 8 };
-typedef struct {
-    uint8_t q[8][PR][4]; /* q[g][r]: weights 4g..4g+3 of the block in row r */
-    float d[PR];         /* d_w of each row's block (0 past the last row) */
-} panel_block;
 
-/* Panels pay off from this many tokens. Measured on the 2B shape (Q8_0, 2
- * threads, Zen 4), t/s of tile_q vs panels: n=2 22 vs 13, 4 41 vs 27, 8 48
- * vs 46, 16 53 vs 69, 512 (chunks of 256) 58 vs 133; again for batched
- * steps (README "Speed", Q8_0 and Q4_0, n = 1..16): tile_q faster up to 6,
- * even at 7-10. */
+INLINE size_t panel_quant_bytes(rg_dtype dt) { return dt == RG_DT_Q8_0 ? 8 * 64 : 4 * 64; }
+/* a panel, padded to whole vectors so the next one starts aligned */
+INLINE size_t panel_bytes(rg_dtype dt, int nb) { return ((size_t)nb * (panel_quant_bytes(dt) + PR * 2) + 63) & ~(size_t)63; }
+
+/* Panels packed per step pay off from this many tokens. Measured on the 2B shape (Q8_0, 2 threads, Zen 4), t/s of
+ * tile_q vs panels packed per step: n=2 22 vs 13, 4 41 vs 27, 8 48 vs 46,
+ * 16 53 vs 69, 512 (chunks of 256) 58 vs 133; again for batched steps
+ * (README "Speed", Q8_0 and Q4_0, n = 1..16): tile_q faster up to 6, even
+ * at 7-10. */
 #ifndef Q_PANEL_MIN_N
 #define Q_PANEL_MIN_N 8
 #endif
@@ -225,108 +234,162 @@ INLINE void transpose_16x8(const __m512i z[8], __m512i out[8]) {
     }
 }
 
-static void repack_panel(rg_dtype dt, const uint8_t *w, size_t rb, int nr, int nb, panel_block *p) {
-    const size_t bs = dt == RG_DT_Q8_0 ? 34 : 18;
-    const __m512i lo4 = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8((char)0x80);
-    const __m512i twice = _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3);
+/* One panel: nr <= PR rows of rb bytes from w, nb blocks, into p. */
+static void pack_panel(rg_dtype dt, const uint8_t *w, size_t rb, int nr, int nb, uint8_t *p) {
+    const size_t bs = dt == RG_DT_Q8_0 ? 34 : 18, qb = panel_quant_bytes(dt);
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    uint8_t *scales = p + (size_t)nb * qb;
     for (int b = 0; b < nb; b++) {
-        uint16_t d[PR];
-        __m512i z[8], out[8];
-        for (int i = 0; i < 8; i++) {
-            const uint8_t *b0 = i < nr ? w + (size_t)i * rb + (size_t)b * bs : zero_block;
-            const uint8_t *b1 = i + 8 < nr ? w + (size_t)(i + 8) * rb + (size_t)b * bs : zero_block;
-            memcpy(&d[i], b0, 2);
-            memcpy(&d[i + 8], b1, 2);
-            if (dt == RG_DT_Q8_0) {
-                __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b0 + 2))),
-                                               _mm256_loadu_si256((const __m256i *)(b1 + 2)), 1);
-                z[i] = _mm512_xor_si512(v, flip);
-            } else { /* element j < 16 is the low nibble of byte j, element 16 + j its high nibble */
-                __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2))),
-                                                    _mm_loadu_si128((const __m128i *)(b1 + 2)), 1);
-                __m512i vv = _mm512_permutexvar_epi64(twice, _mm512_castsi256_si512(v)); /* each row's 16 bytes twice */
-                z[i] = _mm512_and_si512(_mm512_mask_srli_epi16(vv, 0xff00ff00, vv, 4), lo4);
+        const uint8_t *blk[PR];
+        for (int r = 0; r < PR; r++) blk[r] = r < nr ? w + (size_t)r * rb + (size_t)b * bs : zero_block;
+        for (int r = 0; r < PR; r++) memcpy(scales + (size_t)b * 2 * PR + 2 * r, blk[r], 2);
+        __m512i *out = (__m512i *)(p + (size_t)b * qb);
+        if (dt == RG_DT_Q8_0) {
+            __m512i z[8], t[8];
+            for (int i = 0; i < 8; i++)
+                z[i] = _mm512_xor_si512(
+                    _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk[i] + 2))),
+                                       _mm256_loadu_si256((const __m256i *)(blk[i + 8] + 2)), 1),
+                    flip);
+            transpose_16x8(z, t);
+            for (int g = 0; g < 8; g++) _mm512_store_si512(out + g, t[g]);
+        } else { /* 16 rows x 4 dwords: z[i]'s 128-bit lane L holds row 4L + i, so the
+                  * in-lane 4x4 transpose leaves dword g of rows 0..15 in order */
+            __m512i z[4], t[4];
+            for (int i = 0; i < 4; i++) {
+                __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk[i] + 2)));
+                for (int lane = 1; lane < 4; lane++)
+                    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(blk[4 * lane + i] + 2)), lane);
+                z[i] = v;
             }
+            TRANSPOSE_4X4_LANES(_mm512, __m512i, z, t);
+            for (int g = 0; g < 4; g++) _mm512_store_si512(out + g, t[g]);
         }
-        _mm512_store_ps(p[b].d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d)));
-        transpose_16x8(z, out);
-        for (int g = 0; g < 8; g++) _mm512_store_si512(p[b].q[g], out[g]);
     }
 }
 
-/* y[t][r] = sum over blocks of d_w d_x (start + dot) for the panel's rows,
- * nt <= PT tokens (compact activation metadata). */
-INLINE void panel_tile(const int nt, const panel_block *p, int nb, const int8_t *q, int k, const qmeta *meta,
-                       float *y, int ldy, int nr) {
+/* The 4 activation bytes 4g..4g+3 of block b of token t, in every dword */
+INLINE __m512i act4(const int8_t *q, int k, int t, int b, int g) {
+    int32_t x4;
+    memcpy(&x4, q + (size_t)t * k + b * RG_QBLOCK + 4 * g, 4);
+    return _mm512_set1_epi32(x4);
+}
+
+/* y[t][r] = sum over blocks of d_w d_x (start + dot) for the panel's nr
+ * rows and nt <= PT tokens (compact activation metadata). With one or two
+ * tokens each keeps two integer sums (even and odd vectors), as a chain of
+ * 8 dependent vpdpbusd per block would bound the rate; those tiles also
+ * stream the panel from memory, prefetched ahead. */
+INLINE void panel_tile(rg_dtype dt, const int nt, const uint8_t *p, int nb, const int8_t *q, int k,
+                       const qmeta *meta, float *y, int ldy, int nr) {
+    const size_t qb = panel_quant_bytes(dt);
+    const int split = nt <= 2, stream = nt <= 2;
+    const uint8_t *scales = p + (size_t)nb * qb;
+    const __m512i lo4 = _mm512_set1_epi8(0x0f);
     __m512 acc[PT];
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        __m512i s[PT];
+        const __m512i *wq = (const __m512i *)(p + (size_t)b * qb);
+        if (stream) {
+            gemv_prefetch((const uint8_t *)wq, qb);
+            if (b % 2 == 0) gemv_prefetch(scales + (size_t)b * 2 * PR, 64);
+        }
+        __m512i s[PT], s2[PT];
 #pragma GCC unroll 8
-        for (int t = 0; t < nt; t++) s[t] = _mm512_set1_epi32(meta[(size_t)t * nb + b].bias);
+        for (int t = 0; t < nt; t++) {
+            s[t] = _mm512_set1_epi32(meta[(size_t)t * nb + b].bias);
+            s2[t] = _mm512_setzero_si512();
+        }
+        if (dt == RG_DT_Q8_0) {
 #pragma GCC unroll 8
-        for (int g = 0; g < 8; g++) {
-            __m512i wv = _mm512_load_si512(p[b].q[g]);
+            for (int g = 0; g < 8; g++) {
+                __m512i wv = _mm512_load_si512(wq + g);
 #pragma GCC unroll 8
-            for (int t = 0; t < nt; t++) {
-                int32_t x4;
-                memcpy(&x4, q + (size_t)t * k + b * RG_QBLOCK + 4 * g, 4);
-                s[t] = _mm512_dpbusd_epi32(s[t], wv, _mm512_set1_epi32(x4));
+                for (int t = 0; t < nt; t++) {
+                    if (split && g % 2) s2[t] = _mm512_dpbusd_epi32(s2[t], wv, act4(q, k, t, b, g));
+                    else s[t] = _mm512_dpbusd_epi32(s[t], wv, act4(q, k, t, b, g));
+                }
+            }
+        } else {
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                __m512i v = _mm512_load_si512(wq + g);
+                __m512i lo = _mm512_and_si512(v, lo4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
+#pragma GCC unroll 8
+                for (int t = 0; t < nt; t++) {
+                    s[t] = _mm512_dpbusd_epi32(s[t], lo, act4(q, k, t, b, g));
+                    if (split) s2[t] = _mm512_dpbusd_epi32(s2[t], hi, act4(q, k, t, b, g + 4));
+                    else s[t] = _mm512_dpbusd_epi32(s[t], hi, act4(q, k, t, b, g + 4));
+                }
             }
         }
-        __m512 dw = _mm512_load_ps(p[b].d);
+        __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(scales + (size_t)b * 2 * PR)));
 #pragma GCC unroll 8
-        for (int t = 0; t < nt; t++)
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), _mm512_mul_ps(dw, _mm512_set1_ps(meta[(size_t)t * nb + b].d)),
+        for (int t = 0; t < nt; t++) {
+            __m512i st = split ? _mm512_add_epi32(s[t], s2[t]) : s[t];
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(st), _mm512_mul_ps(dw, _mm512_set1_ps(meta[(size_t)t * nb + b].d)),
                                      acc[t]);
+        }
     }
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) v_store_n(y + (size_t)t * ldy, (size_t)nr, acc[t]);
 }
 
-static void matmul_panels(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const int8_t *q,
-                          const qmeta *meta, int n, float *y, int ldy, panel_block *p) {
+/* Every token of the step over one panel of nr rows. */
+static void panel_tokens(rg_dtype dt, const uint8_t *p, int nr, int k, const int8_t *q, const qmeta *meta, int n,
+                         float *y, int ldy) {
     int nb = k / RG_QBLOCK;
-    for (int r0 = 0; r0 < rows; r0 += PR) {
-        int nr = rows - r0 < PR ? rows - r0 : PR;
-        repack_panel(dt, w + (size_t)r0 * rb, rb, nr, nb, p);
-        for (int t0 = 0; t0 < n; t0 += PT) {
-            const int8_t *qt = q + (size_t)t0 * k;
-            const qmeta *mt = meta + (size_t)t0 * nb;
-            float *yt = y + (size_t)t0 * ldy + r0;
-            switch (n - t0) {
-            case 1: panel_tile(1, p, nb, qt, k, mt, yt, ldy, nr); break;
-            case 2: panel_tile(2, p, nb, qt, k, mt, yt, ldy, nr); break;
-            case 3: panel_tile(3, p, nb, qt, k, mt, yt, ldy, nr); break;
-            case 4: panel_tile(4, p, nb, qt, k, mt, yt, ldy, nr); break;
-            case 5: panel_tile(5, p, nb, qt, k, mt, yt, ldy, nr); break;
-            case 6: panel_tile(6, p, nb, qt, k, mt, yt, ldy, nr); break;
-            case 7: panel_tile(7, p, nb, qt, k, mt, yt, ldy, nr); break;
-            default: panel_tile(8, p, nb, qt, k, mt, yt, ldy, nr); break;
-            }
+    for (int t0 = 0; t0 < n; t0 += PT) {
+        const int8_t *qt = q + (size_t)t0 * k;
+        const qmeta *mt = meta + (size_t)t0 * nb;
+        float *yt = y + (size_t)t0 * ldy;
+        switch (n - t0) {
+#define PANEL_CASE(NT) \
+    case NT: panel_tile(dt, NT, p, nb, qt, k, mt, yt, ldy, nr); break;
+            PANEL_CASE(1) PANEL_CASE(2) PANEL_CASE(3) PANEL_CASE(4) PANEL_CASE(5) PANEL_CASE(6) PANEL_CASE(7)
+            default: PANEL_CASE(8)
+#undef PANEL_CASE
         }
     }
 }
 
-INLINE void matmul_quant(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n,
-                         float *y, int ldy) {
-    int gemv1 = n == 1 && Q_GEMV_MAX_N >= 1, panels = n >= Q_PANEL_MIN_N;
-    int nb = k / RG_QBLOCK, wide = gemv1 && k <= WIDE_MAX_K;
+/* Weights as stored: each panel packed into scratch p, then every token. */
+static void matmul_panels(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const int8_t *q,
+                          const qmeta *meta, int n, float *y, int ldy, uint8_t *p) {
+    for (int r0 = 0; r0 < rows; r0 += PR) {
+        int nr = rows - r0 < PR ? rows - r0 : PR;
+        pack_panel(dt, w + (size_t)r0 * rb, rb, nr, k / RG_QBLOCK, p);
+        if (dt == RG_DT_Q8_0) panel_tokens(RG_DT_Q8_0, p, nr, k, q, meta, n, y + r0, ldy);
+        else panel_tokens(RG_DT_Q4_0, p, nr, k, q, meta, n, y + r0, ldy);
+    }
+}
+
+/* x rounded to int8 (compact or wide metadata) in this thread's scratch,
+ * reused while the same call passes the same x */
+static int8_t *round_act(rg_dtype dt, const float *x, int ldx, int n, int k, int wide, void **meta) {
+    int nb = k / RG_QBLOCK;
     size_t qbytes = ((size_t)n * k + 63) & ~(size_t)63;
     size_t mbytes = (((wide ? sizeof(qmeta_wide) : sizeof(qmeta)) * (size_t)n * nb) + 63) & ~(size_t)63;
     int8_t *q = rg_scratch(RG_SCRATCH_ACT, qbytes + mbytes);
-    void *meta = q + qbytes;
+    *meta = q + qbytes;
     static _Thread_local act_key last;
-    if (!act_cached(&last, x, ldx, n, k, wide, dt)) quantize_act(dt, x, ldx, n, k, q, meta, wide);
+    if (!act_cached(&last, x, ldx, n, k, wide, dt)) quantize_act(dt, x, ldx, n, k, q, *meta, wide);
+    return q;
+}
+
+INLINE void matmul_quant(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n,
+                         float *y, int ldy) {
+    int gemv1 = n == 1 && Q_GEMV_MAX_N >= 1, nb = k / RG_QBLOCK, wide = gemv1 && k <= WIDE_MAX_K;
+    void *meta;
+    int8_t *q = round_act(dt, x, ldx, n, k, wide, &meta);
     if (gemv1) { /* decode */
         if (wide) gemv_q(dt, 1, w, rb, rows, nb, q, meta, y);
         else gemv_q(dt, 0, w, rb, rows, nb, q, meta, y);
         return;
     }
-    if (panels) {
-        matmul_panels(dt, w, rb, rows, k, q, meta, n, y, ldy,
-                      rg_scratch(RG_SCRATCH_KERNEL, sizeof(panel_block) * (size_t)nb));
+    if (n >= Q_PANEL_MIN_N) {
+        matmul_panels(dt, w, rb, rows, k, q, meta, n, y, ldy, rg_scratch(RG_SCRATCH_KERNEL, panel_bytes(dt, nb)));
         return;
     }
     for (int r0 = 0; r0 < rows; r0 += RB) {
@@ -348,6 +411,39 @@ INLINE void matmul_quant(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int
 
 RG_MATMUL_OF(rg_matmul_q8_0_avx512, RG_DT_Q8_0, matmul_quant)
 RG_MATMUL_OF(rg_matmul_q4_0_avx512, RG_DT_Q4_0, matmul_quant)
+
+/* ---- weights packed at load time */
+
+static size_t packed_bytes(rg_dtype dt, int rows, int k) {
+    if (dt != RG_DT_Q8_0 && dt != RG_DT_Q4_0) return 0;
+    return (size_t)((rows + PR - 1) / PR) * panel_bytes(dt, k / RG_QBLOCK);
+}
+
+static void pack(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, uint8_t *out) {
+    for (int r0 = 0; r0 < rows; r0 += PR)
+        pack_panel(dt, w + (size_t)r0 * rb, rb, rows - r0 < PR ? rows - r0 : PR, k / RG_QBLOCK,
+                   out + (size_t)(r0 / PR) * panel_bytes(dt, k / RG_QBLOCK));
+}
+
+/* Packed panels, for every token count */
+INLINE void matmul_packed(rg_dtype dt, const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y,
+                          int ldy) {
+    void *meta;
+    int8_t *q = round_act(dt, x, ldx, n, k, 0, &meta);
+    size_t pb = panel_bytes(dt, k / RG_QBLOCK);
+    for (int r0 = 0; r0 < rows; r0 += PR)
+        panel_tokens(dt, p + (size_t)(r0 / PR) * pb, rows - r0 < PR ? rows - r0 : PR, k, q, meta, n, y + r0, ldy);
+}
+
+static void matmul_packed_q8_0(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y, int ldy) {
+    matmul_packed(RG_DT_Q8_0, p, rows, k, x, ldx, n, y, ldy);
+}
+static void matmul_packed_q4_0(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y, int ldy) {
+    matmul_packed(RG_DT_Q4_0, p, rows, k, x, ldx, n, y, ldy);
+}
+
+const rg_pack_set rg_pack_avx512 = {
+    PR, packed_bytes, pack, {[RG_DT_Q8_0] = matmul_packed_q8_0, [RG_DT_Q4_0] = matmul_packed_q4_0}};
 
 /* vpdpbusd: 64 multiply-adds an instruction */
 double rg_peak_int8_avx512(long iters) {

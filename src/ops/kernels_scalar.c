@@ -109,4 +109,4 @@ static double peak_loop(int int8, long iters) {
 }
 
 const rg_kernel_set rg_kernels_scalar =
-    RG_KERNEL_SET("scalar", 0, matmul_f32, matmul_f16, matmul_bf16, matmul_q8_0, matmul_q4_0);
+    RG_KERNEL_SET("scalar", 0, matmul_f32, matmul_f16, matmul_bf16, matmul_q8_0, matmul_q4_0, NULL);

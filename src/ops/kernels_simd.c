@@ -340,4 +340,4 @@ static double peak_loop(int int8, long iters) {
 
 const rg_kernel_set SIMD_NAME(rg_kernels) = RG_KERNEL_SET(SIMD_SET_NAME, 1u << RG_DT_Q8_0 | 1u << RG_DT_Q4_0, matmul_f32,
                                                           matmul_f16, matmul_bf16, SIMD_NAME(rg_matmul_q8_0),
-                                                          SIMD_NAME(rg_matmul_q4_0));
+                                                          SIMD_NAME(rg_matmul_q4_0), SIMD_PACKED);

@@ -144,15 +144,23 @@ unsigned long rg_matmul_call_id(void) { return g_call_id; }
 /* Work is handed out in multiples of this many rows (the kernels' row tiles). */
 #define ROW_ALIGN 16
 
-/* Rows [r0, r1) of one job. */
+/* Rows [r0, r1) of one job: from the weights packed for this set when they
+ * are and the rows start a panel, else as stored. */
 static void run_rows(const rg_kernel_set *ks, const rg_matmul_job *j, int n, size_t r0, size_t r1,
                      unsigned long call) {
     const rg_tensor *w = j->w;
-    rg_matmul_fn fn = ks->matmul[w->dtype] ? ks->matmul[w->dtype] : rg_kernels_scalar.matmul[w->dtype];
-    size_t rb = rg_tensor_row_bytes(w);
-    const uint8_t *base = (const uint8_t *)w->data + ((size_t)j->row0 + r0) * rb;
+    int k = (int)w->shape[w->ndim - 1];
+    size_t first = (size_t)j->row0 + r0;
     g_call_id = call;
-    fn(base, rb, (int)(r1 - r0), (int)w->shape[w->ndim - 1], j->x, j->ldx, n, j->y + r0, j->ldy);
+    if (w->packed && w->packed_for == ks && first % (size_t)ks->packed->rows == 0) {
+        size_t panel = ks->packed->bytes(w->dtype, ks->packed->rows, k);
+        ks->packed->matmul[w->dtype]((const uint8_t *)w->packed + first / (size_t)ks->packed->rows * panel,
+                                     (int)(r1 - r0), k, j->x, j->ldx, n, j->y + r0, j->ldy);
+    } else {
+        rg_matmul_fn fn = ks->matmul[w->dtype] ? ks->matmul[w->dtype] : rg_kernels_scalar.matmul[w->dtype];
+        size_t rb = rg_tensor_row_bytes(w);
+        fn((const uint8_t *)w->data + first * rb, rb, (int)(r1 - r0), k, j->x, j->ldx, n, j->y + r0, j->ldy);
+    }
     g_call_id = 0;
     if (j->bias)
         for (int t = 0; t < n; t++)
@@ -191,4 +199,23 @@ void rg_matmul(const rg_tensor *w, int64_t row0, int rows, const float *x, int l
                const float *bias) {
     rg_matmul_job j = {w, row0, rows, x, ldx, y, ldy, bias};
     rg_matmul_jobs(&j, 1, n);
+}
+
+size_t rg_packed_bytes(const rg_tensor *w) {
+    const rg_pack_set *ps = rg_active_kernels()->packed;
+    return ps && w->ndim == 2 ? ps->bytes(w->dtype, (int)w->shape[0], (int)w->shape[1]) : 0;
+}
+
+/* The panels are independent: a few per piece, over the threads. */
+void rg_pack_weights(rg_tensor *w, void *dst) {
+    const rg_kernel_set *ks = rg_active_kernels();
+    const rg_pack_set *ps = ks->packed;
+    int rows = (int)w->shape[0], k = (int)w->shape[1], per = 16 * ps->rows;
+    size_t rb = rg_tensor_row_bytes(w), panel = ps->bytes(w->dtype, ps->rows, k);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int r0 = 0; r0 < rows; r0 += per)
+        ps->pack(w->dtype, (const uint8_t *)w->data + (size_t)r0 * rb, rb, rows - r0 < per ? rows - r0 : per, k,
+                 (uint8_t *)dst + (size_t)(r0 / ps->rows) * panel);
+    w->packed = dst;
+    w->packed_for = ks;
 }

@@ -48,9 +48,29 @@ typedef void (*rg_matmul_fn)(const uint8_t *w, size_t row_bytes, int rows, int k
               int ldy) {                                                                                     \
         FN(DT, w, row_bytes, rows, k, x, ldx, n, y, ldy);                                                    \
     }
+/* A set's own weight layout, made once at load time (rg_pack_weights) so
+ * that a step reads the weights as its kernels want them instead of
+ * rearranging them each time: `rows` weight rows per panel (the last panel
+ * padded with zero rows).
+ *   bytes: size of a [rows x k] matrix of type dt packed; 0 when the set
+ *     keeps dt as stored.
+ *   pack: packs rows (a multiple of the panel rows, or the matrix's last
+ *     ones) of rb bytes each from w into out.
+ *   matmul[dt]: the rg_matmul_fn contract over packed rows: rows [0, rows)
+ *     of the panels starting at p. */
+typedef void (*rg_packed_matmul_fn)(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y,
+                                    int ldy);
+typedef struct {
+    int rows;
+    size_t (*bytes)(rg_dtype dt, int rows, int k);
+    void (*pack)(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, uint8_t *out);
+    rg_packed_matmul_fn matmul[RG_DT_COUNT];
+} rg_pack_set;
+
 typedef struct {
     const char *name;
     rg_matmul_fn matmul[RG_DT_COUNT];
+    const rg_pack_set *packed; /* NULL: the weights are used as stored */
     /* bit dt set: matmul[dt] rounds the activations to int8 per block of 32
      * (d = max|x|/127): avx512 always, avx2 at the token counts where its
      * int8 kernels are the faster (see kernels_avx2.c); otherwise it
@@ -73,12 +93,18 @@ typedef struct {
 
 /* A kernel set's table from its file's functions named as the fields are
  * (softmax, wsum, ...), given its matmuls in rg_dtype order. */
-#define RG_KERNEL_SET(NAME, INT8_ACT, F32, F16, BF16, Q8_0, Q4_0)                                           \
+#define RG_KERNEL_SET(NAME, INT8_ACT, F32, F16, BF16, Q8_0, Q4_0, PACKED)                                   \
     {NAME, {[RG_DT_F32] = F32, [RG_DT_F16] = F16, [RG_DT_BF16] = BF16, [RG_DT_Q8_0] = Q8_0, [RG_DT_Q4_0] = Q4_0}, \
-     INT8_ACT, softmax, wsum, gelu_mul, softcap, rglru, read_sum, peak_loop}
+     PACKED, INT8_ACT, softmax, wsum, gelu_mul, softcap, rglru, read_sum, peak_loop}
 
 extern const rg_kernel_set rg_kernels_scalar, rg_kernels_avx2, rg_kernels_avx512;
 const rg_kernel_set *rg_active_kernels(void);
+/* Bytes w needs in the active set's own layout (0: the set has none for
+ * its type); rg_pack_weights packs w into dst (that many bytes, 64-byte
+ * aligned; over the threads) and records it in w->packed. rg_matmul then
+ * reads dst while that set is active, w->data otherwise. */
+size_t rg_packed_bytes(const rg_tensor *w);
+void rg_pack_weights(rg_tensor *w, void *dst);
 /* Every kernel set this CPU can run, best last (for tests); returns the count. */
 int rg_kernel_sets(const rg_kernel_set **sets, int max);
 /* A per-thread scratch buffer of at least bytes bytes (64-byte aligned),

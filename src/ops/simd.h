@@ -81,6 +81,9 @@ INLINE void tile_rows(const uint8_t *w, size_t rb, int nr, int count, const uint
  * hardware prefetcher follows well (measured with these kernels). */
 enum { TB = 6, SIMD_PREFETCH = 1 };
 #define SIMD_TILE_MAX_N 32
+/* Q8_0/Q4_0 weights in int8 panels from load time (kernels_avx512.c) */
+extern const rg_pack_set rg_pack_avx512;
+#define SIMD_PACKED (&rg_pack_avx512)
 /* exp's clamp: vscalefps makes 2^n for any n, so only overflow is cut */
 #define EXP_MIN -104.0f
 #define EXP_MAX 88.8f
@@ -136,6 +139,7 @@ INLINE void f4_store_n(float *p, int count, __m128 s, int add) {
  * kernels were measured without it). */
 enum { TB = 3, SIMD_PREFETCH = 0 };
 #define SIMD_TILE_MAX_N 24
+#define SIMD_PACKED NULL /* the weights as stored */
 /* exp's clamp: 2^n is built in the exponent field, so n + 127 must stay in
  * [1, 254] (normal floats) */
 #define EXP_MIN -87.0f

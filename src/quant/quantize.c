@@ -45,12 +45,6 @@ static int cmp_entry(const void *a, const void *b) {
     return rx != ry ? (rx > ry) - (rx < ry) : strcmp(x->name, y->name);
 }
 
-static void drop_pages(const void *p, size_t n) {
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t a = (uintptr_t)p & ~(page - 1), e = (uintptr_t)p + n;
-    madvise((void *)a, e - a, MADV_DONTNEED);
-}
-
 /* The tensor as a matrix [rows, cols] (cols = its last dimension; a
  * 0-dimensional tensor is [1, 1]). */
 static rg_tensor as_matrix(const rg_tensor *t) {
@@ -97,7 +91,7 @@ static int stream_tensor(rg_gguf_writer *w, const rg_st_entry *e, rg_dtype dt, u
             return rg_error_prefix("tensor \"%s\" row %lld", e->name, (long long)bad);
         }
         if (rg_gguf_w_data(w, chunk, (size_t)nr * rb)) return -1;
-        drop_pages((const uint8_t *)e->t.data + (size_t)r0 * src_rb, (size_t)nr * src_rb);
+        rg_drop_file_pages((const uint8_t *)e->t.data + (size_t)r0 * src_rb, (size_t)nr * src_rb);
     }
     return 0;
 }

@@ -111,6 +111,12 @@ void rg_unmap_file(rg_mapped_file *f) {
     memset(f, 0, sizeof *f);
 }
 
+void rg_drop_file_pages(const void *p, size_t n) {
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p & ~(page - 1), e = (uintptr_t)p + n;
+    madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
 char *rg_path_join(const char *dir, const char *name) {
     size_t a = strlen(dir), b = strlen(name);
     char *p = rg_xmalloc(a + b + 2);

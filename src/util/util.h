@@ -31,6 +31,10 @@ typedef struct {
 } rg_mapped_file;
 int rg_map_file(const char *path, rg_mapped_file *out);
 void rg_unmap_file(rg_mapped_file *f);
+/* Gives back the pages of bytes [p, p+n) of such a mapping (they are read
+ * from the file again if touched): a tensor read once, e.g. packed or
+ * converted, then leaves the resident set. */
+void rg_drop_file_pages(const void *p, size_t n);
 
 /* path join into a malloc'd string */
 char *rg_path_join(const char *dir, const char *name);

@@ -268,7 +268,7 @@ static void test_blocks(void **state) {
     assert_true(fabsf(d - 4.0f / 127) < 1e-3f * d); /* d is rounded to float16 */
     assert_int_equal((int8_t)q8[2], -127); /* -4 / d */
     assert_int_equal((int8_t)q8[2 + 16], 0);
-    rg_tensor t = {RG_DT_Q8_0, 2, {1, 32}, q8, 34};
+    rg_tensor t = {.dtype = RG_DT_Q8_0, .ndim = 2, .shape = {1, 32}, .data = q8, .nbytes = 34};
     rg_dequant_row(&t, 0, y);
     for (int j = 0; j < 32; j++) assert_true(fabsf(y[j] - x[j]) <= d / 2 + 1e-6f);
 
@@ -281,7 +281,7 @@ static void test_blocks(void **state) {
     memcpy(&d16, q4, 2);
     assert_true(rg_f16_to_f32(d16) == 0.5f);
     for (int j = 0; j < 16; j++) assert_int_equal(q4[2 + j], j | (15 - j) << 4);
-    t = (rg_tensor){RG_DT_Q4_0, 2, {1, 32}, q4, 18};
+    t = (rg_tensor){.dtype = RG_DT_Q4_0, .ndim = 2, .shape = {1, 32}, .data = q4, .nbytes = 18};
     rg_dequant_row(&t, 0, y);
     assert_memory_equal(x, y, sizeof x);
 

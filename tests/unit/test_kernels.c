@@ -84,9 +84,10 @@ static uint8_t *encode(rg_dtype dt, const float *v, int rows, int k, size_t *row
     return w;
 }
 
-/* One matmul through set s vs the float64 reference; returns the worst
- * error as a fraction of its bound (must be <= 1). */
-static double check_matmul(const rg_kernel_set *s, rg_dtype dt, int rows, int k, int n) {
+/* One matmul through set s (packed: with the weights in its own layout,
+ * rg_pack_set) vs the float64 reference; returns the worst error as a
+ * fraction of its bound (must be <= 1). */
+static double check_matmul(const rg_kernel_set *s, rg_dtype dt, int rows, int k, int n, int packed) {
     int ldx = k + 3, ldy = rows + 2;
     float *v = rg_xmalloc(sizeof(float) * (size_t)rows * k);
     for (size_t i = 0; i < (size_t)rows * k; i++) v[i] = frand();
@@ -94,10 +95,17 @@ static double check_matmul(const rg_kernel_set *s, rg_dtype dt, int rows, int k,
     for (size_t i = 0; i < (size_t)n * ldx; i++) x[i] = frand() * (i % 97 == 0 ? 8.0f : 1.0f); /* a few outliers */
     size_t rb;
     uint8_t *w = encode(dt, v, rows, k, &rb);
-    rg_tensor t = {dt, 2, {rows, k}, w, rb * (size_t)rows};
+    rg_tensor t = {.dtype = dt, .ndim = 2, .shape = {rows, k}, .data = w, .nbytes = rb * (size_t)rows};
     float *y = rg_xmalloc(sizeof(float) * (size_t)n * ldy);
     for (size_t i = 0; i < (size_t)n * ldy; i++) y[i] = NAN;
-    s->matmul[dt](w, rb, rows, k, x, ldx, n, y, ldy);
+    if (packed) {
+        uint8_t *p = rg_aligned_alloc(s->packed->bytes(dt, rows, k));
+        s->packed->pack(dt, w, rb, rows, k, p);
+        s->packed->matmul[dt](p, rows, k, x, ldx, n, y, ldy);
+        free(p);
+    } else {
+        s->matmul[dt](w, rb, rows, k, x, ldx, n, y, ldy);
+    }
 
     int int8 = (s->int8_act >> dt) & 1;
     float *wf = rg_xmalloc(sizeof(float) * (size_t)k);
@@ -136,16 +144,22 @@ static double check_matmul(const rg_kernel_set *s, rg_dtype dt, int rows, int k,
     return worst;
 }
 
+/* Every set, with the weights as stored and, where the set has its own
+ * layout for dt, packed. */
 static void run_shapes(rg_dtype dt, const int *ks, int nk, const int *rows, int nrows, const int *ns, int nn) {
-    for (int si = 0; si < g_nsets; si++)
-        for (int a = 0; a < nk; a++)
-            for (int b = 0; b < nrows; b++)
-                for (int c = 0; c < nn; c++) {
-                    double e = check_matmul(g_sets[si], dt, rows[b], ks[a], ns[c]);
-                    if (e > 1)
-                        fail_msg("%s %s rows=%d k=%d n=%d: error %.3g x its bound", g_sets[si]->name,
-                                 rg_dtype_name(dt), rows[b], ks[a], ns[c], e);
-                }
+    for (int si = 0; si < g_nsets; si++) {
+        const rg_pack_set *ps = g_sets[si]->packed;
+        int forms = ps && ps->bytes(dt, 1, RG_QBLOCK) ? 2 : 1;
+        for (int packed = 0; packed < forms; packed++)
+            for (int a = 0; a < nk; a++)
+                for (int b = 0; b < nrows; b++)
+                    for (int c = 0; c < nn; c++) {
+                        double e = check_matmul(g_sets[si], dt, rows[b], ks[a], ns[c], packed);
+                        if (e > 1)
+                            fail_msg("%s%s %s rows=%d k=%d n=%d: error %.3g x its bound", g_sets[si]->name,
+                                     packed ? " packed" : "", rg_dtype_name(dt), rows[b], ks[a], ns[c], e);
+                    }
+    }
 }
 
 static const int float_k[] = {1, 7, 15, 16, 17, 33, 80, 255, 513, 1100};
@@ -187,7 +201,7 @@ static void test_matmul_driver(void **st) {
     for (int i = 0; i < rows * k; i++) v[i] = frand();
     for (int i = 0; i < n * k; i++) x[i] = frand();
     for (int i = 0; i < rows; i++) bias[i] = frand();
-    rg_tensor t = {RG_DT_F32, 2, {rows, k}, v, sizeof(float) * rows * k};
+    rg_tensor t = {.dtype = RG_DT_F32, .ndim = 2, .shape = {rows, k}, .data = v, .nbytes = sizeof(float) * rows * k};
     rg_matmul(&t, 37, 60, x, k, n, y, 60, bias + 37);
     for (int tk = 0; tk < n; tk++)
         for (int r = 0; r < 60; r++) {
@@ -199,6 +213,57 @@ static void test_matmul_driver(void **st) {
     free(x);
     free(bias);
     free(y);
+}
+
+/* Weights packed for the active set (rg_pack_weights) through the driver:
+ * a job starting on a panel reads the packed rows, one starting inside a
+ * panel the rows as stored; both give the same rows' products. */
+static void test_matmul_packed_driver(void **st) {
+    (void)st;
+    int rows = 100, k = 64, n = 3;
+    rg_dtype dts[] = {RG_DT_Q8_0, RG_DT_Q4_0};
+    for (int d = 0; d < 2; d++) {
+        float *v = rg_xmalloc(sizeof(float) * rows * k), *x = rg_xmalloc(sizeof(float) * n * k);
+        for (int i = 0; i < rows * k; i++) v[i] = frand();
+        for (int i = 0; i < n * k; i++) x[i] = frand();
+        size_t rb;
+        uint8_t *w = encode(dts[d], v, rows, k, &rb);
+        rg_tensor t = {.dtype = dts[d], .ndim = 2, .shape = {rows, k}, .data = w, .nbytes = rb * (size_t)rows};
+        size_t bytes = rg_packed_bytes(&t);
+        const rg_pack_set *ps = rg_active_kernels()->packed;
+        assert_int_equal(bytes > 0, ps != NULL);
+        uint8_t *p = NULL;
+        if (bytes) {
+            p = rg_aligned_alloc(bytes);
+            rg_pack_weights(&t, p);
+            assert_ptr_equal(t.packed, p);
+        }
+        float *wf = rg_xmalloc(sizeof(float) * k), y[3 * 70];
+        const int row0s[] = {0, 32, 37};
+        for (int j = 0; j < 3; j++) {
+            int r0 = row0s[j], nr = rows - r0 < 63 ? rows - r0 : 63;
+            rg_matmul(&t, r0, nr, x, k, n, y, 70, NULL);
+            for (int r = 0; r < nr; r++) {
+                rg_dequant_row(&t, r0 + r, wf);
+                for (int tk = 0; tk < n; tk++) {
+                    double ref = 0, mag = 0;
+                    for (int i = 0; i < k; i++) {
+                        ref += (double)wf[i] * x[tk * k + i];
+                        mag += fabs((double)wf[i] * x[tk * k + i]);
+                    }
+                    /* int8 activations: well inside 2% of sum |w x| */
+                    if (!(fabs(y[tk * 70 + r] - ref) <= 0.02 * mag + 1e-6))
+                        fail_msg("%s row0 %d row %d token %d: %g vs %g", rg_dtype_name(dts[d]), r0, r, tk,
+                                 (double)y[tk * 70 + r], ref);
+                }
+            }
+        }
+        free(p);
+        free(w);
+        free(wf);
+        free(v);
+        free(x);
+    }
 }
 
 #define ULP8 (8 * 5.96e-8)
@@ -351,17 +416,23 @@ static uint8_t **quantise_model(rg_model *m, rg_dtype dt, int *all) {
         for (int i = 0; i < 10; i++)
             if (all[i]->data && nm < 64 * 16) mats[nm++] = all[i];
     }
-    uint8_t **bufs = rg_xcalloc((size_t)nm + 1, sizeof *bufs);
-    int nq = 0;
+    uint8_t **bufs = rg_xcalloc(2 * (size_t)nm + 1, sizeof *bufs); /* quantised and packed copies */
+    int nq = 0, nquant = 0;
     for (int i = 0; i < nm; i++) {
         rg_tensor *t = mats[i];
         int rows = (int)t->shape[0], k = (int)t->shape[1];
         if (t->dtype != RG_DT_F32 || k % RG_QBLOCK) continue;
         size_t rb;
         bufs[nq] = encode(dt, t->data, rows, k, &rb);
-        *t = (rg_tensor){dt, 2, {rows, k}, bufs[nq++], rb * (size_t)rows};
+        nquant++;
+        *t = (rg_tensor){.dtype = dt, .ndim = 2, .shape = {rows, k}, .data = bufs[nq++], .nbytes = rb * (size_t)rows};
+        size_t packed = rg_packed_bytes(t); /* as a loaded model's are: the set active now reads them packed */
+        if (packed) {
+            bufs[nq] = rg_aligned_alloc(packed);
+            rg_pack_weights(t, bufs[nq++]);
+        }
     }
-    *all = nq == nm;
+    *all = nquant == nm;
     return bufs;
 }
 
@@ -460,6 +531,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_float), cmocka_unit_test(test_matmul_quant),
         cmocka_unit_test(test_matmul_tokens), cmocka_unit_test(test_matmul_driver),
+        cmocka_unit_test(test_matmul_packed_driver),
         cmocka_unit_test(test_softmax), cmocka_unit_test(test_wsum),
         cmocka_unit_test(test_activations), cmocka_unit_test(test_rglru),
         cmocka_unit_test(test_int8_golden),
