@@ -126,92 +126,70 @@ INLINE void gemv_q(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, co
     }
 }
 
-/* Several tokens: PR weight rows are first repacked into a panel in which
- * one 32-byte vector holds the same 4 consecutive weights of each of the PR
- * rows (Q8_0 as signed bytes, Q4_0 as nibbles). vpmaddubsw of that vector
- * with 4 activation bytes broadcast gives each row's 4 products in pairs, so
- * the 8 groups of a block leave the PR rows' whole-block dot products in one
- * register, and the block's scaling (cvt, d_w * d_x, fma) is paid once per 8
- * groups instead of once per group. The repack (a transpose in registers) is
- * paid once per panel and shared by all the tokens. */
+/* Several tokens: panels (simd.h) of 8 rows, one 32-byte vector per 4
+ * bytes of each row's block. vpmaddubsw of that vector with 4 activation
+ * bytes broadcast gives each row's 4 products in pairs (Q8_0: the signs
+ * moved onto the activations as in dot4_q8; Q4_0: the nibbles split in
+ * registers), so a block's groups leave the 8 rows' whole-block dot
+ * products in one register, and the block's scaling (cvt, d_w * d_x, fma)
+ * is paid once per block instead of once per group. Weights packed at
+ * load time are read as they are; others are packed per step, one panel at
+ * a time, shared by all the tokens. */
 #ifndef PANEL_PT
 #define PANEL_PT 4
 #endif
-enum { PR = 8, PT = PANEL_PT }; /* PT <= 8 tokens at a time */
-typedef struct {
-    uint8_t q[8][PR][4]; /* q[g][r]: weights 4g..4g+3 of the block in row r */
-    float d[PR];         /* d_w of each row's block (0 past the last row) */
-} panel_block;
+enum { PR = PANEL_ROWS, PT = PANEL_PT }; /* PT <= 8 tokens at a time */
 
-/* Rows past the last (nr < PR) read this block: weights 0, d_w 0. */
-static const uint8_t zero_block[34];
-
-/* 8 rows x 8 dwords, z[i] = row i, into out[g] = dword g of rows 0..7:
- * 32-bit then 64-bit interleaves within 128-bit lanes, then lane swaps. */
-INLINE void transpose_8x8(const __m256i z[8], __m256i out[8]) {
-    __m256i u[8];
-    for (int h = 0; h < 2; h++) TRANSPOSE_4X4_LANES(_mm256, __m256i, z + 4 * h, u + 4 * h); /* rows 0-3, then 4-7 */
-    for (int g = 0; g < 4; g++) {
-        out[g] = _mm256_permute2x128_si256(u[g], u[g + 4], 0x20);
-        out[g + 4] = _mm256_permute2x128_si256(u[g], u[g + 4], 0x31);
-    }
-}
-
-#ifndef PANEL_PREFETCH
-#define PANEL_PREFETCH 1
-#endif
-
-/* Repacks nr <= PR rows. The PR rows are PR streams at once, which the
- * hardware prefetcher follows less well than one: each block also
- * prefetches the same block of the next panel's rows. */
-static void repack_panel(rg_dtype dt, const uint8_t *w, size_t rb, int nr, int nb, panel_block *p) {
-    const int prefetch = PANEL_PREFETCH;
-    const size_t bs = dt == RG_DT_Q8_0 ? 34 : 18;
-    for (int b = 0; b < nb; b++) {
-        uint16_t d[PR];
-        __m256i z[PR], out[8];
-        for (int i = 0; i < PR; i++) {
-            const uint8_t *blk = i < nr ? w + (size_t)i * rb + (size_t)b * bs : zero_block;
-            if (prefetch) _mm_prefetch((const char *)blk + PR * rb, _MM_HINT_T0); /* the next panel's row */
-            memcpy(&d[i], blk, 2);
-            z[i] = dt == RG_DT_Q8_0 ? block_q8(blk) : block_q4(blk);
-        }
-        _mm256_store_ps(p[b].d, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)));
-        transpose_8x8(z, out);
-        for (int g = 0; g < 8; g++) _mm256_store_si256((__m256i *)p[b].q[g], out[g]);
-    }
-}
-
-/* y[t][r] = sum over blocks of d_w d_x (start + dot) for the panel's rows,
- * nt <= PT tokens (a constant after inlining). */
-INLINE void panel_tile(rg_dtype dt, const int nt, const panel_block *p, int nb, const qact *a, int k, float *y,
-                       int ldy, int nr) {
-    const __m256i one = _mm256_set1_epi16(1);
+/* y[t][r] = sum over blocks of d_w d_x (start + dot) for the panel's nr
+ * rows, nt <= PT tokens (a constant after inlining); one or two tokens
+ * stream the panel from memory, prefetched ahead. */
+INLINE void panel_tile(rg_dtype dt, const int nt, const uint8_t *p, int nb, const qact *a, int k, float *y, int ldy,
+                       int nr) {
+    const __m256i one = _mm256_set1_epi16(1), lo4 = _mm256_set1_epi8(0x0f);
+    const size_t qb = panel_quant_bytes(dt);
+    const uint8_t *scales = panel_scales(dt, p, nb);
     __m256 acc[8];
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
+        const __m256i *wq = (const __m256i *)(p + (size_t)b * qb);
+        if (nt <= 2) {
+            gemv_prefetch((const uint8_t *)wq, qb);
+            if (b % 4 == 0) gemv_prefetch(scales + (size_t)b * 2 * PR, 64);
+        }
         __m256i s[8]; /* Q8_0: int32 sums; Q4_0: int16 pair sums */
 #pragma GCC unroll 8
         for (int t = 0; t < nt; t++) s[t] = _mm256_setzero_si256();
+        if (dt == RG_DT_Q8_0) {
 #pragma GCC unroll 8
-        for (int g = 0; g < 8; g++) {
-            __m256i wv = _mm256_load_si256((const __m256i *)p[b].q[g]);
+            for (int g = 0; g < 8; g++) {
+                __m256i wv = _mm256_load_si256(wq + g);
 #pragma GCC unroll 8
-            for (int t = 0; t < nt; t++) {
-                size_t at = (size_t)t * k + (size_t)b * RG_QBLOCK + 4 * g;
-                int32_t x4;
-                memcpy(&x4, a->q + at, 4);
-                if (dt == RG_DT_Q8_0) {
-                    int32_t ax4;
+                for (int t = 0; t < nt; t++) {
+                    size_t at = (size_t)t * k + (size_t)b * RG_QBLOCK + 4 * g;
+                    int32_t x4, ax4;
+                    memcpy(&x4, a->q + at, 4);
                     memcpy(&ax4, a->aq + at, 4);
                     s[t] = _mm256_add_epi32(s[t], dot4_q8(wv, _mm256_set1_epi32(x4), _mm256_set1_epi32(ax4)));
-                } else {
-                    s[t] = _mm256_add_epi16(s[t], _mm256_maddubs_epi16(wv, _mm256_set1_epi32(x4)));
+                }
+            }
+        } else {
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                __m256i v = _mm256_load_si256(wq + g);
+                __m256i lo = _mm256_and_si256(v, lo4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+#pragma GCC unroll 8
+                for (int t = 0; t < nt; t++) {
+                    size_t at = (size_t)t * k + (size_t)b * RG_QBLOCK + 4 * g;
+                    int32_t xl, xh;
+                    memcpy(&xl, a->q + at, 4);
+                    memcpy(&xh, a->q + at + 16, 4);
+                    s[t] = _mm256_add_epi16(s[t], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(xl)));
+                    s[t] = _mm256_add_epi16(s[t], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(xh)));
                 }
             }
         }
-        __m256 dw = _mm256_load_ps(p[b].d);
+        __m256 dw = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(scales + (size_t)b * 2 * PR)));
 #pragma GCC unroll 8
         for (int t = 0; t < nt; t++) {
             const qmeta *mt = &a->meta[(size_t)t * nb + b];
@@ -223,23 +201,30 @@ INLINE void panel_tile(rg_dtype dt, const int nt, const panel_block *p, int nb, 
     for (int t = 0; t < nt; t++) v_store_n(y + (size_t)t * ldy, (size_t)nr, acc[t]);
 }
 
-static void matmul_panels(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const qact *a, int n, float *y,
-                          int ldy, panel_block *p) {
+/* Every token of the step over one panel of nr rows. */
+static void panel_tokens(rg_dtype dt, const uint8_t *p, int nr, int k, const qact *a, int n, float *y, int ldy) {
     int nb = k / RG_QBLOCK;
-    for (int r0 = 0; r0 < rows; r0 += PR) {
-        int nr = rows - r0 < PR ? rows - r0 : PR;
-        repack_panel(dt, w + (size_t)r0 * rb, rb, nr, nb, p);
-        for (int t0 = 0; t0 < n; t0 += PT) {
-            qact at = {a->q + (size_t)t0 * k, a->aq ? a->aq + (size_t)t0 * k : NULL, a->meta + (size_t)t0 * nb, NULL};
-            float *yt = y + (size_t)t0 * ldy + r0;
-            switch (n - t0 < PT ? n - t0 : PT) {
+    for (int t0 = 0; t0 < n; t0 += PT) {
+        qact at = {a->q + (size_t)t0 * k, a->aq ? a->aq + (size_t)t0 * k : NULL, a->meta + (size_t)t0 * nb, NULL};
+        float *yt = y + (size_t)t0 * ldy;
+        switch (n - t0 < PT ? n - t0 : PT) {
 #define PANEL_CASE(NT) \
     case NT: panel_tile(dt, NT <= PT ? NT : PT, p, nb, &at, k, yt, ldy, nr); break;
-                PANEL_CASE(1) PANEL_CASE(2) PANEL_CASE(3) PANEL_CASE(4) PANEL_CASE(5) PANEL_CASE(6) PANEL_CASE(7)
-                default: PANEL_CASE(8)
+            PANEL_CASE(1) PANEL_CASE(2) PANEL_CASE(3) PANEL_CASE(4) PANEL_CASE(5) PANEL_CASE(6) PANEL_CASE(7)
+            default: PANEL_CASE(8)
 #undef PANEL_CASE
-            }
         }
+    }
+}
+
+/* Weights as stored: each panel packed into scratch p, then every token. */
+static void matmul_panels(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const qact *a, int n, float *y,
+                          int ldy, uint8_t *p) {
+    for (int r0 = 0; r0 < rows; r0 += PR) {
+        int nr = rows - r0 < PR ? rows - r0 : PR;
+        pack_panel(dt, w + (size_t)r0 * rb, rb, nr, k / RG_QBLOCK, p);
+        if (dt == RG_DT_Q8_0) panel_tokens(RG_DT_Q8_0, p, nr, k, a, n, y + r0, ldy);
+        else panel_tokens(RG_DT_Q4_0, p, nr, k, a, n, y + r0, ldy);
     }
 }
 
@@ -256,21 +241,29 @@ static void matmul_panels(rg_dtype dt, const uint8_t *w, size_t rb, int rows, in
 
 INLINE size_t round64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
-INLINE void matmul_quant(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n,
-                         float *y, int ldy) {
-    int gemv1 = n <= Q_GEMV_MAX_N;
-    if (!gemv1 && n < Q_PANEL_MIN_N) {
-        rg_matmul_widened_avx2(dt, w, rb, rows, k, x, ldx, n, y, ldy);
-        return;
-    }
-    int nb = k / RG_QBLOCK, lanes = gemv1 && dt == RG_DT_Q4_0;
+/* x rounded to int8 in this thread's scratch (with the Q4_0 one-row
+ * kernel's lanes if asked), reused while the same call passes the same x */
+static qact round_act(rg_dtype dt, const float *x, int ldx, int n, int k, int lanes) {
+    int nb = k / RG_QBLOCK;
+    lanes = lanes && dt == RG_DT_Q4_0;
     size_t qbytes = round64((size_t)n * k), abytes = dt == RG_DT_Q8_0 ? qbytes : 0;
     size_t mbytes = round64(sizeof(qmeta) * (size_t)n * nb), lbytes = lanes ? round64(32 * (size_t)n * nb) : 0;
     uint8_t *buf = rg_scratch(RG_SCRATCH_ACT, qbytes + abytes + mbytes + lbytes);
     qact a = {(int8_t *)buf, abytes ? buf + qbytes : NULL, (qmeta *)(buf + qbytes + abytes),
               lanes ? (int32_t *)(buf + qbytes + abytes + mbytes) : NULL};
     static _Thread_local act_key last;
-    if (!act_cached(&last, x, ldx, n, k, 0, dt)) quantize_act(dt, x, ldx, n, k, &a);
+    if (!act_cached(&last, x, ldx, n, k, lanes, dt)) quantize_act(dt, x, ldx, n, k, &a);
+    return a;
+}
+
+INLINE void matmul_quant(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n,
+                         float *y, int ldy) {
+    int gemv1 = n <= Q_GEMV_MAX_N, nb = k / RG_QBLOCK;
+    if (!gemv1 && n < Q_PANEL_MIN_N) {
+        rg_matmul_widened_avx2(dt, w, rb, rows, k, x, ldx, n, y, ldy);
+        return;
+    }
+    qact a = round_act(dt, x, ldx, n, k, gemv1);
     if (gemv1) {
         for (int t = 0; t < n; t++) {
             qact at = {a.q + (size_t)t * k, a.aq ? a.aq + (size_t)t * k : NULL, a.meta + (size_t)t * nb,
@@ -279,7 +272,23 @@ INLINE void matmul_quant(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int
         }
         return;
     }
-    matmul_panels(dt, w, rb, rows, k, &a, n, y, ldy, rg_scratch(RG_SCRATCH_KERNEL, sizeof(panel_block) * (size_t)nb));
+    matmul_panels(dt, w, rb, rows, k, &a, n, y, ldy, rg_scratch(RG_SCRATCH_KERNEL, panel_bytes(dt, nb)));
+}
+
+/* Packed at load time: panels for every token count */
+INLINE void matmul_packed(rg_dtype dt, const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y,
+                          int ldy) {
+    qact a = round_act(dt, x, ldx, n, k, 0);
+    size_t pb = panel_bytes(dt, k / RG_QBLOCK);
+    for (int r0 = 0; r0 < rows; r0 += PR)
+        panel_tokens(dt, p + (size_t)(r0 / PR) * pb, rows - r0 < PR ? rows - r0 : PR, k, &a, n, y + r0, ldy);
+}
+
+void rg_matmul_packed_q8_0_avx2(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y, int ldy) {
+    matmul_packed(RG_DT_Q8_0, p, rows, k, x, ldx, n, y, ldy);
+}
+void rg_matmul_packed_q4_0_avx2(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y, int ldy) {
+    matmul_packed(RG_DT_Q4_0, p, rows, k, x, ldx, n, y, ldy);
 }
 
 RG_MATMUL_OF(rg_matmul_q8_0_avx2, RG_DT_Q8_0, matmul_quant)

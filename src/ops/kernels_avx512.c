@@ -184,89 +184,21 @@ INLINE void gemv_q(rg_dtype dt, const int wide, const uint8_t *w, size_t rb, int
     }
 }
 
-/* Panels: PR = 16 weight rows rearranged so that one 64-byte vector holds
- * the same 4 consecutive bytes of each of the 16 rows. vpdpbusd of that
- * vector with 4 activation bytes broadcast adds 4 products into each row's
- * lane, so 8 of them leave the 16 rows' whole-block dot products in one
- * register, and the block's scaling (cvt, d_w * d_x, fma) costs 3
- * instructions per 8 vpdpbusd instead of 3 per one as in tile_q.
- *
- * A panel of nb blocks holds first the quants of every block, then the
- * scales of every block (two sequential streams, all vectors aligned):
- *   quants, per block, vector g of 64 bytes = bytes 4g..4g+3 of each row:
- *     Q8_0: 8 vectors of the weights as unsigned bytes (q + 128);
- *     Q4_0: 4 vectors of the block's bytes as stored (low nibbles: weights
- *       4g..4g+3, high nibbles: weights 16+4g..16+4g+3), split in registers;
- *   scales, per block: the 16 rows' float16 d_w (0 past the last row).
- * The weights are packed so once at load time (rg_pack_avx512, the same
- * bytes as the file for both types); weights that are not are packed per
- * step, one panel at a time, shared by all the step's tokens. */
-enum { PR = 16, PT = 8 };
+/* Panels (simd.h): 16 rows, one 64-byte vector per 4 bytes of each row's
+ * block. vpdpbusd wants the weights unsigned: Q8_0's are flipped (xor 0x80,
+ * i.e. q + 128) as they are loaded, Q4_0's nibbles are split in registers;
+ * the offsets are taken off by the integer sum's start (qmeta). */
+enum { PR = PANEL_ROWS, PT = 8 };
 
-INLINE size_t panel_quant_bytes(rg_dtype dt) { return dt == RG_DT_Q8_0 ? 8 * 64 : 4 * 64; }
-/* a panel, padded to whole vectors so the next one starts aligned */
-INLINE size_t panel_bytes(rg_dtype dt, int nb) { return ((size_t)nb * (panel_quant_bytes(dt) + PR * 2) + 63) & ~(size_t)63; }
-
-/* Panels packed per step pay off from this many tokens. Measured on the 2B shape (Q8_0, 2 threads, Zen 4), t/s of
- * tile_q vs panels packed per step: n=2 22 vs 13, 4 41 vs 27, 8 48 vs 46,
- * 16 53 vs 69, 512 (chunks of 256) 58 vs 133; again for batched steps
- * (README "Speed", Q8_0 and Q4_0, n = 1..16): tile_q faster up to 6, even
- * at 7-10. */
+/* Panels packed per step (weights not packed at load time) pay off from
+ * this many tokens. Measured on the 2B shape (Q8_0, 2 threads, Zen 4),
+ * t/s of tile_q vs panels packed per step: n=2 22 vs 13, 4 41 vs 27, 8 48
+ * vs 46, 16 53 vs 69, 512 (chunks of 256) 58 vs 133; again for batched
+ * steps (README "Speed", Q8_0 and Q4_0, n = 1..16): tile_q faster up to 6,
+ * even at 7-10. */
 #ifndef Q_PANEL_MIN_N
 #define Q_PANEL_MIN_N 8
 #endif
-
-/* Rows past the last (nr < PR) read this block: weights 0, d_w 0. */
-static const uint8_t zero_block[34];
-
-/* Transposes 16 rows x 8 dwords, given as z[i] = [row i | row i + 8], into
- * out[g] = dword g of rows 0..15: two 8x8 transposes side by side (32-bit
- * then 64-bit interleaves within 128-bit lanes, then one two-source qword
- * permute per output). */
-INLINE void transpose_16x8(const __m512i z[8], __m512i out[8]) {
-    __m512i u[8];
-    for (int h = 0; h < 2; h++) /* rows 0-3 (and 8-11), then 4-7 (and 12-15) */
-        TRANSPOSE_4X4_LANES(_mm512, __m512i, z + 4 * h, u + 4 * h);
-    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
-    for (int g = 0; g < 4; g++) {
-        out[g] = _mm512_permutex2var_epi64(u[g], lo, u[g + 4]);
-        out[g + 4] = _mm512_permutex2var_epi64(u[g], hi, u[g + 4]);
-    }
-}
-
-/* One panel: nr <= PR rows of rb bytes from w, nb blocks, into p. */
-static void pack_panel(rg_dtype dt, const uint8_t *w, size_t rb, int nr, int nb, uint8_t *p) {
-    const size_t bs = dt == RG_DT_Q8_0 ? 34 : 18, qb = panel_quant_bytes(dt);
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-    uint8_t *scales = p + (size_t)nb * qb;
-    for (int b = 0; b < nb; b++) {
-        const uint8_t *blk[PR];
-        for (int r = 0; r < PR; r++) blk[r] = r < nr ? w + (size_t)r * rb + (size_t)b * bs : zero_block;
-        for (int r = 0; r < PR; r++) memcpy(scales + (size_t)b * 2 * PR + 2 * r, blk[r], 2);
-        __m512i *out = (__m512i *)(p + (size_t)b * qb);
-        if (dt == RG_DT_Q8_0) {
-            __m512i z[8], t[8];
-            for (int i = 0; i < 8; i++)
-                z[i] = _mm512_xor_si512(
-                    _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk[i] + 2))),
-                                       _mm256_loadu_si256((const __m256i *)(blk[i + 8] + 2)), 1),
-                    flip);
-            transpose_16x8(z, t);
-            for (int g = 0; g < 8; g++) _mm512_store_si512(out + g, t[g]);
-        } else { /* 16 rows x 4 dwords: z[i]'s 128-bit lane L holds row 4L + i, so the
-                  * in-lane 4x4 transpose leaves dword g of rows 0..15 in order */
-            __m512i z[4], t[4];
-            for (int i = 0; i < 4; i++) {
-                __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(blk[i] + 2)));
-                for (int lane = 1; lane < 4; lane++)
-                    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(blk[4 * lane + i] + 2)), lane);
-                z[i] = v;
-            }
-            TRANSPOSE_4X4_LANES(_mm512, __m512i, z, t);
-            for (int g = 0; g < 4; g++) _mm512_store_si512(out + g, t[g]);
-        }
-    }
-}
 
 /* The 4 activation bytes 4g..4g+3 of block b of token t, in every dword */
 INLINE __m512i act4(const int8_t *q, int k, int t, int b, int g) {
@@ -284,8 +216,8 @@ INLINE void panel_tile(rg_dtype dt, const int nt, const uint8_t *p, int nb, cons
                        const qmeta *meta, float *y, int ldy, int nr) {
     const size_t qb = panel_quant_bytes(dt);
     const int split = nt <= 2, stream = nt <= 2;
-    const uint8_t *scales = p + (size_t)nb * qb;
-    const __m512i lo4 = _mm512_set1_epi8(0x0f);
+    const uint8_t *scales = panel_scales(dt, p, nb);
+    const __m512i lo4 = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8((char)0x80);
     __m512 acc[PT];
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
@@ -304,7 +236,7 @@ INLINE void panel_tile(rg_dtype dt, const int nt, const uint8_t *p, int nb, cons
         if (dt == RG_DT_Q8_0) {
 #pragma GCC unroll 8
             for (int g = 0; g < 8; g++) {
-                __m512i wv = _mm512_load_si512(wq + g);
+                __m512i wv = _mm512_xor_si512(_mm512_load_si512(wq + g), flip);
 #pragma GCC unroll 8
                 for (int t = 0; t < nt; t++) {
                     if (split && g % 2) s2[t] = _mm512_dpbusd_epi32(s2[t], wv, act4(q, k, t, b, g));
@@ -412,20 +344,7 @@ INLINE void matmul_quant(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int
 RG_MATMUL_OF(rg_matmul_q8_0_avx512, RG_DT_Q8_0, matmul_quant)
 RG_MATMUL_OF(rg_matmul_q4_0_avx512, RG_DT_Q4_0, matmul_quant)
 
-/* ---- weights packed at load time */
-
-static size_t packed_bytes(rg_dtype dt, int rows, int k) {
-    if (dt != RG_DT_Q8_0 && dt != RG_DT_Q4_0) return 0;
-    return (size_t)((rows + PR - 1) / PR) * panel_bytes(dt, k / RG_QBLOCK);
-}
-
-static void pack(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, uint8_t *out) {
-    for (int r0 = 0; r0 < rows; r0 += PR)
-        pack_panel(dt, w + (size_t)r0 * rb, rb, rows - r0 < PR ? rows - r0 : PR, k / RG_QBLOCK,
-                   out + (size_t)(r0 / PR) * panel_bytes(dt, k / RG_QBLOCK));
-}
-
-/* Packed panels, for every token count */
+/* Packed at load time: panels for every token count */
 INLINE void matmul_packed(rg_dtype dt, const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y,
                           int ldy) {
     void *meta;
@@ -435,15 +354,14 @@ INLINE void matmul_packed(rg_dtype dt, const uint8_t *p, int rows, int k, const 
         panel_tokens(dt, p + (size_t)(r0 / PR) * pb, rows - r0 < PR ? rows - r0 : PR, k, q, meta, n, y + r0, ldy);
 }
 
-static void matmul_packed_q8_0(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y, int ldy) {
+void rg_matmul_packed_q8_0_avx512(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y,
+                                  int ldy) {
     matmul_packed(RG_DT_Q8_0, p, rows, k, x, ldx, n, y, ldy);
 }
-static void matmul_packed_q4_0(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y, int ldy) {
+void rg_matmul_packed_q4_0_avx512(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y,
+                                  int ldy) {
     matmul_packed(RG_DT_Q4_0, p, rows, k, x, ldx, n, y, ldy);
 }
-
-const rg_pack_set rg_pack_avx512 = {
-    PR, packed_bytes, pack, {[RG_DT_Q8_0] = matmul_packed_q8_0, [RG_DT_Q4_0] = matmul_packed_q4_0}};
 
 /* vpdpbusd: 64 multiply-adds an instruction */
 double rg_peak_int8_avx512(long iters) {

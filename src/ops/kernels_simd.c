@@ -338,6 +338,25 @@ static double peak_loop(int int8, long iters) {
     return (double)iters * 12 * VW * 2;
 }
 
+/* ------------------------------------- Q8_0/Q4_0 packed in int8 panels */
+
+static size_t packed_bytes(rg_dtype dt, int rows, int k) {
+    if (dt != RG_DT_Q8_0 && dt != RG_DT_Q4_0) return 0;
+    return (size_t)((rows + PANEL_ROWS - 1) / PANEL_ROWS) * panel_bytes(dt, k / RG_QBLOCK);
+}
+
+static void pack(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, uint8_t *out) {
+    for (int r0 = 0; r0 < rows; r0 += PANEL_ROWS)
+        pack_panel(dt, w + (size_t)r0 * rb, rb, rows - r0 < PANEL_ROWS ? rows - r0 : PANEL_ROWS, k / RG_QBLOCK,
+                   out + (size_t)(r0 / PANEL_ROWS) * panel_bytes(dt, k / RG_QBLOCK));
+}
+
+static const rg_pack_set packed = {
+    PANEL_ROWS,
+    packed_bytes,
+    pack,
+    {[RG_DT_Q8_0] = SIMD_NAME(rg_matmul_packed_q8_0), [RG_DT_Q4_0] = SIMD_NAME(rg_matmul_packed_q4_0)}};
+
 const rg_kernel_set SIMD_NAME(rg_kernels) = RG_KERNEL_SET(SIMD_SET_NAME, 1u << RG_DT_Q8_0 | 1u << RG_DT_Q4_0, matmul_f32,
                                                           matmul_f16, matmul_bf16, SIMD_NAME(rg_matmul_q8_0),
-                                                          SIMD_NAME(rg_matmul_q4_0), SIMD_PACKED);
+                                                          SIMD_NAME(rg_matmul_q4_0), &packed);

@@ -81,9 +81,6 @@ INLINE void tile_rows(const uint8_t *w, size_t rb, int nr, int count, const uint
  * hardware prefetcher follows well (measured with these kernels). */
 enum { TB = 6, SIMD_PREFETCH = 1 };
 #define SIMD_TILE_MAX_N 32
-/* Q8_0/Q4_0 weights in int8 panels from load time (kernels_avx512.c) */
-extern const rg_pack_set rg_pack_avx512;
-#define SIMD_PACKED (&rg_pack_avx512)
 /* exp's clamp: vscalefps makes 2^n for any n, so only overflow is cut */
 #define EXP_MIN -104.0f
 #define EXP_MAX 88.8f
@@ -108,6 +105,14 @@ INLINE float v_max_lane(vf a) { return _mm512_reduce_max_ps(a); }
 INLINE vh h_load_n(const uint16_t *p, size_t count) { return _mm256_maskz_loadu_epi16(v_mask(count), p); }
 INLINE vf v_from_f16(vh h) { return _mm512_cvtph_ps(h); }
 INLINE vi vi_and(vi a, vi b) { return _mm512_and_si512(a, b); }
+INLINE void vi_store(vi *p, vi a) { _mm512_store_si512(p, a); }
+/* 128-bit lane l = the 16 bytes at p[l] */
+INLINE vi vi_from_lanes(const uint8_t *const p[4]) {
+    vi v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p[0]));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)p[1]), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)p[2]), 2);
+    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)p[3]), 3);
+}
 INLINE vf v_from_bits(vi a) { return _mm512_castsi512_ps(a); }
 /* VW bytes */
 INLINE __m128i bytes_vw(const void *p) { return _mm_loadu_si128((const __m128i *)p); }
@@ -139,7 +144,6 @@ INLINE void f4_store_n(float *p, int count, __m128 s, int add) {
  * kernels were measured without it). */
 enum { TB = 3, SIMD_PREFETCH = 0 };
 #define SIMD_TILE_MAX_N 24
-#define SIMD_PACKED NULL /* the weights as stored */
 /* exp's clamp: 2^n is built in the exponent field, so n + 127 must stay in
  * [1, 254] (normal floats) */
 #define EXP_MIN -87.0f
@@ -190,6 +194,12 @@ INLINE vh h_load_n(const uint16_t *p, size_t count) {
 }
 INLINE vf v_from_f16(vh h) { return _mm256_cvtph_ps(h); }
 INLINE vi vi_and(vi a, vi b) { return _mm256_and_si256(a, b); }
+INLINE void vi_store(vi *p, vi a) { _mm256_store_si256(p, a); }
+/* 128-bit lane l = the 16 bytes at p[l] */
+INLINE vi vi_from_lanes(const uint8_t *const p[2]) {
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)p[0])),
+                                   _mm_loadu_si128((const __m128i *)p[1]), 1);
+}
 INLINE vf v_from_bits(vi a) { return _mm256_castsi256_ps(a); }
 /* VW bytes */
 INLINE __m128i bytes_vw(const void *p) { return _mm_loadl_epi64((const __m128i *)p); }
@@ -230,19 +240,67 @@ INLINE vf v_from_u4(const uint8_t *p, int high) {
     return MM(cvtepi32_ps)(high ? MM(srli_epi32)(b, 4) : vi_and(b, MM(set1_epi32)(15)));
 }
 
-/* The 4x4 dword transposes within each 128-bit lane of rows z[0..3]
- * (vectors of type VT, intrinsics MM_*: _mm256 or _mm512), 32-bit then
- * 64-bit interleaves: in each 128-bit lane, u[j] holds dword j of that lane
- * of the 4 rows (dwords j | j + 4 of 8-dword rows). */
-#define TRANSPOSE_4X4_LANES(MM_, VT, z, u)                                                   \
-    do {                                                                                     \
-        VT t0_ = MM_##_unpacklo_epi32((z)[0], (z)[1]), t1_ = MM_##_unpackhi_epi32((z)[0], (z)[1]); \
-        VT t2_ = MM_##_unpacklo_epi32((z)[2], (z)[3]), t3_ = MM_##_unpackhi_epi32((z)[2], (z)[3]); \
-        (u)[0] = MM_##_unpacklo_epi64(t0_, t2_);                                             \
-        (u)[1] = MM_##_unpackhi_epi64(t0_, t2_);                                             \
-        (u)[2] = MM_##_unpacklo_epi64(t1_, t3_);                                             \
-        (u)[3] = MM_##_unpackhi_epi64(t1_, t3_);                                             \
-    } while (0)
+/* ---- int8 panels: the layout of Q8_0/Q4_0 weights the quantised kernels
+ * of both sets read for several tokens (and, packed at load time, for one).
+ *
+ * PANEL_ROWS = VW weight rows rearranged so that one integer vector holds
+ * the same 4 consecutive bytes of each row: an int8 dot product of that
+ * vector with 4 activation bytes broadcast adds 4 products into each row's
+ * lane, so a block's groups leave the rows' whole-block dot products in one
+ * register and the block's scaling is paid once for all of them. A panel of
+ * nb blocks holds first the quants of every block, then their scales (two
+ * sequential streams, every vector aligned), padded to 64 bytes:
+ *   quants, per block: vector g = bytes 4g..4g+3 of each row's block as
+ *     stored; Q8_0: 8 vectors (weights 4g..4g+3), Q4_0: 4 vectors (low
+ *     nibbles: weights 4g..4g+3, high nibbles: weights 16+4g..16+4g+3);
+ *   scales, per block: the rows' float16 d_w (0 past the last row).
+ * The same bytes as the file, rearranged: packed once at load time
+ * (rg_pack_weights) or, for weights that are not, per step and panel. */
+enum { PANEL_ROWS = VW };
+INLINE size_t panel_quant_bytes(rg_dtype dt) { return (size_t)(dt == RG_DT_Q8_0 ? 8 : 4) * 4 * PANEL_ROWS; }
+INLINE size_t panel_bytes(rg_dtype dt, int nb) {
+    return ((size_t)nb * (panel_quant_bytes(dt) + 2 * PANEL_ROWS) + 63) & ~(size_t)63;
+}
+INLINE const uint8_t *panel_scales(rg_dtype dt, const uint8_t *p, int nb) { return p + (size_t)nb * panel_quant_bytes(dt); }
+
+/* Within each 128-bit lane, the 4x4 dword transpose of z[0..3]: u[j] holds
+ * dword j of that lane of z[0], z[1], z[2], z[3] (32-bit then 64-bit
+ * interleaves). */
+INLINE void transpose_4x4_lanes(const vi z[4], vi u[4]) {
+    vi t0 = MM(unpacklo_epi32)(z[0], z[1]), t1 = MM(unpackhi_epi32)(z[0], z[1]);
+    vi t2 = MM(unpacklo_epi32)(z[2], z[3]), t3 = MM(unpackhi_epi32)(z[2], z[3]);
+    u[0] = MM(unpacklo_epi64)(t0, t2);
+    u[1] = MM(unpackhi_epi64)(t0, t2);
+    u[2] = MM(unpacklo_epi64)(t1, t3);
+    u[3] = MM(unpackhi_epi64)(t1, t3);
+}
+
+/* One panel: nr <= PANEL_ROWS rows of rb bytes from w, nb blocks, into p.
+ * Per 16 bytes of the blocks' quants: z[i]'s 128-bit lane L holds row 4L +
+ * i, so the in-lane transpose leaves dword g of rows 0.. in order. */
+INLINE void pack_panel(rg_dtype dt, const uint8_t *w, size_t rb, int nr, int nb, uint8_t *p) {
+    static const uint8_t zero_block[34]; /* rows past nr: weights 0, d_w 0 */
+    const size_t bs = dt == RG_DT_Q8_0 ? 34 : 18, qb = panel_quant_bytes(dt);
+    uint8_t *scales = p + (size_t)nb * qb;
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *blk[PANEL_ROWS];
+        for (int r = 0; r < PANEL_ROWS; r++) {
+            blk[r] = r < nr ? w + (size_t)r * rb + (size_t)b * bs : zero_block;
+            memcpy(scales + ((size_t)b * PANEL_ROWS + r) * 2, blk[r], 2);
+        }
+        vi *out = (vi *)(p + (size_t)b * qb);
+        for (int half = 0; half < (dt == RG_DT_Q8_0 ? 2 : 1); half++) {
+            vi z[4], u[4];
+            for (int i = 0; i < 4; i++) {
+                const uint8_t *lanes[VW / 4];
+                for (int l = 0; l < VW / 4; l++) lanes[l] = blk[4 * l + i] + 2 + 16 * half;
+                z[i] = vi_from_lanes(lanes);
+            }
+            transpose_4x4_lanes(z, u);
+            for (int g = 0; g < 4; g++) vi_store(out + 4 * half + g, u[g]);
+        }
+    }
+}
 
 /* ---- between the shared kernels (kernels_simd.c) and the set's int8 ones */
 
@@ -256,6 +314,12 @@ void SIMD_NAME(rg_matmul_q8_0)(const uint8_t *w, size_t rb, int rows, int k, con
                                int ldy);
 void SIMD_NAME(rg_matmul_q4_0)(const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n, float *y,
                                int ldy);
+/* The same over weights packed in panels (rg_packed_matmul_fn), every
+ * token count. */
+void SIMD_NAME(rg_matmul_packed_q8_0)(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y,
+                                      int ldy);
+void SIMD_NAME(rg_matmul_packed_q4_0)(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y,
+                                      int ldy);
 /* peak_loop's int8 half: iters rounds of the set's int8 dot product step on
  * 12 independent accumulators; returns the FLOPs done (2 per multiply-add) */
 double SIMD_NAME(rg_peak_int8)(long iters);
