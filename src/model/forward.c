@@ -224,7 +224,7 @@ static void process_step(const rg_model *m, const segment *seg, int nseg, int n,
     for (int i = 0; i < nseg; i++)
         for (int t = 0; t < seg[i].n; t++) {
             float *xr = w->x + (size_t)(seg[i].row + t) * D;
-            rg_dequant_row(&m->embed, seg[i].tokens[t], xr);
+            rg_weight_row(&m->embed, seg[i].tokens[t], xr);
             for (int j = 0; j < D; j++) xr[j] *= c->embed_scale;
         }
     if (trace) trace(tctx, "embed", -1, pos0, n, w->x, D);

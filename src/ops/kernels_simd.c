@@ -351,11 +351,27 @@ static void pack(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, uint
                    out + (size_t)(r0 / PANEL_ROWS) * panel_bytes(dt, k / RG_QBLOCK));
 }
 
+/* Row r gathered back into the file's blocks (see simd.h's layout), then
+ * widened as the type table widens them. */
+static void packed_row(rg_dtype dt, const uint8_t *p, int k, int64_t r, float *out) {
+    int nb = k / RG_QBLOCK, lane = (int)(r % PANEL_ROWS), qbytes = dt == RG_DT_Q8_0 ? 32 : 16;
+    const uint8_t *panel = p + (size_t)(r / PANEL_ROWS) * panel_bytes(dt, nb), *scales = panel_scales(dt, panel, nb);
+    const rg_dtype_traits *tr = rg_dtype_info(dt);
+    uint8_t blk[2 + 32];
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *q = panel + (size_t)b * panel_quant_bytes(dt);
+        memcpy(blk, scales + ((size_t)b * PANEL_ROWS + lane) * 2, 2);
+        for (int j = 0; j < qbytes; j++) blk[2 + j] = q[(j / 4) * 4 * PANEL_ROWS + lane * 4 + j % 4];
+        tr->to_float(blk, RG_QBLOCK, out + (size_t)b * RG_QBLOCK);
+    }
+}
+
 static const rg_pack_set packed = {
     PANEL_ROWS,
     packed_bytes,
     pack,
-    {[RG_DT_Q8_0] = SIMD_NAME(rg_matmul_packed_q8_0), [RG_DT_Q4_0] = SIMD_NAME(rg_matmul_packed_q4_0)}};
+    {[RG_DT_Q8_0] = SIMD_NAME(rg_matmul_packed_q8_0), [RG_DT_Q4_0] = SIMD_NAME(rg_matmul_packed_q4_0)},
+    packed_row};
 
 const rg_kernel_set SIMD_NAME(rg_kernels) = RG_KERNEL_SET(SIMD_SET_NAME, 1u << RG_DT_Q8_0 | 1u << RG_DT_Q4_0, matmul_f32,
                                                           matmul_f16, matmul_bf16, SIMD_NAME(rg_matmul_q8_0),

@@ -219,3 +219,10 @@ void rg_pack_weights(rg_tensor *w, void *dst) {
     w->packed = dst;
     w->packed_for = ks;
 }
+
+void rg_weight_row(const rg_tensor *w, int64_t row, float *out) {
+    if (w->packed)
+        ((const rg_kernel_set *)w->packed_for)->packed->row(w->dtype, w->packed, (int)w->shape[1], row, out);
+    else
+        rg_dequant_row(w, row, out);
+}

@@ -57,7 +57,8 @@ typedef void (*rg_matmul_fn)(const uint8_t *w, size_t row_bytes, int rows, int k
  *   pack: packs rows (a multiple of the panel rows, or the matrix's last
  *     ones) of rb bytes each from w into out.
  *   matmul[dt]: the rg_matmul_fn contract over packed rows: rows [0, rows)
- *     of the panels starting at p. */
+ *     of the panels starting at p.
+ *   row: row r of a packed [. x k] matrix widened to float32 (k floats). */
 typedef void (*rg_packed_matmul_fn)(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y,
                                     int ldy);
 typedef struct {
@@ -65,6 +66,7 @@ typedef struct {
     size_t (*bytes)(rg_dtype dt, int rows, int k);
     void (*pack)(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, uint8_t *out);
     rg_packed_matmul_fn matmul[RG_DT_COUNT];
+    void (*row)(rg_dtype dt, const uint8_t *p, int k, int64_t r, float *out);
 } rg_pack_set;
 
 typedef struct {
@@ -105,6 +107,10 @@ const rg_kernel_set *rg_active_kernels(void);
  * reads dst while that set is active, w->data otherwise. */
 size_t rg_packed_bytes(const rg_tensor *w);
 void rg_pack_weights(rg_tensor *w, void *dst);
+/* Row `row` of a 2-D weight widened to float32, from its packed copy when it
+ * has one (the file's pages were given back: rg_dequant_row would read them
+ * in again), else as stored. */
+void rg_weight_row(const rg_tensor *w, int64_t row, float *out);
 /* Every kernel set this CPU can run, best last (for tests); returns the count. */
 int rg_kernel_sets(const rg_kernel_set **sets, int max);
 /* A per-thread scratch buffer of at least bytes bytes (64-byte aligned),

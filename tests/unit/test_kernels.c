@@ -238,7 +238,12 @@ static void test_matmul_packed_driver(void **st) {
             rg_pack_weights(&t, p);
             assert_ptr_equal(t.packed, p);
         }
-        float *wf = rg_xmalloc(sizeof(float) * k), y[3 * 70];
+        float *wf = rg_xmalloc(sizeof(float) * k), *wp = rg_xmalloc(sizeof(float) * k), y[3 * 70];
+        for (int r = 0; r < rows; r++) { /* a row read back from the packed copy: the file's, exactly */
+            rg_dequant_row(&t, r, wf);
+            rg_weight_row(&t, r, wp);
+            assert_memory_equal(wf, wp, sizeof(float) * k);
+        }
         const int row0s[] = {0, 32, 37};
         for (int j = 0; j < 3; j++) {
             int r0 = row0s[j], nr = rows - r0 < 63 ? rows - r0 : 63;
@@ -261,6 +266,7 @@ static void test_matmul_packed_driver(void **st) {
         free(p);
         free(w);
         free(wf);
+        free(wp);
         free(v);
         free(x);
     }
