@@ -30,7 +30,7 @@ SONAME    := librgemma.so.$(SOVERSION)
 SHLIB     := $(BUILD)/librgemma.so.$(VERSION)
 PC        := $(BUILD)/rgemma.pc
 
-all: $(RGEMMA) $(SHLIB) $(PC) $(BUILD)/check-golden $(TEST_BIN)
+all: $(RGEMMA) $(SHLIB) $(PC) $(BUILD)/check-golden $(BUILD)/check-grad $(TEST_BIN)
 
 # Every library object is position-independent with hidden symbols, so the
 # same objects make both librgemma.a and librgemma.so; only what rgemma.h
@@ -86,6 +86,9 @@ $(RGEMMA): $(TOOL_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(LIB) $(LDLIBS)
 
 $(BUILD)/check-golden: $(BUILD)/tests/golden/check_golden.o $(BUILD)/tests/golden/golden_main.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/check-grad: $(BUILD)/tests/golden/check_grad.o $(BUILD)/tests/golden/grad_main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/golden/check_golden.o $(LIB)
@@ -146,9 +149,15 @@ check-golden: $(BUILD)/check-golden
 	@test -n "$(DIR)" || { echo "usage: make check-golden DIR=<case folder>" >&2; exit 2; }
 	$(BUILD)/check-golden $(DIR)
 
+# make check-grad DIR=<case folder or folder of cases>: the loss and every
+# parameter's gradient against grad.safetensors / grad.json
+check-grad: $(BUILD)/check-grad
+	@test -n "$(DIR)" || { echo "usage: make check-grad DIR=<case folder>" >&2; exit 2; }
+	$(BUILD)/check-grad $(DIR)
+
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: all deps test asan fuzz fuzz-bins fuzz-run check-golden clean install uninstall
+.PHONY: all deps test asan fuzz fuzz-bins fuzz-run check-golden check-grad clean install uninstall
 .SECONDARY:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

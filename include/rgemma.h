@@ -479,6 +479,54 @@ RG_API int rg_synth_size(const rg_config *cfg, const char *dtype, int *n_tensors
  * n_shards may be NULL. */
 RG_API int rg_synth(const rg_config *cfg, const char *dir, const rg_synth_params *p, int *n_shards);
 
+/* ---------------------------------------------------------------- gradients */
+
+/* Exact gradients of the next-token loss (src/train/), for training. The
+ * parameters and their gradient live in flat float32 buffers of
+ * rg_grad_size() floats: the model's tensors one after another, each under
+ * its Hugging Face name in the layout of model.safetensors (conv_1d.weight
+ * [R,1,K], the RG-LRU gates [H,in,out], ...). The tied embedding is one
+ * tensor; there is no lm_head.weight. */
+typedef struct rg_grad rg_grad;
+
+typedef struct {
+    const char *name; /* e.g. "model.layers.0.mlp_block.gate_proj.weight" */
+    int ndim;
+    int64_t shape[3];
+    size_t offset;    /* its first element in a parameter or gradient buffer */
+    size_t count;     /* its elements */
+} rg_grad_tensor;
+
+/* The parameter layout of a config (checked as config.json is); NULL with
+ * rg_last_error on a bad config. */
+RG_API rg_grad *rg_grad_new(const rg_config *cfg);
+RG_API void rg_grad_free(rg_grad *g);
+/* Elements of a parameter (or gradient) buffer. */
+RG_API size_t rg_grad_size(const rg_grad *g);
+RG_API int rg_grad_n_tensors(const rg_grad *g);
+/* Tensor i (0 <= i < rg_grad_n_tensors), in buffer order; NULL out of range. */
+RG_API const rg_grad_tensor *rg_grad_tensor_at(const rg_grad *g, int i);
+/* The index of the tensor of that name, or -1. */
+RG_API int rg_grad_find(const rg_grad *g, const char *name);
+/* Model m's weights, whatever their stored type, widened to float32 into
+ * params (rg_grad_size floats). m must have g's config. */
+RG_API int rg_grad_params_from_model(const rg_grad *g, const rg_model *m, float *params);
+/* The loss of one sequence and its gradient. tokens[0..n) (n >= 2) run from
+ * an empty state (positions 0..n-1); the row at position t predicts
+ * tokens[t+1]. Target t+1 counts when mask is NULL or mask[t+1] != 0
+ * (mask has n entries; mask[0] is not used), e.g. to score only a chat's
+ * model turns. Outputs:
+ *   *nll_sum   = sum over counted targets of -log softmax(logits[t])[tokens[t+1]]
+ *                (soft-capped logits, as the forward pass), in double;
+ *   *n_targets = the number of counted targets;
+ *   grad      += grad_scale * d nll_sum / d params (grad may be NULL: the loss
+ *                only). grad_scale = 1 / n_targets gives the gradient of the
+ *                mean loss; several calls add up (gradient accumulation).
+ * The RG-LRU's sqrt(1 - a^2) has its derivative bounded at 1000 as in the
+ * reference. The result does not depend on the thread count. */
+RG_API int rg_grad_compute(const rg_grad *g, const float *params, const int32_t *tokens, int n, const uint8_t *mask,
+                           double grad_scale, float *grad, double *nll_sum, int64_t *n_targets);
+
 /* -------------------------------------------------------------- evaluation */
 
 /* 0 when the n logits of one row are all finite; else -1 and an error naming

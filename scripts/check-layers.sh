@@ -5,7 +5,7 @@
 # "file:line: includes header (layer > layer)" and exits 1 if there is one.
 #   7 tools
 #   6 server eval
-#   5 generate quant hub
+#   5 generate quant hub train
 #   4 model
 #   3 tokenizer sampling ops
 #   2 formats
@@ -16,7 +16,7 @@ ROOT=${1:-.}
 cd "$ROOT" || exit 2
 find src tools -name '*.[ch]' | sort | xargs awk '
 BEGIN {
-    n = split("util:0 core:1 formats:2 tokenizer:3 sampling:3 ops:3 model:4 generate:5 quant:5 hub:5 eval:6 server:6 tools:7", kv, " ")
+    n = split("util:0 core:1 formats:2 tokenizer:3 sampling:3 ops:3 model:4 generate:5 quant:5 hub:5 train:5 eval:6 server:6 tools:7", kv, " ")
     for (i = 1; i <= n; i++) { split(kv[i], p, ":"); rank[p[1]] = p[2] }
     bad = 0
 }

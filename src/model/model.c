@@ -278,6 +278,15 @@ void rg_model_free(rg_model *m) {
     free(m);
 }
 
+const rg_tensor *rg_model_tensor(const rg_model *m, const char *name) {
+    if (m->gguf) {
+        const rg_gguf_tensor *t = rg_gguf_find_tensor(m->gguf, name);
+        return t ? &t->t : NULL;
+    }
+    const rg_st_entry *e = rg_st_find(&m->st, name);
+    return e ? &e->t : NULL;
+}
+
 const rg_config *rg_model_config(const rg_model *m) { return &m->cfg; }
 
 size_t rg_model_weight_bytes(const rg_model *m) {

@@ -54,6 +54,11 @@ int rg_model_load_gguf(rg_model *m, const char *path);
 int rg_gguf_read_config(const rg_gguf *g, rg_config *cfg);
 void rg_gguf_w_config(rg_gguf_writer *w, const rg_config *cfg);
 
+/* The stored tensor of that Hugging Face name as the file holds it (any
+ * dtype, the file's shape), or NULL: for readers of the raw weights (the
+ * trainer's float32 copy), not the forward pass. */
+const rg_tensor *rg_model_tensor(const rg_model *m, const char *name);
+
 /* Optional per-layer observer for tests and debugging (forward.c). what is
  * "embed" (layer -1), "temporal", "mlp", "residual" (per layer) or
  * "final_norm" (layer -1); data is [n x width] for positions pos0.. */

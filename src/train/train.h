@@ -1,0 +1,39 @@
+/* Training internals (layer 6, above model/): the parameter layout shared by
+ * the float32 and float64 builds of the forward-with-tape and the backward
+ * pass (grad_f32.c, grad_f64.c instantiate backward.inc). */
+#ifndef RG_TRAIN_H
+#define RG_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "rgemma.h"
+
+/* Where each tensor of one layer starts in the flat parameter buffer (in
+ * elements). Fields of the other layer type are unused. */
+typedef struct {
+    rg_layer_type type;
+    size_t temporal_norm, channel_norm;                         /* [D] */
+    size_t gate_w, gate_b, up_w, up_b, down_w, down_b;           /* [F,D] [F] [F,D] [F] [D,F] [D] */
+    size_t x_w, x_b, y_w, y_b, out_w, out_b;                     /* [R,D] [R] [R,D] [R] [D,R] [D] */
+    size_t conv_w, conv_b;                                       /* [R,1,K] [R] */
+    size_t a_param, in_gate_w, in_gate_b, a_gate_w, a_gate_b;    /* [R] [H,bw,bw] [H,bw] ... */
+    size_t q_w, k_w, v_w, o_w, o_b;                              /* [H*hd,D] [hd,D] [hd,D] [D,H*hd] [D] */
+} rg_layer_offsets;
+
+struct rg_grad {
+    rg_config cfg;
+    size_t embed, final_norm; /* [V,D], [D] */
+    rg_layer_offsets *layers;
+    rg_grad_tensor *tensors;  /* in buffer order */
+    int n_tensors;
+    size_t total;             /* elements of a parameter (or gradient) buffer */
+};
+
+/* The loss and gradient of one sequence (see rg_grad_compute), in float32
+ * or float64 throughout. grad may be NULL (the loss only). */
+int rg_train_grad_f32(const rg_grad *g, const float *params, const int32_t *tokens, int n, const uint8_t *mask,
+                      double grad_scale, float *grad, double *nll_sum, int64_t *n_targets);
+int rg_train_grad_f64(const rg_grad *g, const double *params, const int32_t *tokens, int n, const uint8_t *mask,
+                      double grad_scale, double *grad, double *nll_sum, int64_t *n_targets);
+
+#endif
