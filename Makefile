@@ -23,7 +23,8 @@ SIMD_SETS := neon neon_dotprod
 INT8_OBJ  := $(BUILD)/src/ops/kernels_neon.o $(BUILD)/src/ops/kernels_neon_dotprod.o
 endif
 SIMD_SRC  := $(addprefix src/ops/kernels_,simd.c avx2.c avx512.c neon.c)
-LIB_SRC   := $(filter-out $(SIMD_SRC),$(sort $(wildcard src/*/*.c)))
+# LIB_OMIT: library folders left out of a build (the arm64 test build below)
+LIB_SRC   := $(filter-out $(SIMD_SRC) $(LIB_OMIT:%=src/%/%.c),$(sort $(wildcard src/*/*.c)))
 TOOL_SRC  := $(sort $(wildcard tools/rgemma/*.c))
 TEST_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 SIMD_OBJ  := $(SIMD_SETS:%=$(BUILD)/src/ops/kernels_simd_%.o)
@@ -162,14 +163,28 @@ $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(LIB)
 fuzz-run: fuzz
 	sh tests/fuzz/run.sh $(or $(FUZZ_SECONDS),12)
 
+# arm64: the library, the kernel tests and check-golden cross-compiled with
+# Debian's gcc-aarch64-linux-gnu into build-arm64/ and run under qemu-user
+# (tests/arm64/run.sh: -cpu max with the dot-product instructions, and
+# cortex-a53 without). Those programs need cJSON and cmocka only (arm64
+# copies from Debian multiarch; `make deps` installs all of it), so the
+# library is built without the hub and the server (libcurl, libmicrohttpd).
+ARM64_CC ?= aarch64-linux-gnu-gcc
+cross-arm64:
+	$(MAKE) CC=$(ARM64_CC) BUILD=build-arm64 LIB_OMIT="hub server" LDLIBS="-lcjson -lm -lpthread" \
+	    build-arm64/check-golden build-arm64/tests/test_kernels
+
+test-arm64: cross-arm64
+	sh tests/arm64/run.sh build-arm64
+
 # make check-golden DIR=<case folder or folder of cases>
 check-golden: $(BUILD)/check-golden
 	@test -n "$(DIR)" || { echo "usage: make check-golden DIR=<case folder>" >&2; exit 2; }
 	$(BUILD)/check-golden $(DIR)
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-arm64
 
-.PHONY: all deps test asan fuzz fuzz-bins fuzz-run check-golden clean install uninstall
+.PHONY: all deps test asan fuzz fuzz-bins fuzz-run check-golden clean install uninstall cross-arm64 test-arm64
 .SECONDARY:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
