@@ -110,20 +110,32 @@ static size_t peak_rss(void) {
     return kb ? kb * 1024 : cli_peak_rss();
 }
 
+/* The value of a /proc/cpuinfo line "key : value" (newline cut), or NULL. */
+static char *cpuinfo_value(char *line, const char *key) {
+    if (strncmp(line, key, strlen(key))) return NULL;
+    char *v = strchr(line, ':');
+    if (!v) return NULL;
+    v += strspn(v + 1, " \t") + 1;
+    v[strcspn(v, "\n")] = 0;
+    return v;
+}
+
+/* x86's "model name"; arm64 kernels give none, but the first core's
+ * implementer and part numbers (0x41 = Arm; e.g. part 0xd0c = Neoverse N1). */
 static void cpu_name(char *out, size_t len) {
     snprintf(out, len, "unknown CPU");
     FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[512];
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "model name", 10)) {
-            char *v = strchr(line, ':');
-            if (v) {
-                v += strspn(v + 1, " \t") + 1;
-                v[strcspn(v, "\n")] = 0;
-                snprintf(out, len, "%s", v);
-            }
+    char line[512], impl[32] = "", part[32] = "", *v;
+    while (f && fgets(line, sizeof line, f)) {
+        if ((v = cpuinfo_value(line, "model name"))) {
+            snprintf(out, len, "%s", v);
+            impl[0] = 0;
             break;
         }
+        if ((v = cpuinfo_value(line, "CPU implementer")) && !impl[0]) snprintf(impl, sizeof impl, "%s", v);
+        if ((v = cpuinfo_value(line, "CPU part")) && !part[0]) snprintf(part, sizeof part, "%s", v);
+    }
+    if (impl[0] && part[0]) snprintf(out, len, "CPU implementer %s part %s", impl, part);
     if (f) fclose(f);
 }
 
