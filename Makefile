@@ -9,12 +9,26 @@ CFLAGS  := -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fopenmp \
 LDFLAGS := -fopenmp $(SAN)
 LDLIBS  := -lcjson -lmicrohttpd -lcurl -lm -lpthread
 
-# kernels_simd.c is compiled once per instruction set (below), not as itself
-LIB_SRC   := $(filter-out src/ops/kernels_simd.c,$(sort $(wildcard src/*/*.c)))
+# The SIMD kernel sets are those of the target (CC's) architecture: AVX2 and
+# AVX-512 on x86, NEON with and without dot products on arm64, none (scalar
+# only) elsewhere. Each set is an object of kernels_simd.c (its float
+# kernels, never compiled as itself) and one of its int8 kernels
+# (kernels_avx2.c, kernels_avx512.c; kernels_neon.c twice), listed by set.
+SIMD_ARCH := $(firstword $(subst -, ,$(shell $(CC) -dumpmachine)))
+ifneq ($(filter x86_64 i386 i486 i586 i686,$(SIMD_ARCH)),)
+SIMD_SETS := avx2 avx512
+INT8_OBJ  := $(BUILD)/src/ops/kernels_avx2.o $(BUILD)/src/ops/kernels_avx512.o
+else ifeq ($(SIMD_ARCH),aarch64)
+SIMD_SETS := neon neon_dotprod
+INT8_OBJ  := $(BUILD)/src/ops/kernels_neon.o $(BUILD)/src/ops/kernels_neon_dotprod.o
+endif
+SIMD_SRC  := $(addprefix src/ops/kernels_,simd.c avx2.c avx512.c neon.c)
+# LIB_OMIT: library folders left out of a build (the arm64 test build below)
+LIB_SRC   := $(filter-out $(SIMD_SRC) $(LIB_OMIT:%=src/%/%.c),$(sort $(wildcard src/*/*.c)))
 TOOL_SRC  := $(sort $(wildcard tools/rgemma/*.c))
 TEST_SRC  := $(sort $(wildcard tests/unit/test_*.c))
-SIMD_OBJ  := $(BUILD)/src/ops/kernels_simd_avx2.o $(BUILD)/src/ops/kernels_simd_avx512.o
-LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(SIMD_OBJ)
+SIMD_OBJ  := $(SIMD_SETS:%=$(BUILD)/src/ops/kernels_simd_%.o)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(SIMD_OBJ) $(INT8_OBJ)
 TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 LIB       := $(BUILD)/librgemma.a
@@ -41,9 +55,13 @@ $(BUILD)/src/%.o: CFLAGS += -fPIC -fvisibility=hidden
 # SIMD kernels are compiled for their instruction set only, with the macro that
 # selects its mapping in src/ops/simd.h; the library picks a set at run time
 # from what the CPU reports (src/ops/matmul.c checks exactly these features).
+# Plain NEON is part of every arm64 CPU (the default -march); the dot-product
+# instructions (sdot) came with Armv8.2, whose GCC intrinsics want armv8.2-a.
 $(BUILD)/src/ops/%_avx2.o:   CFLAGS += -mavx2 -mfma -mf16c -DRG_SIMD_AVX2
 $(BUILD)/src/ops/%_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq \
                                         -mavx512vnni -mfma -mf16c -DRG_SIMD_AVX512
+$(BUILD)/src/ops/%_neon.o:         CFLAGS += -DRG_SIMD_NEON
+$(BUILD)/src/ops/%_neon_dotprod.o: CFLAGS += -march=armv8.2-a+dotprod -DRG_SIMD_NEON -DRG_SIMD_DOTPROD
 
 # The CLI is a program over the public interface: its files see include/
 # and their own folder, not the library's internals (src/).
@@ -59,6 +77,10 @@ $(BUILD)/%.o: %.c Makefile
 	$(CC) $(CFLAGS) $(SAN_OBJ) -c $< -o $@
 
 $(SIMD_OBJ): $(BUILD)/src/ops/kernels_simd_%.o: src/ops/kernels_simd.c Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN_OBJ) -c $< -o $@
+
+$(BUILD)/src/ops/kernels_neon_dotprod.o: src/ops/kernels_neon.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN_OBJ) -c $< -o $@
 
@@ -144,6 +166,20 @@ $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(LIB)
 fuzz-run: fuzz
 	sh tests/fuzz/run.sh $(or $(FUZZ_SECONDS),12)
 
+# arm64: the library, the kernel tests and check-golden cross-compiled with
+# Debian's gcc-aarch64-linux-gnu into build-arm64/ and run under qemu-user
+# (tests/arm64/run.sh: -cpu max with the dot-product instructions, and
+# cortex-a53 without). Those programs need cJSON and cmocka only (arm64
+# copies from Debian multiarch; `make deps` installs all of it), so the
+# library is built without the hub and the server (libcurl, libmicrohttpd).
+ARM64_CC ?= aarch64-linux-gnu-gcc
+cross-arm64:
+	$(MAKE) CC=$(ARM64_CC) BUILD=build-arm64 LIB_OMIT="hub server" LDLIBS="-lcjson -lm -lpthread" \
+	    build-arm64/check-golden build-arm64/tests/test_kernels
+
+test-arm64: cross-arm64
+	sh tests/arm64/run.sh build-arm64
+
 # make check-golden DIR=<case folder or folder of cases>
 check-golden: $(BUILD)/check-golden
 	@test -n "$(DIR)" || { echo "usage: make check-golden DIR=<case folder>" >&2; exit 2; }
@@ -156,8 +192,8 @@ check-grad: $(BUILD)/check-grad
 	$(BUILD)/check-grad $(DIR)
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-arm64
 
-.PHONY: all deps test asan fuzz fuzz-bins fuzz-run check-golden check-grad clean install uninstall
+.PHONY: all deps test asan fuzz fuzz-bins fuzz-run check-golden check-grad clean install uninstall cross-arm64 test-arm64
 .SECONDARY:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -185,8 +185,10 @@ RG_API int rg_forward_batch(const rg_model *m, const rg_batch_seq *seqs, int n_s
 RG_API void rg_set_threads(int n);
 RG_API int rg_get_threads(void);
 
-/* Kernel path: "auto", "scalar", "avx2", "avx512". Also settable with the
- * environment variable RGEMMA_KERNEL. Returns -1 if the CPU lacks it. */
+/* Kernel path: "auto", "scalar", and "avx2", "avx512" on x86-64 or "neon",
+ * "neon-dotprod" on arm64. Also settable with the environment variable
+ * RGEMMA_KERNEL. Returns -1 if the CPU lacks it or the build has no such
+ * path. */
 RG_API int rg_set_kernel_path(const char *name);
 RG_API const char *rg_kernel_path(void);
 

@@ -2,6 +2,20 @@
 # Installs the Debian packages rgemma builds and tests with (idempotent).
 set -e
 PKGS="gcc make libcjson-dev libmicrohttpd-dev libcurl4-openssl-dev libcmocka-dev curl nodejs npm python3 python3-protobuf python3-sentencepiece clang libclang-rt-dev libomp-dev pkgconf"
+# The arm64 tests (make test-arm64) on another architecture: the cross
+# compiler, qemu-user to run its programs, and the arm64 libraries they link
+# (cJSON, cmocka, libgomp) from Debian multiarch, which needs arm64 added to
+# dpkg's architectures (the package lists are then fetched again).
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+update=0
+if [ "$(dpkg --print-architecture)" != arm64 ]; then
+    PKGS="$PKGS gcc-aarch64-linux-gnu qemu-user-static libcjson-dev:arm64 libcmocka-dev:arm64 libgomp1:arm64"
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        $SUDO dpkg --add-architecture arm64
+        update=1
+    fi
+fi
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -13,11 +27,15 @@ fi
 if echo "$missing" | grep -q ' nodejs' && command -v node >/dev/null 2>&1; then
     missing=$(echo "$missing" | sed 's/ nodejs//')
 fi
-if [ -n "$missing" ]; then
-    SUDO=""
-    [ "$(id -u)" -ne 0 ] && SUDO=sudo
-    echo "installing:$missing"
+# qemu-user (qemu-aarch64) serves as well as qemu-user-static
+if echo "$missing" | grep -q ' qemu-user-static' && command -v qemu-aarch64 >/dev/null 2>&1; then
+    missing=$(echo "$missing" | sed 's/ qemu-user-static//')
+fi
+if [ -n "$missing" ] || [ "$update" -eq 1 ]; then
     $SUDO apt-get update -qq
+fi
+if [ -n "$missing" ]; then
+    echo "installing:$missing"
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
 fi
 

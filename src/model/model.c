@@ -310,5 +310,5 @@ const char *rg_model_embed_type(const rg_model *m) { return rg_dtype_name(m->emb
 
 /* prefill runs on int8 dot products where the set rounds the activations to
  * int8 for the projections' type (avx512: vpdpbusd; avx2: vpmaddubsw +
- * vpaddw) */
+ * vpaddw; neon-dotprod: sdot; neon: smlal) */
 int rg_model_prefill_int8(const rg_model *m) { return (int)((rg_active_kernels()->int8_act >> m->layers[0].gate.dtype) & 1); }

@@ -1,7 +1,9 @@
 /* The float kernels of the SIMD sets, written once over simd.h and compiled
  * once per instruction set (the Makefile builds kernels_simd_avx2.o and
- * kernels_simd_avx512.o from this file); each copy fills its set's
- * rg_kernel_set with the int8 matmuls of kernels_avx2.c / kernels_avx512.c.
+ * kernels_simd_avx512.o from this file on x86-64, kernels_simd_neon.o and
+ * kernels_simd_neon_dotprod.o on arm64); each copy fills its set's
+ * rg_kernel_set with the int8 matmuls of kernels_avx2.c / kernels_avx512.c /
+ * kernels_neon.c.
  *
  * Float weights, several tokens: register tiles of RB weight rows x up to TB
  * tokens; each step widens VW weights of each row to float32 in registers
@@ -93,7 +95,7 @@ INLINE void tile_step(rg_dtype dt, const int nt, const uint8_t *const wr[RB], in
 #pragma GCC unroll 4
     for (int r = 0; r < RB; r++) {
         if (prefetch)
-            _mm_prefetch((const char *)wr[r] + (size_t)i * (dt == RG_DT_F32 ? 4 : 2) + PF_AHEAD, _MM_HINT_T0);
+            prefetch_t0(wr[r] + (size_t)i * (dt == RG_DT_F32 ? 4 : 2) + PF_AHEAD);
         vf wv = load_w(dt, wr[r], i, count);
 #pragma GCC unroll 6
         for (int t = 0; t < nt; t++) acc[r][t] = v_fma(wv, xv[t], acc[r][t]);
@@ -188,7 +190,7 @@ INLINE void matmul_float(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int
                 if (SIMD_PREFETCH && (dt == RG_DT_F16 || dt == RG_DT_BF16))
                     for (int r = r0 + RB; r < rows && r < r0 + 2 * RB; r++)
                         for (size_t b = 0; b < (size_t)len * 2; b += 64)
-                            _mm_prefetch((const char *)(w + (size_t)r * rb + (size_t)k0 * 2 + b), _MM_HINT_T0);
+                            prefetch_t0(w + (size_t)r * rb + (size_t)k0 * 2 + b);
                 src = (const uint8_t *)wide;
                 srb = sizeof(float) * KC;
             }
@@ -328,17 +330,18 @@ static float read_sum(const float *p, size_t n) {
     return s;
 }
 
-/* float32: 12 independent vfmadd231ps chains (more than latency x
- * throughput on current cores); int8: the set's own step. */
+/* float32: 12 independent fused multiply-add chains (vfmadd231ps, fmla;
+ * more than latency x throughput on current cores); int8: the set's own
+ * step. */
 static double peak_loop(int int8, long iters) {
     if (iters <= 0) return 0;
     if (int8) return SIMD_NAME(rg_peak_int8)(iters);
-    SIMD_PEAK_LOOP(iters, ".irp r," SIMD_REGS12 "\n\tvfmadd231ps %%" SIMD_REG "12, %%" SIMD_REG "13, %%" SIMD_REG
-                          "\\r\n\t.endr\n\t");
+    SIMD_PEAK_LOOP(iters, SIMD_PEAK_FMA);
     return (double)iters * 12 * VW * 2;
 }
 
 /* ------------------------------------- Q8_0/Q4_0 packed in int8 panels */
+#ifdef SIMD_PANELS /* the x86 sets (simd.h); arm64's use the weights as stored */
 
 static size_t packed_bytes(rg_dtype dt, int rows, int k) {
     if (dt != RG_DT_Q8_0 && dt != RG_DT_Q4_0) return 0;
@@ -372,7 +375,11 @@ static const rg_pack_set packed = {
     pack,
     {[RG_DT_Q8_0] = SIMD_NAME(rg_matmul_packed_q8_0), [RG_DT_Q4_0] = SIMD_NAME(rg_matmul_packed_q4_0)},
     packed_row};
+#define SIMD_PACKED (&packed)
+#else
+#define SIMD_PACKED NULL
+#endif
 
 const rg_kernel_set SIMD_NAME(rg_kernels) = RG_KERNEL_SET(SIMD_SET_NAME, 1u << RG_DT_Q8_0 | 1u << RG_DT_Q4_0, matmul_f32,
                                                           matmul_f16, matmul_bf16, SIMD_NAME(rg_matmul_q8_0),
-                                                          SIMD_NAME(rg_matmul_q4_0), &packed);
+                                                          SIMD_NAME(rg_matmul_q4_0), SIMD_PACKED);

@@ -1,7 +1,6 @@
 /* Matmul driver: splits output rows over the thread pool (OpenMP) and calls
  * the active instruction set's kernel on each block of rows. Also the kernel
  * path selection (RGEMMA_KERNEL / rg_set_kernel_path) and thread count. */
-#include <cpuid.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -15,12 +14,15 @@
 static const rg_kernel_set *g_kernels;
 static pthread_once_t g_kernels_once = PTHREAD_ONCE_INIT;
 
-/* Ordered from least to most capable. */
+/* The kernel sets this build has, ordered from least to most capable, and
+ * whether the CPU (and the OS, which libgcc's checks and the kernel's hwcaps
+ * include) has every instruction set a kernel set is compiled with: exactly
+ * the Makefile's flags for its objects. */
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
 static const rg_kernel_set *const all_sets[] = {&rg_kernels_scalar, &rg_kernels_avx2, &rg_kernels_avx512};
 
-/* Whether the CPU (and the OS, which libgcc's checks include) has every
- * instruction set a kernel set is compiled with: exactly the Makefile's -m
- * flags for its objects. */
 static int cpu_has(const char *name) {
     if (!strcmp(name, "scalar")) return 1;
     __builtin_cpu_init();
@@ -37,10 +39,41 @@ static int cpu_has(const char *name) {
     return 0;
 }
 
+#elif defined(__aarch64__)
+#include <sys/auxv.h>
+/* the kernel's AT_HWCAP bits (arch/arm64/include/uapi/asm/hwcap.h) */
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1UL << 1)
+#endif
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20)
+#endif
+
+static const rg_kernel_set *const all_sets[] = {&rg_kernels_scalar, &rg_kernels_neon, &rg_kernels_neon_dotprod};
+
+/* neon: Advanced SIMD (with its float16 conversions, part of every arm64
+ * CPU); neon-dotprod: also the sdot/udot instructions (FEAT_DotProd). */
+static int cpu_has(const char *name) {
+    if (!strcmp(name, "scalar")) return 1;
+    unsigned long hw = getauxval(AT_HWCAP);
+    int neon = (hw & HWCAP_ASIMD) != 0;
+    if (!strcmp(name, "neon")) return neon;
+    if (!strcmp(name, "neon-dotprod")) return neon && (hw & HWCAP_ASIMDDP);
+    return 0;
+}
+
+#else
+static const rg_kernel_set *const all_sets[] = {&rg_kernels_scalar};
+
+static int cpu_has(const char *name) { return !strcmp(name, "scalar"); }
+#endif
+
+#define NSETS (sizeof all_sets / sizeof all_sets[0])
+
 /* The best set this CPU supports: the last one listed that it can run. */
 static const rg_kernel_set *best_set(void) {
     const rg_kernel_set *best = &rg_kernels_scalar;
-    for (size_t i = 0; i < sizeof all_sets / sizeof all_sets[0]; i++)
+    for (size_t i = 0; i < NSETS; i++)
         if (cpu_has(all_sets[i]->name)) best = all_sets[i];
     return best;
 }
@@ -52,13 +85,16 @@ static int find_set(const char *name, const rg_kernel_set **set) {
         *set = best_set();
         return 0;
     }
-    for (size_t i = 0; i < sizeof all_sets / sizeof all_sets[0]; i++)
+    char names[128] = "";
+    for (size_t i = 0; i < NSETS; i++) {
         if (!strcmp(all_sets[i]->name, name)) {
             if (!cpu_has(name)) return rg_error("this CPU cannot run the \"%s\" kernels", name);
             *set = all_sets[i];
             return 0;
         }
-    return rg_error("unknown kernel path \"%s\" (expected auto, scalar, avx2 or avx512)", name);
+        snprintf(names + strlen(names), sizeof names - strlen(names), ", %s", all_sets[i]->name);
+    }
+    return rg_error("unknown kernel path \"%s\" (this build has auto%s)", name, names);
 }
 
 static void choose_kernels(void) {
@@ -91,9 +127,15 @@ void rg_set_threads(int n) {
 
 int rg_get_threads(void) { return omp_get_max_threads(); }
 
+int rg_kernel_sets_built(const rg_kernel_set **sets, int max) {
+    int n = 0;
+    for (size_t i = 0; i < NSETS && n < max; i++) sets[n++] = all_sets[i];
+    return n;
+}
+
 int rg_kernel_sets(const rg_kernel_set **sets, int max) {
     int n = 0;
-    for (size_t i = 0; i < sizeof all_sets / sizeof all_sets[0]; i++)
+    for (size_t i = 0; i < NSETS; i++)
         if (cpu_has(all_sets[i]->name) && n < max) sets[n++] = all_sets[i];
     return n;
 }

@@ -74,9 +74,9 @@ typedef struct {
     rg_matmul_fn matmul[RG_DT_COUNT];
     const rg_pack_set *packed; /* NULL: the weights are used as stored */
     /* bit dt set: matmul[dt] rounds the activations to int8 per block of 32
-     * (d = max|x|/127): avx512 always, avx2 at the token counts where its
-     * int8 kernels are the faster (see kernels_avx2.c); otherwise it
-     * computes in float32 */
+     * (d = max|x|/127): avx512, neon and neon-dotprod always, avx2 at the
+     * token counts where its int8 kernels are the faster (see
+     * kernels_avx2.c); otherwise it computes in float32 */
     unsigned int8_act;
     float (*softmax)(float *x, int n, float scale, float *max);
     void (*wsum)(const float *p, int ldp, int nh, const float *v, int nk, int hd, float *out, int ldo);
@@ -99,7 +99,14 @@ typedef struct {
     {NAME, {[RG_DT_F32] = F32, [RG_DT_F16] = F16, [RG_DT_BF16] = BF16, [RG_DT_Q8_0] = Q8_0, [RG_DT_Q4_0] = Q4_0}, \
      PACKED, INT8_ACT, softmax, wsum, gelu_mul, softcap, rglru, read_sum, peak_loop}
 
-extern const rg_kernel_set rg_kernels_scalar, rg_kernels_avx2, rg_kernels_avx512;
+/* The sets a build has: scalar everywhere, and those of its target (the
+ * Makefile compiles the SIMD ones for that architecture only). */
+extern const rg_kernel_set rg_kernels_scalar;
+#if defined(__x86_64__) || defined(__i386__)
+extern const rg_kernel_set rg_kernels_avx2, rg_kernels_avx512;
+#elif defined(__aarch64__)
+extern const rg_kernel_set rg_kernels_neon, rg_kernels_neon_dotprod;
+#endif
 const rg_kernel_set *rg_active_kernels(void);
 /* Bytes w needs in the active set's own layout (0: the set has none for
  * its type); rg_pack_weights packs w into dst (that many bytes, 64-byte
@@ -113,6 +120,8 @@ void rg_pack_weights(rg_tensor *w, void *dst);
 void rg_weight_row(const rg_tensor *w, int64_t row, float *out);
 /* Every kernel set this CPU can run, best last (for tests); returns the count. */
 int rg_kernel_sets(const rg_kernel_set **sets, int max);
+/* Every kernel set this build has, runnable here or not, best last. */
+int rg_kernel_sets_built(const rg_kernel_set **sets, int max);
 /* A per-thread scratch buffer of at least bytes bytes (64-byte aligned),
  * kept between calls; valid until the thread's next call with the same
  * slot. Slot RG_SCRATCH_KERNEL is the kernels', RG_SCRATCH_ACT holds only

@@ -1,41 +1,66 @@
 /* The vector mapping the SIMD kernels are written over. kernels_simd.c is
  * compiled once per instruction set; the quantised kernels of each set
- * (kernels_avx2.c, kernels_avx512.c: what differs in kind, the int8 dot
- * products and the panel repacks) use the same helpers. The Makefile builds
- * an object ending in _avx2 with -mavx2 -mfma -mf16c -DRG_SIMD_AVX2 and one
- * ending in _avx512 with the AVX-512 flags and -DRG_SIMD_AVX512; matmul.c
- * picks a set only on a CPU that has its instructions.
+ * (kernels_avx2.c, kernels_avx512.c, kernels_neon.c: what differs in kind,
+ * the int8 dot products and the panel repacks) use the same helpers. The
+ * Makefile builds an object ending in _avx2 with -mavx2 -mfma -mf16c
+ * -DRG_SIMD_AVX2, one ending in _avx512 with the AVX-512 flags and
+ * -DRG_SIMD_AVX512 (x86-64 targets), and on arm64 one ending in _neon with
+ * -DRG_SIMD_NEON and one ending in _neon_dotprod with -march=armv8.2-a+dotprod
+ * -DRG_SIMD_NEON -DRG_SIMD_DOTPROD; matmul.c picks a set only on a CPU that
+ * has its instructions.
  *
  * vf holds VW float32 lanes. A function taking `count` works on lanes
  * [0, count) and reads count >= VW as all of them (a constant VW folds the
- * mask away after inlining). */
+ * mask away after inlining). vf4 holds 4 float32 lanes in every set. */
 #ifndef RG_SIMD_H
 #define RG_SIMD_H
 
-#include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
 #include "ops/ops.h"
 
 #define INLINE static inline __attribute__((always_inline))
 
-/* ---- 256-bit helpers (every set has AVX2): the int8 kernels of both sets
- * work on 32-byte blocks */
+/* a read of the cache line at p ahead of its use (prefetcht0 on x86-64,
+ * prfm pldl1keep on arm64); never faults */
+INLINE void prefetch_t0(const void *p) { __builtin_prefetch(p, 0, 3); }
 
 /* The one-token kernels (gemv) read the weights as one sequential stream,
  * but the hardware prefetcher alone keeps too few lines in flight: one core
  * read about 6 GB/s, two 13 of the 20 GB/s the machine reads. Asking for
  * the line GEMV_PREFETCH bytes ahead raised a DRAM-resident Q4_0 gemv to 16
  * GB/s and Q8_0 to 19 (2 threads, AVX-512 Xeon; 1 KiB did little, 2-8 KiB
- * about the same). Call once per `bytes` read (a constant, so the loop
- * unrolls); the address may run past the matrix, as a prefetch never
- * faults. */
+ * about the same; not measured on arm64). Call once per `bytes` read (a
+ * constant, so the loop unrolls); the address may run past the matrix, as a
+ * prefetch never faults. */
 #ifndef GEMV_PREFETCH
 #define GEMV_PREFETCH 4096
 #endif
 INLINE void gemv_prefetch(const uint8_t *p, const size_t bytes) {
-    for (size_t at = 0; at < bytes; at += 64) _mm_prefetch((const char *)p + GEMV_PREFETCH + at, _MM_HINT_T0);
+    for (size_t at = 0; at < bytes; at += 64) prefetch_t0(p + GEMV_PREFETCH + at);
 }
+
+/* The row pointers of a tile of nr <= count rows of rb bytes from w; rows
+ * past nr repeat the last (computed, not stored). */
+INLINE void tile_rows(const uint8_t *w, size_t rb, int nr, int count, const uint8_t **wr) {
+    for (int r = 0; r < count; r++) wr[r] = w + (size_t)(r < nr ? r : nr - 1) * rb;
+}
+
+/* The roofline probes' loop, SIMD_PEAK_LOOP(iters, BODY), in each section
+ * below: iters rounds of BODY (assembly over vector registers 0..11,
+ * reading 12 and 13, 14 free as a temporary), all 15 registers zeroed
+ * first; in assembly so the compiler cannot fold it. SIMD_PEAK_FMA is the
+ * float32 body: 12 independent fused multiply-add chains. */
+#define SIMD_REGS12 "0,1,2,3,4,5,6,7,8,9,10,11"
+
+#if defined(RG_SIMD_AVX2) || defined(RG_SIMD_AVX512)
+/* ==================================================== x86-64: AVX2, AVX-512 */
+#include <immintrin.h>
+
+typedef __m128 vf4;
+
+/* ---- 256-bit helpers (every set has AVX2): the int8 kernels of both sets
+ * work on 32-byte blocks */
 
 /* [sum(a0), sum(a1), sum(a2), sum(a3)]: pairwise interleaves, then halves */
 INLINE __m128 sum4_f8(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
@@ -60,12 +85,6 @@ INLINE float f16_scale(const uint8_t *blk) {
     uint16_t h;
     memcpy(&h, blk, 2);
     return _cvtsh_ss(h);
-}
-
-/* The row pointers of a tile of nr <= count rows of rb bytes from w; rows
- * past nr repeat the last (computed, not stored). */
-INLINE void tile_rows(const uint8_t *w, size_t rb, int nr, int count, const uint8_t **wr) {
-    for (int r = 0; r < count; r++) wr[r] = w + (size_t)(r < nr ? r : nr - 1) * rb;
 }
 
 /* ---- the mapping: MM(op) names the set's intrinsic _mm256_op or _mm512_op */
@@ -211,11 +230,9 @@ INLINE void f4_store_n(float *p, int count, __m128 s, int add) {
     _mm_maskstore_ps(p, m, s);
 }
 
-#else
-#error "compile with -DRG_SIMD_AVX2 or -DRG_SIMD_AVX512 (see the Makefile)"
 #endif
 
-/* ---- the same in every set */
+/* ---- the same in both x86 sets */
 #define PS(op) MM(op##_ps)
 INLINE vf v_zero(void) { return PS(setzero)(); }
 INLINE vf v_set1(float a) { return PS(set1)(a); }
@@ -256,6 +273,7 @@ INLINE vf v_from_u4(const uint8_t *p, int high) {
  *   scales, per block: the rows' float16 d_w (0 past the last row).
  * The same bytes as the file, rearranged: packed once at load time
  * (rg_pack_weights) or, for weights that are not, per step and panel. */
+#define SIMD_PANELS 1
 enum { PANEL_ROWS = VW };
 INLINE size_t panel_quant_bytes(rg_dtype dt) { return (size_t)(dt == RG_DT_Q8_0 ? 8 : 4) * 4 * PANEL_ROWS; }
 INLINE size_t panel_bytes(rg_dtype dt, int nb) {
@@ -302,6 +320,156 @@ INLINE void pack_panel(rg_dtype dt, const uint8_t *w, size_t rb, int nr, int nb,
     }
 }
 
+#define SIMD_PEAK_LOOP(iters, BODY)                                                                       \
+    do {                                                                                                  \
+        long n_ = (iters);                                                                                \
+        __asm__ volatile(".irp r," SIMD_REGS12 ",12,13,14\n\tvpxor %%xmm\\r, %%xmm\\r, %%xmm\\r\n\t.endr\n\t" \
+                         "1:\n\t" BODY "dec %0\n\tjnz 1b\n\t"                                             \
+                         : "+r"(n_)::"xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",       \
+                           "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "cc");           \
+    } while (0)
+
+#define SIMD_PEAK_FMA \
+    ".irp r," SIMD_REGS12 "\n\tvfmadd231ps %%" SIMD_REG "12, %%" SIMD_REG "13, %%" SIMD_REG "\\r\n\t.endr\n\t"
+
+#elif defined(RG_SIMD_NEON)
+/* ============================================== arm64: NEON (Advanced SIMD)
+ * 128-bit vectors, 32 registers. Two sets share this mapping: neon (every
+ * arm64 CPU has it) and neon-dotprod (RG_SIMD_DOTPROD: the int8 kernels use
+ * sdot, vdotq_s32; FEAT_DotProd, from Armv8.2). The float kernels are the
+ * same in both. Lanes past count are loaded and stored through a small
+ * buffer: NEON has no masked loads. */
+#include <arm_neon.h>
+
+#define VW 4
+#ifdef RG_SIMD_DOTPROD
+#define SIMD_SET_NAME "neon-dotprod"
+#define SIMD_NAME(x) x##_neon_dotprod
+#else
+#define SIMD_SET_NAME "neon"
+#define SIMD_NAME(x) x##_neon
+#endif
+/* Float tiles: TB tokens x RB rows of accumulators (24), TB activations and
+ * a weight vector in the 32 registers; not measured on an arm64 machine,
+ * so no software prefetch in the tiles and avx2's tile limit. */
+enum { TB = 6, SIMD_PREFETCH = 0 };
+#define SIMD_TILE_MAX_N 24
+/* exp's clamp: 2^n is built in the exponent field, so n + 127 must stay in
+ * [1, 254] (normal floats) */
+#define EXP_MIN -87.0f
+#define EXP_MAX 88.0f
+
+typedef float32x4_t vf;
+typedef float32x4_t vf4;
+typedef uint16x4_t vh; /* VW 16-bit floats */
+
+/* a block's float16 scale d (fcvt: every arm64 CPU converts float16) */
+INLINE float f16_scale(const uint8_t *blk) {
+    __fp16 h;
+    memcpy(&h, blk, 2);
+    return (float)h;
+}
+
+/* all-ones in lanes [0, count) */
+INLINE uint32x4_t v_mask(size_t count) {
+    static const uint32_t lane[4] = {0, 1, 2, 3};
+    return vcltq_u32(vld1q_u32(lane), vdupq_n_u32((uint32_t)(count >= VW ? VW : count)));
+}
+INLINE vf v_zero(void) { return vdupq_n_f32(0.0f); }
+INLINE vf v_set1(float a) { return vdupq_n_f32(a); }
+INLINE vf v_loadu(const float *p) { return vld1q_f32(p); }
+INLINE vf v_add(vf a, vf b) { return vaddq_f32(a, b); }
+INLINE vf v_sub(vf a, vf b) { return vsubq_f32(a, b); }
+INLINE vf v_mul(vf a, vf b) { return vmulq_f32(a, b); }
+INLINE vf v_div(vf a, vf b) { return vdivq_f32(a, b); }
+INLINE vf v_sqrt(vf a) { return vsqrtq_f32(a); }
+/* a * b + c and c - a * b, one rounding */
+INLINE vf v_fma(vf a, vf b, vf c) { return vfmaq_f32(c, a, b); }
+INLINE vf v_fnma(vf a, vf b, vf c) { return vfmsq_f32(c, a, b); }
+/* like minps/maxps (a < b ? a : b): b when either is NaN, as the x86 sets
+ * (fmin/fmax would return NaN) */
+INLINE vf v_min(vf a, vf b) { return vbslq_f32(vcltq_f32(a, b), a, b); }
+INLINE vf v_max(vf a, vf b) { return vbslq_f32(vcgtq_f32(a, b), a, b); }
+/* to nearest, ties to even (as x86's rounding mode) */
+INLINE vf v_round(vf a) { return vrndnq_f32(a); }
+/* p * 2^n for integral n in [-126, 127]: 2^n = (n + 127) << 23 as a float */
+INLINE vf v_scale2(vf p, vf n) {
+    int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127)), 23);
+    return vmulq_f32(p, vreinterpretq_f32_s32(e));
+}
+INLINE vf v_load_n(const float *p, size_t count) {
+    if (count >= VW) return vld1q_f32(p);
+    float t[VW] = {0};
+    memcpy(t, p, sizeof(float) * count);
+    return vld1q_f32(t);
+}
+INLINE void v_store_n(float *p, size_t count, vf v) {
+    if (count >= VW) {
+        vst1q_f32(p, v);
+        return;
+    }
+    float t[VW];
+    vst1q_f32(t, v);
+    memcpy(p, t, sizeof(float) * count);
+}
+/* lanes past count set to 0 */
+INLINE vf v_keep_n(vf v, size_t count) {
+    return count >= VW ? v : vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(v), v_mask(count)));
+}
+/* max(m, v) in lanes [0, count), m in the others */
+INLINE vf v_max_n(vf m, vf v, size_t count) {
+    vf mx = v_max(m, v);
+    return count >= VW ? mx : vbslq_f32(v_mask(count), mx, m);
+}
+INLINE float v_sum(vf a) { return vaddvq_f32(a); }
+INLINE float v_max_lane(vf a) { return vmaxvq_f32(a); }
+INLINE vh h_load_n(const uint16_t *p, size_t count) {
+    if (count >= VW) return vld1_u16(p);
+    uint16_t h[VW] = {0};
+    memcpy(h, p, 2 * count);
+    return vld1_u16(h);
+}
+INLINE vf v_from_f16(vh h) { return vcvt_f32_f16(vreinterpret_f16_u16(h)); }
+/* bf16 is the top half of a float32 */
+INLINE vf v_from_bf16(vh h) { return vreinterpretq_f32_u32(vshll_n_u16(h, 16)); }
+/* VW bytes in the low lanes of a 64-bit vector */
+INLINE uint8x8_t bytes_vw(const void *p) {
+    uint32_t b;
+    memcpy(&b, p, 4);
+    return vreinterpret_u8_u32(vdup_n_u32(b));
+}
+INLINE vf v_from_i8(const int8_t *p) {
+    int16x8_t h = vmovl_s8(vreinterpret_s8_u8(bytes_vw(p)));
+    return vcvtq_f32_s32(vmovl_s16(vget_low_s16(h)));
+}
+/* the low (high = 0) or high nibbles of VW bytes */
+INLINE vf v_from_u4(const uint8_t *p, int high) {
+    uint8x8_t b = bytes_vw(p);
+    b = high ? vshr_n_u8(b, 4) : vand_u8(b, vdup_n_u8(15));
+    return vcvtq_f32_u32(vmovl_u16(vget_low_u16(vmovl_u8(b))));
+}
+/* [sum(a0), sum(a1), sum(a2), sum(a3)]: pairwise adds */
+INLINE vf4 v_sum4(vf a0, vf a1, vf a2, vf a3) { return vpaddq_f32(vpaddq_f32(a0, a1), vpaddq_f32(a2, a3)); }
+/* p[0, count) (+)= s[0, count), count <= 4 */
+INLINE void f4_store_n(float *p, int count, vf4 s, int add) {
+    if (add) s = vaddq_f32(s, v_load_n(p, (size_t)count));
+    v_store_n(p, (size_t)count, s);
+}
+
+#define SIMD_PEAK_LOOP(iters, BODY)                                                                      \
+    do {                                                                                                 \
+        long n_ = (iters);                                                                               \
+        __asm__ volatile(".irp r," SIMD_REGS12 ",12,13,14\n\tmovi v\\r\\().16b, #0\n\t.endr\n\t"             \
+                         "1:\n\t" BODY "subs %0, %0, #1\n\tb.ne 1b\n\t"                                  \
+                         : "+r"(n_)::"v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", \
+                           "v11", "v12", "v13", "v14", "cc");                                            \
+    } while (0)
+#define SIMD_PEAK_FMA ".irp r," SIMD_REGS12 "\n\tfmla v\\r\\().4s, v12.4s, v13.4s\n\t.endr\n\t"
+
+#else
+#error "compile with -DRG_SIMD_AVX2, -DRG_SIMD_AVX512 or -DRG_SIMD_NEON (see the Makefile)"
+#endif
+
 /* ---- between the shared kernels (kernels_simd.c) and the set's int8 ones */
 
 /* Q8_0/Q4_0 (dt) weights widened to float32 in registers, float32
@@ -323,19 +491,6 @@ void SIMD_NAME(rg_matmul_packed_q4_0)(const uint8_t *p, int rows, int k, const f
 /* peak_loop's int8 half: iters rounds of the set's int8 dot product step on
  * 12 independent accumulators; returns the FLOPs done (2 per multiply-add) */
 double SIMD_NAME(rg_peak_int8)(long iters);
-
-/* The roofline probes' loop: iters rounds of BODY (assembly over vector
- * registers 0..11, reading 12 and 13, 14 free as a temporary), all 15
- * registers zeroed first; in assembly so the compiler cannot fold it. */
-#define SIMD_REGS12 "0,1,2,3,4,5,6,7,8,9,10,11"
-#define SIMD_PEAK_LOOP(iters, BODY)                                                                       \
-    do {                                                                                                  \
-        long n_ = (iters);                                                                                \
-        __asm__ volatile(".irp r," SIMD_REGS12 ",12,13,14\n\tvpxor %%xmm\\r, %%xmm\\r, %%xmm\\r\n\t.endr\n\t" \
-                         "1:\n\t" BODY "dec %0\n\tjnz 1b\n\t"                                             \
-                         : "+r"(n_)::"xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",       \
-                           "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "cc");           \
-    } while (0)
 
 /* Whether this thread's RG_SCRATCH_ACT slot still holds x rounded to int8
  * for the same call (see rg_matmul_call_id): only quantised kernels write

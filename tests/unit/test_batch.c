@@ -144,11 +144,11 @@ static void test_batch_equals_alone(void **state) {
     if (rg_model_load(bc->model, &m)) fail_msg("%s", rg_last_error());
     int quantised = strstr(bc->model, ".gguf") != NULL, q4 = strstr(bc->model, "q4_0") != NULL;
     static const int sizes[] = {1, 2, 3, 7, 16, 33};
-    const char *paths[] = {"scalar", "avx2", "avx512"};
+    const char *paths[] = {"scalar", "avx2", "avx512", "neon", "neon-dotprod"};
     const char *before = rg_kernel_path();
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < (int)(sizeof paths / sizeof paths[0]); k++) {
         if (rg_set_kernel_path(paths[k])) {
-            printf("  %s: kernel set %s not available on this CPU (not run)\n", bc->model, paths[k]);
+            printf("  %s: kernel set %s not available on this CPU or in this build (not run)\n", bc->model, paths[k]);
             continue;
         }
         for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {

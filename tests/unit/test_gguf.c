@@ -127,7 +127,8 @@ static void test_roundtrip(void **state) {
  *     (1.5x). A quantiser that truncates instead of rounding measured
  *     2.2e-3 / 2.6e-3 (`rgemma quantize --eval`, 1024 positions), so the bound
  *     tells the two apart.
- *   q8_0 on avx512 and avx2, which also round activations to int8 per block
+ *   q8_0 on avx512 and avx2 (and neon, which rounds as avx512 does), which
+ *     also round activations to int8 per block
  *     (README "Speed"; the set's int8_act bit): 1.6e-3 / 1.8e-3 -> bound 2.5e-3.
  *   q4_0 (embedding in q8_0, the default), every path: 0.073 / 0.096 -> bound
  *     0.14. The embedding in q4_0 too measures 0.16 / 0.18, and ggml's plain
@@ -151,9 +152,9 @@ static void check_quality(const char *case_dir, const char *type) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         tok[i] = i % ctx == 0 ? 2 : (int32_t)((s >> 33) % (uint64_t)V);
     }
-    static const char *const paths[] = {"scalar", "avx2", "avx512"};
+    static const char *const paths[] = {"scalar", "avx2", "avx512", "neon", "neon-dotprod"};
     for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++) {
-        if (rg_set_kernel_path(paths[p])) continue; /* this CPU lacks it */
+        if (rg_set_kernel_path(paths[p])) continue; /* this CPU or this build lacks it */
         int int8_act = (rg_active_kernels()->int8_act >> want) & 1;
         double kl_bound = want == RG_DT_Q4_0 ? 0.14 : int8_act ? 2.5e-3 : 1.2e-3;
         double top1_bound = want == RG_DT_Q4_0 ? 0.7 : 0.95;

@@ -1,7 +1,8 @@
-/* Every kernel set this CPU can run (scalar, AVX2, AVX-512) against a
- * float64 reference, for every weight type and awkward sizes: row lengths
- * that are not a multiple of the vector width or of the k block, row counts
- * that are not a multiple of the row tile, 1..70 tokens, padded strides.
+/* Every kernel set this CPU can run (scalar; AVX2, AVX-512 on x86-64; NEON
+ * with and without dot products on arm64) against a float64 reference, for
+ * every weight type and awkward sizes: row lengths that are not a multiple
+ * of the vector width or of the k block, row counts that are not a multiple
+ * of the row tile, 1..70 tokens, padded strides.
  *
  * Tolerances are derived, not tuned:
  *  - float32 accumulation of k products: |error| <= g_k * sum|w_i x_i|,
@@ -528,13 +529,14 @@ static void test_int8_golden(void **st) {
 
 int main(void) {
     g_nsets = rg_kernel_sets(g_sets, 4);
-    const rg_kernel_set *all[] = {&rg_kernels_scalar, &rg_kernels_avx2, &rg_kernels_avx512};
+    const rg_kernel_set *all[8];
+    int nall = rg_kernel_sets_built(all, 8);
     printf("kernel sets on this CPU:");
     for (int i = 0; i < g_nsets; i++) printf(" %s", g_sets[i]->name);
     /* a "note:" line, which tests/run.sh shows even when the tests pass */
     printf("\nnote: kernel sets this CPU cannot run, not tested here:");
     int missing = 0;
-    for (size_t a = 0; a < sizeof all / sizeof all[0]; a++) {
+    for (int a = 0; a < nall; a++) {
         int runs = 0;
         for (int i = 0; i < g_nsets; i++) runs |= g_sets[i] == all[a];
         if (!runs) printf(" %s", all[a]->name), missing++;

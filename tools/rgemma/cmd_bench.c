@@ -55,7 +55,8 @@ static void usage(FILE *f) {
             "                       holds one state, e.g. 32.7 MiB for the 2B shape)\n"
             "  -r, --reps N         repetitions per row (default 3)\n"
             "  -t, --threads N      threads (default: all cores)\n"
-            "  -k, --kernels PATH   auto (default), scalar, avx2 or avx512\n"
+            "  -k, --kernels PATH   auto (default), scalar, avx2 or avx512 (x86-64),\n"
+            "                       neon or neon-dotprod (arm64)\n"
             "  -o, --output FMT     md (default) or json\n",
             MAX_BATCH);
 }
@@ -109,20 +110,32 @@ static size_t peak_rss(void) {
     return kb ? kb * 1024 : cli_peak_rss();
 }
 
+/* The value of a /proc/cpuinfo line "key : value" (newline cut), or NULL. */
+static char *cpuinfo_value(char *line, const char *key) {
+    if (strncmp(line, key, strlen(key))) return NULL;
+    char *v = strchr(line, ':');
+    if (!v) return NULL;
+    v += strspn(v + 1, " \t") + 1;
+    v[strcspn(v, "\n")] = 0;
+    return v;
+}
+
+/* x86's "model name"; arm64 kernels give none, but the first core's
+ * implementer and part numbers (0x41 = Arm; e.g. part 0xd0c = Neoverse N1). */
 static void cpu_name(char *out, size_t len) {
     snprintf(out, len, "unknown CPU");
     FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[512];
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "model name", 10)) {
-            char *v = strchr(line, ':');
-            if (v) {
-                v += strspn(v + 1, " \t") + 1;
-                v[strcspn(v, "\n")] = 0;
-                snprintf(out, len, "%s", v);
-            }
+    char line[512], impl[32] = "", part[32] = "", *v;
+    while (f && fgets(line, sizeof line, f)) {
+        if ((v = cpuinfo_value(line, "model name"))) {
+            snprintf(out, len, "%s", v);
+            impl[0] = 0;
             break;
         }
+        if ((v = cpuinfo_value(line, "CPU implementer")) && !impl[0]) snprintf(impl, sizeof impl, "%s", v);
+        if ((v = cpuinfo_value(line, "CPU part")) && !part[0]) snprintf(part, sizeof part, "%s", v);
+    }
+    if (impl[0] && part[0]) snprintf(out, len, "CPU implementer %s part %s", impl, part);
     if (f) fclose(f);
 }
 
