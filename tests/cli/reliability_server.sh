@@ -11,8 +11,10 @@ metric() { curl -s "$URL/metrics" | sed -n "s/^$1 \([0-9][0-9]*\).*/\1/p"; }
 
 # --- 6 and 7: N streaming clients hang up after 0.3 s, 2 slots: 2 running,
 # N-2 queued; each hang-up counts once, and each request is logged once
-start_server -np 2 -t 1 --queue 16 -v
-long='{"messages":[{"role":"user","content":"Count."}],"stream":true,"max_tokens":4096,"ignore_eos":true,"temperature":0}'
+# (a request long enough that no machine finishes it within the 0.3 s: the
+# tiny model once streamed 4096 tokens in 0.27 s, and that client never hung up)
+start_server -np 2 -t 1 --queue 16 -v --max-tokens 100000000
+long='{"messages":[{"role":"user","content":"Count."}],"stream":true,"max_tokens":100000000,"ignore_eos":true,"temperature":0}'
 for n in 1 3 6; do
     before=$(metric rgemma_client_disconnects_total)
     logged_before=$(grep -c 'POST /v1/chat/completions' "$TMP/server.log")
