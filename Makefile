@@ -110,7 +110,7 @@ $(RGEMMA): $(TOOL_OBJ) $(LIB)
 $(BUILD)/check-golden: $(BUILD)/tests/golden/check_golden.o $(BUILD)/tests/golden/golden_main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/check-grad: $(BUILD)/tests/golden/check_grad.o $(BUILD)/tests/golden/grad_main.o $(LIB)
+$(BUILD)/check-grad: $(BUILD)/tests/golden/check_grad.o $(BUILD)/tests/golden/check_golden.o $(BUILD)/tests/golden/grad_main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/golden/check_golden.o $(LIB)

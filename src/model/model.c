@@ -112,31 +112,29 @@ static int get_block_diag(binder *b, rg_tensor *out, const char *name, int h, in
  * place in memory rather than doubling it. Without the memory for a copy,
  * or with RGEMMA_PACK=0 (to measure the difference), the weights are used
  * as stored. */
+static void pack_one(rg_model *m, rg_tensor *t) {
+    size_t bytes = rg_packed_bytes(t);
+    void *dst = bytes ? aligned_alloc(64, (bytes + 63) & ~(size_t)63) : NULL;
+    if (!dst) return;
+    m->owned = rg_xrealloc(m->owned, sizeof *m->owned * (size_t)(m->n_owned + 1));
+    m->owned[m->n_owned++] = dst;
+    rg_pack_weights(t, dst);
+    rg_drop_file_pages(t->data, t->nbytes);
+}
+
 static void pack_weights(rg_model *m) {
     const char *env = getenv("RGEMMA_PACK");
     if (env && !strcmp(env, "0")) return;
-    for (int i = -1; i < m->cfg.num_layers; i++) {
-        rg_layer *L = i >= 0 ? &m->layers[i] : NULL;
-        rg_tensor *mats[] = {i < 0 ? &m->embed : &L->gate,
-                             i < 0 ? NULL : &L->up,
-                             i < 0 ? NULL : &L->down,
-                             i < 0 || L->type != RG_LAYER_RECURRENT ? NULL : &L->linear_x,
-                             i < 0 || L->type != RG_LAYER_RECURRENT ? NULL : &L->linear_y,
-                             i < 0 || L->type != RG_LAYER_RECURRENT ? NULL : &L->linear_out,
-                             i < 0 || L->type == RG_LAYER_RECURRENT ? NULL : &L->q,
-                             i < 0 || L->type == RG_LAYER_RECURRENT ? NULL : &L->k,
-                             i < 0 || L->type == RG_LAYER_RECURRENT ? NULL : &L->v,
-                             i < 0 || L->type == RG_LAYER_RECURRENT ? NULL : &L->o};
-        for (size_t j = 0; j < sizeof mats / sizeof mats[0]; j++) {
-            rg_tensor *t = mats[j];
-            size_t bytes = t ? rg_packed_bytes(t) : 0;
-            void *dst = bytes ? aligned_alloc(64, (bytes + 63) & ~(size_t)63) : NULL;
-            if (!dst) continue;
-            m->owned = rg_xrealloc(m->owned, sizeof *m->owned * (size_t)(m->n_owned + 1));
-            m->owned[m->n_owned++] = dst;
-            rg_pack_weights(t, dst);
-            rg_drop_file_pages(t->data, t->nbytes);
-        }
+    pack_one(m, &m->embed);
+    for (int i = 0; i < m->cfg.num_layers; i++) {
+        rg_layer *L = &m->layers[i];
+        rg_tensor *mlp[] = {&L->gate, &L->up, &L->down}, *rec[] = {&L->linear_x, &L->linear_y, &L->linear_out},
+                  *att[] = {&L->q, &L->k, &L->v, &L->o};
+        for (int j = 0; j < 3; j++) pack_one(m, mlp[j]);
+        if (L->type == RG_LAYER_RECURRENT)
+            for (int j = 0; j < 3; j++) pack_one(m, rec[j]);
+        else
+            for (int j = 0; j < 4; j++) pack_one(m, att[j]);
     }
 }
 

@@ -280,7 +280,7 @@ done:
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-int rg_find_golden_cases(const char *root, char ***cases) {
+int rg_find_case_dirs(const char *root, int (*is_case)(const char *dir), char ***cases) {
     *cases = NULL;
     DIR *d = opendir(root);
     if (!d) return 0;
@@ -289,8 +289,8 @@ int rg_find_golden_cases(const char *root, char ***cases) {
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
         char *p = rg_path_join(root, e->d_name);
-        if (rg_is_dir(p) && rg_is_golden_case(p)) {
-            *cases = realloc(*cases, sizeof **cases * (size_t)(n + 1));
+        if (rg_is_dir(p) && is_case(p)) {
+            *cases = rg_xrealloc(*cases, sizeof **cases * (size_t)(n + 1));
             (*cases)[n++] = p;
         } else {
             free(p);
@@ -300,3 +300,5 @@ int rg_find_golden_cases(const char *root, char ***cases) {
     if (n) qsort(*cases, (size_t)n, sizeof **cases, cmp_str);
     return n;
 }
+
+int rg_find_golden_cases(const char *root, char ***cases) { return rg_find_case_dirs(root, rg_is_golden_case, cases); }

@@ -11,6 +11,9 @@
 int rg_check_golden_case(const char *dir, FILE *out, int *runs);
 /* Is dir a case folder (has golden.json)? */
 int rg_is_golden_case(const char *dir);
+/* Sorted list of the folders directly under root for which is_case holds
+ * (malloc'd strings). */
+int rg_find_case_dirs(const char *root, int (*is_case)(const char *dir), char ***cases);
 /* Sorted list of case folders directly under root (malloc'd strings). */
 int rg_find_golden_cases(const char *root, char ***cases);
 

@@ -1,8 +1,8 @@
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "check_golden.h"
 #include "check_grad.h"
 #include "formats/safetensors.h"
 #include "model/model.h"
@@ -156,25 +156,4 @@ done:
     return failures;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-int rg_find_grad_cases(const char *root, char ***cases) {
-    *cases = NULL;
-    DIR *d = opendir(root);
-    if (!d) return 0;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char *p = rg_path_join(root, e->d_name);
-        if (rg_is_dir(p) && rg_is_grad_case(p)) {
-            *cases = rg_xrealloc(*cases, sizeof **cases * (size_t)(n + 1));
-            (*cases)[n++] = p;
-        } else {
-            free(p);
-        }
-    }
-    closedir(d);
-    if (n) qsort(*cases, (size_t)n, sizeof **cases, cmp_str);
-    return n;
-}
+int rg_find_grad_cases(const char *root, char ***cases) { return rg_find_case_dirs(root, rg_is_grad_case, cases); }
