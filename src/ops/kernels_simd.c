@@ -234,21 +234,28 @@ static float softmax(float *x, int n, float scale, float *max) {
 
 /* Heads in groups of at most WG (the 2B model's 10 heads in one), VW
  * columns at a time: each value row segment is loaded once for the group,
- * whose accumulators stay in registers (g is a constant in each copy). */
-enum { WG = 12 };
+ * whose accumulators stay in registers (g is a constant in each copy).
+ * The value rows go by in blocks of WSUM_BLOCK_FLOATS (32 KiB), each block
+ * read from memory once and then from L1 for every VW columns: a whole
+ * window (2048 rows of 256 floats, 2 MiB) would be streamed hd / VW times. */
+enum { WG = 12, WSUM_BLOCK_FLOATS = 8192 };
 INLINE void wsum_group(const int g, const float *p, int ldp, const float *v, int nk, int hd, float *out, int ldo) {
-    for (int i = 0; i < hd; i += VW) {
-        size_t c = (size_t)(hd - i);
-        vf acc[WG];
+    int block = WSUM_BLOCK_FLOATS / hd > 0 ? WSUM_BLOCK_FLOATS / hd : 1;
+    for (int j0 = 0; j0 < nk; j0 += block) {
+        int j1 = nk - j0 < block ? nk : j0 + block;
+        for (int i = 0; i < hd; i += VW) {
+            size_t c = (size_t)(hd - i);
+            vf acc[WG];
 #pragma GCC unroll 12
-        for (int h = 0; h < g; h++) acc[h] = v_load_n(out + (size_t)h * ldo + i, c);
-        for (int j = 0; j < nk; j++) {
-            vf vv = v_load_n(v + (size_t)j * hd + i, c);
+            for (int h = 0; h < g; h++) acc[h] = v_load_n(out + (size_t)h * ldo + i, c);
+            for (int j = j0; j < j1; j++) {
+                vf vv = v_load_n(v + (size_t)j * hd + i, c);
 #pragma GCC unroll 12
-            for (int h = 0; h < g; h++) acc[h] = v_fma(v_set1(p[(size_t)h * ldp + j]), vv, acc[h]);
+                for (int h = 0; h < g; h++) acc[h] = v_fma(v_set1(p[(size_t)h * ldp + j]), vv, acc[h]);
+            }
+#pragma GCC unroll 12
+            for (int h = 0; h < g; h++) v_store_n(out + (size_t)h * ldo + i, c, acc[h]);
         }
-#pragma GCC unroll 12
-        for (int h = 0; h < g; h++) v_store_n(out + (size_t)h * ldo + i, c, acc[h]);
     }
 }
 
