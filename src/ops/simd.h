@@ -97,8 +97,9 @@ INLINE float f16_scale(const uint8_t *blk) {
 #define SIMD_REG "zmm"
 /* Float tiles: TB tokens x RB rows of accumulators (32 registers); they
  * prefetch ahead in each row, as RB rows at once are more streams than the
- * hardware prefetcher follows well (measured with these kernels). */
-enum { TB = 6, SIMD_PREFETCH = 1 };
+ * hardware prefetcher follows well (measured with these kernels). The
+ * attention's weighted sum keeps WSUM_VECS vectors of up to 12 heads. */
+enum { TB = 6, SIMD_PREFETCH = 1, WSUM_VECS = 2 };
 #define SIMD_TILE_MAX_N 32
 /* exp's clamp: vscalefps makes 2^n for any n, so only overflow is cut */
 #define EXP_MIN -104.0f
@@ -161,7 +162,7 @@ INLINE void f4_store_n(float *p, int count, __m128 s, int add) {
 /* Float tiles: TB tokens x RB rows of accumulators plus TB activations and
  * one weight vector fill the 16 registers; no software prefetch (these
  * kernels were measured without it). */
-enum { TB = 3, SIMD_PREFETCH = 0 };
+enum { TB = 3, SIMD_PREFETCH = 0, WSUM_VECS = 1 };
 #define SIMD_TILE_MAX_N 24
 /* exp's clamp: 2^n is built in the exponent field, so n + 127 must stay in
  * [1, 254] (normal floats) */
@@ -352,7 +353,7 @@ INLINE void pack_panel(rg_dtype dt, const uint8_t *w, size_t rb, int nr, int nb,
 /* Float tiles: TB tokens x RB rows of accumulators (24), TB activations and
  * a weight vector in the 32 registers; not measured on an arm64 machine,
  * so no software prefetch in the tiles and avx2's tile limit. */
-enum { TB = 6, SIMD_PREFETCH = 0 };
+enum { TB = 6, SIMD_PREFETCH = 0, WSUM_VECS = 2 };
 #define SIMD_TILE_MAX_N 24
 /* exp's clamp: 2^n is built in the exponent field, so n + 127 must stay in
  * [1, 254] (normal floats) */
