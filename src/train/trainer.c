@@ -63,6 +63,7 @@ typedef struct {
     float *params, *grad, *m, *v;
     int *train_seq, *eval_seq, *order; /* sequence indices; order: this epoch's permutation of train_seq */
     int n_train, n_eval;
+    int64_t train_targets;
     uint64_t run_hash;
     /* the position, saved in optimizer.bin */
     int step;
@@ -187,9 +188,7 @@ static int load_data(trainer *T) {
     h = rg_fnv1a(T->data.counts, T->data.n, h);
     uint64_t knobs[5] = {(uint64_t)p->ctx, (uint64_t)p->batch, p->seed, (uint64_t)T->n_eval, T->n_params};
     T->run_hash = rg_fnv1a(knobs, sizeof knobs, h);
-    info(T, "data: %d document%s, %zu tokens -> %d sequences of %d (train %d, held out %d), %lld training targets",
-         T->data.n_docs, T->data.n_docs == 1 ? "" : "s", T->data.n, n, p->ctx, T->n_train, T->n_eval,
-         (long long)targets);
+    T->train_targets = targets;
     return 0;
 }
 
@@ -612,6 +611,10 @@ int rg_train(const rg_train_params *p, rg_train_result *res) {
         return -1;
     }
     order_epoch(&T);
+    /* reported once every input checked out, so that a refused run prints its error only */
+    info(&T, "data: %d document%s, %zu tokens -> %d sequences of %d (train %d, held out %d), %lld training targets",
+         T.data.n_docs, T.data.n_docs == 1 ? "" : "s", T.data.n, T.n_train + T.n_eval, p->ctx, T.n_train, T.n_eval,
+         (long long)T.train_targets);
     if (p->resume) info(&T, "resumed at step %d of %d (%lld tokens trained)", T.step, p->steps, (long long)T.tokens);
     info(&T, "%zu parameters; AdamW beta1 %g beta2 %g, lr %g -> %g (warm-up %d steps), weight decay %g, clip %g",
          T.n_params, p->beta1, p->beta2, p->lr, p->min_lr, p->warmup, p->weight_decay, p->clip);
@@ -623,6 +626,7 @@ int rg_train(const rg_train_params *p, rg_train_result *res) {
     }
     int steps_this_call = 0, saved_at = p->resume ? T.step : -1;
     int64_t tokens_at_start = T.tokens;
+    double loop_start = rg_time_s(); /* the pace excludes loading the data */
     while (T.step < p->steps) {
         if ((p->cancel && *p->cancel) || (p->stop_after && steps_this_call >= p->stop_after)) {
             res->stopped = 1;
@@ -634,7 +638,7 @@ int rg_train(const rg_train_params *p, rg_train_result *res) {
             break;
         }
         steps_this_call++;
-        double spent = rg_time_s() - T.t0;
+        double spent = rg_time_s() - loop_start;
         rg_train_event e = {.kind = RG_TRAIN_STEP, .step = T.step, .steps = p->steps, .loss = train_loss, .lr = lr,
                             .grad_norm = norm, .tokens = T.tokens, .seconds = elapsed(&T),
                             .tokens_per_s = spent > 0 ? (double)(T.tokens - tokens_at_start) / spent : 0,
