@@ -308,21 +308,27 @@ static int copy_file(const char *from, const char *to) {
     return rc ? rg_error("%s: cannot write: %s", to, strerror(errno)) : 0;
 }
 
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
 /* The tokenizer files of the source (a tokenizer file, or the folder of the
  * tokenizer or model), else the loaded tokenizer as tokenizer.model (e.g.
  * one that came from inside a .gguf). */
 static int write_tokenizer(const trainer *T, const char *dir) {
     static const char *const names[] = {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
                                         "special_tokens_map.json"};
-    const char *src = T->p->tokenizer_path;
-    size_t sl = src ? strlen(src) : 0;
-    if (src && rg_file_exists(src) && !(sl > 5 && !strcmp(src + sl - 5, ".gguf"))) {
-        char *to = rg_path_join(dir, sl > 5 && !strcmp(src + sl - 5, ".json") ? "tokenizer.json" : "tokenizer.model");
+    const char *src = T->p->tokenizer_path, *model = T->p->model_path;
+    if (src && rg_file_exists(src) && !ends_with(src, ".gguf")) {
+        char *to = rg_path_join(dir, ends_with(src, ".json") ? "tokenizer.json" : "tokenizer.model");
         int rc = copy_file(src, to);
         free(to);
         return rc;
     }
-    char *from_dir = src && rg_is_dir(src) ? strdup(src) : T->p->model_path ? rg_model_dir(T->p->model_path) : NULL;
+    /* a .gguf model carries its tokenizer inside: written from the loaded one below */
+    char *from_dir = src ? (rg_is_dir(src) ? strdup(src) : NULL)
+                         : model && !ends_with(model, ".gguf") ? rg_model_dir(model) : NULL;
     int copied = 0, rc = 0;
     for (size_t i = 0; from_dir && i < sizeof names / sizeof names[0] && !rc; i++) {
         char *from = rg_path_join(from_dir, names[i]), *to = rg_path_join(dir, names[i]);
