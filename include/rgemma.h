@@ -607,8 +607,9 @@ typedef struct {
  * weight_decay 0.1, clip 1.0, beta1 0.9, beta2 0.95, adam_eps 1e-8,
  * eval_frac 0.05, eval_every 50, save_every 0, seed 1, save_dtype "f32". */
 RG_API void rg_train_params_default(rg_train_params *p);
-/* Runs the training; 0 also when it stopped early (res->stopped). A bad
- * input (data, config, resume file) fails before anything is written. */
+/* Runs the training; 0 also when it stopped early (res->stopped; res may
+ * be NULL). A bad input (data, config, resume file) fails before anything
+ * is written. */
 RG_API int rg_train(const rg_train_params *p, rg_train_result *res);
 
 /* -------------------------------------------------------------- evaluation */

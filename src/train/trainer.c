@@ -591,6 +591,8 @@ static void trainer_free(trainer *T) {
 int rg_train(const rg_train_params *p, rg_train_result *res) {
     trainer T = {.p = p, .t0 = rg_time_s()};
     rg_model *model = NULL;
+    rg_train_result unused;
+    if (!res) res = &unused;
     memset(res, 0, sizeof *res);
     int rc = setup(&T, &model);
     if (!rc) {
