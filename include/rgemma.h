@@ -590,6 +590,10 @@ typedef struct {
     int resume;                 /* continue the run saved in out_dir (refused if it is another run) */
     const char *save_dtype;     /* "f32" (default) or "bf16" for model.safetensors */
     int stop_after;             /* > 0: stop (and save) after this many steps of this call */
+    int lora_rank;              /* > 0: train LoRA adapters of this rank on the layers' 2-D matrices
+                                   (model_path only); the checkpoint holds the merged weights,
+                                   optimizer.bin the adapters */
+    double lora_alpha;          /* LoRA scale alpha / rank (0: alpha = rank) */
     const volatile int *cancel; /* non-NULL and set (e.g. by SIGINT): save and stop after the current step */
     void (*progress)(void *ctx, const rg_train_event *e); /* may be NULL */
     void *progress_ctx;

@@ -3,7 +3,11 @@
  * so it is the gradient of the mean loss), clips the global norm and
  * applies AdamW to float32 master weights. Every reduction here runs in a
  * fixed order, so, as rg_grad_compute, the weights do not depend on the
- * thread count, and a resumed run continues bit for bit. */
+ * thread count, and a resumed run continues bit for bit.
+ * With LoRA the optimiser updates low-rank adapters instead: each matrix W
+ * [out, in] of the layers is base + s B A (A [r, in], B [out, r], s =
+ * alpha / r) and, from the full gradient G of W that rg_grad_compute gives,
+ * dB = s G A^T and dA = s B^T G (exact). */
 #define _GNU_SOURCE /* renameat2 */
 #include <dirent.h>
 #include <errno.h>
@@ -47,11 +51,25 @@ void rg_train_params_default(rg_train_params *p) {
  * file is for the machine type that wrote it). */
 typedef struct {
     char magic[8];
-    uint32_t version, has_master; /* has_master: the f32 weights follow m and v (bf16 safetensors) */
-    uint64_t config_fp, n_params, run_hash;
+    uint32_t version, has_values; /* has_values: the trained values follow m and v (LoRA's adapters, or
+                                     the f32 weights when the safetensors are bf16) */
+    uint64_t config_fp, n_params, n_trained, run_hash;
     uint64_t step, epoch, cursor, tokens;
     double seconds;
 } optim_header;
+
+/* A tensor the optimiser updates: n values at `offset` of the trained buffer. */
+typedef struct {
+    size_t offset, count;
+    int decay; /* weight decay applies (matrices only) */
+} trained_tensor;
+
+/* One matrix W [out, in] adapted by LoRA. */
+typedef struct {
+    size_t w;    /* W in the parameter buffer */
+    size_t a, b; /* A [r, in] and B [out, r] in the adapter buffer */
+    int out, in;
+} lora_matrix;
 
 typedef struct {
     const rg_train_params *p;
@@ -60,7 +78,15 @@ typedef struct {
     rg_tokenizer *tok;
     rg_train_stream data;
     size_t n_params;
-    float *params, *grad, *m, *v;
+    float *params, *grad;
+    /* what the optimiser updates: params and grad themselves, or LoRA's adapters and their gradient */
+    trained_tensor *trained;
+    int n_trained_tensors;
+    size_t n_trained;
+    float *values, *value_grad, *m, *v;
+    lora_matrix *lora;
+    int n_lora;
+    float *base; /* LoRA: the frozen weights */
     int *train_seq, *eval_seq, *order; /* sequence indices; order: this epoch's permutation of train_seq */
     int n_train, n_eval;
     int64_t train_targets;
@@ -88,6 +114,11 @@ static void info(const trainer *T, const char *fmt, ...) {
     emit(T, &e);
 }
 
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
 static double elapsed(const trainer *T) { return T->seconds_before + (rg_time_s() - T->t0); }
 
 /* ---- parameters --------------------------------------------------------- */
@@ -110,12 +141,16 @@ static int check_params(const rg_train_params *p) {
         return rg_error("train: eval_frac must be in [0, 1) (got %g)", p->eval_frac);
     if (p->eval_every < 0 || p->save_every < 0 || p->stop_after < 0)
         return rg_error("train: eval_every, save_every and stop_after must be >= 0");
+    if (p->lora_rank < 0 || p->lora_rank > 4096 || !(p->lora_alpha >= 0))
+        return rg_error("train: LoRA needs a rank of 0..4096 and alpha >= 0 (got %d, %g)", p->lora_rank, p->lora_alpha);
+    if (p->lora_rank && !p->model_path) return rg_error("train: LoRA adapts a checkpoint: give the model to fine-tune");
     const char *dt = p->save_dtype ? p->save_dtype : "f32";
     if (strcmp(dt, "f32") && strcmp(dt, "bf16")) return rg_error("train: save dtype must be f32 or bf16 (got \"%s\")", dt);
     return 0;
 }
 
 static int save_bf16(const rg_train_params *p) { return p->save_dtype && !strcmp(p->save_dtype, "bf16"); }
+static double lora_alpha(const rg_train_params *p) { return p->lora_alpha > 0 ? p->lora_alpha : p->lora_rank; }
 
 /* Warm-up from 0 to lr over `warmup` steps, then cosine decay to min_lr at
  * the last step. step counts from 1. */
@@ -186,7 +221,11 @@ static int load_data(trainer *T) {
     /* the run's identity: what decides the data order and the weights' shape */
     uint64_t h = rg_fnv1a(T->data.ids, T->data.n * sizeof *T->data.ids, 0);
     h = rg_fnv1a(T->data.counts, T->data.n, h);
-    uint64_t knobs[5] = {(uint64_t)p->ctx, (uint64_t)p->batch, p->seed, (uint64_t)T->n_eval, T->n_params};
+    double alpha = p->lora_rank ? lora_alpha(p) : 0;
+    uint64_t alpha_bits;
+    memcpy(&alpha_bits, &alpha, sizeof alpha_bits);
+    uint64_t knobs[7] = {(uint64_t)p->ctx, (uint64_t)p->batch, p->seed, (uint64_t)T->n_eval, T->n_params,
+                         (uint64_t)p->lora_rank, alpha_bits};
     T->run_hash = rg_fnv1a(knobs, sizeof knobs, h);
     T->train_targets = targets;
     return 0;
@@ -215,11 +254,11 @@ static double global_norm(const float *g, size_t n) {
 static void adamw(trainer *T, double lr, double grad_mul) {
     const rg_train_params *p = T->p;
     double bc1 = 1 - pow(p->beta1, T->step), bc2 = 1 - pow(p->beta2, T->step);
-    for (int k = 0; k < rg_grad_n_tensors(T->g); k++) {
-        const rg_grad_tensor *t = rg_grad_tensor_at(T->g, k);
-        double decay = t->ndim >= 2 ? lr * p->weight_decay : 0; /* matrices only: not norms, biases, a_param */
-        float *w = T->params + t->offset, *m = T->m + t->offset, *v = T->v + t->offset;
-        const float *g = T->grad + t->offset;
+    for (int k = 0; k < T->n_trained_tensors; k++) {
+        const trained_tensor *t = &T->trained[k];
+        double decay = t->decay ? lr * p->weight_decay : 0;
+        float *w = T->values + t->offset, *m = T->m + t->offset, *v = T->v + t->offset;
+        const float *g = T->value_grad + t->offset;
         #pragma omp parallel for schedule(static) if (t->count > 4096)
         for (size_t i = 0; i < t->count; i++) {
             double gi = g[i] * grad_mul;
@@ -230,6 +269,75 @@ static void adamw(trainer *T, double lr, double grad_mul) {
             w[i] = (float)(wi - lr * (mi / bc1) / (sqrt(vi / bc2) + p->adam_eps));
         }
     }
+}
+
+/* ---- LoRA --------------------------------------------------------------- */
+
+static double lora_scale(const rg_train_params *p) { return lora_alpha(p) / p->lora_rank; }
+
+static void lora_apply(trainer *T) {
+    for (int j = 0; j < T->n_lora; j++) {
+        const lora_matrix *L = &T->lora[j];
+        rg_lora_merge(T->base + L->w, T->values + L->a, T->values + L->b, L->out, L->in, T->p->lora_rank,
+                      (float)lora_scale(T->p), T->params + L->w);
+    }
+}
+
+static void lora_gradients(trainer *T) {
+    for (int j = 0; j < T->n_lora; j++) {
+        const lora_matrix *L = &T->lora[j];
+        rg_lora_gradients(T->grad + L->w, T->values + L->a, T->values + L->b, L->out, L->in, T->p->lora_rank,
+                          (float)lora_scale(T->p), T->value_grad + L->a, T->value_grad + L->b);
+    }
+}
+
+/* A weight matrix, not a vector: the RG-LRU gate biases [H, bw] are 2-D
+ * but biases. */
+static int is_matrix(const rg_grad_tensor *t) { return t->ndim >= 2 && !ends_with(t->name, "bias"); }
+
+static void normal_fill(float *out, size_t n, double std, uint64_t key) {
+    uint64_t s = key;
+    for (size_t i = 0; i < n; i++) {
+        double u = ((double)(rg_splitmix64(&s) >> 11) + 0.5) * 0x1p-53, v = (double)(rg_splitmix64(&s) >> 11) * 0x1p-53;
+        out[i] = (float)(std * sqrt(-2 * log(u)) * cos(2 * M_PI * v));
+    }
+}
+
+/* What the optimiser trains: every tensor (decay on matrices only: not on
+ * norms, biases, recurrent_param), or with LoRA an A and a B for each 2-D
+ * weight matrix of the layers (the projections and the MLP; not the
+ * embedding, the conv taps or the RG-LRU gates). A starts N(0, 1/in), B at 0: the model starts as
+ * the base. */
+static void choose_trained(trainer *T) {
+    int n = rg_grad_n_tensors(T->g), r = T->p->lora_rank;
+    T->trained = rg_xcalloc((size_t)n * 2, sizeof *T->trained);
+    if (!r) {
+        for (int k = 0; k < n; k++) {
+            const rg_grad_tensor *t = rg_grad_tensor_at(T->g, k);
+            T->trained[T->n_trained_tensors++] = (trained_tensor){t->offset, t->count, is_matrix(t)};
+        }
+        T->n_trained = T->n_params;
+        T->values = T->params;
+        T->value_grad = T->grad;
+        return;
+    }
+    T->lora = rg_xcalloc((size_t)n, sizeof *T->lora);
+    for (int k = 0; k < n; k++) {
+        const rg_grad_tensor *t = rg_grad_tensor_at(T->g, k);
+        if (t->ndim != 2 || !is_matrix(t) || !strcmp(t->name, "model.embed_tokens.weight")) continue;
+        lora_matrix *L = &T->lora[T->n_lora++];
+        *L = (lora_matrix){t->offset, T->n_trained, T->n_trained + (size_t)r * (size_t)t->shape[1],
+                           (int)t->shape[0], (int)t->shape[1]};
+        T->trained[T->n_trained_tensors++] = (trained_tensor){L->a, (size_t)r * (size_t)L->in, 1};
+        T->trained[T->n_trained_tensors++] = (trained_tensor){L->b, (size_t)L->out * (size_t)r, 1};
+        T->n_trained = L->b + (size_t)L->out * (size_t)r;
+    }
+    T->values = rg_xcalloc(T->n_trained, sizeof *T->values);
+    T->value_grad = rg_xcalloc(T->n_trained, sizeof *T->value_grad);
+    T->base = rg_xmalloc(sizeof *T->base * T->n_params);
+    for (int j = 0; j < T->n_lora; j++)
+        normal_fill(T->values + T->lora[j].a, (size_t)r * (size_t)T->lora[j].in, 1 / sqrt((double)T->lora[j].in),
+                    rg_mix64(T->p->seed ^ ((uint64_t)(j + 1) * RG_GOLDEN64)));
 }
 
 static double evaluate(const trainer *T) {
@@ -275,10 +383,12 @@ static int train_step(trainer *T, double *loss, double *lr, double *norm) {
     T->step++;
     T->tokens += (int64_t)p->batch * p->ctx;
     *loss = targets ? nll / (double)targets : 0;
-    *norm = global_norm(T->grad, T->n_params);
+    if (T->n_lora) lora_gradients(T);
+    *norm = global_norm(T->value_grad, T->n_trained);
     *lr = lr_at(p, T->step);
     if (!isfinite(*norm)) return rg_error("train: step %d: the gradient is not finite (loss %g): lower the lr", T->step, *loss);
     adamw(T, *lr, p->clip > 0 && *norm > p->clip ? p->clip / *norm : 1.0);
+    if (T->n_lora) lora_apply(T);
     return 0;
 }
 
@@ -306,11 +416,6 @@ static int copy_file(const char *from, const char *to) {
     if (f && fclose(f)) rc = 1;
     free(data);
     return rc ? rg_error("%s: cannot write: %s", to, strerror(errno)) : 0;
-}
-
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && !strcmp(s + n - k, suffix);
 }
 
 /* The tokenizer files of the source (a tokenizer file, or the folder of the
@@ -379,8 +484,9 @@ static int write_array(FILE *f, const float *a, size_t n, uint64_t *h) {
 }
 
 static int write_optimizer(const trainer *T, const char *dir) {
-    optim_header hd = {.version = 1, .has_master = (uint32_t)save_bf16(T->p), .config_fp = rg_config_fingerprint(&T->cfg),
-                       .n_params = T->n_params, .run_hash = T->run_hash, .step = (uint64_t)T->step,
+    optim_header hd = {.version = 1, .has_values = (uint32_t)(T->n_lora || save_bf16(T->p)),
+                       .config_fp = rg_config_fingerprint(&T->cfg), .n_params = T->n_params,
+                       .n_trained = T->n_trained, .run_hash = T->run_hash, .step = (uint64_t)T->step,
                        .epoch = (uint64_t)T->epoch, .cursor = (uint64_t)T->cursor, .tokens = (uint64_t)T->tokens,
                        .seconds = elapsed(T)};
     memcpy(hd.magic, OPTIM_MAGIC, 8);
@@ -390,8 +496,8 @@ static int write_optimizer(const trainer *T, const char *dir) {
     uint64_t h = rg_fnv1a(&hd, sizeof hd, 0);
     if (f) {
         bad |= fwrite(&hd, sizeof hd, 1, f) != 1;
-        bad |= write_array(f, T->m, T->n_params, &h) || write_array(f, T->v, T->n_params, &h);
-        if (hd.has_master) bad |= write_array(f, T->params, T->n_params, &h);
+        bad |= write_array(f, T->m, T->n_trained, &h) || write_array(f, T->v, T->n_trained, &h);
+        if (hd.has_values) bad |= write_array(f, T->values, T->n_trained, &h);
         bad |= fwrite(&h, sizeof h, 1, f) != 1 || fflush(f) || fsync(fileno(f));
         bad |= fclose(f) != 0;
     }
@@ -440,9 +546,9 @@ static int read_array(FILE *f, float *a, size_t n, uint64_t *h) {
     return 0;
 }
 
-/* optimizer.bin of out_dir into T (the weights too when it has them:
- * *have_master). Refuses a file of another run. */
-static int load_optimizer(trainer *T, int *have_master) {
+/* optimizer.bin of out_dir into T (the trained values too when it has
+ * them: *have_values). Refuses a file of another run. */
+static int load_optimizer(trainer *T, int *have_values) {
     char *path = rg_path_join(T->p->out_dir, OPTIM_FILE);
     FILE *f = fopen(path, "rb");
     optim_header hd;
@@ -451,7 +557,8 @@ static int load_optimizer(trainer *T, int *have_master) {
         rc = rg_error("%s: cannot open: %s (nothing to resume)", path, strerror(errno));
     } else if (fread(&hd, sizeof hd, 1, f) != 1 || memcmp(hd.magic, OPTIM_MAGIC, 8) || hd.version != 1) {
         rc = rg_error("%s: not an rgemma optimizer file (or another version)", path);
-    } else if (hd.config_fp != rg_config_fingerprint(&T->cfg) || hd.n_params != T->n_params) {
+    } else if (hd.config_fp != rg_config_fingerprint(&T->cfg) || hd.n_params != T->n_params ||
+               hd.n_trained != T->n_trained) {
         rc = rg_error("%s: written for another model configuration (%llu parameters): cannot resume this one",
                       path, (unsigned long long)hd.n_params);
     } else if (hd.run_hash != T->run_hash) {
@@ -459,8 +566,8 @@ static int load_optimizer(trainer *T, int *have_master) {
                       path);
     } else {
         uint64_t h = rg_fnv1a(&hd, sizeof hd, 0), stored;
-        int bad = read_array(f, T->m, T->n_params, &h) || read_array(f, T->v, T->n_params, &h) ||
-                  (hd.has_master && read_array(f, T->params, T->n_params, &h)) ||
+        int bad = read_array(f, T->m, T->n_trained, &h) || read_array(f, T->v, T->n_trained, &h) ||
+                  (hd.has_values && read_array(f, T->values, T->n_trained, &h)) ||
                   fread(&stored, sizeof stored, 1, f) != 1 || fgetc(f) != EOF;
         if (bad || stored != h) rc = rg_error("%s: truncated or corrupt", path);
         else if (hd.step > (uint64_t)T->p->steps || hd.cursor > (uint64_t)T->n_train)
@@ -474,7 +581,7 @@ static int load_optimizer(trainer *T, int *have_master) {
     T->cursor = (int64_t)hd.cursor;
     T->tokens = (int64_t)hd.tokens;
     T->seconds_before = hd.seconds;
-    *have_master = (int)hd.has_master;
+    *have_values = (int)hd.has_values;
     return 0;
 }
 
@@ -579,10 +686,15 @@ static void trainer_free(trainer *T) {
     rg_tokenizer_free(T->tok);
     rg_grad_free(T->g);
     rg_train_stream_free(&T->data);
+    if (T->values != T->params) free(T->values);
+    if (T->value_grad != T->grad) free(T->value_grad);
     free(T->params);
     free(T->grad);
     free(T->m);
     free(T->v);
+    free(T->base);
+    free(T->trained);
+    free(T->lora);
     free(T->train_seq);
     free(T->eval_seq);
     free(T->order);
@@ -598,19 +710,19 @@ int rg_train(const rg_train_params *p, rg_train_result *res) {
     if (!rc) {
         T.params = rg_xcalloc(T.n_params, sizeof *T.params);
         T.grad = rg_xcalloc(T.n_params, sizeof *T.grad);
-        T.m = rg_xcalloc(T.n_params, sizeof *T.m);
-        T.v = rg_xcalloc(T.n_params, sizeof *T.v);
-        int have_master = 0;
-        if (p->resume) {
-            rc = load_optimizer(&T, &have_master);
-            if (!rc && !have_master) { /* the f32 weights are the checkpoint's safetensors */
-                rg_model_free(model);
-                model = NULL;
-                rc = rg_model_load(p->out_dir, &model) || rg_grad_params_from_model(T.g, model, T.params);
-            }
-        } else {
-            rc = init_weights(&T, model);
+        choose_trained(&T);
+        T.m = rg_xcalloc(T.n_trained, sizeof *T.m);
+        T.v = rg_xcalloc(T.n_trained, sizeof *T.v);
+        int have_values = 0;
+        rc = init_weights(&T, model);
+        if (!rc && T.n_lora) memcpy(T.base, T.params, sizeof *T.base * T.n_params);
+        if (!rc && p->resume) rc = load_optimizer(&T, &have_values);
+        if (!rc && p->resume && !have_values) { /* the f32 weights are the checkpoint's safetensors */
+            rg_model_free(model);
+            model = NULL;
+            rc = rg_model_load(p->out_dir, &model) || rg_grad_params_from_model(T.g, model, T.params);
         }
+        if (!rc && T.n_lora) lora_apply(&T);
     }
     rg_model_free(model);
     if (!rc && p->csv_path) rc = open_csv(&T);
@@ -624,6 +736,9 @@ int rg_train(const rg_train_params *p, rg_train_result *res) {
          T.data.n_docs, T.data.n_docs == 1 ? "" : "s", T.data.n, T.n_train + T.n_eval, p->ctx, T.n_train, T.n_eval,
          (long long)T.train_targets);
     if (p->resume) info(&T, "resumed at step %d of %d (%lld tokens trained)", T.step, p->steps, (long long)T.tokens);
+    if (T.n_lora)
+        info(&T, "LoRA rank %d, alpha %g on %d matrices: %zu trained values", p->lora_rank, lora_alpha(p), T.n_lora,
+             T.n_trained);
     info(&T, "%zu parameters; AdamW beta1 %g beta2 %g, lr %g -> %g (warm-up %d steps), weight decay %g, clip %g",
          T.n_params, p->beta1, p->beta2, p->lr, p->min_lr, p->warmup, p->weight_decay, p->clip);
 

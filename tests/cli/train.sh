@@ -58,6 +58,17 @@ grep -q '"torch_dtype":[[:space:]]*"bfloat16"' "$T/split/config.json" || fail "b
 [ "$(cut -d, -f1 "$T/split.csv" | tr '\n' ' ')" = "step 0 1 2 3 4 5 6 " ] || fail "csv after resume: $(cat "$T/split.csv")"
 "$RGEMMA" perplexity -m "$T/split" -f "$T/rep.txt" -c 32 >/dev/null 2>&1 || fail "bf16 checkpoint does not load"
 
+# LoRA: the merged checkpoint generates; split + resume = one run
+# shellcheck disable=SC2086
+"$RGEMMA" train $RUN -m "$T/base" --lora 4 --steps 4 -o "$T/lora" 2>"$T/err" || fail "LoRA: $(cat "$T/err")"
+grep -q "LoRA rank 4, alpha 4 on 19 matrices" "$T/err" || fail "LoRA: $(cat "$T/err")"
+"$RGEMMA" generate -m "$T/lora" -p "The quick" -n 4 >/dev/null 2>&1 || fail "LoRA checkpoint does not generate"
+# shellcheck disable=SC2086
+"$RGEMMA" train $RUN -m "$T/base" --lora 4 --steps 4 -o "$T/lora2" --stop-after 2 2>/dev/null || fail "LoRA first half"
+# shellcheck disable=SC2086
+"$RGEMMA" train $RUN -m "$T/base" --lora 4 --steps 4 -o "$T/lora2" --resume 2>/dev/null || fail "LoRA resume"
+cmp -s "$T/lora/model.safetensors" "$T/lora2/model.safetensors" || fail "LoRA: resumed run differs from the whole run"
+
 # Ctrl-C saves and stops (130); --resume continues from there
 # shellcheck disable=SC2086
 "$RGEMMA" train $RUN -m "$T/base" --steps 100000 -o "$T/int" 2>"$T/err" &
@@ -110,6 +121,7 @@ one_line_error "holds other files" --data "$T/rep.txt" -m "$T/base" --ctx 32 -o 
 one_line_error "unknown preset" --data "$T/rep.txt" --preset 3b --tokenizer $TOK -o "$T/none"
 one_line_error "needs --data" -m "$T/base" -o "$T/none"
 one_line_error "--lr must be" --data "$T/rep.txt" -m "$T/base" --lr fast -o "$T/none"
+one_line_error "LoRA adapts a checkpoint" --data "$T/rep.txt" --config "$T/base/config.json" --tokenizer $TOK --lora 4 -o "$T/none"
 one_line_error "--save-dtype must be" --data "$T/rep.txt" -m "$T/base" --save-dtype q4 -o "$T/none"
 cp "$T/scratch/model.safetensors" "$T/before"
 # shellcheck disable=SC2086

@@ -22,6 +22,10 @@ static void usage(FILE *f) {
             "  --preset P           from scratch: tiny, 2b or 9b (rgemma synth's shapes)\n"
             "  --config FILE        from scratch: the shape of a config.json\n"
             "  -m, --model PATH     fine-tune this checkpoint (all weights; -hf ORG/NAME too)\n"
+            "  --lora R             with -m: train rank-R LoRA adapters of the layers' matrices\n"
+            "                       instead (projections and MLP; the rest frozen); the checkpoint\n"
+            "                       holds the merged weights, optimizer.bin the adapters\n"
+            "  --lora-alpha X       LoRA scale X/R (default X = R)\n"
             "  --tokenizer PATH     tokenizer.model / tokenizer.json / folder (from scratch:\n"
             "                       required; its size must fit the config's vocab_size)\n"
             "data:\n"
@@ -104,7 +108,7 @@ static void on_event(void *ctx, const rg_train_event *e) {
 enum {
     OPT_DATA = 256, OPT_PRESET, OPT_CONFIG, OPT_TOKENIZER, OPT_CTX, OPT_BATCH, OPT_STEPS, OPT_LR, OPT_MIN_LR,
     OPT_WARMUP, OPT_WD, OPT_CLIP, OPT_BETA2, OPT_EVAL_EVERY, OPT_EVAL_FRAC, OPT_SAVE_EVERY, OPT_SEED, OPT_CSV,
-    OPT_RESUME, OPT_SAVE_DTYPE, OPT_STOP_AFTER, OPT_LOG_EVERY
+    OPT_RESUME, OPT_SAVE_DTYPE, OPT_STOP_AFTER, OPT_LOG_EVERY, OPT_LORA, OPT_LORA_ALPHA
 };
 
 int cmd_train(int argc, char **argv) {
@@ -121,7 +125,8 @@ int cmd_train(int argc, char **argv) {
         {"seed", required_argument, 0, OPT_SEED}, {"threads", required_argument, 0, 't'},
         {"csv", required_argument, 0, OPT_CSV}, {"resume", no_argument, 0, OPT_RESUME},
         {"save-dtype", required_argument, 0, OPT_SAVE_DTYPE}, {"stop-after", required_argument, 0, OPT_STOP_AFTER},
-        {"log-every", required_argument, 0, OPT_LOG_EVERY}, {"help", no_argument, 0, 'h'},
+        {"log-every", required_argument, 0, OPT_LOG_EVERY}, {"lora", required_argument, 0, OPT_LORA},
+        {"lora-alpha", required_argument, 0, OPT_LORA_ALPHA}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     rg_train_params p;
     rg_train_params_default(&p);
@@ -163,6 +168,8 @@ int cmd_train(int argc, char **argv) {
         case OPT_EVAL_EVERY: bad = cli_int("train", "--eval-every", optarg, 0, 1 << 30, &v), p.eval_every = (int)v; break;
         case OPT_SAVE_EVERY: bad = cli_int("train", "--save-every", optarg, 0, 1 << 30, &v), p.save_every = (int)v; break;
         case OPT_STOP_AFTER: bad = cli_int("train", "--stop-after", optarg, 1, 1 << 30, &v), p.stop_after = (int)v; break;
+        case OPT_LORA: bad = cli_int("train", "--lora", optarg, 1, 4096, &v), p.lora_rank = (int)v; break;
+        case OPT_LORA_ALPHA: bad = parse_double("--lora-alpha", optarg, 1e-6, 1e6, &p.lora_alpha); break;
         case OPT_LOG_EVERY: bad = cli_int("train", "--log-every", optarg, 1, 1 << 30, &v), pr.log_every = (int)v; break;
         case OPT_SEED: bad = cli_int("train", "--seed", optarg, 0, 0x7fffffffffffffffL, &v), p.seed = (uint64_t)v; break;
         case 't':
