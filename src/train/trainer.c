@@ -478,8 +478,20 @@ static int write_weights(const trainer *T, const char *dir) {
     return rc;
 }
 
+/* optimizer.bin's checksum: FNV-1a over 64-bit words of the arrays (a 2B
+ * model's moments are 21 GB: bytewise would take most of a save). */
+static uint64_t hash_floats(const float *a, size_t n, uint64_t h) {
+    size_t pairs = n / 2;
+    for (size_t i = 0; i < pairs; i++) {
+        uint64_t w;
+        memcpy(&w, a + 2 * i, sizeof w);
+        h = (h ^ w) * 1099511628211ULL;
+    }
+    return n % 2 ? rg_fnv1a(a + n - 1, sizeof *a, h) : h;
+}
+
 static int write_array(FILE *f, const float *a, size_t n, uint64_t *h) {
-    *h = rg_fnv1a(a, n * sizeof *a, *h);
+    *h = hash_floats(a, n, *h);
     return fwrite(a, sizeof *a, n, f) != n;
 }
 
@@ -542,7 +554,7 @@ static int save_checkpoint(const trainer *T) {
 
 static int read_array(FILE *f, float *a, size_t n, uint64_t *h) {
     if (fread(a, sizeof *a, n, f) != n) return -1;
-    *h = rg_fnv1a(a, n * sizeof *a, *h);
+    *h = hash_floats(a, n, *h);
     return 0;
 }
 

@@ -127,5 +127,12 @@ cp "$T/scratch/model.safetensors" "$T/before"
 # shellcheck disable=SC2086
 one_line_error "another run" $RUN --config "$T/base/config.json" --tokenizer $TOK --steps 8 --seed 9 --resume -o "$T/scratch"
 cmp -s "$T/before" "$T/scratch/model.safetensors" || fail "a refused resume changed the checkpoint"
+size=$(wc -c <"$T/scratch/optimizer.bin")
+printf '\377' | dd of="$T/scratch/optimizer.bin" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+# shellcheck disable=SC2086
+one_line_error "truncated or corrupt" $RUN --config "$T/base/config.json" --tokenizer $TOK --steps 8 --resume -o "$T/scratch"
+head -c $((size - 9)) "$T/scratch/optimizer.bin" >"$T/cut" && mv "$T/cut" "$T/scratch/optimizer.bin"
+# shellcheck disable=SC2086
+one_line_error "truncated or corrupt" $RUN --config "$T/base/config.json" --tokenizer $TOK --steps 8 --resume -o "$T/scratch"
 "$RGEMMA" train --help | grep -q -- "--eval-frac" || fail "--help"
 echo "train: ok"
