@@ -105,6 +105,7 @@ one_line_error() { # $1 = expected text; the rest = arguments of rgemma train
     if timeout 60 "$RGEMMA" train "$@" >/dev/null 2>"$T/err"; then fail "accepted: $*"; fi
     [ "$(wc -l <"$T/err")" -eq 1 ] || fail "$*: expected one line, got: $(cat "$T/err")"
     grep -q "^rgemma: train: .*$w" "$T/err" || fail "$*: expected '$w', got: $(cat "$T/err")"
+    ! grep -q "^rgemma: train: train: " "$T/err" || fail "$*: the command named twice: $(cat "$T/err")"
     [ ! -e "$T/none" ] || fail "$*: wrote $T/none"
 }
 printf '{"text": "fine"}\n{"text": "broken\n' >"$T/bad.jsonl"
