@@ -244,6 +244,29 @@ static void fill(void *ctx, int index, int64_t first, int64_t count, float *out)
     }
 }
 
+static uint64_t tensor_key(uint64_t seed, const char *name) {
+    return rg_mix64(rg_fnv1a(name, strlen(name), seed));
+}
+
+int rg_synth_tensor_values(const rg_config *cfg, uint64_t seed, const char *name, float *out, int64_t count) {
+    pthread_once(&table_once, build_table);
+    tensor_list l = {.dtype = RG_DT_F32};
+    build(cfg, &l);
+    int rc = -1;
+    for (int i = 0; i < l.n; i++) {
+        if (strcmp(l.specs[i].name, name)) continue;
+        if (rg_st_spec_elements(&l.specs[i]) == count) {
+            l.dists[i].key = tensor_key(seed, name);
+            fill(l.dists, i, 0, count, out);
+            rc = 0;
+        }
+        break;
+    }
+    free(l.specs);
+    free(l.dists);
+    return rc ? rg_error("synth: no tensor \"%s\" of %lld elements in this config", name, (long long)count) : 0;
+}
+
 static int write_readme(const char *dir, const rg_config *c, const rg_synth_options *o) {
     char *path = rg_path_join(dir, "README.md");
     FILE *f = fopen(path, "w");
@@ -277,7 +300,7 @@ int rg_synth_write(const rg_config *cfg, const char *dir, const rg_synth_options
     pthread_once(&table_once, build_table);
     tensor_list l = {.dtype = o->dtype};
     build(cfg, &l);
-    for (int i = 0; i < l.n; i++) l.dists[i].key = rg_mix64(rg_fnv1a(l.specs[i].name, strlen(l.specs[i].name), o->seed));
+    for (int i = 0; i < l.n; i++) l.dists[i].key = tensor_key(o->seed, l.specs[i].name);
     char note[96];
     snprintf(note, sizeof note, "RANDOM weights (rgemma synth, seed %llu)", (unsigned long long)o->seed);
     rg_st_source src = {fill, l.dists, o->progress, o->progress_ctx, note};
