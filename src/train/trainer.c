@@ -620,12 +620,12 @@ static int check_out_dir(const rg_train_params *p) {
              : 0;
 }
 
-/* The initial weights: the checkpoint to fine-tune, or rg_synth's values. */
+/* The initial weights: the checkpoint to fine-tune, or the training initialisation. */
 static int init_weights(trainer *T, const rg_model *m) {
     if (m) return rg_grad_params_from_model(T->g, m, T->params);
     for (int k = 0; k < rg_grad_n_tensors(T->g); k++) {
         const rg_grad_tensor *t = rg_grad_tensor_at(T->g, k);
-        if (rg_synth_tensor_values(&T->cfg, T->p->seed, t->name, T->params + t->offset, (int64_t)t->count)) return -1;
+        if (rg_synth_training_values(&T->cfg, T->p->seed, t->name, T->params + t->offset, (int64_t)t->count)) return -1;
     }
     return 0;
 }
