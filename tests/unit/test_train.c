@@ -262,7 +262,9 @@ static void test_train_resume_threads(void **state) {
     free(text);
 }
 
-/* A run from scratch starts from the weights rg_synth writes (same seed). */
+/* rg_synth_tensor_values gives the weights rg_synth writes (same seed); a
+ * run from scratch starts from rg_synth_training_values: the same matrices'
+ * shapes of distribution, but biases and norms zero and a smaller embedding. */
 static void test_initial_weights(void **state) {
     (void)state;
     rg_config c = small_config();
@@ -281,6 +283,19 @@ static void test_initial_weights(void **state) {
     }
     assert_memory_equal(from_file, values, sizeof(float) * n);
     assert_int_equal(rg_synth_tensor_values(&c, 7, "model.no_such.weight", values, 1), -1);
+    for (int k = 0; k < rg_grad_n_tensors(g); k++) {
+        const rg_grad_tensor *t = rg_grad_tensor_at(g, k);
+        float *v = values + t->offset;
+        assert_int_equal(rg_synth_training_values(&c, 7, t->name, v, (int64_t)t->count), 0);
+        double ss = 0;
+        for (size_t i = 0; i < t->count; i++) ss += (double)v[i] * v[i];
+        int zero = strstr(t->name, "bias") || strstr(t->name, "norm");
+        if (zero) assert_true(ss == 0);
+        else assert_true(ss > 0);
+        if (!strcmp(t->name, "model.embed_tokens.weight")) /* N(0, 1/D): mean square 1/D */
+            assert_true(fabs(ss / (double)t->count * (double)c.hidden_size - 1.0) < 0.1);
+    }
+    assert_int_equal(rg_synth_training_values(&c, 7, "model.no_such.weight", values, 1), -1);
     free(from_file);
     free(values);
     rg_grad_free(g);
