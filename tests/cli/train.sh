@@ -69,7 +69,10 @@ grep -q "LoRA rank 4, alpha 4 on 19 matrices" "$T/err" || fail "LoRA: $(cat "$T/
 "$RGEMMA" train $RUN -m "$T/base" --lora 4 --steps 4 -o "$T/lora2" --resume 2>/dev/null || fail "LoRA resume"
 cmp -s "$T/lora/model.safetensors" "$T/lora2/model.safetensors" || fail "LoRA: resumed run differs from the whole run"
 
-# Ctrl-C saves and stops (130); --resume continues from there
+# Ctrl-C saves and stops (130); --resume continues from there. The log is
+# emptied first: the background run opens it after this shell goes on, and
+# the last run's step lines must not pass for this one's.
+: >"$T/err"
 # shellcheck disable=SC2086
 "$RGEMMA" train $RUN -m "$T/base" --steps 100000 -o "$T/int" 2>"$T/err" &
 pid=$!
