@@ -314,6 +314,84 @@ static void rglru(const float *x, const float *gx, const float *ga, const float 
     }
 }
 
+/* ------------------------------------------------ GEMM, float32 (training)
+ * The rg_gemm contract in the usual blocked form: the k axis is cut in
+ * blocks of GEMM_KC; for each, B's slab (GEMM_KC x n) is packed in panels of
+ * GEMM_NR columns and A in blocks of GEMM_MC rows, in panels of GEMM_MR
+ * rows, both k-major (one k's values side by side) and padded with zeros,
+ * whatever the operands' strides. A tile keeps GEMM_MR x GEMM_NR sums in
+ * registers over a block, from c's values (a later block, or add), with a
+ * fused multiply-add per k in order: every element is the same chain of
+ * operations wherever its tile falls. A B panel (32 KiB on avx512) stays in
+ * L1 while the A panels of a block (240 KiB) stream from L2. */
+enum { GEMM_NR = GEMM_NV * VW, GEMM_KC = 256, GEMM_MC = 20 * GEMM_MR };
+
+/* panels of `width` lines from src, line l's element p at src[l*ls + p*ps]:
+ * dst[(l / width)*width*kc + p*width + l % width] for l < count, p < kc;
+ * lines past count are 0 up to a whole panel */
+INLINE void pack_panels(const float *src, size_t ls, size_t ps, int count, int kc, const int width, float *dst) {
+    for (int l0 = 0; l0 < count; l0 += width) {
+        int nl = count - l0 < width ? count - l0 : width;
+        float *d = dst + (size_t)l0 * kc;
+        const float *s = src + (size_t)l0 * ls;
+        if (ls == 1) { /* a k's values are adjacent: copy them */
+            for (int p = 0; p < kc; p++)
+                for (int l = 0; l < width; l++) d[(size_t)p * width + l] = l < nl ? s[(size_t)p * ps + l] : 0.0f;
+        } else { /* walk each line along k */
+            for (int l = 0; l < width; l++)
+                for (int p = 0; p < kc; p++) d[(size_t)p * width + l] = l < nl ? s[(size_t)l * ls + (size_t)p * ps] : 0.0f;
+        }
+    }
+}
+
+/* c[i][j] (+)= sum_{p<kc} a[p*MR + i] b[p*NR + j] for i < mr, j < nc */
+INLINE void gemm_tile(int kc, const float *a, const float *b, float *c, size_t ldc, int mr, int nc, int load_c) {
+    vf acc[GEMM_MR][GEMM_NV];
+    size_t cnt[GEMM_NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < GEMM_NV; v++) cnt[v] = nc > v * VW ? (size_t)(nc - v * VW) : 0;
+#pragma GCC unroll 16
+    for (int i = 0; i < GEMM_MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < GEMM_NV; v++)
+            acc[i][v] = load_c && i < mr ? v_load_n(c + (size_t)i * ldc + v * VW, cnt[v]) : v_zero();
+    for (int p = 0; p < kc; p++) {
+        vf bv[GEMM_NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < GEMM_NV; v++) bv[v] = v_loadu(b + (size_t)p * GEMM_NR + v * VW);
+#pragma GCC unroll 16
+        for (int i = 0; i < GEMM_MR; i++) {
+            vf ai = v_set1(a[(size_t)p * GEMM_MR + i]);
+#pragma GCC unroll 4
+            for (int v = 0; v < GEMM_NV; v++) acc[i][v] = v_fma(ai, bv[v], acc[i][v]);
+        }
+    }
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < GEMM_NV; v++) v_store_n(c + (size_t)i * ldc + v * VW, cnt[v], acc[i][v]);
+}
+
+static void gemm(int m, int n, int k, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
+                 size_t b_cs, float *c, size_t ldc, int add) {
+    if (k == 0 && !add) /* an empty sum */
+        for (int i = 0; i < m; i++) memset(c + (size_t)i * ldc, 0, sizeof(float) * (size_t)n);
+    size_t b_floats = (size_t)GEMM_KC * (size_t)((n + GEMM_NR - 1) / GEMM_NR * GEMM_NR);
+    float *pb = rg_scratch(RG_SCRATCH_KERNEL, sizeof(float) * (b_floats + (size_t)GEMM_MC * GEMM_KC)),
+          *pa = pb + b_floats;
+    for (int p0 = 0; p0 < k; p0 += GEMM_KC) {
+        int kc = k - p0 < GEMM_KC ? k - p0 : GEMM_KC;
+        pack_panels(b + (size_t)p0 * b_rs, b_cs, b_rs, n, kc, GEMM_NR, pb);
+        for (int i0 = 0; i0 < m; i0 += GEMM_MC) {
+            int mc = m - i0 < GEMM_MC ? m - i0 : GEMM_MC;
+            pack_panels(a + (size_t)i0 * a_rs + (size_t)p0 * a_cs, a_rs, a_cs, mc, kc, GEMM_MR, pa);
+            for (int j0 = 0; j0 < n; j0 += GEMM_NR)
+                for (int i = 0; i < mc; i += GEMM_MR)
+                    gemm_tile(kc, pa + (size_t)i * kc, pb + (size_t)j0 * kc, c + (size_t)(i0 + i) * ldc + j0, ldc,
+                              mc - i < GEMM_MR ? mc - i : GEMM_MR, n - j0 < GEMM_NR ? n - j0 : GEMM_NR, add || p0 > 0);
+        }
+    }
+}
+
 /* ------------------------------------------------------ roofline probes */
 
 static float read_sum(const float *p, size_t n) {
