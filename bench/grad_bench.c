@@ -50,7 +50,8 @@ static void random_params(const rg_grad *g, float *p, uint64_t seed) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: grad-bench CONFIG.json [-n CTX (512)] [-r REPS (3)] [-t THREADS] [-k KERNELS] [-p PEAK_GFLOPS]\n");
+    fprintf(stderr, "usage: grad-bench CONFIG.json [-n CTX (512)] [-r REPS (3)] [-t THREADS] [-k KERNELS]"
+                    " [-p PEAK_GFLOPS]\n");
     exit(2);
 }
 

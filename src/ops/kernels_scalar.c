@@ -93,7 +93,8 @@ static void gemm(int m, int n, int k, const float *a, size_t a_rs, size_t a_cs, 
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
             float acc = add ? c[(size_t)i * ldc + j] : 0.0f;
-            for (int p = 0; p < k; p++) acc += a[(size_t)i * a_rs + (size_t)p * a_cs] * b[(size_t)p * b_rs + (size_t)j * b_cs];
+            for (int p = 0; p < k; p++)
+                acc += a[(size_t)i * a_rs + (size_t)p * a_cs] * b[(size_t)p * b_rs + (size_t)j * b_cs];
             c[(size_t)i * ldc + j] = acc;
         }
 }
