@@ -8,7 +8,7 @@
 /* Blocks start at most this many rows and columns (a block's B slab then
  * packs into 480 KiB per k block); cut at multiples of 48 rows and 96
  * columns, whole tiles of every set (GEMM_MR 6, 8, 12; GEMM_NR 12, 16, 32). */
-enum { BLOCK_MAX = 480, ROW_STEP = 48, COL_STEP = 96, BLOCKS_PER_THREAD = 4 };
+enum { BLOCK_MAX = 480, ROW_STEP = 48, COL_STEP = 96, BLOCKS_PER_THREAD = 2 };
 
 static int round_up(int x, int step) { return (x + step - 1) / step * step; }
 static int min_int(int a, int b) { return a < b ? a : b; }
