@@ -139,7 +139,7 @@ static void test_driver_thread_count(void **state) {
     int threads = rg_get_threads();
     const int forms[3][3] = {{0, 1, 0}, {0, 0, 1}, {1, 0, 1}}; /* a_t, b_t, add */
     for (int f = 0; f < 3; f++) {
-        problem p = make_problem(301, 517, 270, forms[f][0], forms[f][1], forms[f][2]);
+        problem p = make_problem(150, 230, 270, forms[f][0], forms[f][1], forms[f][2]);
         float *one = run_set(ks, &p), *c = rg_xmalloc(sizeof(float) * (size_t)p.m * p.ldc);
         for (int t = 1; t <= 3; t++) {
             rg_set_threads(t);
