@@ -529,6 +529,93 @@ RG_API int rg_grad_params_from_model(const rg_grad *g, const rg_model *m, float 
 RG_API int rg_grad_compute(const rg_grad *g, const float *params, const int32_t *tokens, int n, const uint8_t *mask,
                            double grad_scale, float *grad, double *nll_sum, int64_t *n_targets);
 
+/* ---------------------------------------------------------------- training */
+
+/* rg_train: train a model from scratch or fine-tune a checkpoint on text
+ * (src/train/trainer.c). The data files are read whole and tokenized: a
+ * ".jsonl" file holds one JSON object a line, {"text": ...} (a document) or
+ * {"messages": [{"role": "user"|"model"|"assistant"|"system", "content": ...}]}
+ * (a chat in Gemma's turn format whose loss counts the model's turns only);
+ * any other file is one plain-text document. Documents are BOS + text + EOS,
+ * joined into one stream and cut into sequences of ctx tokens; a seeded
+ * eval_frac of the sequences is held out. Optimiser: AdamW with f32 master
+ * weights, linear warm-up then cosine decay to min_lr, global-norm clipping,
+ * weight decay on the matrices only (ndim >= 2: projections, embedding,
+ * conv taps, RG-LRU gates; not on norms, biases, recurrent_param). A
+ * checkpoint in out_dir is a Hugging Face folder (config.json,
+ * model.safetensors, the tokenizer) plus optimizer.bin (AdamW moments,
+ * step, data position, and the f32 weights when the safetensors are bf16),
+ * written to out_dir.tmp and swapped into place. */
+typedef enum {
+    RG_TRAIN_INFO,  /* message: what is being trained on */
+    RG_TRAIN_STEP,  /* an optimiser step is done */
+    RG_TRAIN_EVAL,  /* the held-out loss at step */
+    RG_TRAIN_SAVED  /* a checkpoint was written to path */
+} rg_train_event_kind;
+
+typedef struct {
+    rg_train_event_kind kind;
+    const char *message, *path;
+    int step, steps;
+    double loss;          /* STEP: mean loss of the batch's targets; EVAL: of the held-out targets */
+    double lr, grad_norm; /* STEP: the learning rate used, the gradient norm before clipping */
+    int64_t tokens;       /* tokens trained on so far (the whole run) */
+    double seconds;       /* training time so far (the whole run) */
+    double tokens_per_s;  /* STEP: of this call so far */
+    double eta_s;         /* STEP: time to the last step at this call's pace */
+} rg_train_event;
+
+typedef struct {
+    /* the model: model_path (fine-tune) or config (from scratch, weights as
+     * rg_synth writes them with seed) */
+    const char *model_path;
+    const rg_config *config;
+    const char *tokenizer_path; /* NULL: the model's own (model_path) */
+    const char *const *data_files;
+    int n_data_files;
+    const char *out_dir;
+    int ctx;                    /* tokens per sequence (>= 2) */
+    int batch;                  /* sequences per optimiser step (gradient accumulation) */
+    int steps;                  /* optimiser steps of the whole run (the schedule's length) */
+    double lr, min_lr;          /* peak and final learning rate */
+    int warmup;                 /* steps of linear warm-up from 0 to lr */
+    double weight_decay;        /* decoupled (AdamW), times lr */
+    double clip;                /* global gradient norm limit (0 = none) */
+    double beta1, beta2, adam_eps;
+    double eval_frac;           /* held-out share of the sequences (0 = none) */
+    int eval_every;             /* evaluate every N steps (0 = at the start and end only) */
+    int save_every;             /* checkpoint every N steps (0 = at the end only) */
+    uint64_t seed;              /* initial weights, the held-out split, the order of the sequences */
+    const char *csv_path;       /* NULL or: step,train_loss,eval_loss,lr,tokens,seconds per step */
+    int resume;                 /* continue the run saved in out_dir (refused if it is another run) */
+    const char *save_dtype;     /* "f32" (default) or "bf16" for model.safetensors */
+    int stop_after;             /* > 0: stop (and save) after this many steps of this call */
+    int lora_rank;              /* > 0: train LoRA adapters of this rank on the layers' 2-D matrices
+                                   (model_path only); the checkpoint holds the merged weights,
+                                   optimizer.bin the adapters */
+    double lora_alpha;          /* LoRA scale alpha / rank (0: alpha = rank) */
+    const volatile int *cancel; /* non-NULL and set (e.g. by SIGINT): save and stop after the current step */
+    void (*progress)(void *ctx, const rg_train_event *e); /* may be NULL */
+    void *progress_ctx;
+} rg_train_params;
+
+typedef struct {
+    int steps_done;       /* the step the run stands at */
+    int stopped;          /* 1 when it stopped early (cancel or stop_after) */
+    double train_loss, eval_loss; /* the last ones (eval_loss NaN when there is no held-out data) */
+    int64_t tokens;
+    double seconds;
+} rg_train_result;
+
+/* Defaults: ctx 256, batch 8, steps 100, lr 3e-4, min_lr 3e-5, warmup 10,
+ * weight_decay 0.1, clip 1.0, beta1 0.9, beta2 0.95, adam_eps 1e-8,
+ * eval_frac 0.05, eval_every 50, save_every 0, seed 1, save_dtype "f32". */
+RG_API void rg_train_params_default(rg_train_params *p);
+/* Runs the training; 0 also when it stopped early (res->stopped; res may
+ * be NULL). A bad input (data, config, resume file) fails before anything
+ * is written. */
+RG_API int rg_train(const rg_train_params *p, rg_train_result *res);
+
 /* -------------------------------------------------------------- evaluation */
 
 /* 0 when the n logits of one row are all finite; else -1 and an error naming

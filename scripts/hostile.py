@@ -498,6 +498,33 @@ def make(kind, seed, n, base, outdir):
                 ls[k] = m.decode("utf-8", "surrogateescape")
             f = write(outdir, "m%03d.jsonl" % i, "".join(ls).encode("utf-8", "surrogateescape"))
             row("m%03d line %d: %s" % (i, k + 1, d), ["eval", "-m", small, "--task", f, "-t", "1", "-n", "4"])
+    elif kind == "train":
+        doc = {"text": "The quick brown fox jumps over the lazy dog. " * 4}
+        chat = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"},
+                             {"role": "assistant", "content": "Hello! <end_of_turn> caf\u00e9"}]}
+        lines = [raw_json(doc) + "\n", raw_json(chat) + "\n"] * 2
+        hand = {"empty": "", "blank": "\n \n\t\n", "not-json": "{\n", "array": "[]\n", "string": '"x"\n',
+                "both": raw_json(dict(doc, **chat)) + "\n", "no-key": '{"prompt": "x"}\n',
+                "messages-obj": '{"messages": {"role": "user"}}\n', "messages-empty": '{"messages": []}\n',
+                "role-number": '{"messages": [{"role": 1, "content": "x"}]}\n',
+                "content-list": '{"messages": [{"role": "user", "content": ["x"]}]}\n',
+                "user-only": '{"messages": [{"role": "user", "content": "no reply"}]}\n' * 8,
+                "nul": '{"text": "a\\u0000b"}\n', "deep": "[" * 50000 + "\n", "huge-line": raw_json({"text": "x " * 200000}) + "\n"}
+        train = lambda f, i: ["train", "--data", f, "-m", small, "--ctx", "8", "--batch", "1", "--steps", "1",
+                              "--eval-frac", "0", "-t", "1", "-o", os.path.join(outdir, "out%s" % i)]
+        for name, text in hand.items():
+            row(name, train(write(outdir, name + ".jsonl", text), name))
+        for i in range(n):
+            ls = list(lines)
+            k = rng.randrange(len(ls))
+            if rng.random() < 0.75:
+                obj, d = mutate_json(json.loads(ls[k]), rng)
+                ls[k] = raw_json(obj) + "\n"
+            else:
+                m, d = mutate_bytes(ls[k].encode(), rng)
+                ls[k] = m.decode("utf-8", "surrogateescape")
+            f = write(outdir, "m%03d.jsonl" % i, "".join(ls).encode("utf-8", "surrogateescape"))
+            row("m%03d line %d: %s" % (i, k + 1, d), train(f, "m%03d" % i))
     elif kind == "flags":
         vals = ["", "-1", "0", "1", "2", "-2", "3", "65", "257", "4097", "1073741824", "2147483648", "-2147483649",
                 "99999999999999999999", "1e40", "-1e40", "nan", "inf", "-inf", "0x10", "1.5", "abc", " 1", "1 ",
@@ -525,6 +552,10 @@ def make(kind, seed, n, base, outdir):
                       ["-p", "-n", "-d", "-b", "-r", "-t", "-k", "-o"]),
             "synth": (["synth", "--preset", B("golden", "config.json"), "--dtype", "f32", "-t", "1"],
                       ["--seed", "--max-shard-size", "--dtype", "-t", "--preset"]),
+            "train": (["train", "--data", text, "-m", small, "--ctx", "8", "--batch", "1", "--steps", "2", "-t", "1"],
+                      ["--ctx", "--batch", "--steps", "--lr", "--min-lr", "--warmup", "--weight-decay", "--clip",
+                       "--beta2", "--eval-every", "--eval-frac", "--save-every", "--seed", "--stop-after",
+                       "--log-every", "--lora", "--lora-alpha", "--save-dtype", "-t"]),
         }
         for name, (base_args, flags) in cmds.items():  # a flag without its value, and an unknown flag
             row("%s missing value" % name, base_args + [flags[0]], mode="serve" if name == "serve" else "cli")
@@ -542,9 +573,11 @@ def make(kind, seed, n, base, outdir):
                 v = rng.choice(["1,", ",", "0,0", "8,-1", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17", "0"])
             if v == "1073741824" and name in ("bench", "quantize", "perplexity", "eval"):
                 v = "-3"  # in range, and a legitimately long run
+            if name == "train" and flag in ("--steps", "--batch", "--ctx") and v in ("257", "4097", "1073741824"):
+                v = "-3"  # a long run, not a bad value
             args = list(base_args)
-            if name == "synth":
-                args += ["-o", os.path.join(outdir, "synth%03d" % i)]
+            if name in ("synth", "train"):
+                args += ["-o", os.path.join(outdir, "%s%03d" % (name, i))]
             args += [flag, v]
             row("m%03d %s %s %r" % (i, name, flag, v), args, mode="serve" if name == "serve" else "cli",
                 stdin=B("hello.txt") if name == "chat" else "/dev/null")

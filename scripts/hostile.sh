@@ -5,7 +5,7 @@
 #
 # For each input kind (safetensors, safetensors index, config.json, GGUF,
 # tokenizer.model, tokenizer.json, state file, prompt, command-line flags,
-# eval task JSONL, HTTP requests) it writes N bad inputs, always the same for
+# eval task JSONL, training data JSONL, HTTP requests) it writes N bad inputs, always the same for
 # the same N and HOSTILE_SEED (random byte flips, truncations, inserted bytes,
 # zeroed or maxed length fields, edits of the JSON or binary structure), plus
 # a few hand-made ones, feeds each to the command that reads that kind under
@@ -31,7 +31,7 @@ OUT=${2:-}
 RGEMMA=${RGEMMA:-build/rgemma}
 SEED=${HOSTILE_SEED:-1}
 TMO=${HOSTILE_TIMEOUT:-20}
-KINDS=${HOSTILE_KINDS:-safetensors index config gguf tokenizer.model tokenizer.json state prompt flags eval http}
+KINDS=${HOSTILE_KINDS:-safetensors index config gguf tokenizer.model tokenizer.json state prompt flags eval train http}
 : "${RGEMMA_SHARED:=../shared}"
 case $RGEMMA in /*) ;; *) RGEMMA=$PWD/$RGEMMA ;; esac
 [ -x "$RGEMMA" ] || { echo "hostile.sh: no binary at $RGEMMA (build it first)" >&2; exit 2; }
@@ -145,6 +145,7 @@ label() {
     prompt) echo "prompt (-f FILE, chat stdin)" ;;
     flags) echo "command-line flags (every command)" ;;
     eval) echo "eval task JSONL" ;;
+    train) echo "training data JSONL (rgemma train)" ;;
     http) echo "HTTP requests to serve" ;;
     *) echo "$1" ;;
     esac

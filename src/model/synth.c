@@ -7,6 +7,12 @@
  *   biases: N(0, 0.2^2); gate biases N(0, 0.5^2); conv taps N(0, 1/K)
  *   RG-LRU: a = r^(8 gate) with r^2 uniform in [0.7^2, 0.999^2] (REF init):
  *           softplus(L) = -ln r  =>  L = ln(1/r - 1).
+ * A training run from scratch starts instead from the usual initialisation
+ * (rg_synth_training_values): biases and norms 0 (the final norm too, so
+ * 1+w = 1), embedding N(0, 1/D) (logits of std ~1: the loss starts near
+ * ln V), linear N(0, 1/in), output projections N(0, 1/(3 in)) (the released
+ * configs' final_w_init_variance_scale), conv taps N(0, 1/K), the RG-LRU's
+ * as above.
  * Every value is a pure function of (seed, tensor name, element index), so
  * the output does not depend on chunking or threads. */
 #include <cjson/cJSON.h>
@@ -142,15 +148,17 @@ static void add(tensor_list *l, const char *name, int ndim, int64_t d0, int64_t 
     l->dists[l->n++] = (dist){kind, mean, std, 0};
 }
 
-static void build(const rg_config *c, tensor_list *l) {
+/* train: the training initialisation instead of the test models' statistics */
+static void build(const rg_config *c, tensor_list *l, int train) {
     int64_t D = c->hidden_size, R = c->lru_width, F = c->mlp_width, H = c->num_heads, hd = c->head_dim;
     int64_t bw = R / H, K = c->conv_width;
     char n[128];
 #define N(...) (snprintf(n, sizeof n, __VA_ARGS__), n)
 #define LIN(name, out, in) add(l, name, 2, out, in, 0, DIST_NORMAL, 0, 1.0f / sqrtf((float)(in)))
-#define OUT(name, out, in) add(l, name, 2, out, in, 0, DIST_NORMAL, 0, 2.0f / sqrtf((float)(in)))
-#define VEC(name, len, mean, std) add(l, name, 1, len, 0, 0, DIST_NORMAL, mean, std)
-    add(l, "model.embed_tokens.weight", 2, c->vocab_size, D, 0, DIST_NORMAL, 0, 4.0f / sqrtf((float)D));
+#define OUT(name, out, in) \
+    add(l, name, 2, out, in, 0, DIST_NORMAL, 0, (train ? sqrtf(1.0f / 3.0f) : 2.0f) / sqrtf((float)(in)))
+#define VEC(name, len, mean, std) add(l, name, 1, len, 0, 0, DIST_NORMAL, train ? 0 : (mean), train ? 0 : (std))
+    add(l, "model.embed_tokens.weight", 2, c->vocab_size, D, 0, DIST_NORMAL, 0, (train ? 1.0f : 4.0f) / sqrtf((float)D));
     for (int i = 0; i < c->num_layers; i++) {
         const char *p = "model.layers";
         VEC(N("%s.%d.temporal_pre_norm.weight", p, i), D, 0, 0.3f);
@@ -167,10 +175,10 @@ static void build(const rg_config *c, tensor_list *l) {
             add(l, N("%s.%d.%s.rg_lru.recurrent_param", p, i, t), 1, R, 0, 0, DIST_LRU, 0, 0);
             add(l, N("%s.%d.%s.rg_lru.input_gate_weight", p, i, t), 3, H, bw, bw, DIST_NORMAL, 0,
                 1.0f / sqrtf((float)bw));
-            add(l, N("%s.%d.%s.rg_lru.input_gate_bias", p, i, t), 2, H, bw, 0, DIST_NORMAL, 0, 0.5f);
+            add(l, N("%s.%d.%s.rg_lru.input_gate_bias", p, i, t), 2, H, bw, 0, DIST_NORMAL, 0, train ? 0 : 0.5f);
             add(l, N("%s.%d.%s.rg_lru.recurrent_gate_weight", p, i, t), 3, H, bw, bw, DIST_NORMAL, 0,
                 1.0f / sqrtf((float)bw));
-            add(l, N("%s.%d.%s.rg_lru.recurrent_gate_bias", p, i, t), 2, H, bw, 0, DIST_NORMAL, 0, 0.5f);
+            add(l, N("%s.%d.%s.rg_lru.recurrent_gate_bias", p, i, t), 2, H, bw, 0, DIST_NORMAL, 0, train ? 0 : 0.5f);
         } else {
             const char *t = "temporal_block";
             LIN(N("%s.%d.%s.q_proj.weight", p, i, t), H * hd, D);
@@ -196,7 +204,7 @@ static void build(const rg_config *c, tensor_list *l) {
 
 int rg_synth_specs(const rg_config *cfg, rg_dtype dtype, rg_st_spec **specs) {
     tensor_list l = {.dtype = dtype};
-    build(cfg, &l);
+    build(cfg, &l, 0);
     free(l.dists);
     *specs = l.specs;
     return l.n;
@@ -244,6 +252,37 @@ static void fill(void *ctx, int index, int64_t first, int64_t count, float *out)
     }
 }
 
+static uint64_t tensor_key(uint64_t seed, const char *name) {
+    return rg_mix64(rg_fnv1a(name, strlen(name), seed));
+}
+
+static int tensor_values(const rg_config *cfg, uint64_t seed, const char *name, float *out, int64_t count, int train) {
+    pthread_once(&table_once, build_table);
+    tensor_list l = {.dtype = RG_DT_F32};
+    build(cfg, &l, train);
+    int rc = -1;
+    for (int i = 0; i < l.n; i++) {
+        if (strcmp(l.specs[i].name, name)) continue;
+        if (rg_st_spec_elements(&l.specs[i]) == count) {
+            l.dists[i].key = tensor_key(seed, name);
+            fill(l.dists, i, 0, count, out);
+            rc = 0;
+        }
+        break;
+    }
+    free(l.specs);
+    free(l.dists);
+    return rc ? rg_error("synth: no tensor \"%s\" of %lld elements in this config", name, (long long)count) : 0;
+}
+
+int rg_synth_tensor_values(const rg_config *cfg, uint64_t seed, const char *name, float *out, int64_t count) {
+    return tensor_values(cfg, seed, name, out, count, 0);
+}
+
+int rg_synth_training_values(const rg_config *cfg, uint64_t seed, const char *name, float *out, int64_t count) {
+    return tensor_values(cfg, seed, name, out, count, 1);
+}
+
 static int write_readme(const char *dir, const rg_config *c, const rg_synth_options *o) {
     char *path = rg_path_join(dir, "README.md");
     FILE *f = fopen(path, "w");
@@ -276,8 +315,8 @@ int rg_synth_write(const rg_config *cfg, const char *dir, const rg_synth_options
     if (rc || write_readme(dir, cfg, o)) return -1;
     pthread_once(&table_once, build_table);
     tensor_list l = {.dtype = o->dtype};
-    build(cfg, &l);
-    for (int i = 0; i < l.n; i++) l.dists[i].key = rg_mix64(rg_fnv1a(l.specs[i].name, strlen(l.specs[i].name), o->seed));
+    build(cfg, &l, 0);
+    for (int i = 0; i < l.n; i++) l.dists[i].key = tensor_key(o->seed, l.specs[i].name);
     char note[96];
     snprintf(note, sizeof note, "RANDOM weights (rgemma synth, seed %llu)", (unsigned long long)o->seed);
     rg_st_source src = {fill, l.dists, o->progress, o->progress_ctx, note};

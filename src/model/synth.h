@@ -25,6 +25,14 @@ typedef struct {
     void *progress_ctx;
 } rg_synth_options;
 
+/* The values rg_synth_write writes for tensor `name` (all count of its
+ * elements, as float32) with this seed: a training run from scratch starts
+ * from them. -1 when cfg has no such tensor or count is not its size. */
+int rg_synth_tensor_values(const rg_config *cfg, uint64_t seed, const char *name, float *out, int64_t count);
+/* The same for the training initialisation (see synth.c): what a training
+ * run from scratch starts from. */
+int rg_synth_training_values(const rg_config *cfg, uint64_t seed, const char *name, float *out, int64_t count);
+
 /* Create dir (if needed) and write config.json, the weights (sharded like
  * the released checkpoints) and a README.md saying the weights are random. */
 int rg_synth_write(const rg_config *cfg, const char *dir, const rg_synth_options *o, int *n_shards);

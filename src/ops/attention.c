@@ -60,7 +60,8 @@ void rg_local_attention(const float *q, const float *k, const float *v, int n, i
                         const rg_kv_window *cache, float *out) {
     const rg_kernel_set *ks = rg_active_kernels();
     const float scale = 1.0f / sqrtf((float)hd);
-    int threads = omp_get_max_threads(), parts = n >= threads ? 1 : (threads + n - 1) / n;
+    /* inside a parallel region (decode rows side by side) the team is busy */
+    int threads = omp_in_parallel() ? 1 : omp_get_max_threads(), parts = n >= threads ? 1 : (threads + n - 1) / n;
     if (parts > MAX_PARTS) parts = MAX_PARTS;
     size_t Q = (size_t)heads * hd, stride = Q + 2 * (size_t)heads; /* a part: o [Q], m [H], s [H] */
     float *partial = parts > 1 ? rg_xmalloc(sizeof(float) * stride * (size_t)n * parts) : NULL;

@@ -200,11 +200,16 @@ enum { PR = PANEL_ROWS, PT = 8 };
 #define Q_PANEL_MIN_N 8
 #endif
 
-/* The 4 activation bytes 4g..4g+3 of block b of token t, in every dword */
-INLINE __m512i act4(const int8_t *q, int k, int t, int b, int g) {
-    int32_t x4;
-    memcpy(&x4, q + (size_t)t * k + b * RG_QBLOCK + 4 * g, 4);
-    return _mm512_set1_epi32(x4);
+/* acc + w . (the 4 activation bytes 4g..4g+3 of block b of token t, in
+ * every dword), the bytes broadcast by the instruction's memory operand.
+ * Written as an intrinsic, gcc hoists the 64 broadcasts of a block into
+ * registers spilled to the stack: 64 stores of 64 bytes a block, and the
+ * stores, not the vpdpbusd, set the rate. */
+typedef int32_t __attribute__((may_alias)) act_dword;
+INLINE __m512i dot_act4(__m512i acc, __m512i w, const int8_t *q, int k, int t, int b, int g) {
+    const act_dword *x4 = (const act_dword *)(q + (size_t)t * k + b * RG_QBLOCK + 4 * g);
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*x4));
+    return acc;
 }
 
 /* y[t][r] = sum over blocks of d_w d_x (start + dot) for the panel's nr
@@ -239,8 +244,8 @@ INLINE void panel_tile(rg_dtype dt, const int nt, const uint8_t *p, int nb, cons
                 __m512i wv = _mm512_xor_si512(_mm512_load_si512(wq + g), flip);
 #pragma GCC unroll 8
                 for (int t = 0; t < nt; t++) {
-                    if (split && g % 2) s2[t] = _mm512_dpbusd_epi32(s2[t], wv, act4(q, k, t, b, g));
-                    else s[t] = _mm512_dpbusd_epi32(s[t], wv, act4(q, k, t, b, g));
+                    if (split && g % 2) s2[t] = dot_act4(s2[t], wv, q, k, t, b, g);
+                    else s[t] = dot_act4(s[t], wv, q, k, t, b, g);
                 }
             }
         } else {
@@ -250,9 +255,9 @@ INLINE void panel_tile(rg_dtype dt, const int nt, const uint8_t *p, int nb, cons
                 __m512i lo = _mm512_and_si512(v, lo4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
 #pragma GCC unroll 8
                 for (int t = 0; t < nt; t++) {
-                    s[t] = _mm512_dpbusd_epi32(s[t], lo, act4(q, k, t, b, g));
-                    if (split) s2[t] = _mm512_dpbusd_epi32(s2[t], hi, act4(q, k, t, b, g + 4));
-                    else s[t] = _mm512_dpbusd_epi32(s[t], hi, act4(q, k, t, b, g + 4));
+                    s[t] = dot_act4(s[t], lo, q, k, t, b, g);
+                    if (split) s2[t] = dot_act4(s2[t], hi, q, k, t, b, g + 4);
+                    else s[t] = dot_act4(s[t], hi, q, k, t, b, g + 4);
                 }
             }
         }

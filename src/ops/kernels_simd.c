@@ -232,23 +232,41 @@ static float softmax(float *x, int n, float scale, float *max) {
     return v_sum(sum);
 }
 
-/* Heads in groups of at most WG (the 2B model's 10 heads in one), VW
- * columns at a time: each value row segment is loaded once for the group,
- * whose accumulators stay in registers (g is a constant in each copy). */
-enum { WG = 12 };
+/* Heads in groups of at most WG (the 2B model's 10 heads in one),
+ * WSUM_VECS * VW columns at a time: each value row segment is loaded once
+ * for the group, whose accumulators stay in registers (g is a constant in
+ * each copy), and each weight p is broadcast once for WSUM_VECS products.
+ * The value rows go by in blocks of WSUM_BLOCK_FLOATS (32 KiB), each read
+ * from memory once and then from L1 for every pass over its columns. */
+enum { WG = 12, WSUM_BLOCK_FLOATS = 8192 };
 INLINE void wsum_group(const int g, const float *p, int ldp, const float *v, int nk, int hd, float *out, int ldo) {
-    for (int i = 0; i < hd; i += VW) {
-        size_t c = (size_t)(hd - i);
-        vf acc[WG];
+    int block = WSUM_BLOCK_FLOATS / hd > 0 ? WSUM_BLOCK_FLOATS / hd : 1;
+    for (int j0 = 0; j0 < nk; j0 += block) {
+        int j1 = nk - j0 < block ? nk : j0 + block;
+        for (int i = 0; i < hd; i += WSUM_VECS * VW) {
+            size_t c[WSUM_VECS];
+            vf acc[WG][WSUM_VECS];
+            for (int u = 0; u < WSUM_VECS; u++) c[u] = hd - i > u * VW ? (size_t)(hd - i - u * VW) : 0;
 #pragma GCC unroll 12
-        for (int h = 0; h < g; h++) acc[h] = v_load_n(out + (size_t)h * ldo + i, c);
-        for (int j = 0; j < nk; j++) {
-            vf vv = v_load_n(v + (size_t)j * hd + i, c);
+            for (int h = 0; h < g; h++)
+#pragma GCC unroll 2
+                for (int u = 0; u < WSUM_VECS; u++) acc[h][u] = v_load_n(out + (size_t)h * ldo + i + u * VW, c[u]);
+            for (int j = j0; j < j1; j++) {
+                vf vv[WSUM_VECS];
+#pragma GCC unroll 2
+                for (int u = 0; u < WSUM_VECS; u++) vv[u] = v_load_n(v + (size_t)j * hd + i + u * VW, c[u]);
 #pragma GCC unroll 12
-            for (int h = 0; h < g; h++) acc[h] = v_fma(v_set1(p[(size_t)h * ldp + j]), vv, acc[h]);
+                for (int h = 0; h < g; h++) {
+                    vf ph = v_set1(p[(size_t)h * ldp + j]);
+#pragma GCC unroll 2
+                    for (int u = 0; u < WSUM_VECS; u++) acc[h][u] = v_fma(ph, vv[u], acc[h][u]);
+                }
+            }
+#pragma GCC unroll 12
+            for (int h = 0; h < g; h++)
+#pragma GCC unroll 2
+                for (int u = 0; u < WSUM_VECS; u++) v_store_n(out + (size_t)h * ldo + i + u * VW, c[u], acc[h][u]);
         }
-#pragma GCC unroll 12
-        for (int h = 0; h < g; h++) v_store_n(out + (size_t)h * ldo + i, c, acc[h]);
     }
 }
 

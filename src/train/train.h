@@ -36,4 +36,27 @@ int rg_train_grad_f32(const rg_grad *g, const float *params, const int32_t *toke
 int rg_train_grad_f64(const rg_grad *g, const double *params, const int32_t *tokens, int n, const uint8_t *mask,
                       double grad_scale, double *grad, double *nll_sum, int64_t *n_targets);
 
+/* Training data (data.c): token ids one after another, and per id whether
+ * the loss counts it as a target (the id before it predicts it). */
+typedef struct {
+    int32_t *ids;
+    uint8_t *counts;
+    size_t n, cap;
+    int n_docs;       /* documents and chats */
+} rg_train_stream;
+
+/* Append a file: ".jsonl" = one {"text"} document or {"messages"} chat a
+ * line (blank lines skipped; errors name FILE:LINE), else one plain-text
+ * document. Documents are BOS text EOS; chats BOS and Gemma turns, the
+ * model's turns counted only. */
+int rg_train_stream_add_file(rg_train_stream *s, const rg_tokenizer *t, const char *path);
+void rg_train_stream_free(rg_train_stream *s);
+
+/* LoRA (lora.c): a matrix W [out, in] = base + s B A with A [r, in] and
+ * B [out, r]. rg_lora_merge writes W; rg_lora_gradients turns the gradient
+ * G of W into dA = s B^T G and dB = s G A^T (overwritten, not added). */
+void rg_lora_merge(const float *base, const float *A, const float *B, int out, int in, int r, float s, float *W);
+void rg_lora_gradients(const float *G, const float *A, const float *B, int out, int in, int r, float s, float *dA,
+                       float *dB);
+
 #endif

@@ -19,7 +19,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 sh scripts/hostile.sh "$N" "$T/table.md" >"$T/log" 2>&1 || { cat "$T/log"; fail "crashes, hangs or unclear errors"; }
 # every kind has its row, and each row adds up: tried = the sum of the outcomes
 rows=$(grep -c '^| [^*|-]' "$T/table.md")
-[ "$rows" -eq 12 ] || fail "expected 11 kinds and the header, got $rows rows: $(cat "$T/table.md")"
+[ "$rows" -eq 13 ] || fail "expected 12 kinds and the header, got $rows rows: $(cat "$T/table.md")"
 awk -F '|' 'NR > 2 { t = $3 + 0; s = $4 + $5 + $6 + $7 + $8; if (t < '"$N"' || t != s || $5 + 0 == 0) bad = bad $0 "\n" }
     END { if (bad) { printf "%s", bad; exit 1 } }' "$T/table.md" ||
     fail "a row does not add up, tried fewer than $N or refused nothing"

@@ -8,7 +8,7 @@ C=tests/fuzz/corpus
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 mkdir -p $C/safetensors $C/st_index $C/config $C/gguf $C/tokenizer_model $C/tokenizer_json $C/state \
-    $C/server_request $C/eval_jsonl $C/tokenize
+    $C/server_request $C/eval_jsonl $C/tokenize $C/train_data
 # a very small model: 2 layers of width 16, vocabulary 64 (and 1000, for the small tokenizer)
 cat >"$T/tiny.json" <<'JSON'
 {"_block_types": ["recurrent", "attention"], "attention_window_size": 4, "conv1d_width": 4, "head_dim": 8,
@@ -45,6 +45,9 @@ printf '{"content":"Hello \\u00e9 <start_of_turn>","add_special":true,"with_piec
 for f in tests/data/eval/*.jsonl; do cp "$f" $C/eval_jsonl/; done
 head -c 3000 tests/data/tokenizer/small_bpe.golden.jsonl >$C/tokenize/golden_head.txt
 printf 'Hello <start_of_turn>user\n<end_of_turn>\n\n\t\t<table> caf\303\251 \360\237\231\202 \377\376' >$C/tokenize/special.txt
+printf '{"text": "Hello world"}\n\n{"text": "caf\\u00e9 \\n <start_of_turn>"}\n' >$C/train_data/text.jsonl
+printf '{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "model", "content": "Bye"}]}\n' \
+    >$C/train_data/chat.jsonl
 # tokenizer.json: small_bpe laid out as the Hugging Face converter writes it
 python3 - tests/data/tokenizer/small_bpe.vocab $C/tokenizer_json/small_bpe.json <<'PY'
 import json, sys

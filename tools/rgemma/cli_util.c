@@ -149,7 +149,7 @@ char *cli_path_join(const char *dir, const char *name) {
 
 void cli_error(const char *cmd) {
     static const char *const names[] = {"generate", "chat", "perplexity", "eval", "serve", "synth", "quantize",
-                                        "bench", "pull"};
+                                        "bench", "pull", "train"};
     const char *m = cli_errmsg();
     for (int again = 1; again;) {
         again = 0;

@@ -23,6 +23,7 @@ static const command commands[] = {
     {"eval", cmd_eval, "score benchmark tasks (multiple choice, generation, maj@k) from JSONL", 1},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server (chat, completions, streaming)", 1},
     {"pull", cmd_pull, "download a model from Hugging Face into the shared cache (also: -hf ORG/NAME)", 0},
+    {"train", cmd_train, "train from scratch, fine-tune or LoRA on text or chat data (AdamW, checkpoints, resume)", 1},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,460 @@
+/* Training (src/train/trainer.c, data.c): which ids a chat counts, the
+ * document layout, JSONL errors with FILE:LINE, the loss falling on a
+ * repetitive text, the same weights on 1 and 2 threads and after a resume,
+ * from-scratch weights = rg_synth's, LoRA's gradients against finite
+ * differences and a LoRA run, and runs refused before anything is written. Model: 3 layers of width 64 over small_bpe.model (1000 pieces,
+ * with <start_of_turn> / <end_of_turn>). */
+#include <math.h>
+#include <omp.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <cmocka.h>
+#include "model/model.h"
+#include "model/synth.h"
+#include "train/train.h"
+#include "util/util.h"
+
+#define TOKENIZER "tests/data/tokenizer/small_bpe.model"
+
+static char tmp_root[] = "/tmp/rgemma-test-train-XXXXXX";
+static rg_tokenizer *tok;
+
+static int setup(void **state) {
+    (void)state;
+    if (!mkdtemp(tmp_root)) return -1;
+    return rg_tokenizer_load(TOKENIZER, &tok);
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
+    rg_tokenizer_free(tok);
+    return system(cmd);
+}
+
+static char *write_file(const char *name, const char *text) {
+    char *path = rg_path_join(tmp_root, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static rg_config small_config(void) {
+    rg_config c;
+    rg_synth_preset("tiny", &c);
+    c.vocab_size = 1000;
+    c.hidden_size = c.lru_width = 64;
+    c.num_heads = 4;
+    c.head_dim = 16;
+    c.mlp_width = 128;
+    c.window = 32;
+    c.embed_scale = rg_bf16_to_f32(rg_f32_to_bf16(8.0f));
+    return c;
+}
+
+static void append_ids(int32_t *out, size_t *n, const char *text) {
+    int32_t *ids;
+    size_t k;
+    assert_int_equal(rg_tokenize_ex(tok, text, strlen(text), 0, 0, 0, &ids, &k), 0);
+    memcpy(out + *n, ids, k * sizeof *ids);
+    *n += k;
+    free(ids);
+}
+
+/* The whole layout of one chat: turn markers by id, system folded into the
+ * user turn, and counted exactly the model's text and its <end_of_turn>. */
+static void test_chat_counts_model_turns(void **state) {
+    (void)state;
+    char *path = write_file("chat.jsonl",
+                            "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"},"
+                            " {\"role\": \"user\", \"content\": \"Hello there\"},"
+                            " {\"role\": \"assistant\", \"content\": \"General Kenobi\"},"
+                            " {\"role\": \"user\", \"content\": \"Bye\"},"
+                            " {\"role\": \"model\", \"content\": \"Farewell\"}]}\n");
+    rg_train_stream s = {0};
+    assert_int_equal(rg_train_stream_add_file(&s, tok, path), 0);
+    int32_t sot = rg_tokenizer_piece_id(tok, "<start_of_turn>"), eot = rg_tokenizer_piece_id(tok, "<end_of_turn>");
+    int32_t want[256];
+    uint8_t counted[256] = {0};
+    size_t n = 0, from;
+    want[n++] = rg_tokenizer_bos(tok);
+    want[n++] = sot;
+    append_ids(want, &n, "user\nBe brief.\n\nHello there");
+    want[n++] = eot;
+    append_ids(want, &n, "\n");
+    want[n++] = sot;
+    append_ids(want, &n, "model\n");
+    from = n;
+    append_ids(want, &n, "General Kenobi");
+    want[n++] = eot;
+    memset(counted + from, 1, n - from);
+    append_ids(want, &n, "\n");
+    want[n++] = sot;
+    append_ids(want, &n, "user\nBye");
+    want[n++] = eot;
+    append_ids(want, &n, "\n");
+    want[n++] = sot;
+    append_ids(want, &n, "model\n");
+    from = n;
+    append_ids(want, &n, "Farewell");
+    want[n++] = eot;
+    memset(counted + from, 1, n - from);
+    append_ids(want, &n, "\n");
+    assert_int_equal(s.n, n);
+    assert_int_equal(s.n_docs, 1);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(s.ids[i], want[i]);
+        assert_int_equal(s.counts[i], counted[i]);
+    }
+    rg_train_stream_free(&s);
+    free(path);
+}
+
+/* A document is BOS text EOS with every id but BOS counted; a plain file is
+ * one document, a JSONL "text" line another. */
+static void test_documents(void **state) {
+    (void)state;
+    char *txt = write_file("doc.txt", "Hello world"), *jl = write_file("doc.jsonl", "\n{\"text\": \"Hello world\"}\n\n");
+    rg_train_stream s = {0};
+    assert_int_equal(rg_train_stream_add_file(&s, tok, txt), 0);
+    assert_int_equal(rg_train_stream_add_file(&s, tok, jl), 0);
+    assert_int_equal(s.n_docs, 2);
+    assert_int_equal(s.n % 2, 0);
+    size_t half = s.n / 2;
+    assert_memory_equal(s.ids, s.ids + half, half * sizeof *s.ids);
+    assert_int_equal(s.ids[0], rg_tokenizer_bos(tok));
+    assert_int_equal(s.counts[0], 0);
+    assert_int_equal(s.ids[half - 1], rg_tokenizer_eos(tok));
+    for (size_t i = 1; i < half; i++) assert_int_equal(s.counts[i], 1);
+    rg_train_stream_free(&s);
+    free(txt);
+    free(jl);
+}
+
+/* Bad JSONL lines fail with FILE:LINE and what is wrong. */
+static void test_bad_jsonl(void **state) {
+    (void)state;
+    static const struct {
+        const char *text, *what;
+    } cases[] = {
+        {"{\"text\": \"ok\"}\n{\"text\": \"cut", ":2: not a JSON object"},
+        {"{\"text\": 5}", ":1: \"text\" must be a string"},
+        {"\n\n[1, 2]", ":3: not a JSON object"},
+        {"{\"prompt\": \"x\"}", ":1: expected a \"text\" or a \"messages\" key"},
+        {"{\"messages\": []}", ":1: \"messages\" must be a non-empty list"},
+        {"{\"messages\": [{\"role\": \"robot\", \"content\": \"x\"}]}", ":1: messages[0]: role \"robot\""},
+        {"{\"messages\": [{\"role\": \"user\"}]}", ":1: messages[0] must be an object"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *path = write_file("bad.jsonl", cases[i].text);
+        rg_train_stream s = {0};
+        assert_int_equal(rg_train_stream_add_file(&s, tok, path), -1);
+        if (!strstr(rg_last_error(), cases[i].what) || !strstr(rg_last_error(), path))
+            fail_msg("case %zu: \"%s\" lacks \"%s\"", i, rg_last_error(), cases[i].what);
+        rg_train_stream_free(&s);
+        free(path);
+    }
+}
+
+static char *repetitive_text(void) {
+    static const char line[] = "The quick brown fox jumps over the lazy dog. ";
+    size_t n = sizeof line - 1;
+    char *text = rg_xmalloc(n * 60 + 1);
+    for (int i = 0; i < 60; i++) memcpy(text + i * n, line, n);
+    text[n * 60] = 0;
+    return text;
+}
+
+static void small_run(rg_train_params *p, const rg_config *c, const char *const *data, const char *out) {
+    rg_train_params_default(p);
+    p->config = c;
+    p->tokenizer_path = TOKENIZER;
+    p->data_files = data;
+    p->n_data_files = 1;
+    p->out_dir = out;
+    p->ctx = 32;
+    p->batch = 2;
+    p->steps = 8;
+    p->lr = 3e-3;
+    p->min_lr = 3e-4;
+    p->warmup = 2;
+    p->eval_frac = 0.1;
+    p->eval_every = 0;
+}
+
+static char *read_all(const char *dir, const char *name, size_t *len) {
+    char *path = rg_path_join(dir, name), *data;
+    assert_int_equal(rg_read_file(path, 1 << 26, &data, len), 0);
+    free(path);
+    return data;
+}
+
+/* The loss falls; 1 and 2 threads, and 4 + 4 steps with a resume, give
+ * the same bytes. */
+static void test_train_resume_threads(void **state) {
+    (void)state;
+    char *text = repetitive_text(), *data = write_file("rep.txt", text);
+    const char *files[] = {data};
+    rg_config c = small_config();
+    char *one = rg_path_join(tmp_root, "one"), *two = rg_path_join(tmp_root, "two"), *split = rg_path_join(tmp_root, "split");
+    rg_train_params p;
+    rg_train_result r;
+    int threads = omp_get_max_threads();
+
+    small_run(&p, &c, files, one);
+    p.steps = 0; /* refused: nothing written */
+    assert_int_equal(rg_train(&p, &r), -1);
+    assert_false(rg_is_dir(one));
+
+    small_run(&p, &c, files, one);
+    rg_set_threads(1);
+    assert_int_equal(rg_train(&p, &r), 0);
+    assert_int_equal(r.steps_done, 8);
+    assert_false(r.stopped);
+    assert_true(r.eval_loss < 6.0); /* from about 14 */
+    assert_true(r.train_loss < 6.0);
+
+    small_run(&p, &c, files, two);
+    rg_set_threads(2);
+    assert_int_equal(rg_train(&p, &r), 0);
+
+    small_run(&p, &c, files, split);
+    p.stop_after = 4;
+    assert_int_equal(rg_train(&p, &r), 0);
+    assert_true(r.stopped);
+    assert_int_equal(r.steps_done, 4);
+    p.stop_after = 0;
+    p.resume = 1;
+    rg_set_threads(1);
+    assert_int_equal(rg_train(&p, &r), 0);
+    assert_int_equal(r.steps_done, 8);
+    rg_set_threads(threads);
+
+    size_t la, lb, lc;
+    char *a = read_all(one, "model.safetensors", &la), *b = read_all(two, "model.safetensors", &lb);
+    char *s = read_all(split, "model.safetensors", &lc);
+    assert_int_equal(la, lb);
+    assert_int_equal(la, lc);
+    assert_memory_equal(a, b, la);
+    assert_memory_equal(a, s, la);
+    free(a);
+    free(b);
+    free(s);
+
+    /* another run's optimizer.bin is refused, and the checkpoint stays */
+    small_run(&p, &c, files, one);
+    p.seed = 2;
+    p.resume = 1;
+    assert_int_equal(rg_train(&p, &r), -1);
+    assert_non_null(strstr(rg_last_error(), "another run"));
+
+    free(one);
+    free(two);
+    free(split);
+    free(data);
+    free(text);
+}
+
+/* rg_synth_tensor_values gives the weights rg_synth writes (same seed); a
+ * run from scratch starts from rg_synth_training_values: the same matrices'
+ * shapes of distribution, but biases and norms zero and a smaller embedding. */
+static void test_initial_weights(void **state) {
+    (void)state;
+    rg_config c = small_config();
+    char *dir = rg_path_join(tmp_root, "synth");
+    rg_synth_options o = {.dtype = RG_DT_F32, .seed = 7};
+    assert_int_equal(rg_synth_write(&c, dir, &o, NULL), 0);
+    rg_model *m;
+    assert_int_equal(rg_model_load(dir, &m), 0);
+    rg_grad *g = rg_grad_new(&c);
+    size_t n = rg_grad_size(g);
+    float *from_file = rg_xmalloc(sizeof(float) * n), *values = rg_xmalloc(sizeof(float) * n);
+    assert_int_equal(rg_grad_params_from_model(g, m, from_file), 0);
+    for (int k = 0; k < rg_grad_n_tensors(g); k++) {
+        const rg_grad_tensor *t = rg_grad_tensor_at(g, k);
+        assert_int_equal(rg_synth_tensor_values(&c, 7, t->name, values + t->offset, (int64_t)t->count), 0);
+    }
+    assert_memory_equal(from_file, values, sizeof(float) * n);
+    assert_int_equal(rg_synth_tensor_values(&c, 7, "model.no_such.weight", values, 1), -1);
+    for (int k = 0; k < rg_grad_n_tensors(g); k++) {
+        const rg_grad_tensor *t = rg_grad_tensor_at(g, k);
+        float *v = values + t->offset;
+        assert_int_equal(rg_synth_training_values(&c, 7, t->name, v, (int64_t)t->count), 0);
+        double ss = 0;
+        for (size_t i = 0; i < t->count; i++) ss += (double)v[i] * v[i];
+        int zero = strstr(t->name, "bias") || strstr(t->name, "norm");
+        if (zero) assert_true(ss == 0);
+        else assert_true(ss > 0);
+        if (!strcmp(t->name, "model.embed_tokens.weight")) /* N(0, 1/D): mean square 1/D */
+            assert_true(fabs(ss / (double)t->count * (double)c.hidden_size - 1.0) < 0.1);
+    }
+    assert_int_equal(rg_synth_training_values(&c, 7, "model.no_such.weight", values, 1), -1);
+    free(from_file);
+    free(values);
+    rg_grad_free(g);
+    rg_model_free(m);
+    free(dir);
+}
+
+/* LoRA's gradients (dA = s B^T G, dB = s G A^T from rg_grad_compute's G)
+ * against central differences of the loss, at the largest elements of
+ * each and a few others, for the MLP's gate of layer 0. */
+static double lora_loss(const rg_grad *g, float *params, const float *base, const float *A, const float *B, size_t w,
+                        int out, int in, int r, float s, const int32_t *tokens, int n) {
+    rg_lora_merge(base + w, A, B, out, in, r, s, params + w);
+    double nll;
+    assert_int_equal(rg_grad_compute(g, params, tokens, n, NULL, 1.0, NULL, &nll, NULL), 0);
+    return nll;
+}
+
+static void test_lora_gradients(void **state) {
+    (void)state;
+    rg_config c = small_config();
+    rg_grad *g = rg_grad_new(&c);
+    size_t n = rg_grad_size(g);
+    float *base = rg_xmalloc(sizeof(float) * n), *params = rg_xmalloc(sizeof(float) * n);
+    float *G = rg_xcalloc(n, sizeof(float));
+    for (int k = 0; k < rg_grad_n_tensors(g); k++) {
+        const rg_grad_tensor *t = rg_grad_tensor_at(g, k);
+        assert_int_equal(rg_synth_tensor_values(&c, 5, t->name, base + t->offset, (int64_t)t->count), 0);
+    }
+    memcpy(params, base, sizeof(float) * n);
+    const rg_grad_tensor *t = rg_grad_tensor_at(g, rg_grad_find(g, "model.layers.0.mlp_block.gate_proj.weight"));
+    int out = (int)t->shape[0], in = (int)t->shape[1], r = 3, len = 16;
+    float s = 0.5f, *A = rg_xmalloc(sizeof(float) * (size_t)(r * in)), *B = rg_xmalloc(sizeof(float) * (size_t)(out * r));
+    float *dA = rg_xmalloc(sizeof(float) * (size_t)(r * in)), *dB = rg_xmalloc(sizeof(float) * (size_t)(out * r));
+    uint64_t seed = 11;
+    for (int i = 0; i < r * in; i++) A[i] = (float)((double)(rg_splitmix64(&seed) >> 11) * 0x1p-53 - 0.5);
+    for (int i = 0; i < out * r; i++) B[i] = (float)((double)(rg_splitmix64(&seed) >> 11) * 0x1p-53 - 0.5);
+    int32_t tokens[16];
+    for (int i = 0; i < len; i++) tokens[i] = (int32_t)(rg_splitmix64(&seed) % 1000);
+    rg_lora_merge(base + t->offset, A, B, out, in, r, s, params + t->offset);
+    double nll;
+    assert_int_equal(rg_grad_compute(g, params, tokens, len, NULL, 1.0, G, &nll, NULL), 0);
+    rg_lora_gradients(G + t->offset, A, B, out, in, r, s, dA, dB);
+    for (int which = 0; which < 2; which++) {
+        float *x = which ? B : A, *dx = which ? dB : dA;
+        int count = which ? out * r : r * in, top = 0;
+        double scale = 0;
+        for (int i = 0; i < count; i++)
+            if (fabs(dx[i]) > scale) scale = fabs(dx[i]), top = i;
+        int picks[4] = {top, 0, count / 2, count - 1};
+        for (int p = 0; p < 4; p++) {
+            int i = picks[p];
+            float keep = x[i], eps = 1e-2f;
+            x[i] = keep + eps;
+            double up = lora_loss(g, params, base, A, B, t->offset, out, in, r, s, tokens, len);
+            x[i] = keep - eps;
+            double down = lora_loss(g, params, base, A, B, t->offset, out, in, r, s, tokens, len);
+            x[i] = keep;
+            double fd = (up - down) / (2.0 * eps);
+            if (fabs(fd - dx[i]) > 0.02 * scale)
+                fail_msg("%s[%d]: analytic %g, finite difference %g (largest %g)", which ? "dB" : "dA", i, dx[i], fd,
+                         scale);
+        }
+    }
+    free(A), free(B), free(dA), free(dB), free(G), free(base), free(params);
+    rg_grad_free(g);
+}
+
+/* A LoRA run trains only the adapted matrices: the norms, biases and the
+ * embedding of the checkpoint are the base's; the loss falls. */
+static void test_lora_run(void **state) {
+    (void)state;
+    char *text = repetitive_text(), *data = write_file("rep_lora.txt", text);
+    const char *files[] = {data};
+    rg_config c = small_config();
+    char *base = rg_path_join(tmp_root, "lora-base"), *out = rg_path_join(tmp_root, "lora");
+    rg_synth_options o = {.dtype = RG_DT_F32, .seed = 3};
+    assert_int_equal(rg_synth_write(&c, base, &o, NULL), 0);
+    rg_train_params p;
+    rg_train_result r;
+    small_run(&p, &c, files, out);
+    p.config = NULL;
+    p.model_path = base;
+    p.lora_rank = 4;
+    p.lr = 1e-2;
+    assert_int_equal(rg_train(&p, &r), 0);
+    rg_model *m0, *m1;
+    assert_int_equal(rg_model_load(base, &m0), 0);
+    assert_int_equal(rg_model_load(out, &m1), 0);
+    rg_grad *g = rg_grad_new(&c);
+    size_t n = rg_grad_size(g);
+    float *w0 = rg_xmalloc(sizeof(float) * n), *w1 = rg_xmalloc(sizeof(float) * n);
+    assert_int_equal(rg_grad_params_from_model(g, m0, w0), 0);
+    assert_int_equal(rg_grad_params_from_model(g, m1, w1), 0);
+    for (int k = 0; k < rg_grad_n_tensors(g); k++) {
+        const rg_grad_tensor *t = rg_grad_tensor_at(g, k);
+        int adapted = t->ndim == 2 && !strstr(t->name, "bias") && strcmp(t->name, "model.embed_tokens.weight");
+        int same = !memcmp(w0 + t->offset, w1 + t->offset, sizeof(float) * t->count);
+        if (same == adapted) fail_msg("%s: %s", t->name, adapted ? "not trained" : "changed");
+    }
+    assert_true(r.eval_loss < 11.0); /* from about 13 */
+    free(w0), free(w1);
+    rg_grad_free(g);
+    rg_model_free(m0);
+    rg_model_free(m1);
+    free(base), free(out), free(data), free(text);
+}
+
+/* Inputs the run cannot use fail first, with nothing written. */
+static void test_refused(void **state) {
+    (void)state;
+    char *tiny = write_file("tiny.txt", "Too short."), *data = write_file("ok.txt", "Some text of a few tokens.");
+    char *other = rg_path_join(tmp_root, "other"), *out = rg_path_join(tmp_root, "refused");
+    rg_config c = small_config();
+    rg_train_params p;
+    rg_train_result r;
+    const char *short_files[] = {tiny}, *files[] = {data};
+
+    small_run(&p, &c, short_files, out);
+    p.ctx = 64;
+    assert_int_equal(rg_train(&p, &r), -1);
+    assert_non_null(strstr(rg_last_error(), "fewer than one sequence of ctx 64"));
+
+    rg_config small_vocab = c;
+    small_vocab.vocab_size = 500;
+    small_run(&p, &small_vocab, files, out);
+    p.ctx = 4;
+    assert_int_equal(rg_train(&p, &r), -1);
+    assert_non_null(strstr(rg_last_error(), "vocab_size is 500"));
+
+    small_run(&p, &c, files, out);
+    p.ctx = 4;
+    p.resume = 1;
+    assert_int_equal(rg_train(&p, &r), -1);
+    assert_non_null(strstr(rg_last_error(), "no checkpoint to resume"));
+
+    assert_int_equal(rg_make_dirs(other), 0);
+    free(write_file("other/notes.txt", "mine"));
+    small_run(&p, &c, files, other);
+    p.ctx = 4;
+    assert_int_equal(rg_train(&p, &r), -1);
+    assert_non_null(strstr(rg_last_error(), "holds other files"));
+    assert_false(rg_is_dir(out));
+    free(tiny);
+    free(data);
+    free(other);
+    free(out);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chat_counts_model_turns),
+        cmocka_unit_test(test_documents),
+        cmocka_unit_test(test_bad_jsonl),
+        cmocka_unit_test(test_train_resume_threads),
+        cmocka_unit_test(test_initial_weights),
+        cmocka_unit_test(test_lora_gradients),
+        cmocka_unit_test(test_lora_run),
+        cmocka_unit_test(test_refused),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
