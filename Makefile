@@ -44,7 +44,7 @@ SONAME    := librgemma.so.$(SOVERSION)
 SHLIB     := $(BUILD)/librgemma.so.$(VERSION)
 PC        := $(BUILD)/rgemma.pc
 
-all: $(RGEMMA) $(SHLIB) $(PC) $(BUILD)/check-golden $(BUILD)/check-grad $(TEST_BIN)
+all: $(RGEMMA) $(SHLIB) $(PC) $(BUILD)/check-golden $(BUILD)/check-grad $(BUILD)/grad-bench $(TEST_BIN)
 
 # Every library object is position-independent with hidden symbols, so the
 # same objects make both librgemma.a and librgemma.so; only what rgemma.h
@@ -66,6 +66,7 @@ $(BUILD)/src/ops/%_neon_dotprod.o: CFLAGS += -march=armv8.2-a+dotprod -DRG_SIMD_
 # The CLI is a program over the public interface: its files see include/
 # and their own folder, not the library's internals (src/).
 $(BUILD)/tools/%.o: CFLAGS := $(filter-out -Isrc,$(CFLAGS))
+$(BUILD)/bench/%.o: CFLAGS := $(filter-out -Isrc,$(CFLAGS))
 
 # SAN_OBJ: the sanitizer flags an object is compiled with (all of SAN, except
 # where a rule below says otherwise)
@@ -108,6 +109,11 @@ $(RGEMMA): $(TOOL_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(LIB) $(LDLIBS)
 
 $(BUILD)/check-golden: $(BUILD)/tests/golden/check_golden.o $(BUILD)/tests/golden/golden_main.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# grad-bench (by hand, never in the tests): rg_grad_compute's speed on a
+# config against the FMA peak (bench/grad_bench.c)
+$(BUILD)/grad-bench: $(BUILD)/bench/grad_bench.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/check-grad: $(BUILD)/tests/golden/check_grad.o $(BUILD)/tests/golden/check_golden.o $(BUILD)/tests/golden/grad_main.o $(LIB)

@@ -1,7 +1,7 @@
 /* Portable kernels: the reference every SIMD path is tested against, and the
  * fallback on CPUs without AVX2. One matmul per weight type (a dot product
  * of each widened weight row with n activation rows), and the attention,
- * activation and RG-LRU loops in plain C. */
+ * activation, RG-LRU and GEMM loops in plain C. */
 #include <math.h>
 #include <stdlib.h>
 #include "ops/ops.h"
@@ -87,6 +87,17 @@ static void rglru(const float *x, const float *gx, const float *ga, const float 
     }
 }
 
+/* The rg_gemm contract, one element at a time, over p in order. */
+static void gemm(int m, int n, int k, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
+                 size_t b_cs, float *c, size_t ldc, int add) {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float acc = add ? c[(size_t)i * ldc + j] : 0.0f;
+            for (int p = 0; p < k; p++)
+                acc += a[(size_t)i * a_rs + (size_t)p * a_cs] * b[(size_t)p * b_rs + (size_t)j * b_cs];
+            c[(size_t)i * ldc + j] = acc;
+        }
+}
 
 static float read_sum(const float *p, size_t n) {
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;

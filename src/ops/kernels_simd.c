@@ -332,6 +332,115 @@ static void rglru(const float *x, const float *gx, const float *ga, const float 
     }
 }
 
+/* ------------------------------------------------ GEMM, float32 (training)
+ * The rg_gemm contract in the usual blocked form: the k axis is cut in
+ * blocks of GEMM_KC; for each, B's slab (GEMM_KC x n) is packed in panels of
+ * GEMM_NR columns, k-major (a k's GEMM_NR values side by side: the tile
+ * loads them as vectors), and A in blocks of GEMM_MC rows, in panels of
+ * GEMM_MR rows (the tile broadcasts them one by one). Panels are padded
+ * with zeros. An A panel is k-major too when A's rows are strided (a_cs >
+ * 1: packing is a copy per k), else row-major with rows GEMM_KC apart (a
+ * copy per row): either way a plain copy, where the other layout would be
+ * a transpose. B's panels need a transpose only when its rows are strided
+ * (Y = X W^T). A tile keeps GEMM_MR x GEMM_NR sums in registers over a
+ * block, from c's values (a later block, or add), with a fused multiply-add
+ * per k in order: every element is the same chain of operations wherever
+ * its tile falls. A B panel (32 KiB on avx512) stays in L1 while the A
+ * panels of a block (240 KiB) stream from L2. */
+enum { GEMM_NR = GEMM_NV * VW, GEMM_KC = 256, GEMM_MC = 20 * GEMM_MR };
+/* A panel's footprint: GEMM_MR rows of GEMM_KC, plus 16 floats per row so
+ * that a row-major panel's rows fall in different L1 sets (rows exactly
+ * 1 KiB apart shared 4 of them: 79 GFLOP/s in cache instead of 100) */
+enum { GEMM_PITCH = GEMM_KC + 16 };
+
+/* lines l < count of src (element p of line l at src[l*ls + p*ps], p < kc)
+ * into panels of `width` lines at dst, panel q at dst + q*width*pitch:
+ * k-major (element p of line l at p*width + l) or, when line_major, row
+ * by row (at l*GEMM_PITCH + p); lines past count are 0 up to a whole panel */
+INLINE void pack_panels(const float *src, size_t ls, size_t ps, int count, int kc, const int width,
+                        const int line_major, const size_t pitch, float *dst) {
+    for (int l0 = 0; l0 < count; l0 += width) {
+        int nl = count - l0 < width ? count - l0 : width;
+        float *d = dst + (size_t)l0 * pitch;
+        const float *s = src + (size_t)l0 * ls;
+        if (line_major) { /* ps == 1: each line is contiguous */
+            for (int l = 0; l < width; l++)
+                if (l < nl) memcpy(d + (size_t)l * GEMM_PITCH, s + (size_t)l * ls, sizeof(float) * (size_t)kc);
+                else memset(d + (size_t)l * GEMM_PITCH, 0, sizeof(float) * (size_t)kc);
+        } else if (ls == 1) { /* a k's values are contiguous: vector copies, zeros past nl */
+            for (int p = 0; p < kc; p++)
+                for (int l = 0; l < width; l += VW)
+                    v_store_n(d + (size_t)p * width + l, (size_t)(width - l),
+                              v_load_n(s + (size_t)p * ps + l, nl > l ? (size_t)(nl - l) : 0));
+        } else { /* a transpose: walk each line along k */
+            for (int l = 0; l < nl; l++)
+                for (int p = 0; p < kc; p++) d[(size_t)p * width + l] = s[(size_t)l * ls + (size_t)p * ps];
+            for (int p = 0; p < kc; p++)
+                for (int l = nl; l < width; l++) d[(size_t)p * width + l] = 0.0f;
+        }
+    }
+}
+
+/* c[i][j] (+)= sum_{p<kc} A(i, p) b[p*GEMM_NR + j] for i < mr, j < nc, A's
+ * panel k-major or row-major (see pack_panels) */
+INLINE void gemm_tile(int kc, const float *a, const int a_line_major, const float *b, float *c, size_t ldc, int mr,
+                      int nc, int load_c) {
+    const size_t a_is = a_line_major ? GEMM_PITCH : 1, a_ps = a_line_major ? 1 : GEMM_MR;
+    vf acc[GEMM_MR][GEMM_NV];
+    size_t cnt[GEMM_NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < GEMM_NV; v++) cnt[v] = nc > v * VW ? (size_t)(nc - v * VW) : 0;
+#pragma GCC unroll 16
+    for (int i = 0; i < GEMM_MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < GEMM_NV; v++)
+            acc[i][v] = load_c && i < mr ? v_load_n(c + (size_t)i * ldc + v * VW, cnt[v]) : v_zero();
+    for (int p = 0; p < kc; p++) {
+        vf bv[GEMM_NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < GEMM_NV; v++) bv[v] = v_loadu(b + (size_t)p * GEMM_NR + v * VW);
+#pragma GCC unroll 16
+        for (int i = 0; i < GEMM_MR; i++) {
+            vf ai = v_set1(a[(size_t)i * a_is + (size_t)p * a_ps]);
+#pragma GCC unroll 4
+            for (int v = 0; v < GEMM_NV; v++) acc[i][v] = v_fma(ai, bv[v], acc[i][v]);
+        }
+    }
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < GEMM_NV; v++) v_store_n(c + (size_t)i * ldc + v * VW, cnt[v], acc[i][v]);
+}
+
+/* One block of A (mc rows from a, k from p0) against the packed B slab. */
+INLINE void gemm_block(const int a_line_major, int mc, int kc, int n, const float *a, size_t a_rs, size_t a_cs,
+                       const float *pb, float *pa, float *c, size_t ldc, int load_c) {
+    pack_panels(a, a_rs, a_cs, mc, kc, GEMM_MR, a_line_major, GEMM_PITCH, pa);
+    for (int j0 = 0; j0 < n; j0 += GEMM_NR)
+        for (int i = 0; i < mc; i += GEMM_MR)
+            gemm_tile(kc, pa + (size_t)i * GEMM_PITCH, a_line_major, pb + (size_t)j0 * GEMM_KC, c + (size_t)i * ldc + j0,
+                      ldc, mc - i < GEMM_MR ? mc - i : GEMM_MR, n - j0 < GEMM_NR ? n - j0 : GEMM_NR, load_c);
+}
+
+static void gemm(int m, int n, int k, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
+                 size_t b_cs, float *c, size_t ldc, int add) {
+    if (k == 0 && !add) /* an empty sum */
+        for (int i = 0; i < m; i++) memset(c + (size_t)i * ldc, 0, sizeof(float) * (size_t)n);
+    size_t b_floats = (size_t)GEMM_KC * (size_t)((n + GEMM_NR - 1) / GEMM_NR * GEMM_NR);
+    float *pb = rg_scratch(RG_SCRATCH_KERNEL, sizeof(float) * (b_floats + (size_t)GEMM_MC * GEMM_PITCH)),
+          *pa = pb + b_floats;
+    for (int p0 = 0; p0 < k; p0 += GEMM_KC) {
+        int kc = k - p0 < GEMM_KC ? k - p0 : GEMM_KC;
+        pack_panels(b + (size_t)p0 * b_rs, b_cs, b_rs, n, kc, GEMM_NR, 0, GEMM_KC, pb);
+        for (int i0 = 0; i0 < m; i0 += GEMM_MC) {
+            int mc = m - i0 < GEMM_MC ? m - i0 : GEMM_MC;
+            const float *ab = a + (size_t)i0 * a_rs + (size_t)p0 * a_cs;
+            float *cb = c + (size_t)i0 * ldc;
+            if (a_cs == 1) gemm_block(1, mc, kc, n, ab, a_rs, a_cs, pb, pa, cb, ldc, add || p0 > 0);
+            else gemm_block(0, mc, kc, n, ab, a_rs, a_cs, pb, pa, cb, ldc, add || p0 > 0);
+        }
+    }
+}
+
 /* ------------------------------------------------------ roofline probes */
 
 static float read_sum(const float *p, size_t n) {

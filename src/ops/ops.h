@@ -38,7 +38,8 @@ void rg_matmul_jobs(const rg_matmul_job *jobs, int njobs, int n);
  *   gelu_mul: g[i] = gelu_tanh(g[i]) * u[i].
  *   softcap: x[i] = cap * tanh(x[i] / cap).
  *   rglru: the RG-LRU scan (see rg_rglru_scan) for channels [0, r) of
- *     matrices with row stride ld. */
+ *     matrices with row stride ld.
+ *   gemm: the rg_gemm contract on one thread. */
 typedef void (*rg_matmul_fn)(const uint8_t *w, size_t row_bytes, int rows, int k, const float *x, int ldx, int n,
                              float *y, int ldy);
 /* Defines NAME, an rg_matmul_fn, as FN(DT, ...): one kernel over the weight
@@ -84,6 +85,8 @@ typedef struct {
     void (*softcap)(float *x, size_t count, float cap);
     void (*rglru)(const float *x, const float *gx, const float *ga, const float *softplus_a, int n, int r, int ld,
                   int64_t pos0, float *h, float *y);
+    void (*gemm)(int m, int n, int k, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs,
+                 size_t b_cs, float *c, size_t ldc, int add);
     /* roofline probes (ops/probe.c): read_sum streams n floats (returns
      * their sum so the reads happen); peak_loop runs iters rounds of
      * independent multiply-adds with the instruction matmul uses (float32
@@ -97,7 +100,7 @@ typedef struct {
  * (softmax, wsum, ...), given its matmuls in rg_dtype order. */
 #define RG_KERNEL_SET(NAME, INT8_ACT, F32, F16, BF16, Q8_0, Q4_0, PACKED)                                   \
     {NAME, {[RG_DT_F32] = F32, [RG_DT_F16] = F16, [RG_DT_BF16] = BF16, [RG_DT_Q8_0] = Q8_0, [RG_DT_Q4_0] = Q4_0}, \
-     PACKED, INT8_ACT, softmax, wsum, gelu_mul, softcap, rglru, read_sum, peak_loop}
+     PACKED, INT8_ACT, softmax, wsum, gelu_mul, softcap, rglru, gemm, read_sum, peak_loop}
 
 /* The sets a build has: scalar everywhere, and those of its target (the
  * Makefile compiles the SIMD ones for that architecture only). */
@@ -150,6 +153,16 @@ static inline void rg_split(size_t total, size_t align, int part, int parts, siz
     *begin = b * align < total ? b * align : total;
     *end = e * align < total ? e * align : total;
 }
+
+/* ---- float32 GEMM (ops/gemm.c, kernels_*.c): what training multiplies ----
+ * c[i*ldc + j] (+)= sum_{p<k} A(i, p) B(p, j) for i < m, j < n, with
+ * A(i, p) = a[i*a_rs + p*a_cs] and B(p, j) = b[p*b_rs + j*b_cs] (so either
+ * operand may be transposed); add = 0 overwrites c, 1 adds to it. c is cut
+ * in blocks over the threads; each element is summed by one thread, over p
+ * in order (from its value in c when add), so the result does not depend on
+ * the thread count. */
+void rg_gemm(int m, int n, int k, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t b_rs, size_t b_cs,
+             float *c, size_t ldc, int add);
 
 /* ---- norms and activations (ops/norm.c) --------------------------------- */
 /* y = x / sqrt(mean(x^2) + eps) * (1 + w), per row of width d. */

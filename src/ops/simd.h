@@ -98,8 +98,10 @@ INLINE float f16_scale(const uint8_t *blk) {
 /* Float tiles: TB tokens x RB rows of accumulators (32 registers); they
  * prefetch ahead in each row, as RB rows at once are more streams than the
  * hardware prefetcher follows well (measured with these kernels). The
- * attention's weighted sum keeps WSUM_VECS vectors of up to 12 heads. */
-enum { TB = 6, SIMD_PREFETCH = 1, WSUM_VECS = 2 };
+ * attention's weighted sum keeps WSUM_VECS vectors of up to 12 heads. GEMM
+ * tiles: GEMM_MR rows x GEMM_NV vectors of accumulators (24), the NV
+ * vectors of B and a broadcast of A. */
+enum { TB = 6, SIMD_PREFETCH = 1, WSUM_VECS = 2, GEMM_MR = 12, GEMM_NV = 2 };
 #define SIMD_TILE_MAX_N 32
 /* exp's clamp: vscalefps makes 2^n for any n, so only overflow is cut */
 #define EXP_MIN -104.0f
@@ -161,8 +163,9 @@ INLINE void f4_store_n(float *p, int count, __m128 s, int add) {
 #define SIMD_REG "ymm"
 /* Float tiles: TB tokens x RB rows of accumulators plus TB activations and
  * one weight vector fill the 16 registers; no software prefetch (these
- * kernels were measured without it). */
-enum { TB = 3, SIMD_PREFETCH = 0, WSUM_VECS = 1 };
+ * kernels were measured without it). GEMM tiles: 6 x 2 accumulators, 2
+ * vectors of B and a broadcast of A (15 registers). */
+enum { TB = 3, SIMD_PREFETCH = 0, WSUM_VECS = 1, GEMM_MR = 6, GEMM_NV = 2 };
 #define SIMD_TILE_MAX_N 24
 /* exp's clamp: 2^n is built in the exponent field, so n + 127 must stay in
  * [1, 254] (normal floats) */
@@ -352,8 +355,9 @@ INLINE void pack_panel(rg_dtype dt, const uint8_t *w, size_t rb, int nr, int nb,
 #endif
 /* Float tiles: TB tokens x RB rows of accumulators (24), TB activations and
  * a weight vector in the 32 registers; not measured on an arm64 machine,
- * so no software prefetch in the tiles and avx2's tile limit. */
-enum { TB = 6, SIMD_PREFETCH = 0, WSUM_VECS = 2 };
+ * so no software prefetch in the tiles and avx2's tile limit. GEMM tiles:
+ * 8 x 3 accumulators, 3 vectors of B and a broadcast of A (28 registers). */
+enum { TB = 6, SIMD_PREFETCH = 0, WSUM_VECS = 2, GEMM_MR = 8, GEMM_NV = 3 };
 #define SIMD_TILE_MAX_N 24
 /* exp's clamp: 2^n is built in the exponent field, so n + 127 must stay in
  * [1, 254] (normal floats) */

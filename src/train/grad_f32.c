@@ -1,4 +1,5 @@
 /* The forward-with-tape and backward pass in float32: what rg_grad_compute runs. */
 #define REAL float
 #define GRAD_FN rg_train_grad_f32
+#define GRAD_SIMD /* the kernel sets' GEMM, tanh and exp (layers.inc) */
 #include "train/backward.inc"
