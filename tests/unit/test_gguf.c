@@ -497,8 +497,12 @@ static void test_malformed(void **state) {
     expect_refused(b, good_len, "n_dims = 7");
     free(b);
     b = mutated();
-    b[ti + 20] = 12; /* Q4_K */
-    expect_refused(b, good_len, "ggml type 12 is not supported");
+    b[ti + 20] = 13; /* Q5_K */
+    expect_refused(b, good_len, "ggml type 13 is not supported");
+    free(b);
+    b = mutated();
+    b[ti + 20] = RG_GGML_Q4_K; /* a K-quant's rows are whole super-blocks of 256 */
+    expect_refused(b, good_len, "Q4_K rows of 64 elements are not a multiple of 256");
     free(b);
     b = mutated();
     b[ti + 20] = RG_GGML_Q8_0; /* same rows, different byte size */
