@@ -111,7 +111,9 @@ static int check_file(const char *path) {
             rg_tensor flat = rt->t;
             flat.ndim = 2, flat.shape[0] = rows, flat.shape[1] = cols;
             rg_dequant_row(&flat, r, a);
-            gt->to_float((const uint8_t *)rt->t.data + (size_t)r * rb, b, cols);
+            const uint8_t *row = (const uint8_t *)rt->t.data + (size_t)r * rb;
+            if (gt->to_float) gt->to_float(row, b, cols);
+            else memcpy(b, row, sizeof(float) * (size_t)cols); /* F32: ggml has no conversion */
             if (!(rel_diff(a, b, cols) <= SAME)) {
                 printf("%s: tensor %s row %lld: ggml widens it to other values\n", path, rt->name, (long long)r);
                 bad++;
