@@ -13,16 +13,18 @@ LDLIBS  := -lcjson -lmicrohttpd -lcurl -lm -lpthread
 # AVX-512 on x86, NEON with and without dot products on arm64, none (scalar
 # only) elsewhere. Each set is an object of kernels_simd.c (its float
 # kernels, never compiled as itself) and one of its int8 kernels
-# (kernels_avx2.c, kernels_avx512.c; kernels_neon.c twice), listed by set.
+# (kernels_avx2.c, kernels_avx512.c; kernels_neon.c twice), listed by set;
+# on x86 also one of the K-quant kernels (kernels_kquant.c, once per set).
 SIMD_ARCH := $(firstword $(subst -, ,$(shell $(CC) -dumpmachine)))
 ifneq ($(filter x86_64 i386 i486 i586 i686,$(SIMD_ARCH)),)
 SIMD_SETS := avx2 avx512
-INT8_OBJ  := $(BUILD)/src/ops/kernels_avx2.o $(BUILD)/src/ops/kernels_avx512.o
+INT8_OBJ  := $(BUILD)/src/ops/kernels_avx2.o $(BUILD)/src/ops/kernels_avx512.o \
+             $(BUILD)/src/ops/kernels_kquant_avx2.o $(BUILD)/src/ops/kernels_kquant_avx512.o
 else ifeq ($(SIMD_ARCH),aarch64)
 SIMD_SETS := neon neon_dotprod
 INT8_OBJ  := $(BUILD)/src/ops/kernels_neon.o $(BUILD)/src/ops/kernels_neon_dotprod.o
 endif
-SIMD_SRC  := $(addprefix src/ops/kernels_,simd.c avx2.c avx512.c neon.c)
+SIMD_SRC  := $(addprefix src/ops/kernels_,simd.c avx2.c avx512.c neon.c kquant.c)
 # LIB_OMIT: library folders left out of a build (the arm64 test build below)
 LIB_SRC   := $(filter-out $(SIMD_SRC) $(LIB_OMIT:%=src/%/%.c),$(sort $(wildcard src/*/*.c)))
 TOOL_SRC  := $(sort $(wildcard tools/rgemma/*.c))
@@ -78,6 +80,10 @@ $(BUILD)/%.o: %.c Makefile
 	$(CC) $(CFLAGS) $(SAN_OBJ) -c $< -o $@
 
 $(SIMD_OBJ): $(BUILD)/src/ops/kernels_simd_%.o: src/ops/kernels_simd.c Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SAN_OBJ) -c $< -o $@
+
+$(BUILD)/src/ops/kernels_kquant_%.o: src/ops/kernels_kquant.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN_OBJ) -c $< -o $@
 

@@ -98,8 +98,15 @@ RG_API size_t rg_model_weight_bytes(const rg_model *m);
 /* ---------------------------------------------------------------- quantize */
 
 typedef struct {
-    const char *type;       /* "f32", "bf16", "q8_0" or "q4_0": type of the projection matrices */
+    /* "f32", "bf16", "q8_0", "q4_0", "q4_k", "q6_k": type of the projection
+     * matrices; or "q4_k_m", a mix: q4_k with the embedding and the kinds of
+     * matrix that measured most sensitive in q6_k (README "Quantized models") */
+    const char *type;
     const char *embed_type; /* the tied embedding/logit matrix; NULL = the default for type */
+    /* NULL, or "KIND=TYPE[,KIND=TYPE...]": the tensors whose name contains
+     * ".KIND." ("down_proj", "embed_tokens", "layers.3.mlp_block") get TYPE,
+     * over type, embed_type and the mix (the last match wins) */
+    const char *tensor_types;
     /* Called when each tensor starts (done = bytes of tensor data written so
      * far, of total) and once at the end with tensor NULL. why is NULL when the
      * tensor gets the requested type, else the reason it is kept in another. */

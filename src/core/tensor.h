@@ -13,6 +13,8 @@ typedef enum {
     RG_DT_BF16,
     RG_DT_Q8_0, /* ggml block: f16 scale + 32 int8 */
     RG_DT_Q4_0, /* ggml block: f16 scale + 16 bytes of nibbles */
+    RG_DT_Q4_K, /* ggml super-block of 256: 8 sub-blocks of 32, 4-bit quants, 6-bit scales and mins */
+    RG_DT_Q6_K, /* ggml super-block of 256: 16 sub-blocks of 16, 6-bit quants, int8 scales */
     RG_DT_COUNT
 } rg_dtype;
 
@@ -20,9 +22,28 @@ typedef enum {
 #define RG_QBLOCK 32
 #define RG_Q8_0_BLOCK_BYTES (2 + RG_QBLOCK)     /* 34 */
 #define RG_Q4_0_BLOCK_BYTES (2 + RG_QBLOCK / 2) /* 18 */
+/* ggml's K-quants: super-blocks of RG_QK_BLOCK weights (block_q4_K, block_q6_K) */
+#define RG_QK_BLOCK 256
+#define RG_Q4_K_BLOCK_BYTES (2 + 2 + 12 + RG_QK_BLOCK / 2)               /* 144: d, dmin, scales, quants */
+#define RG_Q6_K_BLOCK_BYTES (RG_QK_BLOCK / 2 + RG_QK_BLOCK / 4 + 16 + 2) /* 210: ql, qh, scales, d */
 
 /* ggml tensor type ids of the types the engine runs (GGUF tensor infos) */
-enum { RG_GGML_F32 = 0, RG_GGML_F16 = 1, RG_GGML_Q4_0 = 2, RG_GGML_Q8_0 = 8, RG_GGML_BF16 = 30 };
+enum { RG_GGML_F32 = 0, RG_GGML_F16 = 1, RG_GGML_Q4_0 = 2, RG_GGML_Q8_0 = 8, RG_GGML_Q4_K = 12, RG_GGML_Q6_K = 14,
+       RG_GGML_BF16 = 30 };
+
+/* Q4_K's packed 6-bit scale and min of sub-block j (0..7) from the block's
+ * 12 scale bytes: sub-blocks 0..3 in the low 6 bits of bytes j (scale) and
+ * j + 4 (min); 4..7 in the nibbles of byte j + 4 (scale low, min high), with
+ * their top two bits in the top bits of bytes j - 4 (scale) and j (min). */
+static inline void rg_q4_k_scale_min(const uint8_t *s, int j, int *scale, int *min) {
+    if (j < 4) {
+        *scale = s[j] & 63;
+        *min = s[j + 4] & 63;
+    } else {
+        *scale = (s[j + 4] & 0x0f) | (s[j - 4] >> 6) << 4;
+        *min = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
+    }
+}
 
 typedef struct {
     const char *name; /* "F32", "Q8_0": safetensors dtype, CLI spelling (any case) */
@@ -42,6 +63,9 @@ const rg_dtype_traits *rg_dtype_info(rg_dtype t);
 const char *rg_dtype_name(rg_dtype t);
 /* Stored in blocks with a scale (rows must be a multiple of the block). */
 int rg_dtype_is_quantised(rg_dtype t);
+/* Elements per block: 1 for plain floats, 32 or 256 for the quantised types
+ * (rows must be a multiple of it); 0 when t is not a type. */
+int rg_dtype_block(rg_dtype t);
 /* Bytes taken by n consecutive elements of one row (n a multiple of the block size). */
 size_t rg_dtype_row_bytes(rg_dtype t, int64_t n);
 /* Parse a type name, any case ("f32", "bf16", "q4_0"). */

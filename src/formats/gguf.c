@@ -195,11 +195,11 @@ static int read_header(rg_gguf *g) {
         rg_dtype dt;
         if (rg_dtype_from_ggml((uint32_t)type, &dt))
             return rg_error("%s: tensor \"%s\": ggml type %llu is not supported (supported: F32=0, F16=1, "
-                            "Q4_0=2, Q8_0=8, BF16=30)",
+                            "Q4_0=2, Q8_0=8, Q4_K=12, Q6_K=14, BF16=30)",
                             g->path, ti->name, (unsigned long long)type);
-        if (rg_dtype_is_quantised(dt) && ne[0] % RG_QBLOCK)
+        if (ne[0] % (uint64_t)rg_dtype_block(dt))
             return rg_error("%s: tensor \"%s\": %s rows of %llu elements are not a multiple of %d", g->path,
-                            ti->name, rg_dtype_name(dt), (unsigned long long)ne[0], RG_QBLOCK);
+                            ti->name, rg_dtype_name(dt), (unsigned long long)ne[0], rg_dtype_block(dt));
         if (off % g->alignment)
             return rg_error("%s: tensor \"%s\": data offset %llu is not a multiple of the alignment %u", g->path,
                             ti->name, (unsigned long long)off, g->alignment);

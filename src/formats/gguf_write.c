@@ -123,8 +123,9 @@ int rg_gguf_w_tensor(rg_gguf_writer *w, const char *name, rg_dtype dtype, int nd
         return rg_error("tensor \"%s\": cannot be stored (%d dims, type %s)", name, ndim, rg_dtype_name(dtype));
     int64_t cols = shape[ndim - 1], rows = 1;
     for (int i = 0; i < ndim - 1; i++) rows *= shape[i];
-    if (rg_dtype_is_quantised(dtype) && cols % RG_QBLOCK)
-        return rg_error("tensor \"%s\": rows of %lld are not a multiple of %d", name, (long long)cols, RG_QBLOCK);
+    if (cols % rg_dtype_block(dtype))
+        return rg_error("tensor \"%s\": rows of %lld are not a multiple of %d", name, (long long)cols,
+                        rg_dtype_block(dtype));
     w->t = rg_xrealloc(w->t, sizeof *w->t * (size_t)(w->n_t + 1));
     wtensor *t = &w->t[w->n_t++];
     *t = (wtensor){strdup(name), dtype, ndim, {0}, rg_dtype_row_bytes(dtype, cols) * (size_t)rows, w->data_size};

@@ -69,8 +69,9 @@ static int get_vec(binder *b, const float **out, const char *name, int64_t d0) {
 static int get_mat(binder *b, rg_tensor *out, const char *name, int64_t rows, int64_t cols) {
     const rg_tensor *t = need(b, name, 2, rows, cols, 0);
     if (!t) return -1;
-    if (rg_dtype_is_quantised(t->dtype) && cols % RG_QBLOCK)
-        return rg_error("%s: tensor \"%s\": quantised rows must be a multiple of %d", b->source, name, RG_QBLOCK);
+    if (cols % rg_dtype_block(t->dtype))
+        return rg_error("%s: tensor \"%s\": %s rows must be a multiple of %d", b->source, name,
+                        rg_dtype_name(t->dtype), rg_dtype_block(t->dtype));
     *out = *t;
     return 0;
 }

@@ -29,6 +29,8 @@ static RG_MATMUL_OF(matmul_f16, RG_DT_F16, matmul_scalar)
 static RG_MATMUL_OF(matmul_bf16, RG_DT_BF16, matmul_scalar)
 static RG_MATMUL_OF(matmul_q8_0, RG_DT_Q8_0, matmul_scalar)
 static RG_MATMUL_OF(matmul_q4_0, RG_DT_Q4_0, matmul_scalar)
+static RG_MATMUL_OF(matmul_q4_k, RG_DT_Q4_K, matmul_scalar)
+static RG_MATMUL_OF(matmul_q6_k, RG_DT_Q6_K, matmul_scalar)
 
 static float softmax(float *x, int n, float scale, float *max) {
     float mx = -INFINITY;
@@ -120,4 +122,5 @@ static double peak_loop(int int8, long iters) {
 }
 
 const rg_kernel_set rg_kernels_scalar =
-    RG_KERNEL_SET("scalar", 0, matmul_f32, matmul_f16, matmul_bf16, matmul_q8_0, matmul_q4_0, NULL);
+    RG_KERNEL_SET("scalar", 0, matmul_f32, matmul_f16, matmul_bf16, matmul_q8_0, matmul_q4_0, matmul_q4_k,
+                  matmul_q6_k, NULL);

@@ -507,6 +507,17 @@ static const rg_pack_set packed = {
 #define SIMD_PACKED NULL
 #endif
 
-const rg_kernel_set SIMD_NAME(rg_kernels) = RG_KERNEL_SET(SIMD_SET_NAME, 1u << RG_DT_Q8_0 | 1u << RG_DT_Q4_0, matmul_f32,
-                                                          matmul_f16, matmul_bf16, SIMD_NAME(rg_matmul_q8_0),
-                                                          SIMD_NAME(rg_matmul_q4_0), SIMD_PACKED);
+/* K-quant kernels: the x86 sets' (kernels_kquant.c); arm64's run the scalar ones */
+#ifdef SIMD_KQUANTS
+#define SIMD_Q4_K SIMD_NAME(rg_matmul_q4_k)
+#define SIMD_Q6_K SIMD_NAME(rg_matmul_q6_k)
+#define SIMD_KQUANT_INT8 (1u << RG_DT_Q4_K | 1u << RG_DT_Q6_K)
+#else
+#define SIMD_Q4_K NULL
+#define SIMD_Q6_K NULL
+#define SIMD_KQUANT_INT8 0u
+#endif
+
+const rg_kernel_set SIMD_NAME(rg_kernels) =
+    RG_KERNEL_SET(SIMD_SET_NAME, 1u << RG_DT_Q8_0 | 1u << RG_DT_Q4_0 | SIMD_KQUANT_INT8, matmul_f32, matmul_f16,
+                  matmul_bf16, SIMD_NAME(rg_matmul_q8_0), SIMD_NAME(rg_matmul_q4_0), SIMD_Q4_K, SIMD_Q6_K, SIMD_PACKED);

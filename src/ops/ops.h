@@ -72,12 +72,13 @@ typedef struct {
 
 typedef struct {
     const char *name;
+    /* NULL for a type the set has no kernel for: rg_matmul runs the scalar one */
     rg_matmul_fn matmul[RG_DT_COUNT];
     const rg_pack_set *packed; /* NULL: the weights are used as stored */
     /* bit dt set: matmul[dt] rounds the activations to int8 per block of 32
-     * (d = max|x|/127): avx512, neon and neon-dotprod always, avx2 at the
-     * token counts where its int8 kernels are the faster (see
-     * kernels_avx2.c); otherwise it computes in float32 */
+     * (d = max|x|/127; per 256 for the K-quants): avx512, neon and
+     * neon-dotprod always, avx2 at the token counts where its int8 kernels
+     * are the faster (see kernels_avx2.c); otherwise it computes in float32 */
     unsigned int8_act;
     float (*softmax)(float *x, int n, float scale, float *max);
     void (*wsum)(const float *p, int ldp, int nh, const float *v, int nk, int hd, float *out, int ldo);
@@ -98,8 +99,10 @@ typedef struct {
 
 /* A kernel set's table from its file's functions named as the fields are
  * (softmax, wsum, ...), given its matmuls in rg_dtype order. */
-#define RG_KERNEL_SET(NAME, INT8_ACT, F32, F16, BF16, Q8_0, Q4_0, PACKED)                                   \
-    {NAME, {[RG_DT_F32] = F32, [RG_DT_F16] = F16, [RG_DT_BF16] = BF16, [RG_DT_Q8_0] = Q8_0, [RG_DT_Q4_0] = Q4_0}, \
+#define RG_KERNEL_SET(NAME, INT8_ACT, F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, PACKED)                           \
+    {NAME,                                                                                                    \
+     {[RG_DT_F32] = F32, [RG_DT_F16] = F16, [RG_DT_BF16] = BF16, [RG_DT_Q8_0] = Q8_0, [RG_DT_Q4_0] = Q4_0,       \
+      [RG_DT_Q4_K] = Q4_K, [RG_DT_Q6_K] = Q6_K},                                                              \
      PACKED, INT8_ACT, softmax, wsum, gelu_mul, softcap, rglru, gemm, read_sum, peak_loop}
 
 /* The sets a build has: scalar everywhere, and those of its target (the

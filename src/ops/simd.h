@@ -278,6 +278,8 @@ INLINE vf v_from_u4(const uint8_t *p, int high) {
  * The same bytes as the file, rearranged: packed once at load time
  * (rg_pack_weights) or, for weights that are not, per step and panel. */
 #define SIMD_PANELS 1
+/* Q4_K and Q6_K kernels (kernels_kquant.c, 256-bit integer instructions) */
+#define SIMD_KQUANTS 1
 enum { PANEL_ROWS = VW };
 INLINE size_t panel_quant_bytes(rg_dtype dt) { return (size_t)(dt == RG_DT_Q8_0 ? 8 : 4) * 4 * PANEL_ROWS; }
 INLINE size_t panel_bytes(rg_dtype dt, int nb) {
@@ -493,6 +495,13 @@ void SIMD_NAME(rg_matmul_packed_q8_0)(const uint8_t *p, int rows, int k, const f
                                       int ldy);
 void SIMD_NAME(rg_matmul_packed_q4_0)(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y,
                                       int ldy);
+#ifdef SIMD_KQUANTS
+/* The K-quant matmuls (rg_matmul_fn, int8 activations per 256). */
+void SIMD_NAME(rg_matmul_q4_k)(const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n, float *y,
+                               int ldy);
+void SIMD_NAME(rg_matmul_q6_k)(const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n, float *y,
+                               int ldy);
+#endif
 /* peak_loop's int8 half: iters rounds of the set's int8 dot product step on
  * 12 independent accumulators; returns the FLOPs done (2 per multiply-add) */
 double SIMD_NAME(rg_peak_int8)(long iters);

@@ -23,7 +23,14 @@ rg_dtype rg_quant_choose(const char *name, const rg_tensor *t, rg_dtype want, rg
     int embedding = !strcmp(name, "model.embed_tokens.weight");
     if (embedding || is_matrix(name)) {
         rg_dtype dt = embedding ? embed : want;
-        if (rg_dtype_is_quantised(dt) && t->shape[t->ndim - 1] % RG_QBLOCK) {
+        int64_t cols = t->shape[t->ndim - 1];
+        /* a K-quant's rows are super-blocks of 256: else the 32-block type
+         * of about as many bits (as llama.cpp falls back) */
+        if ((dt == RG_DT_Q4_K || dt == RG_DT_Q6_K) && cols % RG_QK_BLOCK && cols % RG_QBLOCK == 0) {
+            *why = "rows are not a multiple of 256";
+            return dt == RG_DT_Q4_K ? RG_DT_Q4_0 : RG_DT_Q8_0;
+        }
+        if (cols % rg_dtype_block(dt)) {
             *why = "rows are not a multiple of 32"; /* RG_QBLOCK */
             return RG_DT_BF16;
         }

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,10 +26,81 @@ void rg_quantize_params_default(rg_quantize_params *p) {
 
 /* Default type of the tied embedding/logit matrix (README "Quantized
  * models"): its error goes straight into the logits, so with q4_0 it is kept
- * in q8_0 (31-62% less KL measured, for +21% bytes on 2B); with q8_0 it stays
- * q8_0 (bf16 would remove a third to a half of an already small KL, for +21%
- * bytes and decode time). */
-static rg_dtype default_embed(rg_dtype want) { return want == RG_DT_Q4_0 ? RG_DT_Q8_0 : want; }
+ * in q8_0 (31-62% less KL measured, for +21% bytes on 2B), with q4_k in q6_k;
+ * with q8_0 it stays q8_0 (bf16 would remove a third to a half of an already
+ * small KL, for +21% bytes and decode time). */
+static rg_dtype default_embed(rg_dtype want) {
+    return want == RG_DT_Q4_0 ? RG_DT_Q8_0 : want == RG_DT_Q4_K ? RG_DT_Q6_K : want;
+}
+
+/* Mixes: a type for the projections plus per-kind types (tensor_types
+ * syntax), and llama.cpp's general.file_type for such a file. q4_k_m keeps
+ * in q6_k (besides the embedding) the recurrent blocks' linear_x, linear_y
+ * and linear_out: alone in q4_k they cost the most KL per weight (1.6-2.1x
+ * the MLP's, 2-10x attention's; scripts/kquant-sensitivity.sh, README
+ * "Quantized models"), and they removed more KL for fewer bytes than
+ * down_proj, llama.cpp's choice for its q4_k_m. */
+#define Q4_K_M_KINDS "linear_x=q6_k,linear_y=q6_k,linear_out=q6_k"
+typedef struct {
+    const char *name, *type, *tensor_types;
+    int file_type;
+} quant_mix;
+static const quant_mix mixes[] = {
+    {"q4_k_m", "q4_k", Q4_K_M_KINDS, 15}, /* LLAMA_FTYPE_MOSTLY_Q4_K_M */
+};
+
+/* One KIND=TYPE of a tensor_types list (s up to its end or a comma): 0 with
+ * *match when name contains ".KIND.", -1 with a message when malformed. */
+static int tensor_type_entry(const char *s, size_t len, const char *name, rg_dtype *dt, int *match) {
+    const char *eq = memchr(s, '=', len);
+    if (!eq || eq == s || eq == s + len - 1)
+        return rg_error("tensor type \"%.*s\": expected KIND=TYPE (e.g. down_proj=q6_k)", (int)len, s);
+    char kind[128], type[16];
+    if ((size_t)(eq - s) + 2 > sizeof kind || (size_t)(s + len - eq - 1) >= sizeof type)
+        return rg_error("tensor type \"%.*s\": too long", (int)len, s);
+    kind[0] = '.';
+    memcpy(kind + 1, s, (size_t)(eq - s));
+    memcpy(kind + 1 + (eq - s), ".", 2);
+    memcpy(type, eq + 1, (size_t)(s + len - eq - 1));
+    type[s + len - eq - 1] = 0;
+    if (rg_dtype_parse(type, dt)) return rg_error_prefix("tensor type \"%.*s\"", (int)len, s);
+    char dotted[300];
+    snprintf(dotted, sizeof dotted, ".%s", name); /* so that a kind matches at the start too */
+    *match = strstr(dotted, kind) != NULL;
+    return 0;
+}
+
+/* The type list's choice for name (the last match), in *dt; 1 if one
+ * matched, 0 if none, -1 on a malformed list. */
+static int tensor_type_for(const char *list, const char *name, rg_dtype *dt) {
+    int found = 0;
+    for (const char *s = list; list && *s;) {
+        size_t len = strcspn(s, ",");
+        rg_dtype t;
+        int match;
+        if (tensor_type_entry(s, len, name, &t, &match)) return -1;
+        if (match) {
+            *dt = t;
+            found = 1;
+        }
+        s += len + (s[len] == ',');
+    }
+    return found;
+}
+
+/* The stored type of tensor name: the type lists' (the user's over the
+ * mix's), else the policy's for want and embed (quant/quant.c); *why says
+ * why it is not want. */
+static rg_dtype choose_type(const char *name, const rg_tensor *mat, rg_dtype want, rg_dtype embed,
+                            const quant_mix *mix, const char *user_types, const char **why) {
+    rg_dtype own;
+    int by_user = tensor_type_for(user_types, name, &own) == 1;
+    int by_mix = !by_user && mix && tensor_type_for(mix->tensor_types, name, &own) == 1;
+    if (!by_user && !by_mix) return rg_quant_choose(name, mat, want, embed, why);
+    rg_dtype dt = rg_quant_choose(name, mat, own, own, why);
+    if (!*why && dt != want) *why = by_user ? "--tensor-type" : "kept in higher precision by the mix";
+    return dt;
+}
 
 /* Order: embedding, then layer by layer (numerically), then the rest, so a
  * decode step reads the file front to back. */
@@ -164,10 +236,15 @@ int rg_quantize(const char *in_path, const char *out_path, const rg_quantize_par
         rg_quantize_params_default(&defaults);
         p = &defaults;
     }
+    const quant_mix *mix = NULL;
+    for (size_t i = 0; i < sizeof mixes / sizeof *mixes; i++)
+        if (p->type && !strcasecmp(p->type, mixes[i].name)) mix = &mixes[i];
     rg_dtype want, embed;
-    if (rg_dtype_parse(p->type ? p->type : "q8_0", &want)) return -1;
+    if (rg_dtype_parse(mix ? mix->type : p->type ? p->type : "q8_0", &want)) return -1;
     embed = default_embed(want);
     if (p->embed_type && rg_dtype_parse(p->embed_type, &embed)) return -1;
+    rg_dtype unused;
+    if (tensor_type_for(p->tensor_types, "", &unused) < 0) return -1; /* malformed: said before any work */
     rg_model *m;
     if (rg_model_load(in_path, &m)) return -1;
     if (!m->st.n_entries) {
@@ -194,7 +271,7 @@ int rg_quantize(const char *in_path, const char *out_path, const rg_quantize_par
     char name[256];
     snprintf(name, sizeof name, "%.*s", (int)strcspn(base_name(in_path), "/"), base_name(in_path));
     rg_gguf_w_str(w, "general.name", name);
-    rg_gguf_w_u32(w, "general.file_type", (uint32_t)rg_dtype_info(want)->file_type);
+    rg_gguf_w_u32(w, "general.file_type", (uint32_t)(mix ? mix->file_type : rg_dtype_info(want)->file_type));
     if (rg_dtype_is_quantised(want)) rg_gguf_w_u32(w, "general.quantization_version", 2);
     rg_gguf_w_config(w, &m->cfg);
     if (find_tokenizer(in_path, &m->cfg, &tok)) goto done;
@@ -204,7 +281,7 @@ int rg_quantize(const char *in_path, const char *out_path, const rg_quantize_par
     for (int i = 0; i < n; i++) {
         const rg_tensor *t = &order[i]->t;
         rg_tensor mat = as_matrix(t);
-        types[i] = rg_quant_choose(order[i]->name, &mat, want, embed, &why[i]);
+        types[i] = choose_type(order[i]->name, &mat, want, embed, mix, p->tensor_types, &why[i]);
         if (rg_gguf_w_tensor(w, order[i]->name, types[i], t->ndim ? t->ndim : 1, t->ndim ? t->shape : mat.shape)) {
             rg_error_prefix("%s", out_path);
             goto done;

@@ -17,6 +17,21 @@ grep -q "RG-LRU gate" "$T/out"
 grep -q '"positions": 256' "$T/eval"
 grep -q '"mean_kl": ' "$T/eval"
 
+# the K-quants' rows are super-blocks of 256: this model's 64-wide rows fall
+# back to the 32-block types, and the mix says so
+"$RGEMMA" quantize "$M" "$T/k.gguf" --type q4_k_m >"$T/out"
+grep -q "Q4_0 .*(rows are not a multiple of 256)" "$T/out"
+grep -q "Q8_0 .*(rows are not a multiple of 256)" "$T/out"
+# --tensor-type: a kind in its own type (repeatable, the last match wins)
+"$RGEMMA" quantize "$M" "$T/t.gguf" --type f32 --tensor-type down_proj=q4_0 --tensor-type layers.1.mlp_block.down_proj=q8_0 >"$T/out"
+grep -q "Q4_0 .* 3 tensors  (--tensor-type)" "$T/out"
+grep -q "Q8_0 .* 1 tensors  (--tensor-type)" "$T/out"
+for bad in "down_proj" "=q8_0" "down_proj=q5_k"; do
+    if "$RGEMMA" quantize "$M" "$T/x.gguf" --tensor-type "$bad" 2>"$T/err"; then exit 1; fi
+    [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "^rgemma: quantize: .*tensor type \"$bad\"" "$T/err" ||
+        { echo "FAIL: --tensor-type $bad: $(cat "$T/err")"; exit 1; }
+done
+
 # refusals: unknown type, missing input, a file that is not GGUF
 if "$RGEMMA" quantize "$M" "$T/x.gguf" --type q5_k 2>"$T/err"; then exit 1; fi
 grep -q '^rgemma: quantize: unknown weight type "q5_k"' "$T/err"

@@ -183,6 +183,87 @@ static void test_quantised_quality(void **state) {
     check_quality(GOLDEN "dev_6layer", "q4_0");
 }
 
+/* The K-quants need rows of whole super-blocks of 256, which the dev cases'
+ * 64 do not have: dev_4layer's config at widths 256 (MLP 768; o_proj's rows
+ * stay 64 wide and fall back to the 32-block types), random weights. Every
+ * type on every kernel path against the float32 model (512 positions, as
+ * above); the KL bound is 1.5x and the top-1 bound 4 points under the worst
+ * figure this test printed on scalar, avx2 and avx512 (mean KL / top-1):
+ *   q8_0 1.4e-3 / 95.3%, q6_k 8.4e-3 / 90.6%, q4_k_m 0.044 / 83.6%,
+ *   q4_k 0.056 / 82.0%, q4_0 (embedding q8_0) 0.064 / 81.1%.
+ * The int8 paths round the K-quants' activations per 256 (one scale for 8
+ * times the elements of Q8_0/Q4_0's 32), which adds about 0.002 to the KL
+ * on every K file (scalar: q6_k 6.5e-3, q4_k 0.054). And the order the
+ * formats' bits promise, on each path: q6_k below q4_k_m below q4_k below
+ * q4_0. */
+static void test_kquant_quality(void **state) {
+    (void)state;
+    rg_config cfg;
+    assert_int_equal(rg_config_load(GOLDEN "dev_4layer/config.json", &cfg), 0);
+    cfg.hidden_size = cfg.lru_width = 256;
+    cfg.mlp_width = 768;
+    char *dir = tmp_path("kquant-model"), *out = tmp_path("kquant.gguf");
+    rg_synth_options o = {.dtype = RG_DT_F32, .seed = 5};
+    int shards;
+    assert_int_equal(rg_synth_write(&cfg, dir, &o, &shards), 0);
+    static const struct {
+        const char *type;
+        rg_dtype mlp, recurrent; /* up_proj's and linear_x's type */
+        double kl_bound, top1_bound;
+    } kinds[] = {{"q8_0", RG_DT_Q8_0, RG_DT_Q8_0, 2.1e-3, 0.91}, {"q6_k", RG_DT_Q6_K, RG_DT_Q6_K, 0.0127, 0.86},
+                 {"q4_k_m", RG_DT_Q4_K, RG_DT_Q6_K, 0.066, 0.79}, {"q4_k", RG_DT_Q4_K, RG_DT_Q4_K, 0.084, 0.78},
+                 {"q4_0", RG_DT_Q4_0, RG_DT_Q4_0, 0.096, 0.77}};
+    enum { NK = sizeof kinds / sizeof kinds[0] };
+    static const char *const paths[] = {"scalar", "avx2", "avx512", "neon", "neon-dotprod"};
+    enum { NP = sizeof paths / sizeof paths[0] };
+    double kl[NK][NP] = {{0}};
+    rg_model *ref = load_or_fail(dir);
+    int n = 512, ctx = 256, V = rg_model_config(ref)->vocab_size;
+    int32_t *tok = rg_xmalloc(sizeof(int32_t) * (size_t)n);
+    uint64_t s = 3;
+    for (int i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        tok[i] = i % ctx == 0 ? 2 : (int32_t)((s >> 33) % (uint64_t)V);
+    }
+    for (int k = 0; k < NK; k++) {
+        quantize_or_fail(dir, out, kinds[k].type, NULL);
+        rg_model *m = load_or_fail(out);
+        assert_int_equal(m->layers[0].up.dtype, kinds[k].mlp);
+        assert_int_equal(m->layers[0].linear_x.dtype, kinds[k].recurrent);
+        assert_int_equal(m->embed.dtype, kinds[k].mlp == RG_DT_Q4_K   ? RG_DT_Q6_K
+                                         : kinds[k].mlp == RG_DT_Q4_0 ? RG_DT_Q8_0
+                                                                      : kinds[k].mlp);
+        /* o_proj's rows are H x hd = 64: the K-quants fall back to the 32-block types */
+        assert_int_equal(m->layers[2].o.dtype, kinds[k].mlp == RG_DT_Q4_K   ? RG_DT_Q4_0
+                                               : kinds[k].mlp == RG_DT_Q6_K ? RG_DT_Q8_0
+                                                                            : kinds[k].mlp);
+        for (int p = 0; p < NP; p++) {
+            if (rg_set_kernel_path(paths[p])) continue; /* this CPU or this build lacks it */
+            rg_divergence d;
+            assert_int_equal(rg_model_divergence(ref, m, tok, n, ctx, &d), 0);
+            printf("  widths 256, %s on %s: mean KL %.3g (bound %.3g), top-1 %.2f%% (bound %.0f%%)\n", kinds[k].type,
+                   paths[p], d.mean_kl, kinds[k].kl_bound, 100 * d.top1_agreement, 100 * kinds[k].top1_bound);
+            assert_true(d.mean_kl > 0);
+            assert_true(d.mean_kl < kinds[k].kl_bound);
+            assert_true(d.top1_agreement >= kinds[k].top1_bound);
+            kl[k][p] = d.mean_kl;
+        }
+        rg_model_free(m);
+    }
+    assert_int_equal(rg_set_kernel_path("auto"), 0);
+    for (int p = 0; p < NP; p++)
+        if (kl[0][p] > 0) {
+            assert_true(kl[1][p] < kl[2][p]); /* q6_k < q4_k_m */
+            assert_true(kl[2][p] < kl[3][p]); /* q4_k_m < q4_k */
+            assert_true(kl[3][p] < kl[4][p]); /* q4_k < q4_0 */
+        }
+    free(tok);
+    rg_model_free(ref);
+    unlink(out);
+    free(out);
+    free(dir);
+}
+
 /* Which tensors keep a higher precision, and why. */
 static void test_policy(void **state) {
     (void)state;
@@ -497,8 +578,12 @@ static void test_malformed(void **state) {
     expect_refused(b, good_len, "n_dims = 7");
     free(b);
     b = mutated();
-    b[ti + 20] = 12; /* Q4_K */
-    expect_refused(b, good_len, "ggml type 12 is not supported");
+    b[ti + 20] = 13; /* Q5_K */
+    expect_refused(b, good_len, "ggml type 13 is not supported");
+    free(b);
+    b = mutated();
+    b[ti + 20] = RG_GGML_Q4_K; /* a K-quant's rows are whole super-blocks of 256 */
+    expect_refused(b, good_len, "Q4_K rows of 64 elements are not a multiple of 256");
     free(b);
     b = mutated();
     b[ti + 20] = RG_GGML_Q8_0; /* same rows, different byte size */
@@ -672,7 +757,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocks),   cmocka_unit_test(test_metadata),          cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_policy),   cmocka_unit_test(test_quantised_quality), cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_tokenizer), cmocka_unit_test(test_nonfinite),
+        cmocka_unit_test(test_tokenizer), cmocka_unit_test(test_nonfinite),  cmocka_unit_test(test_kquant_quality),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -39,7 +39,8 @@ static float frand(void) { /* uniform in [-1, 1) */
     return (float)((g_rng >> 40) * (2.0 / (1ull << 24)) - 1.0);
 }
 
-/* Encode rows x k floats as dt (Q8_0/Q4_0 as ggml quantises them). */
+/* Encode rows x k floats as dt (Q8_0/Q4_0 as ggml quantises them, the
+ * K-quants by the engine's quantiser). */
 static uint8_t *encode(rg_dtype dt, const float *v, int rows, int k, size_t *row_bytes) {
     size_t rb = rg_dtype_row_bytes(dt, k);
     uint8_t *w = rg_xmalloc(rb * (size_t)rows);
@@ -55,6 +56,7 @@ static uint8_t *encode(rg_dtype dt, const float *v, int rows, int k, size_t *row
             default: break;
             }
         }
+        if (dt == RG_DT_Q4_K || dt == RG_DT_Q6_K) assert_int_equal(rg_quantize_row(dt, src, k, dst), 0);
         if (dt != RG_DT_Q8_0 && dt != RG_DT_Q4_0) continue;
         for (int b = 0; b < k / RG_QBLOCK; b++) {
             const float *x = src + b * RG_QBLOCK;
@@ -108,7 +110,7 @@ static double check_matmul(const rg_kernel_set *s, rg_dtype dt, int rows, int k,
         s->matmul[dt](w, rb, rows, k, x, ldx, n, y, ldy);
     }
 
-    int int8 = (s->int8_act >> dt) & 1;
+    int int8 = (s->int8_act >> dt) & 1, ab = rg_dtype_block(dt); /* activations rounded per ab */
     float *wf = rg_xmalloc(sizeof(float) * (size_t)k);
     double worst = 0;
     for (int r = 0; r < rows; r++) {
@@ -121,11 +123,11 @@ static double check_matmul(const rg_kernel_set *s, rg_dtype dt, int rows, int k,
                 mag += fabs((double)wf[i] * xt[i]);
             }
             if (int8)
-                for (int b = 0; b < k / RG_QBLOCK; b++) {
+                for (int b = 0; b < k / ab; b++) {
                     double amax = 0, sw = 0;
-                    for (int j = 0; j < RG_QBLOCK; j++) {
-                        amax = fmax(amax, fabs(xt[b * RG_QBLOCK + j]));
-                        sw += fabs(wf[b * RG_QBLOCK + j]);
+                    for (int j = 0; j < ab; j++) {
+                        amax = fmax(amax, fabs(xt[b * ab + j]));
+                        sw += fabs(wf[b * ab + j]);
                     }
                     act += amax / 127 / 2 * sw;
                     mag += amax * sw; /* |w x_hat| <= |w| max|x| */
@@ -145,10 +147,12 @@ static double check_matmul(const rg_kernel_set *s, rg_dtype dt, int rows, int k,
     return worst;
 }
 
-/* Every set, with the weights as stored and, where the set has its own
- * layout for dt, packed. */
+/* Every set that has a kernel for dt (the others run the scalar one), with
+ * the weights as stored and, where the set has its own layout for dt,
+ * packed. */
 static void run_shapes(rg_dtype dt, const int *ks, int nk, const int *rows, int nrows, const int *ns, int nn) {
     for (int si = 0; si < g_nsets; si++) {
+        if (!g_sets[si]->matmul[dt]) continue;
         const rg_pack_set *ps = g_sets[si]->packed;
         int forms = ps && ps->bytes(dt, 1, RG_QBLOCK) ? 2 : 1;
         for (int packed = 0; packed < forms; packed++)
@@ -165,6 +169,7 @@ static void run_shapes(rg_dtype dt, const int *ks, int nk, const int *rows, int 
 
 static const int float_k[] = {1, 7, 15, 16, 17, 33, 80, 255, 513, 1100};
 static const int quant_k[] = {32, 96, 544, 1056};
+static const int kquant_k[] = {256, 768, 2560};
 static const int some_rows[] = {1, 3, 5, 17};
 static const int some_n[] = {1, 2, 3, 4, 5, 6, 7, 13};
 
@@ -178,10 +183,13 @@ static void test_matmul_quant(void **st) {
     (void)st;
     run_shapes(RG_DT_Q8_0, quant_k, 4, some_rows, 4, some_n, 8);
     run_shapes(RG_DT_Q4_0, quant_k, 4, some_rows, 4, some_n, 8);
+    run_shapes(RG_DT_Q4_K, kquant_k, 3, some_rows, 4, some_n, 8);
+    run_shapes(RG_DT_Q6_K, kquant_k, 3, some_rows, 4, some_n, 8);
 }
 
 /* every token count 1..70 (tiles of 3, 4, 6, 8 and their tails; quantised
- * weights also in panels of 16 rows, a full one and a partial one) */
+ * weights also in panels of 16 rows, a full one and a partial one; the
+ * K-quants' groups of 4 tokens and blocks of 64) */
 static void test_matmul_tokens(void **st) {
     (void)st;
     int ns[70];
@@ -191,6 +199,9 @@ static void test_matmul_tokens(void **st) {
     run_shapes(RG_DT_BF16, k1, 1, r, 1, ns, 70);
     run_shapes(RG_DT_Q8_0, k2, 1, rq, 2, ns, 70);
     run_shapes(RG_DT_Q4_0, k2, 1, rq, 2, ns, 70);
+    const int k3[] = {512};
+    run_shapes(RG_DT_Q4_K, k3, 1, rq, 2, ns, 70);
+    run_shapes(RG_DT_Q6_K, k3, 1, rq, 2, ns, 70);
 }
 
 /* The driver: rows split over threads, bias added, rows from row0. */
@@ -451,13 +462,16 @@ static uint8_t **quantise_model(rg_model *m, rg_dtype dt, int *all) {
 
 static void test_int8_golden(void **st) {
     (void)st;
-    /* every SIMD set rounds Q8_0 and Q4_0 activations to int8: a CPU that
-     * runs one must check it here, and only a scalar-only CPU skips */
+    /* every SIMD set rounds Q8_0 and Q4_0 activations to int8, and the
+     * K-quants' where it has kernels for them: a CPU that runs one must
+     * check it here, and only a scalar-only CPU skips */
     int simd_sets = 0;
     for (int si = 0; si < g_nsets; si++)
         if (g_sets[si] != &rg_kernels_scalar) {
             simd_sets++;
-            assert_int_equal(g_sets[si]->int8_act, 1u << RG_DT_Q8_0 | 1u << RG_DT_Q4_0);
+            unsigned kq = (g_sets[si]->matmul[RG_DT_Q4_K] ? 1u << RG_DT_Q4_K : 0) |
+                          (g_sets[si]->matmul[RG_DT_Q6_K] ? 1u << RG_DT_Q6_K : 0);
+            assert_int_equal(g_sets[si]->int8_act, 1u << RG_DT_Q8_0 | 1u << RG_DT_Q4_0 | kq);
         }
     if (!simd_sets) {
         printf("skip: this CPU runs no SIMD kernel set, the only ones that round activations to int8\n");

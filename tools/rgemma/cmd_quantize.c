@@ -14,14 +14,20 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: rgemma quantize IN_DIR OUT.gguf [--type f32|bf16|q8_0|q4_0] [--embed-type TYPE]\n"
+            "usage: rgemma quantize IN_DIR OUT.gguf [--type TYPE] [--embed-type TYPE] [--tensor-type KIND=TYPE]\n"
             "       rgemma quantize --eval REF MODEL [-n N] [--ctx L] [--seed S] [--json]\n"
             "\n"
             "  IN_DIR          Hugging Face folder (config.json + safetensors) or a .safetensors file\n"
-            "  --type T        type of the projection matrices (default q8_0); norms, biases, conv and\n"
-            "                  RG-LRU parameters stay float32, the RG-LRU gates bfloat16 (see README)\n"
+            "  --type T        type of the projection matrices: f32, bf16, q8_0 (default), q4_0, q4_k,\n"
+            "                  q6_k, or the mix q4_k_m (q4_k, the most sensitive kinds in q6_k); norms,\n"
+            "                  biases, conv and RG-LRU parameters stay float32, the RG-LRU gates\n"
+            "                  bfloat16 (see README)\n"
             "  --embed-type T  type of the tied embedding/logit matrix (default q8_0 for --type q8_0\n"
-            "                  and q4_0, else --type: its error goes straight into the logits)\n"
+            "                  and q4_0, q6_k for q4_k and q4_k_m, else --type: its error goes\n"
+            "                  straight into the logits)\n"
+            "  --tensor-type KIND=TYPE  the tensors whose name contains .KIND. (down_proj, linear_x,\n"
+            "                  embed_tokens, layers.3.mlp_block, ...) get TYPE (repeatable; the last\n"
+            "                  match wins, over --type, --embed-type and the mix)\n"
             "  --eval REF MODEL  run both models over N tokens (random ids, BOS first, sequences of L)\n"
             "                  and print the mean/max KL(REF || MODEL), top-1 agreement, max |dlogit|\n"
             "  -n, --n-tokens N  positions to compare (default 4096); --ctx L: sequence length (default 512)\n"
@@ -109,11 +115,13 @@ static void release_stop_signals(void) {
     g_tmp = g_tmp_msg = NULL;
 }
 
-static int run_quantize(const char *in, const char *out, const char *type, const char *embed_type) {
+static int run_quantize(const char *in, const char *out, const char *type, const char *embed_type,
+                        const char *tensor_types) {
     rg_quantize_params p;
     rg_quantize_params_default(&p);
     if (type) p.type = type;
     p.embed_type = embed_type;
+    p.tensor_types = tensor_types;
     progress_state ps = {.tty = isatty(2)};
     p.progress = on_progress;
     p.progress_ctx = &ps;
@@ -177,14 +185,16 @@ static int run_eval(const char *ref_path, const char *path, int n, int ctx, uint
 }
 
 int cmd_quantize(int argc, char **argv) {
-    enum { OPT_TYPE = 256, OPT_EMBED_TYPE, OPT_EVAL, OPT_CTX, OPT_SEED, OPT_JSON };
+    enum { OPT_TYPE = 256, OPT_EMBED_TYPE, OPT_TENSOR_TYPE, OPT_EVAL, OPT_CTX, OPT_SEED, OPT_JSON };
     static const struct option opts[] = {
         {"type", required_argument, 0, OPT_TYPE}, {"embed-type", required_argument, 0, OPT_EMBED_TYPE},
+        {"tensor-type", required_argument, 0, OPT_TENSOR_TYPE},
         {"eval", no_argument, 0, OPT_EVAL},       {"n-tokens", required_argument, 0, 'n'},
         {"ctx", required_argument, 0, OPT_CTX},   {"seed", required_argument, 0, OPT_SEED},
         {"threads", required_argument, 0, 't'},   {"json", no_argument, 0, OPT_JSON},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     const char *type = NULL, *embed_type = NULL;
+    char tensor_types[1024] = ""; /* the --tensor-type values, comma-separated */
     int eval = 0, json = 0, c;
     long n = 4096, ctx = 512, seed = 1, v;
     optind = 1;
@@ -193,6 +203,15 @@ int cmd_quantize(int argc, char **argv) {
         switch (c) {
         case OPT_TYPE: type = optarg; break;
         case OPT_EMBED_TYPE: embed_type = optarg; break;
+        case OPT_TENSOR_TYPE:
+            if (strlen(tensor_types) + strlen(optarg) + 2 > sizeof tensor_types || strchr(optarg, ',')) {
+                fprintf(stderr, "rgemma: quantize: --tensor-type %s: one KIND=TYPE each, %zu bytes in all\n", optarg,
+                        sizeof tensor_types - 1);
+                return 2;
+            }
+            if (*tensor_types) strcat(tensor_types, ",");
+            strcat(tensor_types, optarg);
+            break;
         case OPT_EVAL: eval = 1; break;
         case OPT_JSON: json = 1; break;
         case 'n': if (cli_int("quantize", "-n", optarg, 1, 1L << 30, &n)) return 2; break;
@@ -217,5 +236,5 @@ int cmd_quantize(int argc, char **argv) {
     }
     const char *a = argv[optind], *b = argv[optind + 1];
     if (eval) return run_eval(a, b, (int)n, (int)ctx, (uint64_t)seed, json);
-    return run_quantize(a, b, type, embed_type);
+    return run_quantize(a, b, type, embed_type, *tensor_types ? tensor_types : NULL);
 }

@@ -13,7 +13,7 @@ typedef struct {
 
 static const command commands[] = {
     {"generate", cmd_generate, "generate text or token ids from a prompt", 1},
-    {"quantize", cmd_quantize, "write a GGUF file (f32, bf16, q8_0, q4_0); --eval measures the quality cost", 0},
+    {"quantize", cmd_quantize, "write a GGUF file (f32, bf16, q8_0, q4_0, q4_k, q6_k, q4_k_m); --eval measures the quality cost", 0},
     {"bench", cmd_bench, "prefill and decode speed, as fractions of this machine's roofline", 1},
     {"tokenize", cmd_tokenize, "text to token ids (also JSON Lines, tokenizer.json -> .model, benchmark)", 1},
     {"detokenize", cmd_detokenize, "token ids to text", 1},
