@@ -17,8 +17,12 @@
 #include "util/util.h"
 
 enum { RB = 4, KC = 512 };
-/* float tiles prefetch this far ahead in each row (SIMD_PREFETCH) */
+/* float tiles prefetch this far ahead in each row (SIMD_PREFETCH), or,
+ * where the rows are short (attention's keys: hd floats), at the same place
+ * in the next tile's rows, which would otherwise come from memory only when
+ * their own tile starts */
 #define PF_AHEAD 1024
+INLINE size_t tile_prefetch(size_t rb) { return !SIMD_PREFETCH ? 0 : rb * RB <= 4 * PF_AHEAD ? rb * RB : PF_AHEAD; }
 
 /* Kernel choice by token count (measured, see README "Speed"; can be
  * overridden at build time to measure the others): one token streams rows
@@ -88,14 +92,14 @@ INLINE vf v_sigmoid(vf x) {
 
 /* acc[r][t] += w[r][i..i+count) x[t][i..i+count) */
 INLINE void tile_step(rg_dtype dt, const int nt, const uint8_t *const wr[RB], int i, size_t count, const float *x,
-                      int ldx, vf acc[RB][TB], const int prefetch) {
+                      int ldx, vf acc[RB][TB], const size_t prefetch) {
     vf xv[TB];
 #pragma GCC unroll 6
     for (int t = 0; t < nt; t++) xv[t] = v_load_n(x + (size_t)t * ldx + i, count);
 #pragma GCC unroll 4
     for (int r = 0; r < RB; r++) {
         if (prefetch)
-            prefetch_t0(wr[r] + (size_t)i * (dt == RG_DT_F32 ? 4 : 2) + PF_AHEAD);
+            prefetch_t0(wr[r] + (size_t)i * (dt == RG_DT_F32 ? 4 : 2) + prefetch);
         vf wv = load_w(dt, wr[r], i, count);
 #pragma GCC unroll 6
         for (int t = 0; t < nt; t++) acc[r][t] = v_fma(wv, xv[t], acc[r][t]);
@@ -106,7 +110,7 @@ INLINE void tile_step(rg_dtype dt, const int nt, const uint8_t *const wr[RB], in
  * after inlining, so acc lives in registers). Rows past nr repeat the last
  * row and are not stored. */
 INLINE void tile(rg_dtype dt, const int nt, const uint8_t *w, size_t rb, int nr, int len, const float *x, int ldx,
-                 float *y, int ldy, int add, const int prefetch) {
+                 float *y, int ldy, int add, const size_t prefetch) {
     vf acc[RB][TB];
 #pragma GCC unroll 4
     for (int r = 0; r < RB; r++)
@@ -124,7 +128,7 @@ INLINE void tile(rg_dtype dt, const int nt, const uint8_t *w, size_t rb, int nr,
 /* One tile of nt <= TB tokens, dispatched to a constant nt (cases past TB
  * are never taken). */
 INLINE void tile_any(rg_dtype dt, int nt, const uint8_t *w, size_t rb, int nr, int len, const float *x, int ldx,
-                     float *y, int ldy, int add, const int prefetch) {
+                     float *y, int ldy, int add, const size_t prefetch) {
     switch (nt) {
 #define TILE_CASE(NT) \
     case NT: tile(dt, NT <= TB ? NT : TB, w, rb, nr, len, x, ldx, y, ldy, add, prefetch); break;
@@ -174,7 +178,7 @@ INLINE void matmul_float(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int
         for (int r0 = 0; r0 < rows; r0 += RB)
             for (int t0 = 0; t0 < n; t0 += TB)
                 tile_any(dt, n - t0 < TB ? n - t0 : TB, w + (size_t)r0 * rb, rb, rows - r0 < RB ? rows - r0 : RB, k,
-                         x + (size_t)t0 * ldx, ldx, y + (size_t)t0 * ldy + r0, ldy, 0, SIMD_PREFETCH);
+                         x + (size_t)t0 * ldx, ldx, y + (size_t)t0 * ldy + r0, ldy, 0, tile_prefetch(rb));
         return;
     }
     float *wide = dt == RG_DT_F32 ? NULL : rg_scratch(RG_SCRATCH_KERNEL, sizeof(float) * RB * KC);
@@ -252,6 +256,11 @@ INLINE void wsum_group(const int g, const float *p, int ldp, const float *v, int
 #pragma GCC unroll 2
                 for (int u = 0; u < WSUM_VECS; u++) acc[h][u] = v_load_n(out + (size_t)h * ldo + i + u * VW, c[u]);
             for (int j = j0; j < j1; j++) {
+                /* the next block's same columns, so that its first pass
+                 * finds them in cache (the passes' strided reads of a block
+                 * are more streams than the hardware prefetcher follows) */
+                if (j + block < nk)
+                    for (int u = 0; u < WSUM_VECS * VW; u += 16) prefetch_t0(v + (size_t)(j + block) * hd + i + u);
                 vf vv[WSUM_VECS];
 #pragma GCC unroll 2
                 for (int u = 0; u < WSUM_VECS; u++) vv[u] = v_load_n(v + (size_t)j * hd + i + u * VW, c[u]);
