@@ -213,4 +213,8 @@ clean:
 
 .PHONY: all deps test asan fuzz fuzz-bins fuzz-run check-golden check-grad demo-model clean install uninstall cross-arm64 test-arm64
 .SECONDARY:
+# the dependency files are only read: an empty rule keeps make from trying to
+# remake them through its built-in rules (e.g. kernels_kquant_avx2.d from a
+# kernels_kquant_avx2.d.o that the K-quant pattern rule would compile)
+$(BUILD)/%.d: ;
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
