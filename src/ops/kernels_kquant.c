@@ -25,7 +25,14 @@
 #include "ops/simd.h"
 #include "util/util.h"
 
-enum { KT = 4, TOKEN_BLOCK = 64, QK = RG_QK_BLOCK };
+/* KT tokens per pass over a row: their accumulators (2 KT vectors) stay in
+ * registers, 16 of them on avx2, 32 on avx512 */
+#ifdef RG_SIMD_AVX512
+enum { KT = 8 };
+#else
+enum { KT = 4 };
+#endif
+enum { TOKEN_BLOCK = 64, QK = RG_QK_BLOCK };
 
 /* n activation rows rounded: q [n x k], d [n x k/256], bsum [n x k/16] */
 typedef struct {
@@ -93,17 +100,17 @@ INLINE __m256i act32(const kact *a, int k, int t, size_t i) {
 /* acc[t] += super-block b of a Q4_K row times token t's, t < nt */
 INLINE void block_q4_k(const int nt, const uint8_t *blk, int b, int nb, const kact *a, int k, __m256 acc[KT]) {
     const __m256i lo4 = _mm256_set1_epi8(0x0f);
-    int sc[8], m[8];
-    for (int j = 0; j < 8; j++) rg_q4_k_scale_min(blk + 4, j, &sc[j], &m[j]);
+    uint8_t sm[16]; /* scales 0..7, mins 0..7 */
+    rg_q4_k_scales_mins(blk + 4, sm);
     __m256i isum[KT];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int t = 0; t < nt; t++) isum[t] = _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (int c = 0; c < 4; c++) {
         __m256i v = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * c));
         __m256i lo = _mm256_and_si256(v, lo4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
-        __m256i slo = _mm256_set1_epi16((short)sc[2 * c]), shi = _mm256_set1_epi16((short)sc[2 * c + 1]);
-#pragma GCC unroll 4
+        __m256i slo = _mm256_set1_epi16((short)sm[2 * c]), shi = _mm256_set1_epi16((short)sm[2 * c + 1]);
+#pragma GCC unroll 8
         for (int t = 0; t < nt; t++) {
             size_t i = (size_t)b * QK + 64 * c;
             isum[t] = add_scaled(isum[t], _mm256_maddubs_epi16(lo, act32(a, k, t, i)), slo);
@@ -111,11 +118,10 @@ INLINE void block_q4_k(const int nt, const uint8_t *blk, int b, int nb, const ka
         }
     }
     /* each min against the bsums of its sub-block's two halves */
-    __m256i mins = _mm256_setr_epi16((short)m[0], (short)m[0], (short)m[1], (short)m[1], (short)m[2], (short)m[2],
-                                     (short)m[3], (short)m[3], (short)m[4], (short)m[4], (short)m[5], (short)m[5],
-                                     (short)m[6], (short)m[6], (short)m[7], (short)m[7]);
+    __m128i m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm + 8)));
+    __m256i mins = _mm256_setr_m128i(_mm_unpacklo_epi16(m16, m16), _mm_unpackhi_epi16(m16, m16));
     float d = f16_scale(blk), dmin = f16_scale(blk + 2);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int t = 0; t < nt; t++) {
         size_t at = (size_t)t * nb + b;
         float dx = a->d[at];
@@ -133,7 +139,7 @@ INLINE void block_q6_k(const int nt, const uint8_t *blk, int b, int nb, const ka
     const __m256i lo4 = _mm256_set1_epi8(0x0f), hi2 = _mm256_set1_epi8(0x30);
     const int8_t *sc = (const int8_t *)(blk + 192);
     __m256i isum[KT];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int t = 0; t < nt; t++) isum[t] = _mm256_setzero_si256();
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++) {
@@ -150,14 +156,14 @@ INLINE void block_q6_k(const int nt, const uint8_t *blk, int b, int nb, const ka
         for (int g = 0; g < 4; g++) {
             int j = 8 * h + 2 * g; /* the sub-blocks of group g: j and j + 1 */
             __m256i s = _mm256_setr_m128i(_mm_set1_epi16(sc[j]), _mm_set1_epi16(sc[j + 1]));
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int t = 0; t < nt; t++)
                 isum[t] = add_scaled(isum[t], _mm256_maddubs_epi16(u[g], act32(a, k, t, (size_t)b * QK + 128 * h + 32 * g)), s);
         }
     }
     __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
     float d = f16_scale(blk + 208);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int t = 0; t < nt; t++) {
         size_t at = (size_t)t * nb + b;
         __m256i bs = _mm256_loadu_si256((const __m256i *)(a->bsum + at * (QK / 16)));
@@ -172,7 +178,7 @@ INLINE void row_tokens(rg_dtype dt, const int nt, const uint8_t *row, int nb, co
                        int stream) {
     const size_t bs = dt == RG_DT_Q4_K ? RG_Q4_K_BLOCK_BYTES : RG_Q6_K_BLOCK_BYTES;
     __m256 acc[KT];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
         const uint8_t *blk = row + (size_t)b * bs;
@@ -180,7 +186,7 @@ INLINE void row_tokens(rg_dtype dt, const int nt, const uint8_t *row, int nb, co
         if (dt == RG_DT_Q4_K) block_q4_k(nt, blk, b, nb, a, k, acc);
         else block_q6_k(nt, blk, b, nb, a, k, acc);
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int t = 0; t < nt; t++) y[(size_t)t * ldy] = sum_f8(acc[t]);
 }
 
@@ -195,11 +201,12 @@ INLINE void matmul_k(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, 
                 kact at = {a.q + (size_t)t * k, a.d + (size_t)t * nb, a.bsum + (size_t)t * (k / 16)};
                 const uint8_t *row = w + (size_t)r * rb;
                 float *yt = y + (size_t)t * ldy + r;
-                switch (t1 - t < KT ? t1 - t : KT) {
-                case 1: row_tokens(dt, 1, row, nb, &at, k, yt, ldy, stream); break;
-                case 2: row_tokens(dt, 2, row, nb, &at, k, yt, ldy, stream); break;
-                case 3: row_tokens(dt, 3, row, nb, &at, k, yt, ldy, stream); break;
-                default: row_tokens(dt, 4, row, nb, &at, k, yt, ldy, stream); break;
+                switch (t1 - t < KT ? t1 - t : KT) { /* nt a constant in each copy; cases past KT never taken */
+#define ROW_CASE(NT) \
+    case NT: row_tokens(dt, NT <= KT ? NT : KT, row, nb, &at, k, yt, ldy, stream); break;
+                    ROW_CASE(1) ROW_CASE(2) ROW_CASE(3) ROW_CASE(4) ROW_CASE(5) ROW_CASE(6) ROW_CASE(7)
+                    default: ROW_CASE(8)
+#undef ROW_CASE
                 }
             }
     }
