@@ -24,4 +24,13 @@ static inline rg_kv_window rg_state_window(const rg_state *s, int layer) {
     return rg_kv_window_at(s->data + s->offset[layer], s->cfg.window, s->cfg.head_dim);
 }
 
+/* State blobs: a state in memory as the state file's header (version 2)
+ * and only the attention rows in use (state_io.c); the server's shared state
+ * store keeps these. blob_bytes is the size write fills. read checks the
+ * header, the model configuration, the size and the checksum before it
+ * changes s; what names the blob in errors. */
+size_t rg_state_blob_bytes(const rg_state *s);
+void rg_state_blob_write(const rg_state *s, uint8_t *out);
+int rg_state_blob_read(rg_state *s, const uint8_t *p, size_t n, const char *what);
+
 #endif
