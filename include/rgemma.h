@@ -430,6 +430,9 @@ typedef struct {
     const char *cors_origin; /* NULL: no CORS; else the Access-Control-Allow-Origin
                               * value ("*" or an origin), and OPTIONS preflights
                               * are answered */
+    const char *state_store; /* NULL: none; else redis://HOST:PORT[/DB], where conversation
+                              * states are shared with other replicas (below the local cache) */
+    int state_ttl_s;         /* seconds a state stays in the store (default 3600) */
 } rg_server_opts;
 
 RG_API void rg_server_opts_default(rg_server_opts *o);

@@ -7,6 +7,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "server/store.h"
+
 typedef enum {
     RG_EP_CHAT,
     RG_EP_COMPLETIONS,
@@ -47,6 +49,8 @@ typedef struct {
     int cache_entries, cache_capacity;
     uint64_t cache_bytes, cache_hits, cache_misses;
     uint64_t state_bytes;
+    int store_on;          /* --state-store given: the store's figures follow */
+    rg_store_stats store;
 } rg_metrics_gauges;
 
 void rg_metrics_init(rg_metrics *m);

@@ -27,9 +27,15 @@
 #include "server/cache.h"
 #include "server/metrics.h"
 #include "server/sched.h"
+#include "server/store.h"
 #include "util/util.h"
 
 #define WAIT_TICK_MS 50 /* how often a waiting connection checks its client */
+/* How long an answer waits for its turn's state to reach the store: the
+ * next turn may go to another replica, which must find it there. */
+#define STORE_WAIT_S 2.0
+/* How long stopping waits for queued store writes. */
+#define STORE_FLUSH_S 10.0
 
 struct rg_server {
     struct MHD_Daemon *daemon;
@@ -38,6 +44,8 @@ struct rg_server {
     rg_server_opts o;
     char *model_name;
     rg_state_cache *cache;
+    rg_store *store;      /* NULL without --state-store */
+    int32_t turn_start;   /* <start_of_turn>: where stored prefixes may end (store.h) */
     rg_sched *sched;
     rg_metrics met;
     atomic_int stopping;
@@ -60,6 +68,7 @@ void rg_server_opts_default(rg_server_opts *o) {
     o->header_timeout_s = 10;
     o->max_connections = 1024;
     o->max_conn_per_ip = 64;
+    o->state_ttl_s = 3600;
 }
 
 /* ------------------------------------------------------------- requests */
@@ -223,6 +232,7 @@ typedef struct {
     long created;
     int started;   /* the first chunk (chat: the role) went out */
     int finished;  /* data: [DONE] is queued */
+    int stored;    /* the finished turn's store write was waited for */
     size_t sent;   /* bytes of the job's text already sent */
     char *buf;     /* bytes ready to go */
     size_t blen, boff, bcap;
@@ -299,6 +309,12 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
         }
         pthread_mutex_lock(&j->mu);
         wait_result w = wait_job(st->s, st->conn, j, &st->sent);
+        if (w == WAIT_READY && j->phase == RG_JOB_DONE && !st->stored) {
+            st->stored = 1;
+            pthread_mutex_unlock(&j->mu);
+            rg_store_wait(st->s->store, j->store_ticket, STORE_WAIT_S);
+            pthread_mutex_lock(&j->mu);
+        }
         if (w == WAIT_GONE) {
             pthread_mutex_unlock(&j->mu);
             return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -365,6 +381,13 @@ static enum MHD_Result completion(rg_server *s, struct MHD_Connection *c, reques
         return fail(s, c, 400, "invalid_prompt", "cannot tokenize the prompt: %s", rg_last_error());
     }
     rg_job *j = rg_job_new(ids, n, cache_prefix, &r, arrival + s->o.timeout_s);
+    /* a longer prefix in the shared store than in the local cache: fetched
+     * here, on the connection's thread, so that Redis never holds up the engine */
+    if (s->store && chat && n > 1) {
+        int local = rg_state_cache_peek(s->cache, ids, n - 1);
+        j->store_prefix = rg_store_lookup(s->store, ids, n - 1, local, s->turn_start, &j->store_blob,
+                                          &j->store_blob_len);
+    }
     free(ids);
     int stream_mode = r.stream, include_usage = r.include_usage;
     rg_api_request_free(&r);
@@ -413,6 +436,7 @@ static enum MHD_Result completion(rg_server *s, struct MHD_Connection *c, reques
     if (w == WAIT_TIMEOUT)
         return fail(s, c, 503, "timeout", "the request timed out while waiting for a free slot");
     if (j->error_status) return fail(s, c, j->error_status, j->error_code, "%s", j->error);
+    rg_store_wait(s->store, j->store_ticket, STORE_WAIT_S);
     rg_api_result res;
     result_of(j, &res);
     char id[48];
@@ -516,6 +540,10 @@ static enum MHD_Result metrics(rg_server *s, struct MHD_Connection *c) {
     g.cache_bytes = cs.bytes;
     g.cache_hits = cs.hits;
     g.cache_misses = cs.misses;
+    if (s->store) {
+        g.store_on = 1;
+        rg_store_get_stats(s->store, &g.store);
+    }
     return send_body(s, c, 200, rg_metrics_text(&s->met, &g), "text/plain; version=0.0.4");
 }
 
@@ -644,7 +672,14 @@ int rg_server_start(const rg_model *m, const rg_tokenizer *t, const rg_server_op
     s->started = (long)time(NULL);
     rg_metrics_init(&s->met);
     s->cache = rg_state_cache_new(m, o->cache_states);
-    s->sched = rg_sched_new(m, t, o->n_slots, o->threads, o->queue_max, o->prefill_chunk, s->cache, &s->met);
+    s->turn_start = rg_tokenizer_piece_id(t, "<start_of_turn>");
+    if (o->state_store && !(s->store = rg_store_new(o->state_store, m, o->state_ttl_s))) {
+        freeaddrinfo(ai);
+        rg_server_stop(s);
+        return -1;
+    }
+    s->sched = rg_sched_new(m, t, o->n_slots, o->threads, o->queue_max, o->prefill_chunk, s->cache, s->store,
+                            &s->met);
     if (!s->sched) {
         freeaddrinfo(ai);
         rg_server_stop(s);
@@ -685,6 +720,7 @@ void rg_server_stop(rg_server *s) {
     atomic_store(&s->stopping, 1);
     if (s->daemon) MHD_stop_daemon(s->daemon); /* joins the connection threads; they see `stopping` */
     rg_sched_free(s->sched);
+    rg_store_free(s->store, STORE_FLUSH_S); /* after the engine: the last turns' writes are queued */
     rg_state_cache_free(s->cache);
     rg_metrics_destroy(&s->met);
     free(s->model_name);

@@ -44,13 +44,19 @@ static void usage(FILE *f) {
             "                          stay idle between requests (default 10)\n"
             "      --max-conn N        connections open at once (default 1024)\n"
             "      --max-conn-per-ip N connections from one address (default 64; 0 = no limit)\n"
+            "      --state-store redis://HOST:PORT[/DB]\n"
+            "                          share conversation states with other replicas through Redis: after each\n"
+            "                          chat turn the state is stored, and a turn the local cache cannot continue\n"
+            "                          is continued from the store (Redis down: the local cache and a prefill)\n"
+            "      --state-ttl S       seconds a stored state is kept (default 3600)\n"
             "  -v, --verbose           one line per request on stderr (status, tokens, duration)\n");
 }
 
 int cmd_serve(int argc, char **argv) {
     enum {
         OPT_TOKENIZER = 256, OPT_ALIAS, OPT_HOST, OPT_PORT, OPT_PREFILL_CHUNK, OPT_QUEUE, OPT_TIMEOUT,
-        OPT_CACHE_STATES, OPT_MAX_BODY, OPT_MAX_TOKENS, OPT_HEADER_TIMEOUT, OPT_MAX_CONN, OPT_MAX_CONN_PER_IP, OPT_CORS
+        OPT_CACHE_STATES, OPT_MAX_BODY, OPT_MAX_TOKENS, OPT_HEADER_TIMEOUT, OPT_MAX_CONN, OPT_MAX_CONN_PER_IP, OPT_CORS,
+        OPT_STATE_STORE, OPT_STATE_TTL
     };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},
@@ -70,6 +76,8 @@ int cmd_serve(int argc, char **argv) {
         {"max-conn", required_argument, 0, OPT_MAX_CONN},
         {"max-conn-per-ip", required_argument, 0, OPT_MAX_CONN_PER_IP},
         {"cors", required_argument, 0, OPT_CORS},
+        {"state-store", required_argument, 0, OPT_STATE_STORE},
+        {"state-ttl", required_argument, 0, OPT_STATE_TTL},
         {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
@@ -119,6 +127,8 @@ int cmd_serve(int argc, char **argv) {
                 return 2;
             }
             break;
+        case OPT_STATE_STORE: o.state_store = optarg; break;
+        case OPT_STATE_TTL: INT_ARG("--state-ttl", 1, 86400 * 365, o.state_ttl_s);
         case 'v': o.verbose = 1; break;
         default:
             fprintf(stderr, "rgemma: serve: unknown or incomplete option '%s' (try 'rgemma serve --help')\n",
