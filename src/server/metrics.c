@@ -84,7 +84,7 @@ static void metric(buf *b, const char *name, const char *type, const char *help)
 
 static const char *const endpoint_names[RG_EP_COUNT] = {
     "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/tokenize", "/detokenize", "/metrics",
-    "other"};
+    "/ready", "other"};
 
 /* the shared state store (--state-store) */
 static void store_text(buf *b, const rg_store_stats *st) {

@@ -17,6 +17,7 @@ typedef enum {
     RG_EP_TOKENIZE,
     RG_EP_DETOKENIZE,
     RG_EP_METRICS,
+    RG_EP_READY,
     RG_EP_OTHER,
     RG_EP_COUNT
 } rg_endpoint;
