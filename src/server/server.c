@@ -746,15 +746,22 @@ int rg_server_listen(const rg_server_opts *o, rg_server **out) {
 }
 
 int rg_server_attach(rg_server *s, const rg_model *m, const rg_tokenizer *t) {
+    if (atomic_load(&s->ready)) return rg_error("serve: a model is attached already");
     if (rg_tokenizer_check_vocab(t, rg_model_config(m)->vocab_size)) return -1;
     s->model = m;
     s->tok = t;
     s->cache = rg_state_cache_new(m, s->o.cache_states);
     s->turn_start = rg_tokenizer_piece_id(t, "<start_of_turn>");
-    if (s->o.state_store && !(s->store = rg_store_new(s->o.state_store, m, s->o.state_ttl_s))) return -1;
-    s->sched = rg_sched_new(m, t, s->o.n_slots, s->o.threads, s->o.queue_max, s->o.prefill_chunk, s->cache, s->store,
-                            &s->met);
-    if (!s->sched) return -1;
+    if (!s->o.state_store || (s->store = rg_store_new(s->o.state_store, m, s->o.state_ttl_s)))
+        s->sched = rg_sched_new(m, t, s->o.n_slots, s->o.threads, s->o.queue_max, s->o.prefill_chunk, s->cache,
+                                s->store, &s->met);
+    if (!s->sched) { /* as before: another attach may follow */
+        rg_store_free(s->store, 0);
+        rg_state_cache_free(s->cache);
+        s->store = NULL;
+        s->cache = NULL;
+        return -1;
+    }
     atomic_store(&s->ready, 1); /* after everything above: the handlers read it first */
     return 0;
 }
