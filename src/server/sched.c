@@ -168,7 +168,7 @@ static void save_turn(slot *sl, int32_t next, int ended_by_id) {
     int rc = rg_chat_append_turn(s->tok, 1, j->text, j->len, &key, &n_key);
     pthread_mutex_unlock(&j->mu);
     if (rc == 0) rg_state_cache_store(s->cache, key, n_key, sl->state);
-    if (rc == 0 && s->store) j->store_ticket = rg_store_put(s->store, key, n_key, sl->state);
+    if (rc == 0 && s->store) j->store_ticket = rg_store_put(s->store, key, n_key, sl->cached, sl->state);
 out:
     free(feed);
     free(key);

@@ -26,6 +26,7 @@
 
 typedef struct write_req {
     char key[RG_STORE_KEY_MAX];
+    char old[RG_STORE_KEY_MAX]; /* the superseded state's key ("": none) */
     uint8_t *blob;
     size_t len;
     uint64_t ticket;
@@ -325,9 +326,10 @@ void rg_store_hit(rg_store *st, int n) {
 
 /* ------------------------------------------------------------ writes */
 
-uint64_t rg_store_put(rg_store *st, const int32_t *tokens, int n, const rg_state *state) {
+uint64_t rg_store_put(rg_store *st, const int32_t *tokens, int n, int from, const rg_state *state) {
     write_req *w = rg_xcalloc(1, sizeof *w);
     rg_store_key(st, tokens, n, w->key);
+    if (from > 0 && from < n) rg_store_key(st, tokens, from, w->old);
     w->len = rg_state_blob_bytes(state);
     w->blob = rg_xmalloc(w->len);
     rg_state_blob_write(state, w->blob);
@@ -363,11 +365,22 @@ static void write_one(rg_store *st, write_req *w) {
     for (int attempt = 0; attempt < 2 && !ok; attempt++) {
         int fresh = !st->wconn;
         if (fresh && !(st->wconn = connect_one(st, why, sizeof why))) break;
-        redisReply *r = redisCommand(st->wconn, "SET %s %b EX %d", w->key, w->blob, w->len, st->ttl_s);
-        ok = r && r->type == REDIS_REPLY_STATUS;
+        redisAppendCommand(st->wconn, "SET %s %b EX %d", w->key, w->blob, w->len, st->ttl_s);
+        if (w->old[0]) /* only shortens a TTL (GT is Redis 7: not relied on) */
+            redisAppendCommand(st->wconn, "EXPIRE %s %d", w->old,
+                               st->ttl_s < RG_STORE_SUPERSEDED_S ? st->ttl_s : RG_STORE_SUPERSEDED_S);
+        redisReply *r = NULL;
+        ok = redisGetReply(st->wconn, (void **)&r) == REDIS_OK && r && r->type == REDIS_REPLY_STATUS;
         if (!ok)
             snprintf(why, sizeof why, "SET: %s",
                      r && r->type == REDIS_REPLY_ERROR ? r->str : st->wconn->errstr[0] ? st->wconn->errstr : "no reply");
+        if (r) freeReplyObject(r);
+        r = NULL;
+        /* the EXPIRE's answer (an integer) matters little; a lost connection does */
+        if (ok && w->old[0] && (redisGetReply(st->wconn, (void **)&r) != REDIS_OK || !r)) {
+            ok = 0;
+            snprintf(why, sizeof why, "EXPIRE: %s", st->wconn->errstr[0] ? st->wconn->errstr : "no reply");
+        }
         if (r) freeReplyObject(r);
         if (!ok) {
             redisFree(st->wconn);

@@ -64,9 +64,14 @@ int rg_store_lookup(rg_store *st, const int32_t *tokens, int max_len, int min_le
 void rg_store_hit(rg_store *st, int n);
 void rg_store_refused(rg_store *st);
 
-/* Queue a copy of state under tokens[0..n). Returns a ticket for
- * rg_store_wait (0: nothing was queued). Never blocks on Redis. */
-uint64_t rg_store_put(rg_store *st, const int32_t *tokens, int n, const rg_state *state);
+/* Queue a copy of state under tokens[0..n). from > 0: the turn continued
+ * the state of tokens[0..from), now superseded: its key is set to expire
+ * soon (RG_STORE_SUPERSEDED_S, in the same round trip), so that Redis holds
+ * about one state per conversation, not one per turn within the TTL.
+ * Returns a ticket for rg_store_wait (0: nothing was queued). Never blocks
+ * on Redis. */
+#define RG_STORE_SUPERSEDED_S 60 /* a retried or regenerated turn still finds its start */
+uint64_t rg_store_put(rg_store *st, const int32_t *tokens, int n, int from, const rg_state *state);
 /* Wait until the write of ticket was done (or failed), at most timeout_s. */
 void rg_store_wait(rg_store *st, uint64_t ticket, double timeout_s);
 

@@ -94,7 +94,7 @@ static void test_redis_down(void **st) {
     assert_null(blob);
     assert_true(rg_time_s() - t0 < 1.0);
     rg_state *state = rg_state_new(m);
-    uint64_t ticket = rg_store_put(s, t, 4, state);
+    uint64_t ticket = rg_store_put(s, t, 4, 0, state);
     assert_true(ticket > 0);
     rg_store_wait(s, ticket, 5);
     rg_store_stats ss;
