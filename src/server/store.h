@@ -70,7 +70,7 @@ void rg_store_refused(rg_store *st);
  * about one state per conversation, not one per turn within the TTL.
  * Returns a ticket for rg_store_wait (0: nothing was queued). Never blocks
  * on Redis. */
-#define RG_STORE_SUPERSEDED_S 60 /* a retried or regenerated turn still finds its start */
+#define RG_STORE_SUPERSEDED_S 30 /* a retried or regenerated turn still finds its start */
 uint64_t rg_store_put(rg_store *st, const int32_t *tokens, int n, int from, const rg_state *state);
 /* Wait until the write of ticket was done (or failed), at most timeout_s. */
 void rg_store_wait(rg_store *st, uint64_t ticket, double timeout_s);

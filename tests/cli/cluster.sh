@@ -159,10 +159,10 @@ for k in $(redis-cli -p "$RPORT" --scan --pattern 'rgemma:*'); do
         python3 -c 'import struct, sys; print(struct.unpack("<q", sys.stdin.buffer.read()[:8])[0])')
     printf '  %6d tokens  %8d bytes\n' "$pos" "$(redis-cli -p "$RPORT" strlen "$k")"
 done | sort -n | uniq
-# one live state per conversation: each turn's write set its start's key to expire within 60 s
+# one live state per conversation: each turn's write set its start's key to expire within 30 s
 long=0
 for k in $(redis-cli -p "$RPORT" --scan --pattern 'rgemma:*'); do
-    [ "$(redis-cli -p "$RPORT" ttl "$k")" -gt 60 ] && long=$((long + 1))
+    [ "$(redis-cli -p "$RPORT" ttl "$k")" -gt 30 ] && long=$((long + 1))
 done
 [ "$long" = 1 ] || fail "$long stored states keep the full TTL, expected 1 (the conversation's last)"
 
