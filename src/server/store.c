@@ -37,6 +37,7 @@ struct rg_store {
     char host[256], url[320];
     int port, db, ttl_s;
     char prefix[64]; /* "rgemma:<version>:<model fingerprint>:" */
+    const rg_config *cfg;
     size_t max_blob; /* the largest blob of this model */
 
     pthread_mutex_t mu; /* everything below */
@@ -252,7 +253,7 @@ static int ask(rg_store *st, redisContext *c, char (*keys)[RG_STORE_KEY_MAX], in
     if (r->type == REDIS_REPLY_NIL) { /* expired between the two commands */
         found = -1;
     } else if (r->type != REDIS_REPLY_STRING || r->len <= 0 || (size_t)r->len > st->max_blob) {
-        *bad = 1; /* rg_state_blob_read checks the rest */
+        *bad = 1; /* rg_state_blob_check checks the rest */
         found = -1;
     } else {
         *blob = rg_xmalloc((size_t)r->len);
@@ -295,6 +296,14 @@ int rg_store_lookup(rg_store *st, const int32_t *tokens, int max_len, int min_le
     }
     free(keys);
     double dt = rg_time_s() - t0;
+    /* the checksum pass here, on the connection's thread, not on the engine's */
+    if (*blob && rg_state_blob_check(st->cfg, *blob, *blob_len, "state store")) {
+        fprintf(stderr, "rgemma: serve: %s\n", rg_last_error());
+        free(*blob);
+        *blob = NULL;
+        found = -1;
+        bad = 1;
+    }
     int hit = rc && !why && found >= 0;
     pthread_mutex_lock(&st->mu);
     if (!rc && why) went_down(st, "connect", why);
@@ -302,6 +311,7 @@ int rg_store_lookup(rg_store *st, const int32_t *tokens, int max_len, int min_le
         st->st.lookups++;
         st->st.lookup_s += dt;
         st->st.read_bytes += *blob_len;
+        if (!*blob) *blob_len = 0;
         st->st.errors += (uint64_t)bad;
     }
     if (!hit) st->st.misses++; /* a hit counts once its state is read (rg_store_hit) */
@@ -358,6 +368,7 @@ static void write_one(rg_store *st, write_req *w) {
         return;
     }
     pthread_mutex_unlock(&st->mu);
+    rg_state_blob_seal(w->blob, w->len); /* the checksum pass here, not on the engine's thread */
     char why[300] = "";
     double t0 = rg_time_s();
     int ok = 0;
@@ -456,7 +467,8 @@ rg_store *rg_store_new(const char *url, const rg_model *m, int ttl_s) {
     /* the version too: another build may lay states out otherwise, or compute them otherwise */
     snprintf(st->prefix, sizeof st->prefix, "rgemma:%s:%016llx:", RG_VERSION,
              (unsigned long long)rg_model_fingerprint(m));
-    st->max_blob = rg_state_file_bytes(rg_model_config(m));
+    st->cfg = rg_model_config(m);
+    st->max_blob = rg_state_file_bytes(st->cfg);
     st->backoff = BACKOFF_MIN_S;
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cv, NULL);

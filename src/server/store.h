@@ -20,8 +20,9 @@
  * Redis slow or down never fails a request: every command has a timeout, a
  * failure makes the store skip Redis for a backoff (0.25 s doubling up to
  * 5 s) before it connects again, and a lookup that fails is a miss. Replies
- * are untrusted: their types and sizes are checked here, the blob's header,
- * size and checksum by rg_state_blob_read before it reaches a slot. */
+ * are untrusted: their types and sizes are checked here, and a state's
+ * header, size, checksum and model configuration (rg_state_blob_check) before
+ * the lookup returns it. */
 #ifndef RG_SERVER_STORE_H
 #define RG_SERVER_STORE_H
 
@@ -55,8 +56,9 @@ void rg_store_free(rg_store *st, double flush_s);
 
 /* The longest stored state of a prefix tokens[0..p) with min_len < p <=
  * max_len and tokens[p] == boundary (the id that starts a turn). Returns p
- * and the blob (malloc'd, *blob_len bytes; read it with rg_state_blob_read),
- * or 0 when there is none or Redis fails. Thread-safe. */
+ * and the blob (malloc'd, *blob_len bytes, checked: read it with
+ * rg_state_blob_read), or 0 when there is none, Redis fails or the value is
+ * not a state of this model. Thread-safe. */
 int rg_store_lookup(rg_store *st, const int32_t *tokens, int max_len, int min_len, int32_t boundary, uint8_t **blob,
                     size_t *blob_len);
 /* What became of a looked-up blob: read into a slot (n prompt tokens not

@@ -80,8 +80,8 @@ static void test_copy_between_configs_refused(void **state) {
 
 /* A state blob (the shared store's format) holds only the attention rows in
  * use, and a state read back from one continues bit for bit; a blob of
- * another model, a damaged one or a truncated one is refused and leaves
- * the state as it was. */
+ * another model, a damaged one (the checksum) or a truncated one is refused
+ * and leaves the state as it was. */
 static void test_blob_round_trip_and_refusals(void **state) {
     rg_model *m, *other;
     assert_int_equal(rg_model_load(CASE, &m), 0);
@@ -103,13 +103,20 @@ static void test_blob_round_trip_and_refusals(void **state) {
         prev = n;
         uint8_t *blob = rg_xmalloc(n);
         rg_state_blob_write(orig, blob);
-        assert_int_equal(rg_state_blob_read(wrong, blob, n, "blob"), -1);
+        rg_state_blob_seal(blob, n);
+        assert_int_equal(rg_state_blob_check(&m->cfg, blob, n, "blob"), 0);
+        assert_int_equal(rg_state_blob_check(&other->cfg, blob, n, "blob"), -1);
         assert_non_null(strstr(rg_last_error(), "another model configuration"));
+        assert_int_equal(rg_state_blob_read(wrong, blob, n, "blob"), -1);
+        assert_int_equal(rg_state_blob_check(&m->cfg, blob, n - 1, "blob"), -1);
         assert_int_equal(rg_state_blob_read(back, blob, n - 1, "blob"), -1);
         blob[n / 2] ^= 1;
-        assert_int_equal(rg_state_blob_read(back, blob, n, "blob"), -1);
+        assert_int_equal(rg_state_blob_check(&m->cfg, blob, n, "blob"), -1);
         assert_non_null(strstr(rg_last_error(), "corrupt"));
+        blob[47] ^= 0x40; /* the position: out of range */
+        assert_int_equal(rg_state_blob_read(back, blob, n, "blob"), -1);
         assert_int_equal(rg_state_pos(back), 40);
+        blob[47] ^= 0x40;
         blob[n / 2] ^= 1;
         assert_int_equal(rg_state_blob_read(back, blob, n, "blob"), 0);
         assert_int_equal(rg_state_pos(back), p);
