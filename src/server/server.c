@@ -705,6 +705,9 @@ int rg_server_listen(const rg_server_opts *o, rg_server **out) {
         o->cache_states < 0 || o->max_tokens < 1 || o->max_body < 16 || o->port < 0 || o->port > 65535 ||
         o->header_timeout_s < 1 || o->max_connections < 1 || o->max_conn_per_ip < 0 || o->state_ttl_s < 1)
         return rg_error("serve: invalid options");
+    char host[256];
+    int store_port, store_db; /* a bad --state-store fails now, not after the model loads */
+    if (o->state_store && rg_store_parse_url(o->state_store, host, sizeof host, &store_port, &store_db)) return -1;
     char port[16];
     snprintf(port, sizeof port, "%d", o->port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
