@@ -351,14 +351,14 @@ uint64_t rg_store_put(rg_store *st, const int32_t *tokens, int n, int from, cons
         free(w);
         return 0;
     }
-    w->ticket = ++st->next_ticket;
+    uint64_t ticket = w->ticket = ++st->next_ticket; /* w is the writer's once unlocked */
     if (st->tail) st->tail->next = w;
     else st->head = w;
     st->tail = w;
     st->queued++;
     pthread_cond_signal(&st->cv);
     pthread_mutex_unlock(&st->mu);
-    return w->ticket;
+    return ticket;
 }
 
 /* Under mu, the writer: one write, mu released around Redis. */

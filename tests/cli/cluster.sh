@@ -122,6 +122,8 @@ for n in 1 2 3 4 5 6 7 8 9 10 11 12; do
     turn "$url" chat "$n"
     [ "$(field chat $n content)" = "$(field ref $n content)" ] ||
         fail "turn $n: the reply differs from the single server's: '$(field chat $n content)' vs '$(field ref $n content)'"
+    [ "$(field chat $n completion)" = "$(field ref $n completion)" ] ||
+        fail "turn $n: $(field chat $n completion) tokens generated, the single server $(field ref $n completion)"
     prompt=$(field chat $n prompt)
     done_c=$((prompt - $(field chat $n cached)))
     done_r=$(($(field ref $n prompt) - $(field ref $n cached)))
