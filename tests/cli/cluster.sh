@@ -24,6 +24,17 @@ command -v redis-server >/dev/null || fail "redis-server is not installed (make 
 command -v redis-cli >/dev/null || fail "redis-cli is not installed (make deps installs redis-server): this test needs it"
 [ -n "$NGINX" ] || fail "nginx is not installed (make deps installs it): this test needs it"
 
+# fail: also the last lines of every replica's, Redis's and nginx's logs
+fail() {
+    echo "FAIL: $*" >&2
+    for f in "$TMP"/*.log; do
+        [ -s "$f" ] || continue
+        echo "--- $(basename "$f") (last lines):" >&2
+        tail -n 8 "$f" >&2
+    done
+    exit 1
+}
+
 PIDS=""
 cleanup_all() {
     for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
@@ -175,7 +186,7 @@ turn "$B_URL" chat 13 # B's local cache still has turn 12
 [ "$(field chat 13 content)" = "$(field ref 13 content)" ] || fail "turn 13 (Redis down) differs from the reference"
 [ "$(field chat 13 cached)" -gt 0 ] || fail "turn 13 on B (Redis down) did not use B's local cache"
 # shellcheck disable=SC2086
-replica C $STORE -np 8 --max-tokens 1000000
+replica C $STORE -np 8 --max-tokens 1000000 --drain-timeout 100
 turn "$C_URL" chat 14 # C has never seen the conversation and the store is gone
 [ "$(field chat 14 content)" = "$(field ref 14 content)" ] || fail "turn 14 (fresh replica, Redis down) differs from the reference"
 [ "$(field chat 14 cached)" = 0 ] || fail "turn 14 on a fresh replica with Redis down claims cached tokens"
