@@ -112,15 +112,18 @@ wait "$REF_PID" || fail "the reference server did not stop cleanly"
 
 # ---- 2. Redis, two replicas, the chat alternating between them
 RPORT=$(free_port)
-redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" >"$TMP/redis.log" 2>&1 &
-REDIS_PID=$!
-PIDS="$PIDS $REDIS_PID"
-_tries=0
-until [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = PONG ]; do
-    _tries=$((_tries + 1))
-    [ $_tries -lt 100 ] || fail "redis-server did not start: $(tail -n 5 "$TMP/redis.log")"
-    sleep 0.1
-done
+start_redis() { # no persistence: nothing is written to disk
+    redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" >>"$TMP/redis.log" 2>&1 &
+    REDIS_PID=$!
+    PIDS="$PIDS $REDIS_PID"
+    _tries=0
+    until [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = PONG ]; do
+        _tries=$((_tries + 1))
+        [ $_tries -lt 100 ] || fail "redis-server did not start: $(tail -n 5 "$TMP/redis.log")"
+        sleep 0.1
+    done
+}
+start_redis
 STORE="--state-store redis://127.0.0.1:$RPORT --state-ttl 600"
 # shellcheck disable=SC2086
 replica A $STORE
@@ -201,6 +204,20 @@ for u in "$B_URL" "$C_URL"; do
 done
 echo "Redis down: 0 failed requests, store errors B $errs_b, C $errs_c"
 
+# Redis back (empty): the replicas connect again after their backoff (at most 5 s)
+start_redis
+post_to() { curl -s -o /dev/null -w '%{http_code}' --data-binary "$2" "$1/v1/chat/completions"; }
+for u in "$B_URL" "$C_URL"; do
+    _tries=0
+    until [ "$(metric "$u" rgemma_state_store_up)" = 1 ]; do
+        _tries=$((_tries + 1))
+        [ $_tries -lt 40 ] || fail "$u did not connect to Redis again within 8 s"
+        [ "$(post_to "$u" '{"messages":[{"role":"user","content":"Are you back?"}],"max_tokens":2}')" = 200 ] ||
+            fail "a request failed while Redis came back"
+        sleep 0.2
+    done
+done
+
 # ---- 4. nginx in front of B and C
 NPORT=$(free_port)
 {
@@ -238,9 +255,16 @@ sleep 0.3
 grep -q 'request id via-nginx-1' "$TMP/B.log" "$TMP/C.log" || fail "the request id is not in a replica's log"
 
 # a drain on C during 8 live streams
+# (streams 1 and 2 are chat turns: their states must reach Redis before C stops)
+keys_before=$(redis-cli -p "$RPORT" dbsize)
 for i in 1 2 3 4 5 6 7 8; do
-    curl -s -N --data-binary '{"prompt":"Stream '"$i"' goes on","max_tokens":6000,"ignore_eos":true,"temperature":0,"stream":true}' \
-        "$C_URL/v1/completions" >"$TMP/live$i.sse" &
+    if [ "$i" -le 2 ]; then
+        curl -s -N --data-binary '{"messages":[{"role":"user","content":"Chat stream '"$i"'"}],"max_tokens":6000,"ignore_eos":true,"temperature":0,"stream":true}' \
+            "$C_URL/v1/chat/completions" >"$TMP/live$i.sse" &
+    else
+        curl -s -N --data-binary '{"prompt":"Stream '"$i"' goes on","max_tokens":6000,"ignore_eos":true,"temperature":0,"stream":true}' \
+            "$C_URL/v1/completions" >"$TMP/live$i.sse" &
+    fi
     eval "LIVE$i=\$!"
 done
 _tries=0
@@ -260,7 +284,7 @@ code=$(curl -s -o "$TMP/out" -w '%{http_code}' --data-binary '{"prompt":"x","max
 b_before=$(metric "$B_URL" 'rgemma_requests_total{endpoint="/v1/chat/completions"}')
 for i in 1 2 3 4 5 6; do
     code=$(curl -s -o "$TMP/out" -w '%{http_code}' -H "X-Conversation-Id: drain-$i" \
-        --data-binary '{"messages":[{"role":"user","content":"Hello during the drain"}],"max_tokens":4}' "$N_URL/v1/chat/completions")
+        --data-binary '{"messages":[{"role":"user","content":"Hello during the drain, '"$i"'"}],"max_tokens":4}' "$N_URL/v1/chat/completions")
     [ "$code" = 200 ] || fail "a request through nginx during the drain got HTTP $code: $(cat "$TMP/out")"
 done
 b_after=$(metric "$B_URL" 'rgemma_requests_total{endpoint="/v1/chat/completions"}')
@@ -274,6 +298,9 @@ for i in 1 2 3 4 5 6 7 8; do
 done
 wait "$C_PID" || fail "the drained replica exited with an error"
 grep -q 'rgemma serve: drained, stopping' "$TMP/C.log" || fail "C did not report a complete drain: $(tail -n 3 "$TMP/C.log")"
+# the 2 chat turns C finished while draining and B's 6: all in Redis
+keys_after=$(redis-cli -p "$RPORT" dbsize)
+[ $((keys_after - keys_before)) = 8 ] || fail "$((keys_after - keys_before)) states reached Redis during the drain, expected 8"
 echo "drain: 8 of 8 live streams finished (6000 tokens each), 6 of 6 new requests through nginx answered by the other replica"
 kill -TERM "$B_PID"
 wait "$B_PID" || fail "B did not stop cleanly"
