@@ -52,7 +52,8 @@ struct rg_server {
     char *model_name;
     rg_state_cache *cache;
     rg_store *store;      /* NULL without --state-store */
-    int32_t turn_start;   /* <start_of_turn>: where stored prefixes may end (store.h) */
+    int32_t turn_start;   /* <start_of_turn>, where stored prefixes end, unless */
+    int32_t model_role;   /* the next id opens a model turn (store.h) */
     rg_sched *sched;
     rg_metrics met;
     atomic_int ready;     /* the model is attached: requests are served */
@@ -419,8 +420,8 @@ static enum MHD_Result completion(rg_server *s, struct MHD_Connection *c, reques
      * here, on the connection's thread, so that Redis never holds up the engine */
     if (s->store && chat && n > 1) {
         int local = rg_state_cache_peek(s->cache, ids, n - 1);
-        j->store_prefix = rg_store_lookup(s->store, ids, n - 1, local, s->turn_start, &j->store_blob,
-                                          &j->store_blob_len);
+        j->store_prefix = rg_store_lookup(s->store, ids, n - 1, local, s->turn_start, s->model_role,
+                                          &j->store_blob, &j->store_blob_len);
     }
     free(ids);
     int stream_mode = r.stream, include_usage = r.include_usage;
@@ -755,6 +756,10 @@ int rg_server_attach(rg_server *s, const rg_model *m, const rg_tokenizer *t) {
     s->tok = t;
     s->cache = rg_state_cache_new(m, s->o.cache_states);
     s->turn_start = rg_tokenizer_piece_id(t, "<start_of_turn>");
+    int32_t *reply = NULL;
+    int n_reply = 0; /* "<start_of_turn>model\n": the id after the first is the model role's */
+    s->model_role = rg_chat_append_reply_start(t, &reply, &n_reply) == 0 && n_reply > 1 ? reply[1] : -1;
+    free(reply);
     if (!s->o.state_store || (s->store = rg_store_new(s->o.state_store, m, s->o.state_ttl_s)))
         s->sched = rg_sched_new(m, t, s->o.n_slots, s->o.threads, s->o.queue_max, s->o.prefill_chunk, s->cache,
                                 s->store, &s->met);

@@ -264,14 +264,14 @@ static int ask(rg_store *st, redisContext *c, char (*keys)[RG_STORE_KEY_MAX], in
     return found;
 }
 
-int rg_store_lookup(rg_store *st, const int32_t *tokens, int max_len, int min_len, int32_t boundary, uint8_t **blob,
-                    size_t *blob_len) {
+int rg_store_lookup(rg_store *st, const int32_t *tokens, int max_len, int min_len, int32_t boundary, int32_t not_next,
+                    uint8_t **blob, size_t *blob_len) {
     *blob = NULL;
     *blob_len = 0;
     /* the candidates, longest first, with their keys from one pass of the hash */
     int cand[MAX_CANDIDATES], nc = 0;
-    for (int p = max_len; p > min_len && p > 0 && nc < MAX_CANDIDATES; p--)
-        if (tokens[p] == boundary) cand[nc++] = p;
+    for (int p = max_len - 1; p > min_len && p > 0 && nc < MAX_CANDIDATES; p--)
+        if (tokens[p] == boundary && tokens[p + 1] != not_next) cand[nc++] = p;
     if (nc == 0) return 0;
     char(*keys)[RG_STORE_KEY_MAX] = rg_xmalloc(sizeof *keys * (size_t)nc);
     rg_sha256_ctx c;

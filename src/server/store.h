@@ -11,11 +11,13 @@
  *
  * Finding the longest stored prefix: states are only ever saved at turn
  * boundaries (the conversation up to a closed model turn), and the next turn
- * of a conversation starts with <start_of_turn>. So the candidates are the
- * prefixes that end just before a <start_of_turn> of the prompt; their keys
- * are hashed in one pass, asked with EXISTS in one pipelined round trip, and
- * the longest present one is fetched with GET: two round trips, no index to
- * keep consistent with the keys' TTLs.
+ * of a conversation starts with <start_of_turn>user. So the candidates are
+ * the prefixes that end just before a <start_of_turn> of the prompt that does
+ * not open a model turn; their keys are hashed in one pass, asked with EXISTS
+ * in one pipelined round trip, and the longest present one is fetched with
+ * GET: two round trips, no index to keep consistent with the keys' TTLs. A
+ * turn whose conversation the local cache holds up to its last reply has no
+ * candidate beyond it and costs no round trip.
  *
  * Redis slow or down never fails a request: every command has a timeout, a
  * failure makes the store skip Redis for a backoff (0.25 s doubling up to
@@ -54,13 +56,14 @@ rg_store *rg_store_new(const char *url, const rg_model *m, int ttl_s);
 /* Write what is queued (for at most flush_s seconds), then close. */
 void rg_store_free(rg_store *st, double flush_s);
 
-/* The longest stored state of a prefix tokens[0..p) with min_len < p <=
- * max_len and tokens[p] == boundary (the id that starts a turn). Returns p
+/* The longest stored state of a prefix tokens[0..p) with min_len < p <
+ * max_len, tokens[p] == boundary (the id that starts a turn) and
+ * tokens[p + 1] != not_next (the first id of a model turn's role). Returns p
  * and the blob (malloc'd, *blob_len bytes, checked: read it with
  * rg_state_blob_read), or 0 when there is none, Redis fails or the value is
  * not a state of this model. Thread-safe. */
-int rg_store_lookup(rg_store *st, const int32_t *tokens, int max_len, int min_len, int32_t boundary, uint8_t **blob,
-                    size_t *blob_len);
+int rg_store_lookup(rg_store *st, const int32_t *tokens, int max_len, int min_len, int32_t boundary, int32_t not_next,
+                    uint8_t **blob, size_t *blob_len);
 /* What became of a looked-up blob: read into a slot (n prompt tokens not
  * processed), or refused by rg_state_blob_read (an error and a miss). */
 void rg_store_hit(rg_store *st, int n);

@@ -185,7 +185,9 @@ done
 # ---- 3. Redis stops: no request fails, a fresh replica prefills again
 redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1
 wait "$REDIS_PID" 2>/dev/null
-turn "$B_URL" chat 13 # B's local cache still has turn 12
+misses=$(metric "$B_URL" rgemma_state_store_misses_total)
+turn "$B_URL" chat 13 # B's local cache still has turn 12: no prefix beyond it to ask Redis for
+[ "$(metric "$B_URL" rgemma_state_store_misses_total)" = "$misses" ] || fail "turn 13 on B looked in the store although its local cache held the conversation"
 [ "$(field chat 13 content)" = "$(field ref 13 content)" ] || fail "turn 13 (Redis down) differs from the reference"
 [ "$(field chat 13 cached)" -gt 0 ] || fail "turn 13 on B (Redis down) did not use B's local cache"
 # shellcheck disable=SC2086

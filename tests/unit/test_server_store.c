@@ -89,10 +89,12 @@ static void test_redis_down(void **st) {
     uint8_t *blob;
     size_t len;
     double t0 = rg_time_s();
-    assert_int_equal(rg_store_lookup(s, t, 7, 0, 5, &blob, &len), 0);
-    assert_int_equal(rg_store_lookup(s, t, 7, 0, 5, &blob, &len), 0);
+    assert_int_equal(rg_store_lookup(s, t, 7, 0, 5, 8, &blob, &len), 0);
+    assert_int_equal(rg_store_lookup(s, t, 7, 0, 5, 8, &blob, &len), 0);
     assert_null(blob);
     assert_true(rg_time_s() - t0 < 1.0);
+    /* every boundary opens a model turn (5 then 9): no candidate, Redis not asked */
+    assert_int_equal(rg_store_lookup(s, t, 7, 0, 5, 9, &blob, &len), 0);
     rg_state *state = rg_state_new(m);
     uint64_t ticket = rg_store_put(s, t, 4, 0, state);
     assert_true(ticket > 0);
@@ -154,7 +156,7 @@ static void lookup_fake(const rg_model *m, const char *exists, const char *get, 
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", fake_start(&f, &th));
     rg_store *s = rg_store_new(url, m, 60);
     int32_t t[8] = {2, 5, 9, 4, 5, 9, 7, 1};
-    assert_int_equal(rg_store_lookup(s, t, 7, 0, 5, blob, len), want_prefix);
+    assert_int_equal(rg_store_lookup(s, t, 7, 0, 5, 8, blob, len), want_prefix);
     rg_store_stats ss;
     rg_store_get_stats(s, &ss);
     assert_int_equal(ss.errors, want_errors);
