@@ -36,7 +36,13 @@ fail() {
 }
 
 PIDS=""
+NGINX_PID=""
 cleanup_all() {
+    # nginx first, with TERM: its master stops its workers (a SIGKILLed master leaves them running)
+    if [ -n "$NGINX_PID" ]; then
+        kill -TERM "$NGINX_PID" 2>/dev/null
+        wait "$NGINX_PID" 2>/dev/null
+    fi
     for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
     for p in $PIDS; do wait "$p" 2>/dev/null; done
     cleanup
@@ -238,7 +244,6 @@ done
     fail "nginx -t refuses deploy/nginx.conf: $(cat "$TMP/nginx-t.log")"
 "$NGINX" -p "$TMP" -e "$TMP/nginx-startup.log" -c "$TMP/nginx.conf" -g 'daemon off;' >"$TMP/nginx.out" 2>&1 &
 NGINX_PID=$!
-PIDS="$PIDS $NGINX_PID"
 N_URL=http://127.0.0.1:$NPORT
 _tries=0
 until [ "$(curl -s -o /dev/null -w '%{http_code}' "$N_URL/health")" = 200 ]; do
