@@ -7,7 +7,7 @@ SAN     ?=
 CFLAGS  := -std=gnu11 $(OPT) -g -Wall -Wextra -Wno-unused-parameter -fopenmp \
            -Iinclude -Isrc -MMD -MP $(EXTRA_CFLAGS)
 LDFLAGS := -fopenmp $(SAN)
-LDLIBS  := -lcjson -lmicrohttpd -lcurl -lm -lpthread
+LDLIBS  := -lcjson -lmicrohttpd -lhiredis -lcurl -lm -lpthread
 
 # The SIMD kernel sets are those of the target (CC's) architecture: AVX2 and
 # AVX-512 on x86, NEON with and without dot products on arm64, none (scalar

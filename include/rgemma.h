@@ -407,8 +407,8 @@ RG_API int rg_chat_turn_ex(const rg_tokenizer *t, const char *system, const char
 
 /* An OpenAI-compatible HTTP server on libmicrohttpd (src/server/). Endpoints:
  * POST /v1/chat/completions, POST /v1/completions (JSON or SSE streams),
- * GET /v1/models, GET /health, POST /tokenize, POST /detokenize, GET /metrics
- * (Prometheus text). */
+ * GET /v1/models, GET /health, GET /ready, POST /tokenize, POST /detokenize,
+ * GET /metrics (Prometheus text). */
 typedef struct {
     const char *host;        /* address to bind (numeric or a name); default 127.0.0.1 */
     int port;                /* 0: any free port (see rg_server_port) */
@@ -430,6 +430,9 @@ typedef struct {
     const char *cors_origin; /* NULL: no CORS; else the Access-Control-Allow-Origin
                               * value ("*" or an origin), and OPTIONS preflights
                               * are answered */
+    const char *state_store; /* NULL: none; else redis://HOST:PORT[/DB], where conversation
+                              * states are shared with other replicas (below the local cache) */
+    int state_ttl_s;         /* seconds a state stays in the store (default 3600) */
 } rg_server_opts;
 
 RG_API void rg_server_opts_default(rg_server_opts *o);
@@ -437,8 +440,20 @@ RG_API void rg_server_opts_default(rg_server_opts *o);
 typedef struct rg_server rg_server;
 
 /* Start listening and serving in background threads. The model and the
- * tokenizer must outlive the server. */
+ * tokenizer must outlive the server. rg_server_listen + rg_server_attach. */
 RG_API int rg_server_start(const rg_model *m, const rg_tokenizer *t, const rg_server_opts *o, rg_server **out);
+/* The same in two steps, so that a load balancer sees the server while its
+ * model loads: listen answers GET /health (200, "loading": alive) and GET
+ * /ready (503: not ready), every other request 503; attach (the model
+ * loaded) makes it serve and /ready answer 200. */
+RG_API int rg_server_listen(const rg_server_opts *o, rg_server **out);
+RG_API int rg_server_attach(rg_server *s, const rg_model *m, const rg_tokenizer *t);
+/* Draining before a stop (SIGTERM): /health, /ready and new requests answer
+ * 503 from now on; the requests in flight go on. */
+RG_API void rg_server_drain(rg_server *s);
+/* Completion requests in flight: queued, running, or their answer still
+ * being sent. */
+RG_API int rg_server_active(rg_server *s);
 /* The port actually bound. */
 RG_API int rg_server_port(const rg_server *s);
 /* Stop accepting, end every request (queued ones get 503) and free. */

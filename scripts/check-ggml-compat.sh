@@ -10,6 +10,6 @@ OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 ${CC:-cc} -std=gnu11 -O1 -fopenmp -I"$LLAMA/ggml/include" -Iinclude -Isrc scripts/ggml-compat/check.c \
     "$BUILD/librgemma.a" -L"$LLAMA/build/bin" -Wl,-rpath,"$LLAMA/build/bin" -lggml-base \
-    -lcjson -lmicrohttpd -lcurl -lm -lpthread -o "$OUT/check"
+    -lcjson -lmicrohttpd -lhiredis -lcurl -lm -lpthread -o "$OUT/check"
 "$OUT/check"
 [ $# -eq 0 ] || "$OUT/check" "$@"

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages rgemma builds and tests with (idempotent).
 set -e
-PKGS="gcc make libcjson-dev libmicrohttpd-dev libcurl4-openssl-dev libcmocka-dev curl nodejs npm python3 python3-protobuf python3-sentencepiece sentencepiece clang libclang-rt-dev libomp-dev pkgconf"
+PKGS="gcc make libcjson-dev libmicrohttpd-dev libhiredis-dev libcurl4-openssl-dev libcmocka-dev curl nodejs npm python3 python3-protobuf python3-sentencepiece sentencepiece clang libclang-rt-dev libomp-dev pkgconf redis-server nginx"
 # The arm64 tests (make test-arm64) on another architecture: the cross
 # compiler, qemu-user to run its programs, and the arm64 libraries they link
 # (cJSON, cmocka, libgomp) from Debian multiarch, which needs arm64 added to

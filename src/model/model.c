@@ -311,3 +311,21 @@ const char *rg_model_embed_type(const rg_model *m) { return rg_dtype_name(m->emb
  * int8 for the projections' type (avx512: vpdpbusd; avx2: vpmaddubsw +
  * vpaddw; neon-dotprod: sdot; neon: smlal) */
 int rg_model_prefill_int8(const rg_model *m) { return (int)((rg_active_kernels()->int8_act >> m->layers[0].gate.dtype) & 1); }
+
+/* A sample, not the whole file: hashing gigabytes of weights would delay
+ * the start by seconds, and any fine-tune or requantisation changes the
+ * embedding's first and last rows and the norm vectors sampled here. */
+uint64_t rg_model_fingerprint(const rg_model *m) {
+    uint64_t h = rg_config_fingerprint(&m->cfg);
+    size_t n = m->embed.nbytes < 65536 ? m->embed.nbytes : 65536;
+    h = rg_fnv1a(&m->embed.dtype, sizeof m->embed.dtype, h);
+    h = rg_fnv1a(m->embed.data, n, h);
+    h = rg_fnv1a((const uint8_t *)m->embed.data + m->embed.nbytes - n, n, h);
+    size_t d = (size_t)m->cfg.hidden_size * sizeof(float);
+    for (int i = 0; i < m->cfg.num_layers; i++) {
+        h = rg_fnv1a(m->layers[i].temporal_norm, d, h);
+        h = rg_fnv1a(m->layers[i].channel_norm, d, h);
+        h = rg_fnv1a(&m->layers[i].gate.dtype, sizeof m->layers[i].gate.dtype, h);
+    }
+    return rg_fnv1a(m->final_norm, d, h);
+}

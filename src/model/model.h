@@ -59,6 +59,11 @@ void rg_gguf_w_config(rg_gguf_writer *w, const rg_config *cfg);
  * trainer's float32 copy), not the forward pass. */
 const rg_tensor *rg_model_tensor(const rg_model *m, const char *name);
 
+/* A 64-bit identity of the weights (a sample of them, and the config): two
+ * models that may give different states differ here (the server's shared
+ * state store keys states with it). */
+uint64_t rg_model_fingerprint(const rg_model *m);
+
 /* Optional per-layer observer for tests and debugging (forward.c). what is
  * "embed" (layer -1), "temporal", "mlp", "residual" (per layer) or
  * "final_norm" (layer -1); data is [n x width] for positions pos0.. */

@@ -24,4 +24,22 @@ static inline rg_kv_window rg_state_window(const rg_state *s, int layer) {
     return rg_kv_window_at(s->data + s->offset[layer], s->cfg.window, s->cfg.head_dim);
 }
 
+/* State blobs: a state in memory as the state file's header (version 2)
+ * and only the attention rows in use (state_io.c); the server's shared state
+ * store keeps these. Writing and checking are split so that the checksum (a
+ * pass over up to the whole state) runs where the bytes travel, not on the
+ * thread that advances the slots:
+ *   blob_bytes: the size write fills; write: everything but the checksum;
+ *   seal: the checksum;
+ *   check: every check of a state file (magic, version, size, checksum, the
+ *     model configuration), for bytes from outside;
+ *   read: the same checks but the checksum (check passed on these bytes),
+ *     then s takes the state; s changes only when they pass.
+ * what names the blob in errors. */
+size_t rg_state_blob_bytes(const rg_state *s);
+void rg_state_blob_write(const rg_state *s, uint8_t *out);
+void rg_state_blob_seal(uint8_t *blob, size_t n);
+int rg_state_blob_check(const rg_config *c, const uint8_t *p, size_t n, const char *what);
+int rg_state_blob_read(rg_state *s, const uint8_t *p, size_t n, const char *what);
+
 #endif

@@ -13,7 +13,13 @@
  *   124 u32      reserved (0)
  *   128 u64      checksum: FNV-1a of bytes 0..127 and of the data
  *   136 f32[]    the state (model/state.h)
- * A different config, version, size or checksum is refused. */
+ * A different config, version, size or checksum is refused.
+ *
+ * State blobs (rg_state_blob_*: the server's shared state store) are the
+ * same header with version 2, and data holding only what is in use: every
+ * recurrent layer whole, each attention layer's first min(pos, W) key rows
+ * then as many value rows (the ring's slots in use). A short conversation's
+ * blob is thus much smaller than the state. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +29,7 @@
 
 #define MAGIC "RGSTATE"
 #define VERSION 1u
+#define BLOB_VERSION 2u
 #define SUM_AT 128
 #define HEADER_BYTES 136
 
@@ -176,3 +183,98 @@ done:
 int rg_state_load(rg_state *s, const char *path) { return rg_state_load_pending(s, path, NULL, NULL); }
 
 size_t rg_state_file_bytes(const rg_config *cfg) { return HEADER_BYTES + rg_state_bytes(cfg); }
+
+/* Floats of the blob of a state at position pos (see the top). */
+static size_t blob_floats(const rg_config *c, int64_t pos) {
+    size_t used = pos < c->window ? (size_t)pos : (size_t)c->window, n = 0;
+    for (int i = 0; i < c->num_layers; i++)
+        n += rg_config_layer_type(c, i) == RG_LAYER_RECURRENT ? (size_t)c->conv_width * c->lru_width
+                                                               : 2 * used * (size_t)c->head_dim;
+    return n;
+}
+
+size_t rg_state_blob_bytes(const rg_state *s) { return HEADER_BYTES + blob_floats(&s->cfg, s->pos) * sizeof(float); }
+
+/* Copy the parts in use between a state and blob data (to_blob: state ->
+ * blob). The blob is bytes: it need not be aligned for floats. */
+static void blob_copy(rg_state *s, uint8_t *blob, int64_t pos, int to_blob) {
+    size_t used = pos < s->cfg.window ? (size_t)pos : (size_t)s->cfg.window;
+    for (int i = 0; i < s->cfg.num_layers; i++) {
+        if (rg_config_layer_type(&s->cfg, i) == RG_LAYER_RECURRENT) {
+            float *at = s->data + s->offset[i];
+            size_t n = (size_t)s->cfg.conv_width * s->cfg.lru_width * sizeof(float);
+            if (to_blob) memcpy(blob, at, n);
+            else memcpy(at, blob, n);
+            blob += n;
+        } else {
+            rg_kv_window w = rg_state_window(s, i);
+            size_t n = used * (size_t)s->cfg.head_dim * sizeof(float);
+            if (to_blob) {
+                memcpy(blob, w.k, n);
+                memcpy(blob + n, w.v, n);
+            } else {
+                memcpy(w.k, blob, n);
+                memcpy(w.v, blob + n, n);
+            }
+            blob += 2 * n;
+        }
+    }
+}
+
+void rg_state_blob_write(const rg_state *s, uint8_t *out) {
+    uint8_t *h = out;
+    memset(h, 0, HEADER_BYTES);
+    memcpy(h, MAGIC, 8);
+    put32(h + 8, BLOB_VERSION);
+    put32(h + 12, HEADER_BYTES);
+    put64(h + 16, rg_config_fingerprint(&s->cfg));
+    put32(h + 24, (uint32_t)s->cfg.vocab_size);
+    put32(h + 28, (uint32_t)s->cfg.hidden_size);
+    put32(h + 32, (uint32_t)s->cfg.num_layers);
+    put32(h + 36, (uint32_t)s->cfg.window);
+    put64(h + 40, (uint64_t)s->pos);
+    put64(h + 48, (uint64_t)blob_floats(&s->cfg, s->pos));
+    blob_copy((rg_state *)s, out + HEADER_BYTES, s->pos, 1);
+}
+
+static uint64_t blob_sum(const uint8_t *p, size_t n) {
+    return rg_fnv1a(p + HEADER_BYTES, n - HEADER_BYTES, rg_fnv1a(p, SUM_AT, 0xcbf29ce484222325ull));
+}
+
+void rg_state_blob_seal(uint8_t *blob, size_t n) { put64(blob + SUM_AT, blob_sum(blob, n)); }
+
+/* The header against config c and the size n (and with sum, the checksum,
+ * first: a damaged header is not "another model"); *pos: the position. */
+static int blob_check(const rg_config *c, const uint8_t *p, size_t n, const char *what, int sum, int64_t *pos) {
+    if (n < HEADER_BYTES || memcmp(p, MAGIC, 8)) return rg_error("%s: not an rgemma state (%zu bytes)", what, n);
+    if (get32(p + 8) != BLOB_VERSION || get32(p + 12) != HEADER_BYTES)
+        return rg_error("%s: state blob version %u is not supported (this build reads version %u)", what,
+                        get32(p + 8), BLOB_VERSION);
+    uint64_t floats = get64(p + 48);
+    if (floats > (n - HEADER_BYTES) / sizeof(float) || n != HEADER_BYTES + floats * sizeof(float) ||
+        (sum && blob_sum(p, n) != get64(p + SUM_AT)))
+        return rg_error("%s: corrupt state (size or checksum mismatch)", what);
+    if (get64(p + 16) != rg_config_fingerprint(c))
+        return rg_error("%s: the state was saved with another model configuration (vocab %u, hidden %u, %u layers, "
+                        "window %u; this model: vocab %d, hidden %d, %d layers, window %d)",
+                        what, get32(p + 24), get32(p + 28), get32(p + 32), get32(p + 36), c->vocab_size,
+                        c->hidden_size, c->num_layers, c->window);
+    *pos = (int64_t)get64(p + 40);
+    if (*pos < 0 || *pos > (1ll << 53) || floats != blob_floats(c, *pos) || get32(p + 56) != 0)
+        return rg_error("%s: corrupt state (position %lld does not match %llu floats)", what, (long long)*pos,
+                        (unsigned long long)floats);
+    return 0;
+}
+
+int rg_state_blob_check(const rg_config *c, const uint8_t *p, size_t n, const char *what) {
+    int64_t pos;
+    return blob_check(c, p, n, what, 1, &pos);
+}
+
+int rg_state_blob_read(rg_state *s, const uint8_t *p, size_t n, const char *what) {
+    int64_t pos;
+    if (blob_check(&s->cfg, p, n, what, 0, &pos)) return -1;
+    blob_copy(s, (uint8_t *)p + HEADER_BYTES, pos, 0); /* only read from: to_blob is 0 */
+    s->pos = pos;
+    return 0;
+}

@@ -68,6 +68,15 @@ int rg_state_cache_lookup(rg_state_cache *c, const int32_t *tokens, int max_len,
     return n;
 }
 
+int rg_state_cache_peek(rg_state_cache *c, const int32_t *tokens, int max_len) {
+    pthread_mutex_lock(&c->mu);
+    int n = 0;
+    for (int i = 0; i < c->cap; i++)
+        if (c->e[i].n > n && is_prefix(c->e[i].key, c->e[i].n, tokens, max_len)) n = c->e[i].n;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
 static void drop(entry *x) {
     free(x->key);
     x->key = NULL;

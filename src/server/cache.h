@@ -27,6 +27,10 @@ void rg_state_cache_free(rg_state_cache *c);
  * then untouched). Thread-safe. */
 int rg_state_cache_lookup(rg_state_cache *c, const int32_t *tokens, int max_len, rg_state *dst);
 
+/* The length of the longest saved key that is a prefix of tokens[0..max_len)
+ * (0: none), copying nothing and counting nothing. Thread-safe. */
+int rg_state_cache_peek(rg_state_cache *c, const int32_t *tokens, int max_len);
+
 /* Save a copy of src under the key tokens[0..n). Entries whose keys are
  * prefixes of this one are replaced (the conversation moved on); when full,
  * the least recently used entry goes. Thread-safe. */

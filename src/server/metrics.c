@@ -84,7 +84,40 @@ static void metric(buf *b, const char *name, const char *type, const char *help)
 
 static const char *const endpoint_names[RG_EP_COUNT] = {
     "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/tokenize", "/detokenize", "/metrics",
-    "other"};
+    "/ready", "other"};
+
+/* the shared state store (--state-store) */
+static void store_text(buf *b, const rg_store_stats *st) {
+    metric(b, "rgemma_state_store_up", "gauge", "1 while the last state store command succeeded.");
+    put(b, "rgemma_state_store_up %d\n", st->up);
+    struct {
+        const char *name, *help;
+        uint64_t v;
+    } counters[] = {
+        {"rgemma_state_store_hits_total", "Requests that continued from a state of the shared store.", st->hits},
+        {"rgemma_state_store_misses_total", "Store lookups that gave no usable state.", st->misses},
+        {"rgemma_state_store_hit_tokens_total", "Prompt tokens whose state came from the shared store.",
+         st->hit_tokens},
+        {"rgemma_state_store_errors_total", "Failed store connects and commands, bad replies, refused states.",
+         st->errors},
+        {"rgemma_state_store_skipped_total", "Store operations not tried while Redis was held down after a failure.",
+         st->skipped},
+        {"rgemma_state_store_writes_total", "States written to the store.", st->writes},
+        {"rgemma_state_store_dropped_total", "States not written (write queue full, or stopping).", st->dropped},
+    };
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+        metric(b, counters[i].name, "counter", counters[i].help);
+        put(b, "%s %llu\n", counters[i].name, (unsigned long long)counters[i].v);
+    }
+    metric(b, "rgemma_state_store_bytes_total", "counter", "State bytes read from and written to the store.");
+    put(b, "rgemma_state_store_bytes_total{op=\"read\"} %llu\n", (unsigned long long)st->read_bytes);
+    put(b, "rgemma_state_store_bytes_total{op=\"write\"} %llu\n", (unsigned long long)st->write_bytes);
+    metric(b, "rgemma_state_store_seconds", "summary", "Store round trips: lookups (EXISTS and GET) and writes (SET).");
+    put(b, "rgemma_state_store_seconds_sum{op=\"lookup\"} %.6f\n", st->lookup_s);
+    put(b, "rgemma_state_store_seconds_count{op=\"lookup\"} %llu\n", (unsigned long long)st->lookups);
+    put(b, "rgemma_state_store_seconds_sum{op=\"write\"} %.6f\n", st->write_s);
+    put(b, "rgemma_state_store_seconds_count{op=\"write\"} %llu\n", (unsigned long long)st->writes);
+}
 
 char *rg_metrics_text(rg_metrics *m, const rg_metrics_gauges *g) {
     buf b = {rg_xmalloc(4096), 0, 4096};
@@ -156,5 +189,6 @@ char *rg_metrics_text(rg_metrics *m, const rg_metrics_gauges *g) {
     put(&b, "rgemma_state_cache_hits_total %llu\n", (unsigned long long)g->cache_hits);
     metric(&b, "rgemma_state_cache_misses_total", "counter", "Requests that started from an empty state.");
     put(&b, "rgemma_state_cache_misses_total %llu\n", (unsigned long long)g->cache_misses);
+    if (g->store_on) store_text(&b, &g->store);
     return b.s;
 }

@@ -7,6 +7,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "server/store.h"
+
 typedef enum {
     RG_EP_CHAT,
     RG_EP_COMPLETIONS,
@@ -15,6 +17,7 @@ typedef enum {
     RG_EP_TOKENIZE,
     RG_EP_DETOKENIZE,
     RG_EP_METRICS,
+    RG_EP_READY,
     RG_EP_OTHER,
     RG_EP_COUNT
 } rg_endpoint;
@@ -47,6 +50,8 @@ typedef struct {
     int cache_entries, cache_capacity;
     uint64_t cache_bytes, cache_hits, cache_misses;
     uint64_t state_bytes;
+    int store_on;          /* --state-store given: the store's figures follow */
+    rg_store_stats store;
 } rg_metrics_gauges;
 
 void rg_metrics_init(rg_metrics *m);

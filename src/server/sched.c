@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "model/state.h"
 #include "util/util.h"
 
 /* Prompt tokens per step while no slot is decoding: a full chunk. */
@@ -65,6 +66,7 @@ void rg_job_unref(rg_job *j) {
     free(j->tokens);
     for (int i = 0; i < j->gen.n_stop; i++) free(j->stop[i]);
     free(j->text);
+    free(j->store_blob);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
     free(j);
@@ -99,6 +101,7 @@ struct rg_sched {
     const rg_model *model;
     const rg_tokenizer *tok;
     rg_state_cache *cache;
+    rg_store *store;
     rg_metrics *met;
     int threads, queue_max, n_slots, prefill_chunk;
     int32_t stop_ids[1];
@@ -165,6 +168,7 @@ static void save_turn(slot *sl, int32_t next, int ended_by_id) {
     int rc = rg_chat_append_turn(s->tok, 1, j->text, j->len, &key, &n_key);
     pthread_mutex_unlock(&j->mu);
     if (rc == 0) rg_state_cache_store(s->cache, key, n_key, sl->state);
+    if (rc == 0 && s->store) j->store_ticket = rg_store_put(s->store, key, n_key, sl->cached, sl->state);
 out:
     free(feed);
     free(key);
@@ -188,8 +192,20 @@ static int start_job(slot *sl) {
         job_done(j, 503, "timeout", "the request timed out while waiting for a free slot");
         return -1;
     }
-    int n = j->n_tokens;
-    int cached = s->cache ? rg_state_cache_lookup(s->cache, j->tokens, n - 1, sl->state) : 0;
+    int n = j->n_tokens, cached = 0;
+    /* the store's state was looked up because it is longer than the local one */
+    if (j->store_blob) {
+        if (rg_state_blob_read(sl->state, j->store_blob, j->store_blob_len, "state store") == 0) {
+            cached = j->store_prefix;
+            rg_store_hit(s->store, cached);
+        } else {
+            fprintf(stderr, "rgemma: serve: %s\n", rg_last_error());
+            rg_store_refused(s->store);
+        }
+        free(j->store_blob);
+        j->store_blob = NULL;
+    }
+    if (cached == 0 && s->cache) cached = rg_state_cache_lookup(s->cache, j->tokens, n - 1, sl->state);
     if (cached == 0) rg_state_reset(sl->state);
     sl->cached = cached;
     j->cached_tokens = cached;
@@ -317,11 +333,12 @@ static void *engine_main(void *arg) {
 }
 
 rg_sched *rg_sched_new(const rg_model *m, const rg_tokenizer *t, int n_slots, int threads, int queue_max,
-                       int prefill_chunk, rg_state_cache *cache, rg_metrics *met) {
+                       int prefill_chunk, rg_state_cache *cache, rg_store *store, rg_metrics *met) {
     rg_sched *s = rg_xcalloc(1, sizeof *s);
     s->model = m;
     s->tok = t;
     s->cache = cache;
+    s->store = store;
     s->met = met;
     s->threads = threads;
     s->queue_max = queue_max;

@@ -14,6 +14,7 @@
 #include "server/api.h"
 #include "server/cache.h"
 #include "server/metrics.h"
+#include "server/store.h"
 
 typedef enum { RG_JOB_QUEUED, RG_JOB_RUNNING, RG_JOB_DONE } rg_job_phase;
 
@@ -26,6 +27,9 @@ typedef struct rg_job {
     rg_generate_params gen;       /* gen.stop points into stop[] */
     char *stop[RG_API_MAX_STOP];
     double deadline;              /* rg_time_s() after which the job is stopped */
+    uint8_t *store_blob;          /* NULL, or the shared store's state of tokens[0..store_prefix), */
+    size_t store_blob_len;        /* looked up before submit (the engine never waits for Redis) */
+    int store_prefix;
 
     /* output, under mu; cv is signalled on every change */
     pthread_mutex_t mu;
@@ -34,7 +38,8 @@ typedef struct rg_job {
     char *text;                   /* generated text so far */
     size_t len, cap;
     int completion_tokens;
-    int cached_tokens;            /* prompt tokens whose state came from the cache */
+    int cached_tokens;            /* prompt tokens whose state came from the cache or the store */
+    uint64_t store_ticket;        /* the store's write of the finished turn (0: none), for rg_store_wait */
     double prompt_s, generate_s;  /* time to the first token, then to the end */
     const char *finish;           /* "stop" or "length" once done */
     int error_status;             /* done with an error: its HTTP status (else 0) */
@@ -55,9 +60,9 @@ void rg_job_unref(rg_job *j);
 typedef struct rg_sched rg_sched;
 
 /* threads: kernel threads of the engine's steps. prefill_chunk: prompt
- * tokens per step (0: adaptive, see sched.c). cache may be NULL. */
+ * tokens per step (0: adaptive, see sched.c). cache and store may be NULL. */
 rg_sched *rg_sched_new(const rg_model *m, const rg_tokenizer *t, int n_slots, int threads, int queue_max,
-                       int prefill_chunk, rg_state_cache *cache, rg_metrics *met);
+                       int prefill_chunk, rg_state_cache *cache, rg_store *store, rg_metrics *met);
 /* Queue a job (taking a reference). -1 when every slot is busy and the queue
  * holds queue_max jobs already. */
 int rg_sched_submit(rg_sched *s, rg_job *j);

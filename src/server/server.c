@@ -7,10 +7,16 @@
  * 413), parsed and checked (api.c, 4xx on any problem), turned into prompt
  * tokens here (in the connection's thread), and submitted as a job (503 when
  * the queue is full). The answer is then either one JSON object or an SSE
- * stream fed by the job's growing text. */
+ * stream fed by the job's growing text.
+ *
+ * Lifecycle: rg_server_listen binds and answers /health (alive) and /ready
+ * (503) while the model loads, everything else 503; rg_server_attach makes
+ * it ready. rg_server_drain (SIGTERM) makes /health, /ready and new
+ * requests answer 503 at once while the requests in flight finish. */
 #define _GNU_SOURCE
 #include "server/server.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
@@ -27,9 +33,16 @@
 #include "server/cache.h"
 #include "server/metrics.h"
 #include "server/sched.h"
+#include "server/store.h"
 #include "util/util.h"
 
 #define WAIT_TICK_MS 50 /* how often a waiting connection checks its client */
+/* How long an answer waits for its turn's state to reach the store: the
+ * next turn may go to another replica, which must find it there. */
+#define STORE_WAIT_S 2.0
+/* How long stopping waits for queued store writes. */
+#define STORE_FLUSH_S 10.0
+#define RG_REQ_ID_MAX 129 /* X-Request-Id: at most 128 characters */
 
 struct rg_server {
     struct MHD_Daemon *daemon;
@@ -38,8 +51,14 @@ struct rg_server {
     rg_server_opts o;
     char *model_name;
     rg_state_cache *cache;
+    rg_store *store;      /* NULL without --state-store */
+    int32_t turn_start;   /* <start_of_turn>, where stored prefixes end, unless */
+    int32_t model_role;   /* the next id opens a model turn (store.h) */
     rg_sched *sched;
     rg_metrics met;
+    atomic_int ready;     /* the model is attached: requests are served */
+    atomic_int draining;  /* rg_server_drain: new requests get 503 */
+    atomic_int inflight;  /* completion requests accepted and not yet finished (sent or failed) */
     atomic_int stopping;
     atomic_ullong next_id;
     long started;
@@ -60,6 +79,7 @@ void rg_server_opts_default(rg_server_opts *o) {
     o->header_timeout_s = 10;
     o->max_connections = 1024;
     o->max_conn_per_ip = 64;
+    o->state_ttl_s = 3600;
 }
 
 /* ------------------------------------------------------------- requests */
@@ -73,13 +93,34 @@ typedef struct {
     rg_job *job;     /* the non-streaming job this connection waits for */
     rg_job *log_job; /* the job of a completion request (streamed or not), for the log line */
     int status;      /* the HTTP status answered (0: none: the client went away first) */
+    int counted;     /* a completion counted in s->inflight */
+    char req_id[RG_REQ_ID_MAX]; /* the client's X-Request-Id ("" when none or not safe to log) */
     double t0;       /* arrival */
     char method[8], url[64];
 } request;
 
 /* The status of the response the handler just queued on this thread (libmicrohttpd
- * runs a connection's handler on the connection's own thread). */
+ * runs a connection's handler on the connection's own thread), and the
+ * request id every response of this request echoes. */
 static _Thread_local int g_status;
+static _Thread_local const char *g_req_id;
+
+/* X-Request-Id (a proxy's or the client's): passed to the log line and back
+ * in the response. Only short ids of safe characters: it is written to logs. */
+static void read_request_id(struct MHD_Connection *c, char *out) {
+    out[0] = 0;
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
+    if (!v) return;
+    size_t n = strlen(v);
+    if (n == 0 || n >= RG_REQ_ID_MAX) return;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)v[i]) && !strchr("-_.:", v[i])) return;
+    memcpy(out, v, n + 1);
+}
+
+static void add_request_id(struct MHD_Response *r) {
+    if (g_req_id && *g_req_id) MHD_add_response_header(r, "X-Request-Id", g_req_id);
+}
 
 static rg_endpoint route(const char *url, int *want_post) {
     static const struct {
@@ -90,7 +131,7 @@ static rg_endpoint route(const char *url, int *want_post) {
         {"/v1/chat/completions", RG_EP_CHAT, 1}, {"/v1/completions", RG_EP_COMPLETIONS, 1},
         {"/v1/models", RG_EP_MODELS, 0},         {"/health", RG_EP_HEALTH, 0},
         {"/tokenize", RG_EP_TOKENIZE, 1},        {"/detokenize", RG_EP_DETOKENIZE, 1},
-        {"/metrics", RG_EP_METRICS, 0},
+        {"/metrics", RG_EP_METRICS, 0},         {"/ready", RG_EP_READY, 0},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(url, routes[i].url)) {
@@ -128,6 +169,7 @@ static enum MHD_Result send_body(rg_server *s, struct MHD_Connection *c, int sta
     struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     add_cors(s, r);
+    add_request_id(r);
     if (status == 503) MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (status == 405)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, s->o.cors_origin ? "GET, POST, OPTIONS" : "GET, POST");
@@ -223,6 +265,7 @@ typedef struct {
     long created;
     int started;   /* the first chunk (chat: the role) went out */
     int finished;  /* data: [DONE] is queued */
+    int stored;    /* the finished turn's store write was waited for */
     size_t sent;   /* bytes of the job's text already sent */
     char *buf;     /* bytes ready to go */
     size_t blen, boff, bcap;
@@ -299,6 +342,12 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
         }
         pthread_mutex_lock(&j->mu);
         wait_result w = wait_job(st->s, st->conn, j, &st->sent);
+        if (w == WAIT_READY && j->phase == RG_JOB_DONE && !st->stored) {
+            st->stored = 1;
+            pthread_mutex_unlock(&j->mu);
+            rg_store_wait(st->s->store, j->store_ticket, STORE_WAIT_S);
+            pthread_mutex_lock(&j->mu);
+        }
         if (w == WAIT_GONE) {
             pthread_mutex_unlock(&j->mu);
             return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -335,6 +384,8 @@ static void stream_free(void *cls) {
 
 static enum MHD_Result completion(rg_server *s, struct MHD_Connection *c, request *rq, int chat) {
     double arrival = rg_time_s();
+    if (atomic_load(&s->draining))
+        return fail(s, c, 503, "shutting_down", "the server is draining before it stops; retry on another replica");
     rg_api_limits lim = {s->model_name, s->o.max_tokens, rg_model_config(s->model)->vocab_size};
     rg_api_request r;
     rg_api_error e;
@@ -365,12 +416,21 @@ static enum MHD_Result completion(rg_server *s, struct MHD_Connection *c, reques
         return fail(s, c, 400, "invalid_prompt", "cannot tokenize the prompt: %s", rg_last_error());
     }
     rg_job *j = rg_job_new(ids, n, cache_prefix, &r, arrival + s->o.timeout_s);
+    /* a longer prefix in the shared store than in the local cache: fetched
+     * here, on the connection's thread, so that Redis never holds up the engine */
+    if (s->store && chat && n > 1) {
+        int local = rg_state_cache_peek(s->cache, ids, n - 1);
+        j->store_prefix = rg_store_lookup(s->store, ids, n - 1, local, s->turn_start, s->model_role,
+                                          &j->store_blob, &j->store_blob_len);
+    }
     free(ids);
     int stream_mode = r.stream, include_usage = r.include_usage;
     rg_api_request_free(&r);
     /* from here on the client waits for the answer: the connection's
      * timeout is the request's, not the short one for headers and body */
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)(s->o.timeout_s + 30));
+    atomic_fetch_add(&s->inflight, 1); /* until on_completed: a drain waits for it */
+    rq->counted = 1;
     if (rg_sched_submit(s->sched, j)) {
         rg_job_unref(j);
         atomic_fetch_add(&s->met.rejected, 1);
@@ -391,7 +451,10 @@ static enum MHD_Result completion(rg_server *s, struct MHD_Connection *c, reques
                                                                        stream_free);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        /* nginx: pass the stream through unbuffered whatever its proxy_buffering */
+        MHD_add_response_header(resp, "X-Accel-Buffering", "no");
         add_cors(s, resp);
+        add_request_id(resp);
         enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_OK, resp);
         MHD_destroy_response(resp);
         rg_metrics_response(&s->met, 200);
@@ -413,6 +476,7 @@ static enum MHD_Result completion(rg_server *s, struct MHD_Connection *c, reques
     if (w == WAIT_TIMEOUT)
         return fail(s, c, 503, "timeout", "the request timed out while waiting for a free slot");
     if (j->error_status) return fail(s, c, j->error_status, j->error_code, "%s", j->error);
+    rg_store_wait(s->store, j->store_ticket, STORE_WAIT_S);
     rg_api_result res;
     result_of(j, &res);
     char id[48];
@@ -490,17 +554,23 @@ static enum MHD_Result models(rg_server *s, struct MHD_Connection *c) {
     return send_json(s, c, 200, json);
 }
 
-static enum MHD_Result health(rg_server *s, struct MHD_Connection *c) {
-    int busy, queued;
-    rg_sched_load(s->sched, &busy, &queued);
+/* /health (liveness, and what a load balancer checks): 200 while the model
+ * loads ("loading") and while serving ("ok"), 503 once draining. /ready
+ * (readiness): 200 only while serving. */
+static enum MHD_Result health(rg_server *s, struct MHD_Connection *c, int readiness) {
+    int ready = atomic_load(&s->ready), draining = atomic_load(&s->draining);
     cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "status", "ok");
-    cJSON_AddNumberToObject(root, "slots_idle", s->o.n_slots - busy);
-    cJSON_AddNumberToObject(root, "slots_processing", busy);
-    cJSON_AddNumberToObject(root, "queue_depth", queued);
+    cJSON_AddStringToObject(root, "status", draining ? "draining" : ready ? "ok" : "loading");
+    if (ready) {
+        int busy, queued;
+        rg_sched_load(s->sched, &busy, &queued);
+        cJSON_AddNumberToObject(root, "slots_idle", s->o.n_slots - busy);
+        cJSON_AddNumberToObject(root, "slots_processing", busy);
+        cJSON_AddNumberToObject(root, "queue_depth", queued);
+    }
     char *json = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    return send_json(s, c, 200, json);
+    return send_json(s, c, draining || (readiness && !ready) ? 503 : 200, json);
 }
 
 static enum MHD_Result metrics(rg_server *s, struct MHD_Connection *c) {
@@ -516,6 +586,10 @@ static enum MHD_Result metrics(rg_server *s, struct MHD_Connection *c) {
     g.cache_bytes = cs.bytes;
     g.cache_hits = cs.hits;
     g.cache_misses = cs.misses;
+    if (s->store) {
+        g.store_on = 1;
+        rg_store_get_stats(s->store, &g.store);
+    }
     return send_body(s, c, 200, rg_metrics_text(&s->met, &g), "text/plain; version=0.0.4");
 }
 
@@ -550,13 +624,14 @@ static enum MHD_Result handle(rg_server *s, struct MHD_Connection *c, const char
     }
     if (rq->too_large)
         return fail(s, c, 413, "request_too_large", "the request body is larger than %zu bytes", s->o.max_body);
+    if (rq->ep == RG_EP_HEALTH || rq->ep == RG_EP_READY) return health(s, c, rq->ep == RG_EP_READY);
+    if (!atomic_load(&s->ready)) return fail(s, c, 503, "loading", "the model is still loading; retry later");
     switch (rq->ep) {
     case RG_EP_CHAT: return completion(s, c, rq, 1);
     case RG_EP_COMPLETIONS: return completion(s, c, rq, 0);
     case RG_EP_TOKENIZE: return tokenize(s, c, rq);
     case RG_EP_DETOKENIZE: return detokenize(s, c, rq);
     case RG_EP_MODELS: return models(s, c);
-    case RG_EP_HEALTH: return health(s, c);
     case RG_EP_METRICS: return metrics(s, c);
     default: return MHD_NO;
     }
@@ -574,8 +649,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         rq->t0 = rg_time_s();
         snprintf(rq->method, sizeof rq->method, "%s", method);
         snprintf(rq->url, sizeof rq->url, "%s", url);
+        read_request_id(c, rq->req_id);
     }
     g_status = 0;
+    g_req_id = rq->req_id;
     enum MHD_Result r = handle(s, c, url, method, upload, upload_size, rq, first);
     if (g_status && !rq->status) rq->status = g_status;
     return r;
@@ -599,7 +676,8 @@ static void log_request(rg_server *s, const request *rq, enum MHD_RequestTermina
                  j->error_status ? j->error : "");
         pthread_mutex_unlock(&j->mu);
     }
-    fprintf(stderr, "%s %s %s %.1f ms%s%s\n", rq->method, rq->url, status, (rg_time_s() - rq->t0) * 1e3, what, end);
+    fprintf(stderr, "%s %s %s %.1f ms%s%s%s%s\n", rq->method, rq->url, status, (rg_time_s() - rq->t0) * 1e3, what, end,
+            rq->req_id[0] ? ", request id " : "", rq->req_id);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode code) {
@@ -614,6 +692,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         rg_sched_cancel(s->sched, rq->job); /* no-op when it is done */
         rg_job_unref(rq->job);
     }
+    if (rq->counted) atomic_fetch_sub(&s->inflight, 1);
     free(rq->body);
     free(rq);
     *con_cls = NULL;
@@ -621,14 +700,15 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 
 /* ------------------------------------------------------------ lifecycle */
 
-int rg_server_start(const rg_model *m, const rg_tokenizer *t, const rg_server_opts *o, rg_server **out) {
+int rg_server_listen(const rg_server_opts *o, rg_server **out) {
     *out = NULL;
-    const rg_config *cfg = rg_model_config(m);
-    if (rg_tokenizer_check_vocab(t, cfg->vocab_size)) return -1;
     if (o->n_slots < 1 || o->threads < 1 || o->prefill_chunk < 0 || o->queue_max < 0 || o->timeout_s <= 0 ||
         o->cache_states < 0 || o->max_tokens < 1 || o->max_body < 16 || o->port < 0 || o->port > 65535 ||
-        o->header_timeout_s < 1 || o->max_connections < 1 || o->max_conn_per_ip < 0)
+        o->header_timeout_s < 1 || o->max_connections < 1 || o->max_conn_per_ip < 0 || o->state_ttl_s < 1)
         return rg_error("serve: invalid options");
+    char host[256];
+    int store_port, store_db; /* a bad --state-store fails now, not after the model loads */
+    if (o->state_store && rg_store_parse_url(o->state_store, host, sizeof host, &store_port, &store_db)) return -1;
     char port[16];
     snprintf(port, sizeof port, "%d", o->port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
@@ -637,19 +717,10 @@ int rg_server_start(const rg_model *m, const rg_tokenizer *t, const rg_server_op
     if (gai) return rg_error("serve: cannot resolve host '%s': %s", o->host, gai_strerror(gai));
 
     rg_server *s = rg_xcalloc(1, sizeof *s);
-    s->model = m;
-    s->tok = t;
     s->o = *o;
     s->model_name = o->model_name ? strdup(o->model_name) : strdup("rgemma");
     s->started = (long)time(NULL);
     rg_metrics_init(&s->met);
-    s->cache = rg_state_cache_new(m, o->cache_states);
-    s->sched = rg_sched_new(m, t, o->n_slots, o->threads, o->queue_max, o->prefill_chunk, s->cache, &s->met);
-    if (!s->sched) {
-        freeaddrinfo(ai);
-        rg_server_stop(s);
-        return -1;
-    }
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     /* Connections: a global limit well above the slots and the queue, a
@@ -678,6 +749,45 @@ int rg_server_start(const rg_model *m, const rg_tokenizer *t, const rg_server_op
     return 0;
 }
 
+int rg_server_attach(rg_server *s, const rg_model *m, const rg_tokenizer *t) {
+    if (atomic_load(&s->ready)) return rg_error("serve: a model is attached already");
+    if (rg_tokenizer_check_vocab(t, rg_model_config(m)->vocab_size)) return -1;
+    s->model = m;
+    s->tok = t;
+    s->cache = rg_state_cache_new(m, s->o.cache_states);
+    s->turn_start = rg_tokenizer_piece_id(t, "<start_of_turn>");
+    int32_t *reply = NULL;
+    int n_reply = 0; /* "<start_of_turn>model\n": the id after the first is the model role's */
+    s->model_role = rg_chat_append_reply_start(t, &reply, &n_reply) == 0 && n_reply > 1 ? reply[1] : -1;
+    free(reply);
+    if (!s->o.state_store || (s->store = rg_store_new(s->o.state_store, m, s->o.state_ttl_s)))
+        s->sched = rg_sched_new(m, t, s->o.n_slots, s->o.threads, s->o.queue_max, s->o.prefill_chunk, s->cache,
+                                s->store, &s->met);
+    if (!s->sched) { /* as before: another attach may follow */
+        rg_store_free(s->store, 0);
+        rg_state_cache_free(s->cache);
+        s->store = NULL;
+        s->cache = NULL;
+        return -1;
+    }
+    atomic_store(&s->ready, 1); /* after everything above: the handlers read it first */
+    return 0;
+}
+
+int rg_server_start(const rg_model *m, const rg_tokenizer *t, const rg_server_opts *o, rg_server **out) {
+    if (rg_server_listen(o, out)) return -1;
+    if (rg_server_attach(*out, m, t)) {
+        rg_server_stop(*out);
+        *out = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void rg_server_drain(rg_server *s) { atomic_store(&s->draining, 1); }
+
+int rg_server_active(rg_server *s) { return atomic_load(&s->inflight); }
+
 int rg_server_port(const rg_server *s) { return s->port; }
 
 void rg_server_stop(rg_server *s) {
@@ -685,6 +795,7 @@ void rg_server_stop(rg_server *s) {
     atomic_store(&s->stopping, 1);
     if (s->daemon) MHD_stop_daemon(s->daemon); /* joins the connection threads; they see `stopping` */
     rg_sched_free(s->sched);
+    rg_store_free(s->store, STORE_FLUSH_S); /* after the engine: the last turns' writes are queued */
     rg_state_cache_free(s->cache);
     rg_metrics_destroy(&s->met);
     free(s->model_name);

@@ -42,6 +42,9 @@ printf '{"prompt":"The capital of <end_of_turn>","max_tokens":4,"n_predict":3,"r
 printf '{"prompt":[2,651,6037],"max_completion_tokens":2}' >$C/server_request/ids.json
 printf '{"content":"Hello \\u00e9 <start_of_turn>","add_special":true,"with_pieces":true,"parse_special":false,"tokens":[1,2,999]}' \
     >$C/server_request/tokenize.json
+# state_blob/: no command writes state blobs (the server's store does); its
+# two seeds (dev_4layer at positions 3 and 40, rg_state_blob_write + seal)
+# were written once by a throwaway program and are kept as they are.
 for f in tests/data/eval/*.jsonl; do cp "$f" $C/eval_jsonl/; done
 head -c 3000 tests/data/tokenizer/small_bpe.golden.jsonl >$C/tokenize/golden_head.txt
 printf 'Hello <start_of_turn>user\n<end_of_turn>\n\n\t\t<table> caf\303\251 \360\237\231\202 \377\376' >$C/tokenize/special.txt

@@ -78,11 +78,69 @@ static void test_copy_between_configs_refused(void **state) {
     rg_model_free(b);
 }
 
+/* A state blob (the shared store's format) holds only the attention rows in
+ * use, and a state read back from one continues bit for bit; a blob of
+ * another model, a damaged one (the checksum) or a truncated one is refused
+ * and leaves the state as it was. */
+static void test_blob_round_trip_and_refusals(void **state) {
+    rg_model *m, *other;
+    assert_int_equal(rg_model_load(CASE, &m), 0);
+    assert_int_equal(rg_model_load("tests/data/golden/dev_6layer", &other), 0);
+    int V = m->cfg.vocab_size, W = m->cfg.window;
+    int32_t tok[64];
+    for (int i = 0; i < 64; i++) tok[i] = (int32_t)((i * 37 + 11) % V);
+    float *a = rg_xmalloc(sizeof(float) * 64 * V), *b = rg_xmalloc(sizeof(float) * 64 * V);
+    int points[] = {1, 5, W, 2 * W + 1};
+    size_t prev = 0;
+    for (size_t k = 0; k < sizeof points / sizeof points[0]; k++) {
+        int p = points[k];
+        rg_state *orig = rg_state_new(m), *back = rg_state_new(m), *wrong = rg_state_new(other);
+        run(m, back, tok, 40, a); /* dirty the destination */
+        run(m, orig, tok, p, a);
+        size_t n = rg_state_blob_bytes(orig);
+        assert_true(n >= prev && n <= rg_state_file_bytes(&m->cfg)); /* grows with p up to the window */
+        if (p >= W) assert_int_equal(n, rg_state_file_bytes(&m->cfg));
+        prev = n;
+        uint8_t *blob = rg_xmalloc(n);
+        rg_state_blob_write(orig, blob);
+        rg_state_blob_seal(blob, n);
+        assert_int_equal(rg_state_blob_check(&m->cfg, blob, n, "blob"), 0);
+        assert_int_equal(rg_state_blob_check(&other->cfg, blob, n, "blob"), -1);
+        assert_non_null(strstr(rg_last_error(), "another model configuration"));
+        assert_int_equal(rg_state_blob_read(wrong, blob, n, "blob"), -1);
+        assert_int_equal(rg_state_blob_check(&m->cfg, blob, n - 1, "blob"), -1);
+        assert_int_equal(rg_state_blob_read(back, blob, n - 1, "blob"), -1);
+        blob[n / 2] ^= 1;
+        assert_int_equal(rg_state_blob_check(&m->cfg, blob, n, "blob"), -1);
+        assert_non_null(strstr(rg_last_error(), "corrupt"));
+        blob[47] ^= 0x40; /* the position: out of range */
+        assert_int_equal(rg_state_blob_read(back, blob, n, "blob"), -1);
+        assert_int_equal(rg_state_pos(back), 40);
+        blob[47] ^= 0x40;
+        blob[n / 2] ^= 1;
+        assert_int_equal(rg_state_blob_read(back, blob, n, "blob"), 0);
+        assert_int_equal(rg_state_pos(back), p);
+        run(m, orig, tok + 10, 30, a);
+        run(m, back, tok + 10, 30, b);
+        assert_memory_equal(a, b, sizeof(float) * 30 * V);
+        free(blob);
+        rg_state_free(orig);
+        rg_state_free(back);
+        rg_state_free(wrong);
+    }
+    assert_int_not_equal(rg_model_fingerprint(m), rg_model_fingerprint(other));
+    free(a);
+    free(b);
+    rg_model_free(m);
+    rg_model_free(other);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_copy_continues_exactly),
         cmocka_unit_test(test_size_is_fixed_by_config),
         cmocka_unit_test(test_copy_between_configs_refused),
+        cmocka_unit_test(test_blob_round_trip_and_refusals),
     };
     return cmocka_run_group_tests_name("state", tests, NULL, NULL);
 }

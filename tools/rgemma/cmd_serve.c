@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rgemma.h"
@@ -18,8 +19,9 @@ static void usage(FILE *f) {
             "usage: rgemma serve -m MODEL [options]\n"
             "\n"
             "An OpenAI-compatible HTTP server: POST /v1/chat/completions, POST /v1/completions\n"
-            "(\"stream\": true for server-sent events), GET /v1/models, GET /health,\n"
-            "POST /tokenize, POST /detokenize, GET /metrics (Prometheus).\n"
+            "(\"stream\": true for server-sent events), GET /v1/models, GET /health (liveness),\n"
+            "GET /ready (readiness: 503 while the model loads), POST /tokenize, POST /detokenize,\n"
+            "GET /metrics (Prometheus). An X-Request-Id header is logged (-v) and sent back.\n"
             "\n"
             "  -m, --model PATH        model folder or file (required)\n"
             "  -hf ORG/NAME[@REV]      a model of Hugging Face, pulled first (rgemma pull; --offline: cache only)\n"
@@ -44,13 +46,22 @@ static void usage(FILE *f) {
             "                          stay idle between requests (default 10)\n"
             "      --max-conn N        connections open at once (default 1024)\n"
             "      --max-conn-per-ip N connections from one address (default 64; 0 = no limit)\n"
+            "      --state-store redis://HOST:PORT[/DB]\n"
+            "                          share conversation states with other replicas through Redis: after each\n"
+            "                          chat turn the state is stored, and a turn the local cache cannot continue\n"
+            "                          is continued from the store (Redis down: the local cache and a prefill)\n"
+            "      --state-ttl S       seconds a stored state is kept (default 3600)\n"
+            "      --drain-timeout S   on SIGTERM: /health and new requests answer 503 at once while the requests\n"
+            "                          in flight finish, for at most S seconds (default 30; 0: stop at once).\n"
+            "                          SIGINT, or a second signal, stops at once\n"
             "  -v, --verbose           one line per request on stderr (status, tokens, duration)\n");
 }
 
 int cmd_serve(int argc, char **argv) {
     enum {
         OPT_TOKENIZER = 256, OPT_ALIAS, OPT_HOST, OPT_PORT, OPT_PREFILL_CHUNK, OPT_QUEUE, OPT_TIMEOUT,
-        OPT_CACHE_STATES, OPT_MAX_BODY, OPT_MAX_TOKENS, OPT_HEADER_TIMEOUT, OPT_MAX_CONN, OPT_MAX_CONN_PER_IP, OPT_CORS
+        OPT_CACHE_STATES, OPT_MAX_BODY, OPT_MAX_TOKENS, OPT_HEADER_TIMEOUT, OPT_MAX_CONN, OPT_MAX_CONN_PER_IP, OPT_CORS,
+        OPT_STATE_STORE, OPT_STATE_TTL, OPT_DRAIN_TIMEOUT
     };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},
@@ -70,13 +81,16 @@ int cmd_serve(int argc, char **argv) {
         {"max-conn", required_argument, 0, OPT_MAX_CONN},
         {"max-conn-per-ip", required_argument, 0, OPT_MAX_CONN_PER_IP},
         {"cors", required_argument, 0, OPT_CORS},
+        {"state-store", required_argument, 0, OPT_STATE_STORE},
+        {"state-ttl", required_argument, 0, OPT_STATE_TTL},
+        {"drain-timeout", required_argument, 0, OPT_DRAIN_TIMEOUT},
         {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     rg_server_opts o;
     rg_server_opts_default(&o);
     const char *model_path = NULL, *tok_path = NULL;
-    long threads = 0, x;
+    long threads = 0, x, drain_s = 30;
     /* -np N is llama.cpp's spelling of --parallel N */
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "-np")) argv[i] = "--parallel";
@@ -119,6 +133,9 @@ int cmd_serve(int argc, char **argv) {
                 return 2;
             }
             break;
+        case OPT_STATE_STORE: o.state_store = optarg; break;
+        case OPT_STATE_TTL: INT_ARG("--state-ttl", 1, 86400 * 365, o.state_ttl_s);
+        case OPT_DRAIN_TIMEOUT: INT_ARG("--drain-timeout", 0, 86400, drain_s);
         case 'v': o.verbose = 1; break;
         default:
             fprintf(stderr, "rgemma: serve: unknown or incomplete option '%s' (try 'rgemma serve --help')\n",
@@ -148,17 +165,6 @@ int cmd_serve(int argc, char **argv) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o.threads = threads ? (int)threads : (int)(cores > 0 ? cores : 1);
 
-    rg_model *m = NULL;
-    rg_tokenizer *t = NULL;
-    if (rg_model_load(model_path, &m)) {
-        cli_error("serve");
-        return 1;
-    }
-    if (tok_path ? rg_tokenizer_load(tok_path, &t) : rg_tokenizer_find(model_path, &t)) {
-        cli_error("serve");
-        rg_model_free(m);
-        return 1;
-    }
     /* the model id: the folder's (or file's) name unless --alias gives one */
     char name[256];
     if (!o.model_name) {
@@ -169,10 +175,23 @@ int cmd_serve(int argc, char **argv) {
         snprintf(name, sizeof name, "%.*s", (int)(n - b), model_path + b);
         o.model_name = name;
     }
-
+    /* listening first: a load balancer sees the server alive and not ready
+     * (/health, /ready) while the model loads */
     rg_server *srv;
-    if (rg_server_start(m, t, &o, &srv)) {
+    if (rg_server_listen(&o, &srv)) {
         cli_error("serve");
+        return 1;
+    }
+    int v6 = strchr(o.host, ':') != NULL;
+    fprintf(stderr, "rgemma serve: bound to http://%s%s%s:%d, loading the model\n", v6 ? "[" : "", o.host,
+            v6 ? "]" : "", rg_server_port(srv));
+    rg_model *m = NULL;
+    rg_tokenizer *t = NULL;
+    if (rg_model_load(model_path, &m) ||
+        (tok_path ? rg_tokenizer_load(tok_path, &t) : rg_tokenizer_find(model_path, &t)) ||
+        rg_server_attach(srv, m, t)) {
+        cli_error("serve");
+        rg_server_stop(srv);
         rg_tokenizer_free(t);
         rg_model_free(m);
         return 1;
@@ -181,15 +200,37 @@ int cmd_serve(int argc, char **argv) {
     double state_mb = rg_state_bytes(cfg) / 1048576.0;
     fprintf(stderr,
             "rgemma serve: model '%s', %d slot%s in batched steps on %d thread%s, queue %d, state %.2f MiB (cache up to %d states, "
-            "%.1f MiB)\n",
+            "%.1f MiB)%s%s\n",
             o.model_name, o.n_slots, o.n_slots == 1 ? "" : "s", o.threads, o.threads == 1 ? "" : "s", o.queue_max,
-            state_mb, o.cache_states, state_mb * o.cache_states);
-    int v6 = strchr(o.host, ':') != NULL;
+            state_mb, o.cache_states, state_mb * o.cache_states, o.state_store ? ", state store " : "",
+            o.state_store ? o.state_store : "");
     fprintf(stderr, "rgemma serve: listening on http://%s%s%s:%d\n", v6 ? "[" : "", o.host, v6 ? "]" : "",
             rg_server_port(srv));
     int sig = 0;
     sigwait(&sigs, &sig);
-    fprintf(stderr, "rgemma serve: %s, stopping\n", sig == SIGINT ? "interrupted" : "terminated");
+    if (sig == SIGTERM && drain_s > 0) {
+        /* drain: the requests in flight finish, for at most drain_s; another signal cuts it short */
+        fprintf(stderr, "rgemma serve: terminated, draining (%d request%s in flight, at most %ld s)\n",
+                rg_server_active(srv), rg_server_active(srv) == 1 ? "" : "s", drain_s);
+        rg_server_drain(srv);
+        struct timespec tick = {0, 100 * 1000000L}, t0, now;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int cut = 0;
+        while (rg_server_active(srv) > 0) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec - t0.tv_sec >= drain_s || sigtimedwait(&sigs, NULL, &tick) > 0) {
+                cut = 1;
+                break;
+            }
+        }
+        if (cut)
+            fprintf(stderr, "rgemma serve: drain cut short, %d request%s still in flight, stopping\n",
+                    rg_server_active(srv), rg_server_active(srv) == 1 ? "" : "s");
+        else
+            fprintf(stderr, "rgemma serve: drained, stopping\n");
+    } else {
+        fprintf(stderr, "rgemma serve: %s, stopping\n", sig == SIGINT ? "interrupted" : "terminated");
+    }
     rg_server_stop(srv);
     rg_tokenizer_free(t);
     rg_model_free(m);
