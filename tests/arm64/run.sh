@@ -11,7 +11,9 @@
 #               this also shows that the plain set uses none); test_kernels
 #               checks scalar and neon, check-golden runs on the set picked
 #               (neon).
-# check-golden covers tests/data/golden and $RGEMMA_SHARED/testdata/golden.
+# On both, test_gemm checks each set's float32 GEMM (the trainer's) against
+# its reference. check-golden covers tests/data/golden and
+# $RGEMMA_SHARED/testdata/golden.
 # Prints a line per step, "N passed, N failed" last; non-zero if any failed.
 BUILD=${1:-build-arm64}
 QEMU=${QEMU_AARCH64:-$(command -v qemu-aarch64-static || command -v qemu-aarch64)}
@@ -58,6 +60,12 @@ for spec in "max|scalar neon neon-dotprod|auto=neon-dotprod scalar=scalar" "cort
     n=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9][0-9]*\) test.*/\1/p')
     printf '%s\n' "$out" | grep -qx "kernel sets on this CPU: $sets" || rc=1
     result "$cpu: test_kernels ($sets: ${n:-0} tests)" "$rc" "$out"
+    # the training GEMM of every set on this CPU against its reference
+    out=$("$QEMU" -cpu "$cpu" "$BUILD/tests/test_gemm" 2>&1)
+    rc=$?
+    n=$(printf '%s
+' "$out" | sed -n 's/^\[  PASSED  \] \([0-9][0-9]*\) test.*/\1/p')
+    result "$cpu: test_gemm (${n:-0} tests)" "$rc" "$out"
     for run in $runs; do
         path=${run%%=*}
         want=${run#*=}
