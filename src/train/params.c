@@ -121,5 +121,5 @@ int rg_grad_params_from_model(const rg_grad *g, const rg_model *m, float *params
 
 int rg_grad_compute(const rg_grad *g, const float *params, const int32_t *tokens, int n, const uint8_t *mask,
                     double grad_scale, float *grad, double *nll_sum, int64_t *n_targets) {
-    return rg_train_grad_f32(g, params, tokens, n, mask, grad_scale, grad, nll_sum, n_targets);
+    return rg_train_grad_f32(g, params, NULL, tokens, n, mask, grad_scale, grad, nll_sum, n_targets);
 }

@@ -29,12 +29,40 @@ struct rg_grad {
     size_t total;             /* elements of a parameter (or gradient) buffer */
 };
 
+/* LoRA adapters and options of the gradient engine, in float32 and float64.
+ * An adapter of the matrix W [out, in] (tensor index `tensor` of the
+ * layout: a linear layer's weight, see rg_lora_target) makes the layer
+ *   Y = X W^T + b + s (X A^T) B^T,   A [rank, in], B [out, rank];
+ * its backward adds dB += s dY^T (X A^T), dA += s (dY B)^T X (NULL: not
+ * wanted) and s (dY B) A to dX. */
+#define RG_TRAIN_TYPES(real, sfx)                                                                               \
+    typedef struct {                                                                                            \
+        int tensor, rank;                                                                                       \
+        real scale;                                                                                             \
+        const real *A, *B;                                                                                      \
+        real *dA, *dB;                                                                                          \
+    } rg_lora_##sfx;                                                                                            \
+    typedef struct {                                                                                            \
+        const rg_lora_##sfx *lora; /* at most one per matrix */                                                 \
+        int n_lora;                                                                                             \
+        int recompute; /* keep each layer's input only, and recompute its tape in the backward pass */         \
+    } rg_grad_opts_##sfx
+RG_TRAIN_TYPES(float, f32);
+RG_TRAIN_TYPES(double, f64);
+
 /* The loss and gradient of one sequence (see rg_grad_compute), in float32
- * or float64 throughout. grad may be NULL (the loss only). */
-int rg_train_grad_f32(const rg_grad *g, const float *params, const int32_t *tokens, int n, const uint8_t *mask,
-                      double grad_scale, float *grad, double *nll_sum, int64_t *n_targets);
-int rg_train_grad_f64(const rg_grad *g, const double *params, const int32_t *tokens, int n, const uint8_t *mask,
-                      double grad_scale, double *grad, double *nll_sum, int64_t *n_targets);
+ * or float64 throughout. grad (the whole layout) may be NULL: then the
+ * base tensors are frozen (no dW products), and the backward pass runs
+ * only for adapters with dA or dB. opts may be NULL (no adapters). */
+int rg_train_grad_f32(const rg_grad *g, const float *params, const rg_grad_opts_f32 *opts, const int32_t *tokens,
+                      int n, const uint8_t *mask, double grad_scale, float *grad, double *nll_sum, int64_t *n_targets);
+int rg_train_grad_f64(const rg_grad *g, const double *params, const rg_grad_opts_f64 *opts, const int32_t *tokens,
+                      int n, const uint8_t *mask, double grad_scale, double *grad, double *nll_sum,
+                      int64_t *n_targets);
+
+/* 1 when the layout's tensor of that name is a linear layer's weight, the
+ * matrices LoRA adapts (q/k/v/o_proj, linear_x/y/out, gate/up/down_proj). */
+int rg_lora_target(const char *name);
 
 /* Training data (data.c): token ids one after another, and per id whether
  * the loss counts it as a target (the id before it predicts it). */
