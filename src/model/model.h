@@ -59,6 +59,16 @@ void rg_gguf_w_config(rg_gguf_writer *w, const rg_config *cfg);
  * trainer's float32 copy), not the forward pass. */
 const rg_tensor *rg_model_tensor(const rg_model *m, const char *name);
 
+/* A buffer the model frees (rg_model_free). */
+void *rg_model_own(rg_model *m, size_t bytes);
+
+/* LoRA's merge of the elements first..first+count of W [out, in] (row-major):
+ * out[e] = base[e] + s * sum_k B[o][k] A[k][i], the sum in order of k.
+ * The trainer's merged checkpoint and rg_model_apply_lora both use it, so
+ * they give the same bits. */
+void rg_lora_merge_range(const float *A, const float *B, int64_t in, int r, float s, int64_t first, int64_t count,
+                         const float *base, float *out);
+
 /* Optional per-layer observer for tests and debugging (forward.c). what is
  * "embed" (layer -1), "temporal", "mlp", "residual" (per layer) or
  * "final_norm" (layer -1); data is [n x width] for positions pos0.. */

@@ -80,11 +80,4 @@ typedef struct {
 int rg_train_stream_add_file(rg_train_stream *s, const rg_tokenizer *t, const char *path);
 void rg_train_stream_free(rg_train_stream *s);
 
-/* LoRA (lora.c): a matrix W [out, in] = base + s B A with A [r, in] and
- * B [out, r]. rg_lora_merge writes W; rg_lora_gradients turns the gradient
- * G of W into dA = s B^T G and dB = s G A^T (overwritten, not added). */
-void rg_lora_merge(const float *base, const float *A, const float *B, int out, int in, int r, float s, float *W);
-void rg_lora_gradients(const float *G, const float *A, const float *B, int out, int in, int r, float s, float *dA,
-                       float *dB);
-
 #endif

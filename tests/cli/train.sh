@@ -58,16 +58,38 @@ grep -q '"torch_dtype":[[:space:]]*"bfloat16"' "$T/split/config.json" || fail "b
 [ "$(cut -d, -f1 "$T/split.csv" | tr '\n' ' ')" = "step 0 1 2 3 4 5 6 " ] || fail "csv after resume: $(cat "$T/split.csv")"
 "$RGEMMA" perplexity -m "$T/split" -f "$T/rep.txt" -c 32 >/dev/null 2>&1 || fail "bf16 checkpoint does not load"
 
-# LoRA: the merged checkpoint generates; split + resume = one run
+# LoRA: the folder holds the adapters only (small); --lora-merge adds the
+# merged checkpoint, and generate --lora on the base gives its greedy tokens;
+# --checkpoint-activations and split + resume give the same adapters as one run
 # shellcheck disable=SC2086
-"$RGEMMA" train $RUN -m "$T/base" --lora 4 --steps 4 -o "$T/lora" 2>"$T/err" || fail "LoRA: $(cat "$T/err")"
+"$RGEMMA" train $RUN -m "$T/base" --lora 4 --steps 4 -o "$T/lora" --lora-merge 2>"$T/err" || fail "LoRA: $(cat "$T/err")"
 grep -q "LoRA rank 4, alpha 4 on 19 matrices" "$T/err" || fail "LoRA: $(cat "$T/err")"
-"$RGEMMA" generate -m "$T/lora" -p "The quick" -n 4 >/dev/null 2>&1 || fail "LoRA checkpoint does not generate"
+for f in adapter_model.safetensors adapter_config.json model.safetensors config.json; do
+    [ -f "$T/lora/$f" ] || fail "LoRA with --lora-merge lacks $f"
+done
+grep -q '"lora_alpha":[[:space:]]*4' "$T/lora/adapter_config.json" || fail "adapter_config.json: $(cat "$T/lora/adapter_config.json")"
+[ "$(wc -c <"$T/lora/adapter_model.safetensors")" -lt 65536 ] || fail "the adapter file is not small"
+"$RGEMMA" generate -m "$T/lora" -p "The quick" -n 12 --temp 0 >"$T/merged.out" 2>"$T/err" || fail "merged: $(cat "$T/err")"
+"$RGEMMA" generate -m "$T/base" --lora "$T/lora" -p "The quick" -n 12 --temp 0 >"$T/applied.out" 2>"$T/err" \
+    || fail "generate --lora: $(cat "$T/err")"
+[ -s "$T/merged.out" ] && cmp -s "$T/merged.out" "$T/applied.out" \
+    || fail "generate --lora differs from the merged checkpoint: $(cat "$T/merged.out") / $(cat "$T/applied.out")"
+"$RGEMMA" perplexity -m "$T/base" --lora "$T/lora/adapter_model.safetensors" -f "$T/rep.txt" -c 32 >/dev/null 2>&1 \
+    || fail "perplexity --lora"
 # shellcheck disable=SC2086
-"$RGEMMA" train $RUN -m "$T/base" --lora 4 --steps 4 -o "$T/lora2" --stop-after 2 2>/dev/null || fail "LoRA first half"
+"$RGEMMA" train $RUN -m "$T/base" --lora 4 --steps 4 -o "$T/lora2" --stop-after 2 --checkpoint-activations 2>/dev/null \
+    || fail "LoRA first half"
+[ ! -e "$T/lora2/model.safetensors" ] || fail "LoRA without --lora-merge wrote the weights"
 # shellcheck disable=SC2086
 "$RGEMMA" train $RUN -m "$T/base" --lora 4 --steps 4 -o "$T/lora2" --resume 2>/dev/null || fail "LoRA resume"
-cmp -s "$T/lora/model.safetensors" "$T/lora2/model.safetensors" || fail "LoRA: resumed run differs from the whole run"
+cmp -s "$T/lora/adapter_model.safetensors" "$T/lora2/adapter_model.safetensors" \
+    || fail "LoRA: resumed run (activations recomputed) differs from the whole run"
+# an adapter of another shape: one line naming the file and tensor
+sed 's/"intermediate_size":[[:space:]]*[0-9]*/"intermediate_size": 96/' "$T/base/config.json" >"$T/other.json"
+"$RGEMMA" synth --preset "$T/other.json" -o "$T/other-model" --tokenizer $TOK >/dev/null 2>&1 || fail "synth other"
+if "$RGEMMA" generate -m "$T/other-model" --lora "$T/lora" -p "The" -n 2 >/dev/null 2>"$T/err"; then fail "another shape's adapter accepted"; fi
+[ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "^rgemma: generate: $T/lora/adapter_model.safetensors: tensor \"model.layers.0.mlp_block.*lora_A.weight\".*do not fit" "$T/err" \
+    || fail "another shape's adapter: $(cat "$T/err")"
 
 # Ctrl-C saves and stops (130); --resume continues from there. The log is
 # emptied first: the background run opens it after this shell goes on, and
@@ -126,6 +148,7 @@ one_line_error "unknown preset" --data "$T/rep.txt" --preset 3b --tokenizer $TOK
 one_line_error "needs --data" -m "$T/base" -o "$T/none"
 one_line_error "--lr must be" --data "$T/rep.txt" -m "$T/base" --lr fast -o "$T/none"
 one_line_error "LoRA adapts a checkpoint" --data "$T/rep.txt" --config "$T/base/config.json" --tokenizer $TOK --lora 4 -o "$T/none"
+one_line_error "--lora-merge needs --lora" --data "$T/rep.txt" -m "$T/base" --lora-merge -o "$T/none"
 one_line_error "--save-dtype must be" --data "$T/rep.txt" -m "$T/base" --save-dtype q4 -o "$T/none"
 cp "$T/scratch/model.safetensors" "$T/before"
 # shellcheck disable=SC2086
