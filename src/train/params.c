@@ -115,6 +115,9 @@ int rg_grad_params_from_model(const rg_grad *g, const rg_model *m, float *params
                             count, t->count);
         /* the last dimension is the stored row (quantised blocks run along it) */
         for (size_t r = 0; r < count / (size_t)cols; r++) rg_dequant_row(w, (int64_t)r, params + t->offset + r * cols);
+        /* the file's pages go back as each tensor is read: the float32 copy
+         * takes their place (a 2B model's mapped bf16 would add 5 GB) */
+        rg_drop_file_pages(w->data, w->nbytes);
     }
     return 0;
 }
