@@ -850,7 +850,8 @@ int rg_train(const rg_train_params *p, rg_train_result *res) {
             saved_at = T.step;
         }
     }
-    if (!rc && saved_at != T.step) rc = save_checkpoint(&T);
+    /* lora_merge on a finished run (resumed at its last step) merges it */
+    if (!rc && (saved_at != T.step || p->lora_merge)) rc = save_checkpoint(&T);
     res->steps_done = T.step;
     res->train_loss = train_loss;
     res->eval_loss = eval_loss;

@@ -90,6 +90,15 @@ sed 's/"intermediate_size":[[:space:]]*[0-9]*/"intermediate_size": 96/' "$T/base
 if "$RGEMMA" generate -m "$T/other-model" --lora "$T/lora" -p "The" -n 2 >/dev/null 2>"$T/err"; then fail "another shape's adapter accepted"; fi
 [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "^rgemma: generate: $T/lora/adapter_model.safetensors: tensor \"model.layers.0.mlp_block.*lora_A.weight\".*do not fit" "$T/err" \
     || fail "another shape's adapter: $(cat "$T/err")"
+# quantised weights: refused, with what to do instead
+"$RGEMMA" quantize "$T/base" "$T/q8.gguf" --type q8_0 >/dev/null 2>&1 || fail "quantize"
+if "$RGEMMA" generate -m "$T/q8.gguf" --lora "$T/lora" -p "The" -n 2 >/dev/null 2>"$T/err"; then fail "LoRA on Q8_0 accepted"; fi
+[ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "^rgemma: generate: .*is Q8_0: LoRA applies to float weights only" "$T/err" \
+    || fail "LoRA on Q8_0: $(cat "$T/err")"
+# a finished run is merged afterwards: the same command with --resume --lora-merge
+# shellcheck disable=SC2086
+"$RGEMMA" train $RUN -m "$T/base" --lora 4 --steps 4 -o "$T/lora2" --resume --lora-merge 2>/dev/null || fail "merge after the run"
+cmp -s "$T/lora/model.safetensors" "$T/lora2/model.safetensors" || fail "merged after the run differs"
 
 # Ctrl-C saves and stops (130); --resume continues from there. The log is
 # emptied first: the background run opens it after this shell goes on, and
