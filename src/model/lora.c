@@ -99,6 +99,12 @@ static int merge_into(rg_model *m, const adapted *a, int r, float s) {
     }
     free(A);
     free(B);
+    /* W viewed the mapped file: its pages go back, the merged copy takes
+     * their place in memory instead of adding to it (not so for a buffer
+     * of an adapter applied before: a page's rest may be another's) */
+    int mapped = 1;
+    for (int i = 0; i < m->n_owned; i++) mapped &= m->owned[i] != W->data;
+    if (mapped) rg_drop_file_pages(W->data, W->nbytes);
     W->data = dst;
     W->packed = W->packed_for = NULL;
     if (rg_packed_bytes(W)) rg_pack_weights(W, rg_model_own(m, rg_packed_bytes(W)));
