@@ -1,9 +1,10 @@
 /* Gradients (src/train): the float64 backward pass against central finite
  * differences of the float64 loss, for elements of every parameter tensor
- * of tiny models whose sequences are several times the attention window;
- * the reference's bound on the derivative of sqrt(1 - a^2); the float32
- * path against the float64 one; the training forward against the
- * inference forward (rg_forward); and the public layout. */
+ * of tiny models whose sequences are several times the attention window,
+ * and of LoRA adapters on every kind of linear layer; the reference's bound
+ * on the derivative of sqrt(1 - a^2); the float32 path against the float64
+ * one; recomputed activations giving the same bits; the training forward
+ * against the inference forward (rg_forward); and the public layout. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -365,7 +366,7 @@ static void test_loss_equals_inference(void **state) {
 
 /* Recomputing each layer's tape in the backward pass (activation
  * checkpointing) gives the same bits: the loss, the full gradient, and
- * with the base frozen the adapters' gradients. */
+ * with the base frozen the adapters' gradients (on 1 thread and on 3). */
 static void test_recompute_same_bits(void **state) {
     (void)state;
     rg_config c = tiny_config(0, 3.0f);
@@ -399,8 +400,12 @@ static void test_recompute_same_bits(void **state) {
         l32b[k] = (rg_lora_f32){a.ad[k].tensor, 3, 0.5f, m32 + at, m32 + at + na, dm + mem + at, dm + mem + at + na};
     }
     rg_grad_opts_f32 lora = {l32, a.n, 0}, lora_again = {l32b, a.n, 1};
+    int threads = rg_get_threads(); /* and on 1 thread and on 3 */
+    rg_set_threads(1);
     assert_int_equal(rg_train_grad_f32(g, p32, &lora, tok, 17, NULL, 1.0, NULL, &la, NULL), 0);
+    rg_set_threads(3);
     assert_int_equal(rg_train_grad_f32(g, p32, &lora_again, tok, 17, NULL, 1.0, NULL, &lb, NULL), 0);
+    rg_set_threads(threads);
     assert_true(la == lb);
     assert_memory_equal(dm, dm + mem, sizeof(float) * mem);
     double norm = 0;
