@@ -97,7 +97,8 @@ RG_API size_t rg_model_weight_bytes(const rg_model *m);
 /* Apply LoRA adapters (what `rgemma train --lora` writes: a folder with
  * adapter_model.safetensors and adapter_config.json, or that .safetensors
  * file with the config beside it): each adapted matrix becomes
- * W + (lora_alpha / r) B A, merged in memory and stored in W's own type
+ * W + (lora_alpha / r) B A (lora_alpha / sqrt(r) where the config has
+ * PEFT's "use_rslora": true), merged in memory and stored in W's own type
  * (F32, BF16 or F16; quantised weights are refused: merge into a float
  * checkpoint with `rgemma train --lora-merge`, then quantise). Tensors are
  * named "<matrix name without .weight>.lora_A.weight" [r, in] and

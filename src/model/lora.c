@@ -1,6 +1,7 @@
 /* LoRA adapters applied at load time (rg_model_apply_lora): W + s B A with
  * s = lora_alpha / r, merged in memory in W's own type. */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,8 +48,9 @@ static rg_tensor *layer_matrix(rg_model *m, const char *name) {
     return NULL;
 }
 
-/* rank and alpha from adapter_config.json beside the adapter file */
-static int read_adapter_config(const char *path, int *rank, double *alpha) {
+/* rank and scale from adapter_config.json beside the adapter file:
+ * s = lora_alpha / r, or lora_alpha / sqrt(r) with PEFT's use_rslora */
+static int read_adapter_config(const char *path, int *rank, double *scale) {
     char *text;
     size_t len;
     if (!rg_file_exists(path))
@@ -60,7 +62,11 @@ static int read_adapter_config(const char *path, int *rank, double *alpha) {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, "lora_alpha");
     int ok = cJSON_IsNumber(r) && r->valuedouble >= 1 && r->valuedouble <= 4096 && r->valuedouble == (int)r->valuedouble &&
              cJSON_IsNumber(a) && a->valuedouble > 0;
-    if (ok) *rank = (int)r->valuedouble, *alpha = a->valuedouble;
+    if (ok) {
+        *rank = (int)r->valuedouble;
+        *scale = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "use_rslora")) ? a->valuedouble / sqrt(*rank)
+                                                                                     : a->valuedouble / *rank;
+    }
     cJSON_Delete(root);
     return ok ? 0 : rg_error("%s: needs \"r\" (an integer 1..4096) and \"lora_alpha\" (> 0)", path);
 }
@@ -124,8 +130,8 @@ int rg_model_apply_lora(rg_model *m, const char *path) {
     rg_safetensors st = {0};
     adapted *list = NULL;
     int n = 0, rank = 0, rc = -1;
-    double alpha = 0;
-    if (read_adapter_config(cfg, &rank, &alpha) || rg_st_add_file(&st, file)) goto done;
+    double scale = 0;
+    if (read_adapter_config(cfg, &rank, &scale) || rg_st_add_file(&st, file)) goto done;
     list = rg_xcalloc((size_t)st.n_entries + 1, sizeof *list);
     for (int i = 0; i < st.n_entries; i++) {
         const char *name = st.entries[i].name, *core = name;
@@ -184,7 +190,7 @@ int rg_model_apply_lora(rg_model *m, const char *path) {
         goto done;
     }
     rc = 0;
-    for (int i = 0; i < n && !rc; i++) rc = merge_into(m, &list[i], rank, (float)(alpha / rank));
+    for (int i = 0; i < n && !rc; i++) rc = merge_into(m, &list[i], rank, (float)scale);
     if (rc) rg_error_prefix("%s: merging", file);
 done:
     rg_st_close(&st);
