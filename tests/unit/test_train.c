@@ -382,6 +382,24 @@ static void test_lora_run(void **state) {
     logits_of(m2, l2);
     assert_memory_equal(l1, l2, sizeof(float) * nl);
     rg_model_free(m2);
+    /* PEFT's rsLoRA scale alpha / sqrt(r): alpha 2 at rank 4 is the run's s = 4 / 4 */
+    char *rs = rg_path_join(tmp_root, "lora-rs"), *from = rg_path_join(out2, "adapter_model.safetensors");
+    char *to = rg_path_join(rs, "adapter_model.safetensors");
+    size_t len;
+    char *bytes;
+    assert_int_equal(rg_make_dirs(rs), 0);
+    assert_int_equal(rg_read_file(from, 1 << 26, &bytes, &len), 0);
+    FILE *f = fopen(to, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, len, f), len);
+    fclose(f);
+    free(write_file("lora-rs/adapter_config.json", "{\"r\": 4, \"lora_alpha\": 2, \"use_rslora\": true}"));
+    assert_int_equal(rg_model_load(base, &m2), 0);
+    assert_int_equal(rg_model_apply_lora(m2, to), 0);
+    logits_of(m2, l2);
+    assert_memory_equal(l1, l2, sizeof(float) * nl);
+    rg_model_free(m2);
+    free(rs), free(from), free(to), free(bytes);
 
     rg_config c2 = c;
     c2.mlp_width = 96;
