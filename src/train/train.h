@@ -41,6 +41,7 @@ struct rg_grad {
         real scale;                                                                                             \
         const real *A, *B;                                                                                      \
         real *dA, *dB;                                                                                          \
+        const uint16_t *W16; /* W in bf16 (the checkpoint's own values: half the memory), NULL: in params */ \
     } rg_lora_##sfx;                                                                                            \
     typedef struct {                                                                                            \
         const rg_lora_##sfx *lora; /* at most one per matrix */                                                 \
@@ -59,6 +60,10 @@ int rg_train_grad_f32(const rg_grad *g, const float *params, const rg_grad_opts_
 int rg_train_grad_f64(const rg_grad *g, const double *params, const rg_grad_opts_f64 *opts, const int32_t *tokens,
                       int n, const uint8_t *mask, double grad_scale, double *grad, double *nll_sum,
                       int64_t *n_targets);
+
+/* rg_grad_params_from_model, leaving the tensors k with skip[k] set as
+ * they are (skip may be NULL). */
+int rg_train_params_from_model(const rg_grad *g, const rg_model *m, float *params, const uint8_t *skip);
 
 /* 1 when the layout's tensor of that name is a linear layer's weight, the
  * matrices LoRA adapts (q/k/v/o_proj, linear_x/y/out, gate/up/down_proj). */

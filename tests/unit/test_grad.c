@@ -163,7 +163,7 @@ static adapters64 make_adapters(const rg_grad *g, int rank, double scale, uint64
         size_t na = (size_t)rank * (size_t)t->shape[1], nb = (size_t)t->shape[0] * (size_t)rank;
         double *A = at, *B = at + na;
         for (size_t j = 0; j < na + nb; j++) at[j] = 0.4 * normal(&s);
-        a.ad[a.n++] = (rg_lora_f64){i, rank, scale, A, B, B + nb, B + nb + na};
+        a.ad[a.n++] = (rg_lora_f64){i, rank, scale, A, B, B + nb, B + nb + na, NULL};
         at += 2 * (na + nb);
     }
     return a;
@@ -366,7 +366,8 @@ static void test_loss_equals_inference(void **state) {
 
 /* Recomputing each layer's tape in the backward pass (activation
  * checkpointing) gives the same bits: the loss, the full gradient, and
- * with the base frozen the adapters' gradients (on 1 thread and on 3). */
+ * with the base frozen the adapters' gradients (on 1 thread and on 3, and
+ * with the adapted matrices read from bf16 copies). */
 static void test_recompute_same_bits(void **state) {
     (void)state;
     rg_config c = tiny_config(0, 3.0f);
@@ -394,24 +395,35 @@ static void test_recompute_same_bits(void **state) {
     float *m32 = rg_xmalloc(sizeof(float) * mem), *dm = rg_xcalloc(2 * mem, sizeof(float));
     for (size_t i = 0; i < mem; i++) m32[i] = (float)a.mem[i];
     rg_lora_f32 *l32 = rg_xmalloc(sizeof *l32 * (size_t)a.n), *l32b = rg_xmalloc(sizeof *l32b * (size_t)a.n);
+    /* the adapted matrices made bf16 values: the run below reads them from a bf16 copy instead */
+    float *p16 = rg_xmalloc(sizeof(float) * total);
+    uint16_t *w16 = rg_xmalloc(sizeof(uint16_t) * total);
+    memcpy(p16, p32, sizeof(float) * total);
     for (int k = 0; k < a.n; k++) {
         size_t at = (size_t)(a.ad[k].A - a.mem), na = (size_t)(a.ad[k].B - a.ad[k].A);
-        l32[k] = (rg_lora_f32){a.ad[k].tensor, 3, 0.5f, m32 + at, m32 + at + na, dm + at, dm + at + na};
-        l32b[k] = (rg_lora_f32){a.ad[k].tensor, 3, 0.5f, m32 + at, m32 + at + na, dm + mem + at, dm + mem + at + na};
+        const rg_grad_tensor *t = rg_grad_tensor_at(g, a.ad[k].tensor);
+        for (size_t i = t->offset; i < t->offset + t->count; i++) {
+            w16[i] = rg_f32_to_bf16(p32[i]);
+            p32[i] = rg_bf16_to_f32(w16[i]);
+            p16[i] = NAN; /* unread */
+        }
+        l32[k] = (rg_lora_f32){a.ad[k].tensor, 3, 0.5f, m32 + at, m32 + at + na, dm + at, dm + at + na, NULL};
+        l32b[k] = (rg_lora_f32){a.ad[k].tensor, 3, 0.5f, m32 + at, m32 + at + na, dm + mem + at, dm + mem + at + na,
+                                w16 + t->offset};
     }
     rg_grad_opts_f32 lora = {l32, a.n, 0}, lora_again = {l32b, a.n, 1};
     int threads = rg_get_threads(); /* and on 1 thread and on 3 */
     rg_set_threads(1);
     assert_int_equal(rg_train_grad_f32(g, p32, &lora, tok, 17, NULL, 1.0, NULL, &la, NULL), 0);
     rg_set_threads(3);
-    assert_int_equal(rg_train_grad_f32(g, p32, &lora_again, tok, 17, NULL, 1.0, NULL, &lb, NULL), 0);
+    assert_int_equal(rg_train_grad_f32(g, p16, &lora_again, tok, 17, NULL, 1.0, NULL, &lb, NULL), 0);
     rg_set_threads(threads);
     assert_true(la == lb);
     assert_memory_equal(dm, dm + mem, sizeof(float) * mem);
     double norm = 0;
     for (size_t i = 0; i < mem; i++) norm += (double)dm[i] * dm[i];
     assert_true(norm > 0);
-    free(l32), free(l32b), free(m32), free(dm), free(a.ad), free(a.mem);
+    free(l32), free(l32b), free(m32), free(dm), free(a.ad), free(a.mem), free(p16), free(w16);
     free(p), free(p32), free(ga), free(gb);
     rg_grad_free(g);
 }
