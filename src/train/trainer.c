@@ -84,6 +84,7 @@ typedef struct {
     size_t n_trained;
     float *values, *value_grad, *m, *v;
     rg_lora_f32 *lora, *lora_frozen; /* the adapters in values (and value_grad); the same without gradients */
+    uint16_t *base16;                /* the adapted matrices stored in bf16 (see init_lora_base) */
     int n_lora;
     rg_grad_opts_f32 opts, eval_opts;
     int *train_seq, *eval_seq, *order; /* sequence indices; order: this epoch's permutation of train_seq */
@@ -449,6 +450,10 @@ static void fill_from_params(void *ctx, int index, int64_t first, int64_t count,
     const fill_ctx *f = ctx;
     const float *base = f->T->params + f->offset[index] + first;
     const rg_lora_f32 *a = f->lora[index];
+    if (a && a->W16) { /* merged in place over the widened bf16 */
+        for (int64_t j = 0; j < count; j++) out[j] = rg_bf16_to_f32(a->W16[first + j]);
+        base = out;
+    }
     if (a)
         rg_lora_merge_range(a->A, a->B, rg_grad_tensor_at(f->T->g, a->tensor)->shape[1], a->rank, a->scale, first,
                             count, base, out);
@@ -682,8 +687,36 @@ static int check_out_dir(const rg_train_params *p) {
              : 0;
 }
 
+/* LoRA's frozen matrices that the checkpoint stores in bf16 stay bf16
+ * (T->base16: exactly their values, half the memory of float32); their
+ * place in params is never written, so its pages never become resident. */
+static int init_lora_base(trainer *T, const rg_model *m) {
+    uint8_t *skip = rg_xcalloc((size_t)rg_grad_n_tensors(T->g), 1);
+    size_t n16 = 0;
+    for (int j = 0; j < T->n_lora; j++) {
+        const rg_grad_tensor *t = rg_grad_tensor_at(T->g, T->lora[j].tensor);
+        const rg_tensor *w = rg_model_tensor(m, t->name);
+        if (w && w->dtype == RG_DT_BF16) skip[T->lora[j].tensor] = 1, n16 += t->count;
+    }
+    int rc = rg_train_params_from_model(T->g, m, T->params, skip); /* checks every tensor's size */
+    T->base16 = rg_xmalloc(sizeof *T->base16 * (n16 ? n16 : 1));
+    size_t at = 0;
+    for (int j = 0; j < T->n_lora && !rc; j++) {
+        if (!skip[T->lora[j].tensor]) continue;
+        const rg_grad_tensor *t = rg_grad_tensor_at(T->g, T->lora[j].tensor);
+        const rg_tensor *w = rg_model_tensor(m, t->name);
+        memcpy(T->base16 + at, w->data, sizeof *T->base16 * t->count);
+        rg_drop_file_pages(w->data, w->nbytes);
+        T->lora[j].W16 = T->lora_frozen[j].W16 = T->base16 + at;
+        at += t->count;
+    }
+    free(skip);
+    return rc;
+}
+
 /* The initial weights: the checkpoint to fine-tune, or the training initialisation. */
 static int init_weights(trainer *T, const rg_model *m) {
+    if (m && T->n_lora) return init_lora_base(T, m);
     if (m) return rg_grad_params_from_model(T->g, m, T->params);
     for (int k = 0; k < rg_grad_n_tensors(T->g); k++) {
         const rg_grad_tensor *t = rg_grad_tensor_at(T->g, k);
@@ -769,6 +802,7 @@ static void trainer_free(trainer *T) {
     free(T->trained);
     free(T->lora);
     free(T->lora_frozen);
+    free(T->base16);
     free(T->train_seq);
     free(T->eval_seq);
     free(T->order);

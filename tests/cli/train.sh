@@ -90,6 +90,18 @@ sed 's/"intermediate_size":[[:space:]]*[0-9]*/"intermediate_size": 96/' "$T/base
 if "$RGEMMA" generate -m "$T/other-model" --lora "$T/lora" -p "The" -n 2 >/dev/null 2>"$T/err"; then fail "another shape's adapter accepted"; fi
 [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "^rgemma: generate: $T/lora/adapter_model.safetensors: tensor \"model.layers.0.mlp_block.*lora_A.weight\".*do not fit" "$T/err" \
     || fail "another shape's adapter: $(cat "$T/err")"
+# a bf16 base: its adapted matrices stay bf16 in training; merged (bf16) and
+# applied at load (merged in memory in bf16) give the same tokens
+"$RGEMMA" synth --preset "$T/base/config.json" --dtype bf16 --seed 3 --tokenizer $TOK -o "$T/base16" >/dev/null 2>&1 \
+    || fail "synth bf16"
+# shellcheck disable=SC2086
+"$RGEMMA" train $RUN -m "$T/base16" --lora 4 --steps 4 -o "$T/lora16" --lora-merge --save-dtype bf16 2>"$T/err" \
+    || fail "LoRA on bf16: $(cat "$T/err")"
+"$RGEMMA" generate -m "$T/lora16" -p "The quick" -n 12 --temp 0 >"$T/merged16.out" 2>/dev/null || fail "bf16 merged"
+"$RGEMMA" generate -m "$T/base16" --lora "$T/lora16" -p "The quick" -n 12 --temp 0 >"$T/applied16.out" 2>/dev/null \
+    || fail "bf16 --lora"
+cmp -s "$T/merged16.out" "$T/applied16.out" || fail "bf16: generate --lora differs from the merged checkpoint"
+cmp -s "$T/lora16/model.safetensors" "$T/base16/model.safetensors" && fail "bf16: the merged checkpoint is the base"
 # quantised weights: refused, with what to do instead
 "$RGEMMA" quantize "$T/base" "$T/q8.gguf" --type q8_0 >/dev/null 2>&1 || fail "quantize"
 if "$RGEMMA" generate -m "$T/q8.gguf" --lora "$T/lora" -p "The" -n 2 >/dev/null 2>"$T/err"; then fail "LoRA on Q8_0 accepted"; fi
