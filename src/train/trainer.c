@@ -7,7 +7,8 @@
  * With LoRA the optimiser updates low-rank adapters instead: each linear
  * layer's matrix W [out, in] acts as W + s B A (A [r, in], B [out, r], s =
  * alpha / r); the gradient engine runs them beside the frozen W (no merged
- * copy, no gradient of W) and gives dA and dB only. The output folder gets
+ * copy, no gradient of W; W kept in bf16 where the checkpoint stores it so)
+ * and gives dA and dB only. The output folder gets
  * the adapters (adapter_model.safetensors, adapter_config.json) and, with
  * lora_merge, the merged checkpoint too. */
 #define _GNU_SOURCE /* renameat2 */
