@@ -94,6 +94,19 @@ RG_API void rg_model_free(rg_model *m);
 RG_API const rg_config *rg_model_config(const rg_model *m);
 /* Bytes of weights read per decoded token (for roofline reports). */
 RG_API size_t rg_model_weight_bytes(const rg_model *m);
+/* Apply LoRA adapters (what `rgemma train --lora` writes: a folder with
+ * adapter_model.safetensors and adapter_config.json, or that .safetensors
+ * file with the config beside it): each adapted matrix becomes
+ * W + (lora_alpha / r) B A (lora_alpha / sqrt(r) where the config has
+ * PEFT's "use_rslora": true), merged in memory and stored in W's own type
+ * (F32, BF16 or F16; quantised weights are refused: merge into a float
+ * checkpoint with `rgemma train --lora-merge`, then quantise). Tensors are
+ * named "<matrix name without .weight>.lora_A.weight" [r, in] and
+ * ".lora_B.weight" [out, r] (a "base_model.model." prefix, as PEFT
+ * writes, is accepted). Everything is checked before any weight changes:
+ * an adapter of another shape or model is refused, naming the file and
+ * tensor. */
+RG_API int rg_model_apply_lora(rg_model *m, const char *path);
 
 /* ---------------------------------------------------------------- quantize */
 
@@ -612,10 +625,15 @@ typedef struct {
     int resume;                 /* continue the run saved in out_dir (refused if it is another run) */
     const char *save_dtype;     /* "f32" (default) or "bf16" for model.safetensors */
     int stop_after;             /* > 0: stop (and save) after this many steps of this call */
-    int lora_rank;              /* > 0: train LoRA adapters of this rank on the layers' 2-D matrices
-                                   (model_path only); the checkpoint holds the merged weights,
-                                   optimizer.bin the adapters */
+    int lora_rank;              /* > 0: train LoRA adapters of this rank on the layers' linear
+                                   matrices (model_path only; the rest frozen): out_dir gets
+                                   adapter_model.safetensors and adapter_config.json (see
+                                   rg_model_apply_lora), not the weights */
     double lora_alpha;          /* LoRA scale alpha / rank (0: alpha = rank) */
+    int lora_merge;             /* with LoRA: out_dir also gets the merged checkpoint (config.json,
+                                   model.safetensors with W + s B A, the tokenizer) */
+    int checkpoint_activations; /* keep each layer's input only and recompute its activations in the
+                                   backward pass: less memory, one more forward pass, the same bits */
     const volatile int *cancel; /* non-NULL and set (e.g. by SIGINT): save and stop after the current step */
     void (*progress)(void *ctx, const rg_train_event *e); /* may be NULL */
     void *progress_ctx;

@@ -192,6 +192,12 @@ static int write_index(const char *dir, const rg_st_spec *specs, int n, const in
     return rc;
 }
 
+int rg_st_write_file(const char *path, const rg_st_spec *specs, int n, const rg_st_source *src) {
+    progress_state ps = {0, 0};
+    for (int i = 0; i < n; i++) ps.total += rg_st_spec_bytes(&specs[i]);
+    return write_file(path, specs, n, 0, src, &ps);
+}
+
 int rg_st_write_checkpoint(const char *dir, const rg_st_spec *specs, int n, uint64_t max_shard_bytes,
                            const rg_st_source *src, int *n_shards_out) {
     if (n < 1) return rg_error("%s: no tensors to write", dir);

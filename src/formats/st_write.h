@@ -32,6 +32,9 @@ typedef struct {
 int64_t rg_st_spec_elements(const rg_st_spec *s);
 uint64_t rg_st_spec_bytes(const rg_st_spec *s);
 
+/* Write specs[0..n) into the one file `path` (written as path.tmp, then renamed). */
+int rg_st_write_file(const char *path, const rg_st_spec *specs, int n, const rg_st_source *src);
+
 /* Write the folder's weights: specs in order, packed into shards of at most
  * max_shard_bytes of tensor data (a bigger tensor gets a shard of its own).
  * One shard is written as model.safetensors, several as

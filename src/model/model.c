@@ -8,7 +8,7 @@
 #include "ops/ops.h"
 #include "util/util.h"
 
-static void *own(rg_model *m, size_t bytes) {
+void *rg_model_own(rg_model *m, size_t bytes) {
     void *p = rg_aligned_alloc(bytes);
     m->owned = rg_xrealloc(m->owned, sizeof *m->owned * (size_t)(m->n_owned + 1));
     m->owned[m->n_owned++] = p;
@@ -53,7 +53,7 @@ static const float *vec(binder *b, const rg_tensor *t) {
         rg_error("%s: a %lld-element tensor must not be quantised", b->source, (long long)count);
         return NULL;
     }
-    float *out = own(b->m, sizeof(float) * (size_t)count);
+    float *out = rg_model_own(b->m, sizeof(float) * (size_t)count);
     rg_tensor flat = *t;
     flat.ndim = 1;
     flat.shape[0] = count;
@@ -86,7 +86,7 @@ static int get_block_diag(binder *b, rg_tensor *out, const char *name, int h, in
         return rg_error("%s: tensor \"%s\" must not be quantised", b->source, name);
     rg_dtype dt = t->dtype == RG_DT_BF16 ? RG_DT_BF16 : RG_DT_F32;
     size_t es = rg_dtype_row_bytes(dt, 1);
-    uint8_t *dst = own(b->m, (size_t)h * bw * bw * es);
+    uint8_t *dst = rg_model_own(b->m, (size_t)h * bw * bw * es);
     const uint8_t *src = t->data;
     size_t ses = rg_dtype_row_bytes(t->dtype, 1);
     for (int hh = 0; hh < h; hh++)
@@ -191,7 +191,7 @@ int rg_model_bind(rg_model *m, rg_tensor_lookup lookup, void *ctx, const char *s
                 !(L->a_gate_b = vec(&b, gb)))
                 return -1;
             /* softplus(x) = log(1 + exp(x)), = x above 20 as torch does */
-            float *sp = own(m, sizeof(float) * (size_t)R);
+            float *sp = rg_model_own(m, sizeof(float) * (size_t)R);
             for (int64_t j = 0; j < R; j++) sp[j] = a_param[j] > 20.0f ? a_param[j] : log1pf(expf(a_param[j]));
             L->softplus_a = sp;
         } else {
@@ -208,7 +208,7 @@ int rg_model_bind(rg_model *m, rg_tensor_lookup lookup, void *ctx, const char *s
      * m = rot/2, inv_freq_i = 1 / theta^(2i / rot), in float32 as REF. */
     int rot = (int)(hd * c->partial_rotary_factor);
     m->rope_pairs = rot / 2;
-    m->rope_inv_freq = own(m, sizeof(float) * (size_t)(m->rope_pairs + 1));
+    m->rope_inv_freq = rg_model_own(m, sizeof(float) * (size_t)(m->rope_pairs + 1));
     for (int i = 0; i < m->rope_pairs; i++)
         m->rope_inv_freq[i] = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)rot);
     pack_weights(m);
@@ -327,5 +327,6 @@ uint64_t rg_model_fingerprint(const rg_model *m) {
         h = rg_fnv1a(m->layers[i].channel_norm, d, h);
         h = rg_fnv1a(&m->layers[i].gate.dtype, sizeof m->layers[i].gate.dtype, h);
     }
-    return rg_fnv1a(m->final_norm, d, h);
+    h = rg_fnv1a(m->final_norm, d, h);
+    return m->adapters ? rg_fnv1a(&m->adapters, sizeof m->adapters, h) : h;
 }

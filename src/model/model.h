@@ -40,6 +40,7 @@ struct rg_model {
     void (*gguf_close)(void *);
     void **owned;             /* buffers made at load time (conversions) */
     int n_owned;
+    uint64_t adapters;        /* hash of the LoRA adapters merged in (rg_model_apply_lora), 0 if none */
 };
 
 /* Bind every tensor the config requires through lookup (checks shapes and
@@ -59,10 +60,20 @@ void rg_gguf_w_config(rg_gguf_writer *w, const rg_config *cfg);
  * trainer's float32 copy), not the forward pass. */
 const rg_tensor *rg_model_tensor(const rg_model *m, const char *name);
 
-/* A 64-bit identity of the weights (a sample of them, and the config): two
- * models that may give different states differ here (the server's shared
- * state store keys states with it). */
+/* A 64-bit identity of the weights (a sample of them, the config and any
+ * adapters applied): two models that may give different states differ here
+ * (the server's shared state store keys states with it). */
 uint64_t rg_model_fingerprint(const rg_model *m);
+
+/* A buffer the model frees (rg_model_free). */
+void *rg_model_own(rg_model *m, size_t bytes);
+
+/* LoRA's merge of the elements first..first+count of W [out, in] (row-major):
+ * out[e] = base[e] + s * sum_k B[o][k] A[k][i], the sum in order of k.
+ * The trainer's merged checkpoint and rg_model_apply_lora both use it, so
+ * they give the same bits. */
+void rg_lora_merge_range(const float *A, const float *B, int64_t in, int r, float s, int64_t first, int64_t count,
+                         const float *base, float *out);
 
 /* Optional per-layer observer for tests and debugging (forward.c). what is
  * "embed" (layer -1), "temporal", "mlp", "residual" (per layer) or

@@ -101,6 +101,10 @@ int rg_grad_find(const rg_grad *g, const char *name) {
 }
 
 int rg_grad_params_from_model(const rg_grad *g, const rg_model *m, float *params) {
+    return rg_train_params_from_model(g, m, params, NULL);
+}
+
+int rg_train_params_from_model(const rg_grad *g, const rg_model *m, float *params, const uint8_t *skip) {
     if (rg_config_fingerprint(&m->cfg) != rg_config_fingerprint(&g->cfg))
         return rg_error("rg_grad_params_from_model: the model has another configuration than the layout");
     for (int i = 0; i < g->n_tensors; i++) {
@@ -113,13 +117,17 @@ int rg_grad_params_from_model(const rg_grad *g, const rg_model *m, float *params
         if (count != t->count || cols <= 0)
             return rg_error("rg_grad_params_from_model: tensor \"%s\" has %zu elements, expected %zu", t->name,
                             count, t->count);
+        if (skip && skip[i]) continue;
         /* the last dimension is the stored row (quantised blocks run along it) */
         for (size_t r = 0; r < count / (size_t)cols; r++) rg_dequant_row(w, (int64_t)r, params + t->offset + r * cols);
+        /* the file's pages go back as each tensor is read: the float32 copy
+         * takes their place (a 2B model's mapped bf16 would add 5 GB) */
+        rg_drop_file_pages(w->data, w->nbytes);
     }
     return 0;
 }
 
 int rg_grad_compute(const rg_grad *g, const float *params, const int32_t *tokens, int n, const uint8_t *mask,
                     double grad_scale, float *grad, double *nll_sum, int64_t *n_targets) {
-    return rg_train_grad_f32(g, params, tokens, n, mask, grad_scale, grad, nll_sum, n_targets);
+    return rg_train_grad_f32(g, params, NULL, tokens, n, mask, grad_scale, grad, nll_sum, n_targets);
 }

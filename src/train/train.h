@@ -29,12 +29,45 @@ struct rg_grad {
     size_t total;             /* elements of a parameter (or gradient) buffer */
 };
 
+/* LoRA adapters and options of the gradient engine, in float32 and float64.
+ * An adapter of the matrix W [out, in] (tensor index `tensor` of the
+ * layout: a linear layer's weight, see rg_lora_target) makes the layer
+ *   Y = X W^T + b + s (X A^T) B^T,   A [rank, in], B [out, rank];
+ * its backward adds dB += s dY^T (X A^T), dA += s (dY B)^T X (NULL: not
+ * wanted) and s (dY B) A to dX. */
+#define RG_TRAIN_TYPES(real, sfx)                                                                               \
+    typedef struct {                                                                                            \
+        int tensor, rank;                                                                                       \
+        real scale;                                                                                             \
+        const real *A, *B;                                                                                      \
+        real *dA, *dB;                                                                                          \
+        const uint16_t *W16; /* W in bf16 (the checkpoint's own values: half the memory), NULL: in params */ \
+    } rg_lora_##sfx;                                                                                            \
+    typedef struct {                                                                                            \
+        const rg_lora_##sfx *lora; /* at most one per matrix */                                                 \
+        int n_lora;                                                                                             \
+        int recompute; /* keep each layer's input only, and recompute its tape in the backward pass */         \
+    } rg_grad_opts_##sfx
+RG_TRAIN_TYPES(float, f32);
+RG_TRAIN_TYPES(double, f64);
+
 /* The loss and gradient of one sequence (see rg_grad_compute), in float32
- * or float64 throughout. grad may be NULL (the loss only). */
-int rg_train_grad_f32(const rg_grad *g, const float *params, const int32_t *tokens, int n, const uint8_t *mask,
-                      double grad_scale, float *grad, double *nll_sum, int64_t *n_targets);
-int rg_train_grad_f64(const rg_grad *g, const double *params, const int32_t *tokens, int n, const uint8_t *mask,
-                      double grad_scale, double *grad, double *nll_sum, int64_t *n_targets);
+ * or float64 throughout. grad (the whole layout) may be NULL: then the
+ * base tensors are frozen (no dW products), and the backward pass runs
+ * only for adapters with dA or dB. opts may be NULL (no adapters). */
+int rg_train_grad_f32(const rg_grad *g, const float *params, const rg_grad_opts_f32 *opts, const int32_t *tokens,
+                      int n, const uint8_t *mask, double grad_scale, float *grad, double *nll_sum, int64_t *n_targets);
+int rg_train_grad_f64(const rg_grad *g, const double *params, const rg_grad_opts_f64 *opts, const int32_t *tokens,
+                      int n, const uint8_t *mask, double grad_scale, double *grad, double *nll_sum,
+                      int64_t *n_targets);
+
+/* rg_grad_params_from_model, leaving the tensors k with skip[k] set as
+ * they are (skip may be NULL). */
+int rg_train_params_from_model(const rg_grad *g, const rg_model *m, float *params, const uint8_t *skip);
+
+/* 1 when the layout's tensor of that name is a linear layer's weight, the
+ * matrices LoRA adapts (q/k/v/o_proj, linear_x/y/out, gate/up/down_proj). */
+int rg_lora_target(const char *name);
 
 /* Training data (data.c): token ids one after another, and per id whether
  * the loss counts it as a target (the id before it predicts it). */
@@ -51,12 +84,5 @@ typedef struct {
  * model's turns counted only. */
 int rg_train_stream_add_file(rg_train_stream *s, const rg_tokenizer *t, const char *path);
 void rg_train_stream_free(rg_train_stream *s);
-
-/* LoRA (lora.c): a matrix W [out, in] = base + s B A with A [r, in] and
- * B [out, r]. rg_lora_merge writes W; rg_lora_gradients turns the gradient
- * G of W into dA = s B^T G and dB = s G A^T (overwritten, not added). */
-void rg_lora_merge(const float *base, const float *A, const float *B, int out, int in, int r, float s, float *W);
-void rg_lora_gradients(const float *G, const float *A, const float *B, int out, int in, int r, float s, float *dA,
-                       float *dB);
 
 #endif

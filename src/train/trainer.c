@@ -4,10 +4,13 @@
  * applies AdamW to float32 master weights. Every reduction here runs in a
  * fixed order, so, as rg_grad_compute, the weights do not depend on the
  * thread count, and a resumed run continues bit for bit.
- * With LoRA the optimiser updates low-rank adapters instead: each matrix W
- * [out, in] of the layers is base + s B A (A [r, in], B [out, r], s =
- * alpha / r) and, from the full gradient G of W that rg_grad_compute gives,
- * dB = s G A^T and dA = s B^T G (exact). */
+ * With LoRA the optimiser updates low-rank adapters instead: each linear
+ * layer's matrix W [out, in] acts as W + s B A (A [r, in], B [out, r], s =
+ * alpha / r); the gradient engine runs them beside the frozen W (no merged
+ * copy, no gradient of W; W kept in bf16 where the checkpoint stores it so)
+ * and gives dA and dB only. The output folder gets
+ * the adapters (adapter_model.safetensors, adapter_config.json) and, with
+ * lora_merge, the merged checkpoint too. */
 #define _GNU_SOURCE /* renameat2 */
 #include <dirent.h>
 #include <errno.h>
@@ -19,12 +22,16 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <cjson/cJSON.h>
 #include "formats/st_write.h"
+#include "model/model.h"
 #include "model/synth.h"
 #include "train/train.h"
 #include "util/util.h"
 
 #define OPTIM_FILE "optimizer.bin"
+#define ADAPTER_FILE "adapter_model.safetensors"
+#define ADAPTER_CONFIG "adapter_config.json"
 #define OPTIM_MAGIC "RGOPTIM1"
 #define NORM_CHUNK ((size_t)1 << 16)
 
@@ -64,13 +71,6 @@ typedef struct {
     int decay; /* weight decay applies (matrices only) */
 } trained_tensor;
 
-/* One matrix W [out, in] adapted by LoRA. */
-typedef struct {
-    size_t w;    /* W in the parameter buffer */
-    size_t a, b; /* A [r, in] and B [out, r] in the adapter buffer */
-    int out, in;
-} lora_matrix;
-
 typedef struct {
     const rg_train_params *p;
     rg_config cfg;
@@ -78,15 +78,16 @@ typedef struct {
     rg_tokenizer *tok;
     rg_train_stream data;
     size_t n_params;
-    float *params, *grad;
+    float *params, *grad; /* grad: NULL with LoRA (the base is frozen) */
     /* what the optimiser updates: params and grad themselves, or LoRA's adapters and their gradient */
     trained_tensor *trained;
     int n_trained_tensors;
     size_t n_trained;
     float *values, *value_grad, *m, *v;
-    lora_matrix *lora;
+    rg_lora_f32 *lora, *lora_frozen; /* the adapters in values (and value_grad); the same without gradients */
+    uint16_t *base16;                /* the adapted matrices stored in bf16 (see init_lora_base) */
     int n_lora;
-    float *base; /* LoRA: the frozen weights */
+    rg_grad_opts_f32 opts, eval_opts;
     int *train_seq, *eval_seq, *order; /* sequence indices; order: this epoch's permutation of train_seq */
     int n_train, n_eval;
     int64_t train_targets;
@@ -144,6 +145,7 @@ static int check_params(const rg_train_params *p) {
     if (p->lora_rank < 0 || p->lora_rank > 4096 || !(p->lora_alpha >= 0))
         return rg_error("train: LoRA needs a rank of 0..4096 and alpha >= 0 (got %d, %g)", p->lora_rank, p->lora_alpha);
     if (p->lora_rank && !p->model_path) return rg_error("train: LoRA adapts a checkpoint: give the model to fine-tune");
+    if (p->lora_merge && !p->lora_rank) return rg_error("train: lora_merge needs LoRA (a rank)");
     const char *dt = p->save_dtype ? p->save_dtype : "f32";
     if (strcmp(dt, "f32") && strcmp(dt, "bf16")) return rg_error("train: save dtype must be f32 or bf16 (got \"%s\")", dt);
     return 0;
@@ -275,22 +277,6 @@ static void adamw(trainer *T, double lr, double grad_mul) {
 
 static double lora_scale(const rg_train_params *p) { return lora_alpha(p) / p->lora_rank; }
 
-static void lora_apply(trainer *T) {
-    for (int j = 0; j < T->n_lora; j++) {
-        const lora_matrix *L = &T->lora[j];
-        rg_lora_merge(T->base + L->w, T->values + L->a, T->values + L->b, L->out, L->in, T->p->lora_rank,
-                      (float)lora_scale(T->p), T->params + L->w);
-    }
-}
-
-static void lora_gradients(trainer *T) {
-    for (int j = 0; j < T->n_lora; j++) {
-        const lora_matrix *L = &T->lora[j];
-        rg_lora_gradients(T->grad + L->w, T->values + L->a, T->values + L->b, L->out, L->in, T->p->lora_rank,
-                          (float)lora_scale(T->p), T->value_grad + L->a, T->value_grad + L->b);
-    }
-}
-
 /* A weight matrix, not a vector: the RG-LRU gate biases [H, bw] are 2-D
  * but biases. */
 static int is_matrix(const rg_grad_tensor *t) { return t->ndim >= 2 && !ends_with(t->name, "bias"); }
@@ -304,10 +290,10 @@ static void normal_fill(float *out, size_t n, double std, uint64_t key) {
 }
 
 /* What the optimiser trains: every tensor (decay on matrices only: not on
- * norms, biases, recurrent_param), or with LoRA an A and a B for each 2-D
- * weight matrix of the layers (the projections and the MLP; not the
- * embedding, the conv taps or the RG-LRU gates). A starts N(0, 1/in), B at 0: the model starts as
- * the base. */
+ * norms, biases, recurrent_param), or with LoRA an A and a B for each
+ * linear layer's matrix (the projections and the MLP; not the embedding,
+ * the conv taps or the RG-LRU gates). A starts N(0, 1/in), B at 0: the
+ * model starts as the base. */
 static void choose_trained(trainer *T) {
     int n = rg_grad_n_tensors(T->g), r = T->p->lora_rank;
     T->trained = rg_xcalloc((size_t)n * 2, sizeof *T->trained);
@@ -322,22 +308,28 @@ static void choose_trained(trainer *T) {
         return;
     }
     T->lora = rg_xcalloc((size_t)n, sizeof *T->lora);
-    for (int k = 0; k < n; k++) {
+    T->lora_frozen = rg_xcalloc((size_t)n, sizeof *T->lora_frozen);
+    for (int k = 0; k < n; k++) { /* A and B one after another in values */
         const rg_grad_tensor *t = rg_grad_tensor_at(T->g, k);
-        if (t->ndim != 2 || !is_matrix(t) || !strcmp(t->name, "model.embed_tokens.weight")) continue;
-        lora_matrix *L = &T->lora[T->n_lora++];
-        *L = (lora_matrix){t->offset, T->n_trained, T->n_trained + (size_t)r * (size_t)t->shape[1],
-                           (int)t->shape[0], (int)t->shape[1]};
-        T->trained[T->n_trained_tensors++] = (trained_tensor){L->a, (size_t)r * (size_t)L->in, 1};
-        T->trained[T->n_trained_tensors++] = (trained_tensor){L->b, (size_t)L->out * (size_t)r, 1};
-        T->n_trained = L->b + (size_t)L->out * (size_t)r;
+        if (!rg_lora_target(t->name)) continue;
+        size_t na = (size_t)r * (size_t)t->shape[1], nb = (size_t)t->shape[0] * (size_t)r;
+        T->trained[T->n_trained_tensors++] = (trained_tensor){T->n_trained, na, 1};
+        T->trained[T->n_trained_tensors++] = (trained_tensor){T->n_trained + na, nb, 1};
+        T->lora[T->n_lora++] = (rg_lora_f32){.tensor = k, .rank = r, .scale = (float)lora_scale(T->p)};
+        T->n_trained += na + nb;
     }
     T->values = rg_xcalloc(T->n_trained, sizeof *T->values);
     T->value_grad = rg_xcalloc(T->n_trained, sizeof *T->value_grad);
-    T->base = rg_xmalloc(sizeof *T->base * T->n_params);
-    for (int j = 0; j < T->n_lora; j++)
-        normal_fill(T->values + T->lora[j].a, (size_t)r * (size_t)T->lora[j].in, 1 / sqrt((double)T->lora[j].in),
+    for (int j = 0; j < T->n_lora; j++) {
+        rg_lora_f32 *L = &T->lora[j];
+        size_t a = T->trained[2 * j].offset, b = T->trained[2 * j + 1].offset;
+        L->A = T->values + a, L->B = T->values + b, L->dA = T->value_grad + a, L->dB = T->value_grad + b;
+        T->lora_frozen[j] = *L;
+        T->lora_frozen[j].dA = T->lora_frozen[j].dB = NULL;
+        int in = (int)rg_grad_tensor_at(T->g, L->tensor)->shape[1];
+        normal_fill(T->values + a, T->trained[2 * j].count, 1 / sqrt((double)in),
                     rg_mix64(T->p->seed ^ ((uint64_t)(j + 1) * RG_GOLDEN64)));
+    }
 }
 
 static double evaluate(const trainer *T) {
@@ -347,7 +339,8 @@ static double evaluate(const trainer *T) {
         size_t at = (size_t)T->eval_seq[i] * (size_t)T->p->ctx;
         double s;
         int64_t k;
-        if (rg_grad_compute(T->g, T->params, T->data.ids + at, T->p->ctx, T->data.counts + at, 1.0, NULL, &s, &k))
+        if (rg_train_grad_f32(T->g, T->params, &T->eval_opts, T->data.ids + at, T->p->ctx, T->data.counts + at, 1.0,
+                              NULL, &s, &k))
             return NAN;
         nll += s;
         targets += k;
@@ -369,13 +362,14 @@ static int train_step(trainer *T, double *loss, double *lr, double *norm) {
         seqs[b] = T->order[T->cursor++];
         targets += seq_targets(T, seqs[b]);
     }
-    memset(T->grad, 0, sizeof *T->grad * T->n_params);
+    memset(T->value_grad, 0, sizeof *T->value_grad * T->n_trained);
     double nll = 0, scale = 1.0 / (double)(targets ? targets : 1);
     int rc = 0;
     for (int b = 0; b < p->batch && !rc; b++) {
         size_t at = (size_t)seqs[b] * (size_t)p->ctx;
         double s;
-        rc = rg_grad_compute(T->g, T->params, T->data.ids + at, p->ctx, T->data.counts + at, scale, T->grad, &s, NULL);
+        rc = rg_train_grad_f32(T->g, T->params, &T->opts, T->data.ids + at, p->ctx, T->data.counts + at, scale, T->grad,
+                               &s, NULL);
         nll += s;
     }
     free(seqs);
@@ -383,12 +377,10 @@ static int train_step(trainer *T, double *loss, double *lr, double *norm) {
     T->step++;
     T->tokens += (int64_t)p->batch * p->ctx;
     *loss = targets ? nll / (double)targets : 0;
-    if (T->n_lora) lora_gradients(T);
     *norm = global_norm(T->value_grad, T->n_trained);
     *lr = lr_at(p, T->step);
     if (!isfinite(*norm)) return rg_error("train: step %d: the gradient is not finite (loss %g): lower the lr", T->step, *loss);
     adamw(T, *lr, p->clip > 0 && *norm > p->clip ? p->clip / *norm : 1.0);
-    if (T->n_lora) lora_apply(T);
     return 0;
 }
 
@@ -450,31 +442,105 @@ static int write_tokenizer(const trainer *T, const char *dir) {
 }
 
 typedef struct {
-    const float *params;
-    size_t *offset; /* of each spec's tensor in params */
+    const trainer *T;
+    size_t *offset;           /* of each spec's tensor in params */
+    const rg_lora_f32 **lora; /* each spec's adapter (merged into it), or NULL */
 } fill_ctx;
 
 static void fill_from_params(void *ctx, int index, int64_t first, int64_t count, float *out) {
     const fill_ctx *f = ctx;
-    memcpy(out, f->params + f->offset[index] + first, sizeof *out * (size_t)count);
+    const float *base = f->T->params + f->offset[index] + first;
+    const rg_lora_f32 *a = f->lora[index];
+    if (a && a->W16) { /* merged in place over the widened bf16 */
+        for (int64_t j = 0; j < count; j++) out[j] = rg_bf16_to_f32(a->W16[first + j]);
+        base = out;
+    }
+    if (a)
+        rg_lora_merge_range(a->A, a->B, rg_grad_tensor_at(f->T->g, a->tensor)->shape[1], a->rank, a->scale, first,
+                            count, base, out);
+    else memcpy(out, base, sizeof *out * (size_t)count);
 }
 
+/* model.safetensors: the weights, with LoRA the merged W + s B A */
 static int write_weights(const trainer *T, const char *dir) {
     rg_st_spec *specs;
     int n = rg_synth_specs(&T->cfg, save_bf16(T->p) ? RG_DT_BF16 : RG_DT_F32, &specs);
-    fill_ctx f = {T->params, rg_xmalloc(sizeof(size_t) * (size_t)n)};
+    fill_ctx f = {T, rg_xmalloc(sizeof(size_t) * (size_t)n), rg_xcalloc((size_t)n, sizeof(rg_lora_f32 *))};
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
         int k = rg_grad_find(T->g, specs[i].name);
         if (k < 0) rc = rg_error("train: no parameter for tensor \"%s\"", specs[i].name);
         else f.offset[i] = rg_grad_tensor_at(T->g, k)->offset;
+        for (int j = 0; j < T->n_lora; j++)
+            if (T->lora[j].tensor == k) f.lora[i] = &T->lora[j];
     }
     char note[64];
     snprintf(note, sizeof note, "rgemma train, step %d", T->step);
     rg_st_source src = {fill_from_params, &f, NULL, NULL, note};
     if (!rc) rc = rg_st_write_checkpoint(dir, specs, n, 2ull << 30, &src, NULL);
     free(f.offset);
+    free(f.lora);
     free(specs);
+    return rc;
+}
+
+static void fill_from_values(void *ctx, int index, int64_t first, int64_t count, float *out) {
+    const trainer *T = ctx;
+    memcpy(out, T->values + T->trained[index].offset + first, sizeof *out * (size_t)count);
+}
+
+/* The adapters alone, as PEFT names and keeps them: adapter_model.safetensors
+ * with "<W's name less .weight>.lora_A.weight" [r, in] and ".lora_B.weight"
+ * [out, r] in float32, and adapter_config.json (r, lora_alpha, the target
+ * modules). */
+static int write_adapters(const trainer *T, const char *dir) {
+    int n = 2 * T->n_lora;
+    rg_st_spec *specs = rg_xcalloc((size_t)n, sizeof *specs);
+    cJSON *root = cJSON_CreateObject(), *targets = cJSON_CreateArray();
+    for (int j = 0; j < T->n_lora; j++) {
+        const rg_grad_tensor *t = rg_grad_tensor_at(T->g, T->lora[j].tensor);
+        int stem = (int)(strlen(t->name) - strlen(".weight"));
+        for (int ab = 0; ab < 2; ab++) {
+            rg_st_spec *sp = &specs[2 * j + ab];
+            snprintf(sp->name, sizeof sp->name, "%.*s.lora_%c.weight", stem, t->name, ab ? 'B' : 'A');
+            sp->dtype = RG_DT_F32;
+            sp->ndim = 2;
+            sp->shape[0] = ab ? t->shape[0] : T->p->lora_rank;
+            sp->shape[1] = ab ? T->p->lora_rank : t->shape[1];
+        }
+        const char *module = strrchr(t->name, '.'); /* the module: "q_proj" of "...q_proj.weight" */
+        int len = 0;
+        while (module > t->name && module[-1] != '.') module--, len++;
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", len, module);
+        int seen = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, targets) seen |= !strcmp(e->valuestring, name);
+        if (!seen) cJSON_AddItemToArray(targets, cJSON_CreateString(name));
+    }
+    char note[64];
+    snprintf(note, sizeof note, "rgemma train, step %d", T->step);
+    rg_st_source src = {fill_from_values, (void *)T, NULL, NULL, note};
+    char *path = rg_path_join(dir, ADAPTER_FILE);
+    int rc = rg_st_write_file(path, specs, n, &src);
+    free(path);
+    free(specs);
+    cJSON_AddStringToObject(root, "peft_type", "LORA");
+    cJSON_AddStringToObject(root, "task_type", "CAUSAL_LM");
+    cJSON_AddStringToObject(root, "base_model_name_or_path", T->p->model_path);
+    cJSON_AddNumberToObject(root, "r", T->p->lora_rank);
+    cJSON_AddNumberToObject(root, "lora_alpha", lora_alpha(T->p));
+    cJSON_AddNumberToObject(root, "lora_dropout", 0);
+    cJSON_AddStringToObject(root, "bias", "none");
+    cJSON_AddItemToObject(root, "target_modules", targets);
+    char *json = cJSON_Print(root);
+    cJSON_Delete(root);
+    path = rg_path_join(dir, ADAPTER_CONFIG);
+    FILE *f = rc ? NULL : fopen(path, "w");
+    if (!rc && (!f || fputs(json, f) < 0 || fputc('\n', f) < 0)) rc = rg_error("%s: cannot write: %s", path, strerror(errno));
+    if (f && fclose(f) && !rc) rc = rg_error("%s: cannot write: %s", path, strerror(errno));
+    free(json);
+    free(path);
     return rc;
 }
 
@@ -528,9 +594,11 @@ static int save_checkpoint(const trainer *T) {
     snprintf(tmp, ol + 8, "%s.tmp", out);
     snprintf(old, ol + 8, "%s.old", out);
     char *cfg_path = rg_path_join(tmp, "config.json");
+    int checkpoint = !T->n_lora || T->p->lora_merge; /* a model folder; LoRA alone: the adapters */
     int rc = remove_folder(tmp) || rg_make_dirs(tmp) ||
-             rg_config_write_json(&T->cfg, save_bf16(T->p) ? "bfloat16" : "float32", cfg_path) ||
-             write_weights(T, tmp) || write_tokenizer(T, tmp) || write_optimizer(T, tmp);
+             (checkpoint && (rg_config_write_json(&T->cfg, save_bf16(T->p) ? "bfloat16" : "float32", cfg_path) ||
+                             write_weights(T, tmp) || write_tokenizer(T, tmp))) ||
+             (T->n_lora && write_adapters(T, tmp)) || write_optimizer(T, tmp);
     free(cfg_path);
     if (!rc && !rg_is_dir(out)) {
         if (rename(tmp, out)) rc = rg_error("%s: cannot rename %s into place: %s", out, tmp, strerror(errno));
@@ -620,8 +688,36 @@ static int check_out_dir(const rg_train_params *p) {
              : 0;
 }
 
+/* LoRA's frozen matrices that the checkpoint stores in bf16 stay bf16
+ * (T->base16: exactly their values, half the memory of float32); their
+ * place in params is never written, so its pages never become resident. */
+static int init_lora_base(trainer *T, const rg_model *m) {
+    uint8_t *skip = rg_xcalloc((size_t)rg_grad_n_tensors(T->g), 1);
+    size_t n16 = 0;
+    for (int j = 0; j < T->n_lora; j++) {
+        const rg_grad_tensor *t = rg_grad_tensor_at(T->g, T->lora[j].tensor);
+        const rg_tensor *w = rg_model_tensor(m, t->name);
+        if (w && w->dtype == RG_DT_BF16) skip[T->lora[j].tensor] = 1, n16 += t->count;
+    }
+    int rc = rg_train_params_from_model(T->g, m, T->params, skip); /* checks every tensor's size */
+    T->base16 = rg_xmalloc(sizeof *T->base16 * (n16 ? n16 : 1));
+    size_t at = 0;
+    for (int j = 0; j < T->n_lora && !rc; j++) {
+        if (!skip[T->lora[j].tensor]) continue;
+        const rg_grad_tensor *t = rg_grad_tensor_at(T->g, T->lora[j].tensor);
+        const rg_tensor *w = rg_model_tensor(m, t->name);
+        memcpy(T->base16 + at, w->data, sizeof *T->base16 * t->count);
+        rg_drop_file_pages(w->data, w->nbytes);
+        T->lora[j].W16 = T->lora_frozen[j].W16 = T->base16 + at;
+        at += t->count;
+    }
+    free(skip);
+    return rc;
+}
+
 /* The initial weights: the checkpoint to fine-tune, or the training initialisation. */
 static int init_weights(trainer *T, const rg_model *m) {
+    if (m && T->n_lora) return init_lora_base(T, m);
     if (m) return rg_grad_params_from_model(T->g, m, T->params);
     for (int k = 0; k < rg_grad_n_tensors(T->g); k++) {
         const rg_grad_tensor *t = rg_grad_tensor_at(T->g, k);
@@ -704,9 +800,10 @@ static void trainer_free(trainer *T) {
     free(T->grad);
     free(T->m);
     free(T->v);
-    free(T->base);
     free(T->trained);
     free(T->lora);
+    free(T->lora_frozen);
+    free(T->base16);
     free(T->train_seq);
     free(T->eval_seq);
     free(T->order);
@@ -721,20 +818,20 @@ int rg_train(const rg_train_params *p, rg_train_result *res) {
     int rc = setup(&T, &model);
     if (!rc) {
         T.params = rg_xcalloc(T.n_params, sizeof *T.params);
-        T.grad = rg_xcalloc(T.n_params, sizeof *T.grad);
+        T.grad = p->lora_rank ? NULL : rg_xcalloc(T.n_params, sizeof *T.grad);
         choose_trained(&T);
+        T.opts = (rg_grad_opts_f32){T.lora, T.n_lora, p->checkpoint_activations};
+        T.eval_opts = (rg_grad_opts_f32){T.lora_frozen, T.n_lora, 0};
         T.m = rg_xcalloc(T.n_trained, sizeof *T.m);
         T.v = rg_xcalloc(T.n_trained, sizeof *T.v);
         int have_values = 0;
         rc = init_weights(&T, model);
-        if (!rc && T.n_lora) memcpy(T.base, T.params, sizeof *T.base * T.n_params);
         if (!rc && p->resume) rc = load_optimizer(&T, &have_values);
         if (!rc && p->resume && !have_values) { /* the f32 weights are the checkpoint's safetensors */
             rg_model_free(model);
             model = NULL;
             rc = rg_model_load(p->out_dir, &model) || rg_grad_params_from_model(T.g, model, T.params);
         }
-        if (!rc && T.n_lora) lora_apply(&T);
     }
     rg_model_free(model);
     if (!rc && p->csv_path) rc = open_csv(&T);
@@ -788,7 +885,8 @@ int rg_train(const rg_train_params *p, rg_train_result *res) {
             saved_at = T.step;
         }
     }
-    if (!rc && saved_at != T.step) rc = save_checkpoint(&T);
+    /* lora_merge on a finished run (resumed at its last step) merges it */
+    if (!rc && (saved_at != T.step || p->lora_merge)) rc = save_checkpoint(&T);
     res->steps_done = T.step;
     res->train_loss = train_loss;
     res->eval_loss = eval_loss;

@@ -58,16 +58,59 @@ grep -q '"torch_dtype":[[:space:]]*"bfloat16"' "$T/split/config.json" || fail "b
 [ "$(cut -d, -f1 "$T/split.csv" | tr '\n' ' ')" = "step 0 1 2 3 4 5 6 " ] || fail "csv after resume: $(cat "$T/split.csv")"
 "$RGEMMA" perplexity -m "$T/split" -f "$T/rep.txt" -c 32 >/dev/null 2>&1 || fail "bf16 checkpoint does not load"
 
-# LoRA: the merged checkpoint generates; split + resume = one run
+# LoRA: the folder holds the adapters only (small); --lora-merge adds the
+# merged checkpoint, and generate --lora on the base gives its greedy tokens;
+# --checkpoint-activations and split + resume give the same adapters as one run
 # shellcheck disable=SC2086
-"$RGEMMA" train $RUN -m "$T/base" --lora 4 --steps 4 -o "$T/lora" 2>"$T/err" || fail "LoRA: $(cat "$T/err")"
+"$RGEMMA" train $RUN -m "$T/base" --lora 4 --steps 4 -o "$T/lora" --lora-merge 2>"$T/err" || fail "LoRA: $(cat "$T/err")"
 grep -q "LoRA rank 4, alpha 4 on 19 matrices" "$T/err" || fail "LoRA: $(cat "$T/err")"
-"$RGEMMA" generate -m "$T/lora" -p "The quick" -n 4 >/dev/null 2>&1 || fail "LoRA checkpoint does not generate"
+for f in adapter_model.safetensors adapter_config.json model.safetensors config.json; do
+    [ -f "$T/lora/$f" ] || fail "LoRA with --lora-merge lacks $f"
+done
+grep -q '"lora_alpha":[[:space:]]*4' "$T/lora/adapter_config.json" || fail "adapter_config.json: $(cat "$T/lora/adapter_config.json")"
+[ "$(wc -c <"$T/lora/adapter_model.safetensors")" -lt 65536 ] || fail "the adapter file is not small"
+"$RGEMMA" generate -m "$T/lora" -p "The quick" -n 12 --temp 0 >"$T/merged.out" 2>"$T/err" || fail "merged: $(cat "$T/err")"
+"$RGEMMA" generate -m "$T/base" --lora "$T/lora" -p "The quick" -n 12 --temp 0 >"$T/applied.out" 2>"$T/err" \
+    || fail "generate --lora: $(cat "$T/err")"
+[ -s "$T/merged.out" ] && cmp -s "$T/merged.out" "$T/applied.out" \
+    || fail "generate --lora differs from the merged checkpoint: $(cat "$T/merged.out") / $(cat "$T/applied.out")"
+"$RGEMMA" perplexity -m "$T/base" --lora "$T/lora/adapter_model.safetensors" -f "$T/rep.txt" -c 32 >/dev/null 2>&1 \
+    || fail "perplexity --lora"
 # shellcheck disable=SC2086
-"$RGEMMA" train $RUN -m "$T/base" --lora 4 --steps 4 -o "$T/lora2" --stop-after 2 2>/dev/null || fail "LoRA first half"
+"$RGEMMA" train $RUN -m "$T/base" --lora 4 --steps 4 -o "$T/lora2" --stop-after 2 --checkpoint-activations 2>/dev/null \
+    || fail "LoRA first half"
+[ ! -e "$T/lora2/model.safetensors" ] || fail "LoRA without --lora-merge wrote the weights"
 # shellcheck disable=SC2086
 "$RGEMMA" train $RUN -m "$T/base" --lora 4 --steps 4 -o "$T/lora2" --resume 2>/dev/null || fail "LoRA resume"
-cmp -s "$T/lora/model.safetensors" "$T/lora2/model.safetensors" || fail "LoRA: resumed run differs from the whole run"
+cmp -s "$T/lora/adapter_model.safetensors" "$T/lora2/adapter_model.safetensors" \
+    || fail "LoRA: resumed run (activations recomputed) differs from the whole run"
+# an adapter of another shape: one line naming the file and tensor
+sed 's/"intermediate_size":[[:space:]]*[0-9]*/"intermediate_size": 96/' "$T/base/config.json" >"$T/other.json"
+"$RGEMMA" synth --preset "$T/other.json" -o "$T/other-model" --tokenizer $TOK >/dev/null 2>&1 || fail "synth other"
+if "$RGEMMA" generate -m "$T/other-model" --lora "$T/lora" -p "The" -n 2 >/dev/null 2>"$T/err"; then fail "another shape's adapter accepted"; fi
+[ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "^rgemma: generate: $T/lora/adapter_model.safetensors: tensor \"model.layers.0.mlp_block.*lora_A.weight\".*do not fit" "$T/err" \
+    || fail "another shape's adapter: $(cat "$T/err")"
+# a bf16 base: its adapted matrices stay bf16 in training; merged (bf16) and
+# applied at load (merged in memory in bf16) give the same tokens
+"$RGEMMA" synth --preset "$T/base/config.json" --dtype bf16 --seed 3 --tokenizer $TOK -o "$T/base16" >/dev/null 2>&1 \
+    || fail "synth bf16"
+# shellcheck disable=SC2086
+"$RGEMMA" train $RUN -m "$T/base16" --lora 4 --steps 4 -o "$T/lora16" --lora-merge --save-dtype bf16 2>"$T/err" \
+    || fail "LoRA on bf16: $(cat "$T/err")"
+"$RGEMMA" generate -m "$T/lora16" -p "The quick" -n 12 --temp 0 >"$T/merged16.out" 2>/dev/null || fail "bf16 merged"
+"$RGEMMA" generate -m "$T/base16" --lora "$T/lora16" -p "The quick" -n 12 --temp 0 >"$T/applied16.out" 2>/dev/null \
+    || fail "bf16 --lora"
+cmp -s "$T/merged16.out" "$T/applied16.out" || fail "bf16: generate --lora differs from the merged checkpoint"
+cmp -s "$T/lora16/model.safetensors" "$T/base16/model.safetensors" && fail "bf16: the merged checkpoint is the base"
+# quantised weights: refused, with what to do instead
+"$RGEMMA" quantize "$T/base" "$T/q8.gguf" --type q8_0 >/dev/null 2>&1 || fail "quantize"
+if "$RGEMMA" generate -m "$T/q8.gguf" --lora "$T/lora" -p "The" -n 2 >/dev/null 2>"$T/err"; then fail "LoRA on Q8_0 accepted"; fi
+[ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "^rgemma: generate: .*is Q8_0: LoRA applies to float weights only" "$T/err" \
+    || fail "LoRA on Q8_0: $(cat "$T/err")"
+# a finished run is merged afterwards: the same command with --resume --lora-merge
+# shellcheck disable=SC2086
+"$RGEMMA" train $RUN -m "$T/base" --lora 4 --steps 4 -o "$T/lora2" --resume --lora-merge 2>/dev/null || fail "merge after the run"
+cmp -s "$T/lora/model.safetensors" "$T/lora2/model.safetensors" || fail "merged after the run differs"
 
 # Ctrl-C saves and stops (130); --resume continues from there. The log is
 # emptied first: the background run opens it after this shell goes on, and
@@ -126,6 +169,7 @@ one_line_error "unknown preset" --data "$T/rep.txt" --preset 3b --tokenizer $TOK
 one_line_error "needs --data" -m "$T/base" -o "$T/none"
 one_line_error "--lr must be" --data "$T/rep.txt" -m "$T/base" --lr fast -o "$T/none"
 one_line_error "LoRA adapts a checkpoint" --data "$T/rep.txt" --config "$T/base/config.json" --tokenizer $TOK --lora 4 -o "$T/none"
+one_line_error "--lora-merge needs --lora" --data "$T/rep.txt" -m "$T/base" --lora-merge -o "$T/none"
 one_line_error "--save-dtype must be" --data "$T/rep.txt" -m "$T/base" --save-dtype q4 -o "$T/none"
 cp "$T/scratch/model.safetensors" "$T/before"
 # shellcheck disable=SC2086

@@ -1,9 +1,10 @@
 /* Gradients (src/train): the float64 backward pass against central finite
  * differences of the float64 loss, for elements of every parameter tensor
- * of tiny models whose sequences are several times the attention window;
- * the reference's bound on the derivative of sqrt(1 - a^2); the float32
- * path against the float64 one; the training forward against the
- * inference forward (rg_forward); and the public layout. */
+ * of tiny models whose sequences are several times the attention window,
+ * and of LoRA adapters on every kind of linear layer; the reference's bound
+ * on the derivative of sqrt(1 - a^2); the float32 path against the float64
+ * one; recomputed activations giving the same bits; the training forward
+ * against the inference forward (rg_forward); and the public layout. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -76,7 +77,7 @@ static double *random_params(const rg_grad *g, uint64_t seed) {
 
 static double loss64(const rg_grad *g, const double *p, const int32_t *tok, int n, const uint8_t *mask) {
     double nll;
-    assert_int_equal(rg_train_grad_f64(g, p, tok, n, mask, 1.0, NULL, &nll, NULL), 0);
+    assert_int_equal(rg_train_grad_f64(g, p, NULL, tok, n, mask, 1.0, NULL, &nll, NULL), 0);
     return nll;
 }
 
@@ -90,7 +91,7 @@ static void check_fd(const rg_config *cfg, int n, const uint8_t *mask, uint64_t 
     uint64_t s = seed ^ 77;
     for (int t = 0; t < n; t++) tok[t] = (int32_t)(rg_splitmix64(&s) % (uint64_t)cfg->vocab_size);
     int64_t targets;
-    assert_int_equal(rg_train_grad_f64(g, p, tok, n, mask, 1.0, grad, &nll, &targets), 0);
+    assert_int_equal(rg_train_grad_f64(g, p, NULL, tok, n, mask, 1.0, grad, &nll, &targets), 0);
     assert_true(nll > 0 && isfinite(nll));
     const double h = 1e-5;
     int per = 5, checked = 0;
@@ -137,6 +138,101 @@ static void test_fd_attention_first_uncapped_masked(void **state) {
     check_fd(&c, 13, mask, 2);
 }
 
+/* LoRA adapters on every linear layer's weight (the base frozen: no
+ * gradient buffer): the loss is that of the merged weights W + s B A, and
+ * dA, dB match central differences. */
+typedef struct {
+    rg_lora_f64 *ad;
+    int n;
+    double *mem;
+} adapters64;
+
+static adapters64 make_adapters(const rg_grad *g, int rank, double scale, uint64_t seed) {
+    adapters64 a = {rg_xcalloc((size_t)rg_grad_n_tensors(g), sizeof(rg_lora_f64)), 0, NULL};
+    size_t total = 0;
+    for (int i = 0; i < rg_grad_n_tensors(g); i++) {
+        const rg_grad_tensor *t = rg_grad_tensor_at(g, i);
+        if (rg_lora_target(t->name)) total += 2 * (size_t)rank * (size_t)(t->shape[0] + t->shape[1]);
+    }
+    a.mem = rg_xcalloc(total, sizeof(double));
+    double *at = a.mem;
+    uint64_t s = seed;
+    for (int i = 0; i < rg_grad_n_tensors(g); i++) {
+        const rg_grad_tensor *t = rg_grad_tensor_at(g, i);
+        if (!rg_lora_target(t->name)) continue;
+        size_t na = (size_t)rank * (size_t)t->shape[1], nb = (size_t)t->shape[0] * (size_t)rank;
+        double *A = at, *B = at + na;
+        for (size_t j = 0; j < na + nb; j++) at[j] = 0.4 * normal(&s);
+        a.ad[a.n++] = (rg_lora_f64){i, rank, scale, A, B, B + nb, B + nb + na, NULL};
+        at += 2 * (na + nb);
+    }
+    return a;
+}
+
+static void test_fd_lora(void **state) {
+    (void)state;
+    rg_config c = tiny_config(1, 3.0f);
+    rg_grad *g = rg_grad_new(&c);
+    int n = 11, rank = 2;
+    double *p = random_params(g, 4), *merged = rg_xmalloc(sizeof(double) * rg_grad_size(g)), nll, want;
+    adapters64 a = make_adapters(g, rank, 0.7, 8);
+    assert_int_equal(a.n, 2 * 3 + 1 * 4 + 3 * 3); /* two recurrent layers, one attention layer, three MLPs */
+    memcpy(merged, p, sizeof(double) * rg_grad_size(g));
+    for (int k = 0; k < a.n; k++) {
+        const rg_grad_tensor *t = rg_grad_tensor_at(g, a.ad[k].tensor);
+        int out = (int)t->shape[0], in = (int)t->shape[1];
+        for (int o = 0; o < out; o++)
+            for (int i = 0; i < in; i++) {
+                double acc = 0;
+                for (int r = 0; r < rank; r++) acc += a.ad[k].B[o * rank + r] * a.ad[k].A[r * in + i];
+                merged[t->offset + (size_t)o * in + i] += 0.7 * acc;
+            }
+    }
+    int32_t tok[11];
+    uint64_t s = 21;
+    for (int t = 0; t < n; t++) tok[t] = (int32_t)(rg_splitmix64(&s) % (uint64_t)c.vocab_size);
+    rg_grad_opts_f64 opts = {a.ad, a.n, 0};
+    assert_int_equal(rg_train_grad_f64(g, p, &opts, tok, n, NULL, 1.0, NULL, &nll, NULL), 0);
+    assert_int_equal(rg_train_grad_f64(g, merged, NULL, tok, n, NULL, 1.0, NULL, &want, NULL), 0);
+    assert_true(fabs(nll - want) <= 1e-12 * want);
+    rg_lora_f64 *frozen = rg_xmalloc(sizeof *frozen * (size_t)a.n); /* the same adapters, no gradients */
+    for (int k = 0; k < a.n; k++) frozen[k] = a.ad[k], frozen[k].dA = frozen[k].dB = NULL;
+    rg_grad_opts_f64 loss_only = {frozen, a.n, 0};
+    const double h = 1e-5;
+    double worst = 0;
+    for (int k = 0; k < a.n; k++) {
+        const rg_grad_tensor *t = rg_grad_tensor_at(g, a.ad[k].tensor);
+        for (int which = 0; which < 2; which++) {
+            double *x = (double *)(which ? a.ad[k].B : a.ad[k].A), *dx = which ? a.ad[k].dB : a.ad[k].dA;
+            size_t count = (size_t)rank * (size_t)t->shape[which ? 0 : 1], top = 0;
+            for (size_t j = 0; j < count; j++)
+                if (fabs(dx[j]) > fabs(dx[top])) top = j;
+            assert_true(dx[top] != 0); /* every adapter takes part */
+            size_t picks[3] = {top, 0, count - 1};
+            for (int q = 0; q < 3; q++) {
+                double keep = x[picks[q]], up, down;
+                x[picks[q]] = keep + h;
+                assert_int_equal(rg_train_grad_f64(g, p, &loss_only, tok, n, NULL, 1.0, NULL, &up, NULL), 0);
+                x[picks[q]] = keep - h;
+                assert_int_equal(rg_train_grad_f64(g, p, &loss_only, tok, n, NULL, 1.0, NULL, &down, NULL), 0);
+                x[picks[q]] = keep;
+                double fd = (up - down) / (2 * h), an = dx[picks[q]], lim = 1e-6 * fmax(fabs(dx[top]), 1e-3);
+                if (fabs(fd - an) > lim)
+                    fail_msg("%s d%c[%zu]: analytic %.10g, finite difference %.10g", t->name, which ? 'B' : 'A',
+                             picks[q], an, fd);
+                worst = fmax(worst, fabs(fd - an) / lim);
+            }
+        }
+    }
+    print_message("note: LoRA on %d matrices: worst error %.2g of tolerance\n", a.n, worst);
+    free(frozen);
+    free(a.ad);
+    free(a.mem);
+    free(p);
+    free(merged);
+    rg_grad_free(g);
+}
+
 /* Where 4(1 - a^2) < 1e-6 the reference takes sqrt's derivative as 1000
  * (not 1/(2 sqrt(1 - a^2))). One channel, two steps, dL/dh = (0, 1): the
  * whole gradient of recurrent_param by hand. */
@@ -176,7 +272,7 @@ static void test_f32_matches_f64(void **state) {
     for (int t = 0; t < 20; t++) tok[t] = (int32_t)((t * 7 + 3) % c.vocab_size);
     int64_t n32, n64;
     assert_int_equal(rg_grad_compute(g, p32, tok, 20, NULL, 1.0 / 19, g32, &nll32, &n32), 0);
-    assert_int_equal(rg_train_grad_f64(g, p, tok, 20, NULL, 1.0 / 19, g64, &nll64, &n64), 0);
+    assert_int_equal(rg_train_grad_f64(g, p, NULL, tok, 20, NULL, 1.0 / 19, g64, &nll64, &n64), 0);
     assert_int_equal(n32, 19);
     assert_int_equal(n64, 19);
     assert_true(fabs(nll32 - nll64) <= 1e-5 * nll64);
@@ -268,6 +364,70 @@ static void test_loss_equals_inference(void **state) {
     assert_int_equal(system(cmd), 0);
 }
 
+/* Recomputing each layer's tape in the backward pass (activation
+ * checkpointing) gives the same bits: the loss, the full gradient, and
+ * with the base frozen the adapters' gradients (on 1 thread and on 3, and
+ * with the adapted matrices read from bf16 copies). */
+static void test_recompute_same_bits(void **state) {
+    (void)state;
+    rg_config c = tiny_config(0, 3.0f);
+    rg_grad *g = rg_grad_new(&c);
+    size_t total = rg_grad_size(g);
+    double *p = random_params(g, 12);
+    float *p32 = rg_xmalloc(sizeof(float) * total), *ga = rg_xcalloc(total, sizeof(float)),
+          *gb = rg_xcalloc(total, sizeof(float));
+    for (size_t i = 0; i < total; i++) p32[i] = (float)p[i];
+    int32_t tok[17];
+    for (int t = 0; t < 17; t++) tok[t] = (int32_t)((t * 5 + 2) % c.vocab_size);
+    rg_grad_opts_f32 plain = {NULL, 0, 0}, again = {NULL, 0, 1};
+    double la, lb;
+    assert_int_equal(rg_train_grad_f32(g, p32, &plain, tok, 17, NULL, 1.0, ga, &la, NULL), 0);
+    assert_int_equal(rg_train_grad_f32(g, p32, &again, tok, 17, NULL, 1.0, gb, &lb, NULL), 0);
+    assert_true(la == lb);
+    assert_memory_equal(ga, gb, sizeof(float) * total);
+    /* LoRA on every linear layer, the base frozen */
+    adapters64 a = make_adapters(g, 3, 0.5, 13);
+    size_t mem = 0;
+    for (int k = 0; k < a.n; k++) {
+        const rg_grad_tensor *t = rg_grad_tensor_at(g, a.ad[k].tensor);
+        mem += 2 * 3 * (size_t)(t->shape[0] + t->shape[1]);
+    }
+    float *m32 = rg_xmalloc(sizeof(float) * mem), *dm = rg_xcalloc(2 * mem, sizeof(float));
+    for (size_t i = 0; i < mem; i++) m32[i] = (float)a.mem[i];
+    rg_lora_f32 *l32 = rg_xmalloc(sizeof *l32 * (size_t)a.n), *l32b = rg_xmalloc(sizeof *l32b * (size_t)a.n);
+    /* the adapted matrices made bf16 values: the run below reads them from a bf16 copy instead */
+    float *p16 = rg_xmalloc(sizeof(float) * total);
+    uint16_t *w16 = rg_xmalloc(sizeof(uint16_t) * total);
+    memcpy(p16, p32, sizeof(float) * total);
+    for (int k = 0; k < a.n; k++) {
+        size_t at = (size_t)(a.ad[k].A - a.mem), na = (size_t)(a.ad[k].B - a.ad[k].A);
+        const rg_grad_tensor *t = rg_grad_tensor_at(g, a.ad[k].tensor);
+        for (size_t i = t->offset; i < t->offset + t->count; i++) {
+            w16[i] = rg_f32_to_bf16(p32[i]);
+            p32[i] = rg_bf16_to_f32(w16[i]);
+            p16[i] = NAN; /* unread */
+        }
+        l32[k] = (rg_lora_f32){a.ad[k].tensor, 3, 0.5f, m32 + at, m32 + at + na, dm + at, dm + at + na, NULL};
+        l32b[k] = (rg_lora_f32){a.ad[k].tensor, 3, 0.5f, m32 + at, m32 + at + na, dm + mem + at, dm + mem + at + na,
+                                w16 + t->offset};
+    }
+    rg_grad_opts_f32 lora = {l32, a.n, 0}, lora_again = {l32b, a.n, 1};
+    int threads = rg_get_threads(); /* and on 1 thread and on 3 */
+    rg_set_threads(1);
+    assert_int_equal(rg_train_grad_f32(g, p32, &lora, tok, 17, NULL, 1.0, NULL, &la, NULL), 0);
+    rg_set_threads(3);
+    assert_int_equal(rg_train_grad_f32(g, p16, &lora_again, tok, 17, NULL, 1.0, NULL, &lb, NULL), 0);
+    rg_set_threads(threads);
+    assert_true(la == lb);
+    assert_memory_equal(dm, dm + mem, sizeof(float) * mem);
+    double norm = 0;
+    for (size_t i = 0; i < mem; i++) norm += (double)dm[i] * dm[i];
+    assert_true(norm > 0);
+    free(l32), free(l32b), free(m32), free(dm), free(a.ad), free(a.mem), free(p16), free(w16);
+    free(p), free(p32), free(ga), free(gb);
+    rg_grad_free(g);
+}
+
 /* The layout: Hugging Face names and shapes, no gaps, no lm_head; bad input refused. */
 static void test_layout(void **state) {
     (void)state;
@@ -313,9 +473,11 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fd_recurrent_first_capped),
         cmocka_unit_test(test_fd_attention_first_uncapped_masked),
+        cmocka_unit_test(test_fd_lora),
         cmocka_unit_test(test_sqrt_derivative_bound),
         cmocka_unit_test(test_f32_matches_f64),
         cmocka_unit_test(test_thread_count_independent),
+        cmocka_unit_test(test_recompute_same_bits),
         cmocka_unit_test(test_loss_equals_inference),
         cmocka_unit_test(test_layout),
     };

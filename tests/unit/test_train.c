@@ -1,8 +1,9 @@
 /* Training (src/train/trainer.c, data.c): which ids a chat counts, the
  * document layout, JSONL errors with FILE:LINE, the loss falling on a
  * repetitive text, the same weights on 1 and 2 threads and after a resume,
- * from-scratch weights = rg_synth's, LoRA's gradients against finite
- * differences and a LoRA run, and runs refused before anything is written. Model: 3 layers of width 64 over small_bpe.model (1000 pieces,
+ * also with the activations recomputed, from-scratch weights = rg_synth's,
+ * a LoRA run (its adapters, merged and applied at load), and runs refused
+ * before anything is written. Model: 3 layers of width 64 over small_bpe.model (1000 pieces,
  * with <start_of_turn> / <end_of_turn>). */
 #include <math.h>
 #include <omp.h>
@@ -196,14 +197,15 @@ static char *read_all(const char *dir, const char *name, size_t *len) {
     return data;
 }
 
-/* The loss falls; 1 and 2 threads, and 4 + 4 steps with a resume, give
- * the same bytes. */
+/* The loss falls; 1 and 2 threads, 4 + 4 steps with a resume, and the
+ * activations recomputed in the backward pass give the same bytes. */
 static void test_train_resume_threads(void **state) {
     (void)state;
     char *text = repetitive_text(), *data = write_file("rep.txt", text);
     const char *files[] = {data};
     rg_config c = small_config();
     char *one = rg_path_join(tmp_root, "one"), *two = rg_path_join(tmp_root, "two"), *split = rg_path_join(tmp_root, "split");
+    char *recomputed = rg_path_join(tmp_root, "recomputed");
     rg_train_params p;
     rg_train_result r;
     int threads = omp_get_max_threads();
@@ -225,6 +227,10 @@ static void test_train_resume_threads(void **state) {
     rg_set_threads(2);
     assert_int_equal(rg_train(&p, &r), 0);
 
+    small_run(&p, &c, files, recomputed);
+    p.checkpoint_activations = 1;
+    assert_int_equal(rg_train(&p, &r), 0);
+
     small_run(&p, &c, files, split);
     p.stop_after = 4;
     assert_int_equal(rg_train(&p, &r), 0);
@@ -237,16 +243,19 @@ static void test_train_resume_threads(void **state) {
     assert_int_equal(r.steps_done, 8);
     rg_set_threads(threads);
 
-    size_t la, lb, lc;
+    size_t la, lb, lc, ld;
     char *a = read_all(one, "model.safetensors", &la), *b = read_all(two, "model.safetensors", &lb);
-    char *s = read_all(split, "model.safetensors", &lc);
+    char *s = read_all(split, "model.safetensors", &lc), *rc = read_all(recomputed, "model.safetensors", &ld);
     assert_int_equal(la, lb);
     assert_int_equal(la, lc);
+    assert_int_equal(la, ld);
     assert_memory_equal(a, b, la);
     assert_memory_equal(a, s, la);
+    assert_memory_equal(a, rc, la);
     free(a);
     free(b);
     free(s);
+    free(rc);
 
     /* another run's optimizer.bin is refused, and the checkpoint stays */
     small_run(&p, &c, files, one);
@@ -258,6 +267,7 @@ static void test_train_resume_threads(void **state) {
     free(one);
     free(two);
     free(split);
+    free(recomputed);
     free(data);
     free(text);
 }
@@ -303,75 +313,27 @@ static void test_initial_weights(void **state) {
     free(dir);
 }
 
-/* LoRA's gradients (dA = s B^T G, dB = s G A^T from rg_grad_compute's G)
- * against central differences of the loss, at the largest elements of
- * each and a few others, for the MLP's gate of layer 0. */
-static double lora_loss(const rg_grad *g, float *params, const float *base, const float *A, const float *B, size_t w,
-                        int out, int in, int r, float s, const int32_t *tokens, int n) {
-    rg_lora_merge(base + w, A, B, out, in, r, s, params + w);
-    double nll;
-    assert_int_equal(rg_grad_compute(g, params, tokens, n, NULL, 1.0, NULL, &nll, NULL), 0);
-    return nll;
+static void logits_of(rg_model *m, float *logits) {
+    int32_t tokens[12];
+    for (int i = 0; i < 12; i++) tokens[i] = (int32_t)(i * 37 % 1000);
+    rg_state *st = rg_state_new(m);
+    assert_int_equal(rg_forward(m, st, tokens, 12, logits, 1), 0);
+    rg_state_free(st);
 }
 
-static void test_lora_gradients(void **state) {
-    (void)state;
-    rg_config c = small_config();
-    rg_grad *g = rg_grad_new(&c);
-    size_t n = rg_grad_size(g);
-    float *base = rg_xmalloc(sizeof(float) * n), *params = rg_xmalloc(sizeof(float) * n);
-    float *G = rg_xcalloc(n, sizeof(float));
-    for (int k = 0; k < rg_grad_n_tensors(g); k++) {
-        const rg_grad_tensor *t = rg_grad_tensor_at(g, k);
-        assert_int_equal(rg_synth_tensor_values(&c, 5, t->name, base + t->offset, (int64_t)t->count), 0);
-    }
-    memcpy(params, base, sizeof(float) * n);
-    const rg_grad_tensor *t = rg_grad_tensor_at(g, rg_grad_find(g, "model.layers.0.mlp_block.gate_proj.weight"));
-    int out = (int)t->shape[0], in = (int)t->shape[1], r = 3, len = 16;
-    float s = 0.5f, *A = rg_xmalloc(sizeof(float) * (size_t)(r * in)), *B = rg_xmalloc(sizeof(float) * (size_t)(out * r));
-    float *dA = rg_xmalloc(sizeof(float) * (size_t)(r * in)), *dB = rg_xmalloc(sizeof(float) * (size_t)(out * r));
-    uint64_t seed = 11;
-    for (int i = 0; i < r * in; i++) A[i] = (float)((double)(rg_splitmix64(&seed) >> 11) * 0x1p-53 - 0.5);
-    for (int i = 0; i < out * r; i++) B[i] = (float)((double)(rg_splitmix64(&seed) >> 11) * 0x1p-53 - 0.5);
-    int32_t tokens[16];
-    for (int i = 0; i < len; i++) tokens[i] = (int32_t)(rg_splitmix64(&seed) % 1000);
-    rg_lora_merge(base + t->offset, A, B, out, in, r, s, params + t->offset);
-    double nll;
-    assert_int_equal(rg_grad_compute(g, params, tokens, len, NULL, 1.0, G, &nll, NULL), 0);
-    rg_lora_gradients(G + t->offset, A, B, out, in, r, s, dA, dB);
-    for (int which = 0; which < 2; which++) {
-        float *x = which ? B : A, *dx = which ? dB : dA;
-        int count = which ? out * r : r * in, top = 0;
-        double scale = 0;
-        for (int i = 0; i < count; i++)
-            if (fabs(dx[i]) > scale) scale = fabs(dx[i]), top = i;
-        int picks[4] = {top, 0, count / 2, count - 1};
-        for (int p = 0; p < 4; p++) {
-            int i = picks[p];
-            float keep = x[i], eps = 1e-2f;
-            x[i] = keep + eps;
-            double up = lora_loss(g, params, base, A, B, t->offset, out, in, r, s, tokens, len);
-            x[i] = keep - eps;
-            double down = lora_loss(g, params, base, A, B, t->offset, out, in, r, s, tokens, len);
-            x[i] = keep;
-            double fd = (up - down) / (2.0 * eps);
-            if (fabs(fd - dx[i]) > 0.02 * scale)
-                fail_msg("%s[%d]: analytic %g, finite difference %g (largest %g)", which ? "dB" : "dA", i, dx[i], fd,
-                         scale);
-        }
-    }
-    free(A), free(B), free(dA), free(dB), free(G), free(base), free(params);
-    rg_grad_free(g);
-}
-
-/* A LoRA run trains only the adapted matrices: the norms, biases and the
- * embedding of the checkpoint are the base's; the loss falls. */
+/* A LoRA run trains only the adapters: the merged checkpoint (lora_merge)
+ * differs from the base in the adapted matrices only and the loss falls;
+ * recomputing the activations changes no bit of the adapters; the adapter
+ * file holds A and B alone, and applied at load (rg_model_apply_lora) it
+ * gives the merged checkpoint's logits bit for bit; an adapter of another
+ * shape is refused, naming the file and tensor. */
 static void test_lora_run(void **state) {
     (void)state;
     char *text = repetitive_text(), *data = write_file("rep_lora.txt", text);
     const char *files[] = {data};
     rg_config c = small_config();
     char *base = rg_path_join(tmp_root, "lora-base"), *out = rg_path_join(tmp_root, "lora");
+    char *out2 = rg_path_join(tmp_root, "lora-recomputed"), *other = rg_path_join(tmp_root, "lora-other");
     rg_synth_options o = {.dtype = RG_DT_F32, .seed = 3};
     assert_int_equal(rg_synth_write(&c, base, &o, NULL), 0);
     rg_train_params p;
@@ -381,8 +343,24 @@ static void test_lora_run(void **state) {
     p.model_path = base;
     p.lora_rank = 4;
     p.lr = 1e-2;
+    p.lora_merge = 1;
     assert_int_equal(rg_train(&p, &r), 0);
-    rg_model *m0, *m1;
+    assert_true(r.eval_loss < 11.0); /* from about 13 */
+    p.out_dir = out2;
+    p.lora_merge = 0;
+    p.checkpoint_activations = 1;
+    assert_int_equal(rg_train(&p, &r), 0);
+    char *merged_file = rg_path_join(out2, "model.safetensors");
+    assert_false(rg_file_exists(merged_file));
+    free(merged_file);
+    size_t la, lb;
+    char *a = read_all(out, "adapter_model.safetensors", &la), *b = read_all(out2, "adapter_model.safetensors", &lb);
+    assert_int_equal(la, lb);
+    assert_memory_equal(a, b, la);
+    assert_true(la < 64 * 1024); /* 19 pairs of rank 4, not the model */
+    free(a), free(b);
+
+    rg_model *m0, *m1, *m2;
     assert_int_equal(rg_model_load(base, &m0), 0);
     assert_int_equal(rg_model_load(out, &m1), 0);
     rg_grad *g = rg_grad_new(&c);
@@ -396,12 +374,49 @@ static void test_lora_run(void **state) {
         int same = !memcmp(w0 + t->offset, w1 + t->offset, sizeof(float) * t->count);
         if (same == adapted) fail_msg("%s: %s", t->name, adapted ? "not trained" : "changed");
     }
-    assert_true(r.eval_loss < 11.0); /* from about 13 */
-    free(w0), free(w1);
+    size_t nl = (size_t)12 * c.vocab_size;
+    float *l1 = rg_xmalloc(sizeof(float) * nl), *l2 = rg_xmalloc(sizeof(float) * nl);
+    assert_int_equal(rg_model_load(base, &m2), 0);
+    uint64_t plain = rg_model_fingerprint(m2);
+    assert_int_equal(rg_model_apply_lora(m2, out2), 0);
+    /* the state store keys states by it: an adapted model is another model */
+    assert_true(rg_model_fingerprint(m2) != plain);
+    logits_of(m1, l1);
+    logits_of(m2, l2);
+    assert_memory_equal(l1, l2, sizeof(float) * nl);
+    rg_model_free(m2);
+    /* PEFT's rsLoRA scale alpha / sqrt(r): alpha 2 at rank 4 is the run's s = 4 / 4 */
+    char *rs = rg_path_join(tmp_root, "lora-rs"), *from = rg_path_join(out2, "adapter_model.safetensors");
+    char *to = rg_path_join(rs, "adapter_model.safetensors");
+    size_t len;
+    char *bytes;
+    assert_int_equal(rg_make_dirs(rs), 0);
+    assert_int_equal(rg_read_file(from, 1 << 26, &bytes, &len), 0);
+    FILE *f = fopen(to, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, len, f), len);
+    fclose(f);
+    free(write_file("lora-rs/adapter_config.json", "{\"r\": 4, \"lora_alpha\": 2, \"use_rslora\": true}"));
+    assert_int_equal(rg_model_load(base, &m2), 0);
+    assert_int_equal(rg_model_apply_lora(m2, to), 0);
+    logits_of(m2, l2);
+    assert_memory_equal(l1, l2, sizeof(float) * nl);
+    rg_model_free(m2);
+    free(rs), free(from), free(to), free(bytes);
+
+    rg_config c2 = c;
+    c2.mlp_width = 96;
+    assert_int_equal(rg_synth_write(&c2, other, &o, NULL), 0);
+    assert_int_equal(rg_model_load(other, &m2), 0);
+    assert_int_equal(rg_model_apply_lora(m2, out2), -1);
+    assert_non_null(strstr(rg_last_error(), "adapter_model.safetensors"));
+    assert_non_null(strstr(rg_last_error(), "mlp_block.gate_proj.lora_A.weight"));
+    rg_model_free(m2);
+    free(l1), free(l2), free(w0), free(w1);
     rg_grad_free(g);
     rg_model_free(m0);
     rg_model_free(m1);
-    free(base), free(out), free(data), free(text);
+    free(base), free(out), free(out2), free(other), free(data), free(text);
 }
 
 /* Inputs the run cannot use fail first, with nothing written. */
@@ -452,7 +467,6 @@ int main(void) {
         cmocka_unit_test(test_bad_jsonl),
         cmocka_unit_test(test_train_resume_threads),
         cmocka_unit_test(test_initial_weights),
-        cmocka_unit_test(test_lora_gradients),
         cmocka_unit_test(test_lora_run),
         cmocka_unit_test(test_refused),
     };

@@ -147,6 +147,16 @@ char *cli_path_join(const char *dir, const char *name) {
     return p;
 }
 
+int cli_load_model(const char *path, const char *lora, rg_model **m) {
+    if (rg_model_load(path, m)) return -1;
+    if (lora && rg_model_apply_lora(*m, lora)) {
+        rg_model_free(*m);
+        *m = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 void cli_error(const char *cmd) {
     static const char *const names[] = {"generate", "chat", "perplexity", "eval", "serve", "synth", "quantize",
                                         "bench", "pull", "train"};

@@ -37,6 +37,10 @@ int cli_generation_option(const char *cmd, int c, const char *arg, rg_generate_p
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *cli_errmsg(void);
 
+/* rg_model_load, then, when lora is not NULL, rg_model_apply_lora (the
+ * --lora FILE of the commands that take -m). -1 with the library's error. */
+int cli_load_model(const char *path, const char *lora, rg_model **m);
+
 /* Print cli_errmsg() as "rgemma: CMD: message". A leading command
  * name in the message ("generate: ", "perplexity: ", ...: the library names
  * the step that failed) is dropped, so the line names one command. */

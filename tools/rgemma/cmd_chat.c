@@ -30,12 +30,13 @@ static void usage(FILE *f) {
             "      --parse-special      spelled special pieces (\"<end_of_turn>\", ...) in messages and --system\n"
             "                           become those pieces (default: off, they are plain text)\n"
             "      --tokenizer PATH     tokenizer.model / tokenizer.json / folder (default: the model's folder)\n"
+            "      --lora PATH          LoRA adapters applied at load (rgemma train --lora's folder)\n"
             "  -t, --threads N          worker threads (default: all cores)\n");
 }
 
 enum {
     OPT_SAVE_STATE = CLI_OPT_OWN, OPT_LOAD_STATE, OPT_SYSTEM, OPT_TOKENIZER, OPT_VERBOSE, OPT_PARSE_SPECIAL,
-    OPT_NO_PARSE_SPECIAL
+    OPT_NO_PARSE_SPECIAL, OPT_LORA
 };
 
 typedef struct {
@@ -111,9 +112,10 @@ int cmd_chat(int argc, char **argv) {
         {"no-parse-special", no_argument, 0, OPT_NO_PARSE_SPECIAL},
         {"save-state", required_argument, 0, OPT_SAVE_STATE},
         {"load-state", required_argument, 0, OPT_LOAD_STATE},
+        {"lora", required_argument, 0, OPT_LORA},
         {0, 0, 0, 0}};
     const char *cmd = "chat", *model_path = NULL, *save_path = NULL, *load_path = NULL, *system_arg = NULL,
-               *tok_arg = NULL;
+               *tok_arg = NULL, *lora = NULL;
     int verbose = 0, parse_special = 0;
     rg_generate_params gp;
     rg_generate_params_default(&gp);
@@ -128,6 +130,7 @@ int cmd_chat(int argc, char **argv) {
         case 'm': model_path = optarg; break;
         case OPT_SAVE_STATE: save_path = optarg; break;
         case OPT_LOAD_STATE: load_path = optarg; break;
+        case OPT_LORA: lora = optarg; break;
         case OPT_SYSTEM: system_arg = optarg; break;
         case OPT_TOKENIZER: tok_arg = optarg; break;
         case OPT_VERBOSE: verbose = 1; break;
@@ -153,7 +156,7 @@ int cmd_chat(int argc, char **argv) {
     rg_model *m = NULL;
     rg_state *st = NULL;
     rg_tokenizer *tok = NULL;
-    if (rg_model_load(model_path, &m)) {
+    if (cli_load_model(model_path, lora, &m)) {
         cli_error(cmd);
         goto done;
     }

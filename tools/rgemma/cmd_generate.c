@@ -16,6 +16,8 @@ static void usage(FILE *f) {
             "usage: rgemma generate -m MODEL (-p TEXT | -f FILE | --prompt-ids IDS | --load-state FILE) [options]\n\n"
             "  -m, --model DIR          Hugging Face RecurrentGemma folder (or .safetensors / .gguf)\n"
             "  -hf ORG/NAME[@REV]       a model of Hugging Face, pulled first (rgemma pull; --offline: cache only)\n"
+            "      --lora PATH          LoRA adapters applied at load (rgemma train --lora's folder or its\n"
+            "                           adapter_model.safetensors; float weights only)\n"
             "  -p, --prompt TEXT        prompt text (BOS is added at the start of a sequence)\n"
             "  -f, --file FILE          read the prompt from FILE ('-' = stdin)\n"
             "      --prompt-ids IDS     prompt as token ids, e.g. 2,651,6037 (used as given: include BOS 2);\n"
@@ -53,7 +55,7 @@ static void usage(FILE *f) {
 
 enum {
     OPT_PROMPT_IDS = CLI_OPT_OWN, OPT_IGNORE_EOS, OPT_SAVE_STATE, OPT_LOAD_STATE, OPT_STOP, OPT_CHAT, OPT_SYSTEM, OPT_TOKENIZER, OPT_NO_DISPLAY,
-    OPT_PARSE_SPECIAL, OPT_NO_PARSE_SPECIAL, OPT_PARALLEL, OPT_JSON
+    OPT_PARSE_SPECIAL, OPT_NO_PARSE_SPECIAL, OPT_PARALLEL, OPT_JSON, OPT_LORA
 };
 
 typedef struct {
@@ -254,9 +256,10 @@ int cmd_generate(int argc, char **argv) {
         {"load-state", required_argument, 0, OPT_LOAD_STATE},
         {"parallel", required_argument, 0, OPT_PARALLEL},
         {"json", no_argument, 0, OPT_JSON},
+        {"lora", required_argument, 0, OPT_LORA},
         {0, 0, 0, 0}};
     const char *cmd = "generate", *model_path = NULL, *ids_arg = NULL, *save_path = NULL, *load_path = NULL;
-    const char *text_arg = NULL, *file_arg = NULL, *system_arg = NULL, *tok_arg = NULL;
+    const char *text_arg = NULL, *file_arg = NULL, *system_arg = NULL, *tok_arg = NULL, *lora = NULL;
     const char *stops[MAX_STOPS];
     int n_stops = 0, chat = 0, display_prompt = 1, json = 0, parse_special = -1; /* -1: the default for the prompt's kind */
     long parallel = 0;
@@ -284,6 +287,7 @@ int cmd_generate(int argc, char **argv) {
         case OPT_PARSE_SPECIAL: parse_special = 1; break;
         case OPT_NO_PARSE_SPECIAL: parse_special = 0; break;
         case OPT_JSON: json = 1; break;
+        case OPT_LORA: lora = optarg; break;
         case OPT_PARALLEL:
             if (cli_int(cmd, "--parallel", optarg, 1, MAX_PARALLEL, &parallel)) return 2;
             break;
@@ -362,7 +366,7 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "rgemma: generate: the prompt is empty\n");
         goto done;
     }
-    if (rg_model_load(model_path, &m)) {
+    if (cli_load_model(model_path, lora, &m)) {
         cli_error(cmd);
         goto done;
     }

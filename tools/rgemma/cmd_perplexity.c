@@ -31,6 +31,7 @@ static void usage(FILE *f) {
             "      --ids            FILE holds token ids (separated by spaces, commas or\n"
             "                       newlines), used exactly as given, no tokenizer needed\n"
             "      --tokenizer PATH tokenizer (default: the model folder's)\n"
+            "      --lora PATH      LoRA adapters applied at load (rgemma train --lora's folder)\n"
             "      --json           print a JSON report on stdout (the running values go to stderr)\n"
             "  -t, --threads N      worker threads (default: all cores)\n");
 }
@@ -85,8 +86,9 @@ int cmd_perplexity(int argc, char **argv) {
         {"ctx", required_argument, 0, 'c'},   {"stride", required_argument, 0, 'S'},
         {"ids", no_argument, 0, 'I'},         {"tokenizer", required_argument, 0, 'T'},
         {"json", no_argument, 0, 'J'},        {"threads", required_argument, 0, 't'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
-    const char *model_path = NULL, *file = NULL, *tok_path = NULL;
+        {"lora", required_argument, 0, 'L'},  {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *model_path = NULL, *file = NULL, *tok_path = NULL, *lora = NULL;
     long ctx = 512, stride = -1, v;
     int ids_mode = 0, json = 0, c;
     optind = 1;
@@ -96,6 +98,7 @@ int cmd_perplexity(int argc, char **argv) {
         case 'm': model_path = optarg; break;
         case 'f': file = optarg; break;
         case 'T': tok_path = optarg; break;
+        case 'L': lora = optarg; break;
         case 'I': ids_mode = 1; break;
         case 'J': json = 1; break;
         case 'c':
@@ -141,7 +144,7 @@ int cmd_perplexity(int argc, char **argv) {
     cJSON *report = NULL;
     int64_t n = 0, nw = 0;
     int rc = 1;
-    if (rg_model_load(model_path, &m) < 0) goto fail;
+    if (cli_load_model(model_path, lora, &m) < 0) goto fail;
     const rg_config *cfg = rg_model_config(m);
     int32_t bos;
     if (ids_mode) {

@@ -27,6 +27,7 @@ static void usage(FILE *f) {
             "  -hf ORG/NAME[@REV]      a model of Hugging Face, pulled first (rgemma pull; --offline: cache only)\n"
             "      --tokenizer PATH    tokenizer.model / tokenizer.json or its folder (default: the model's own: inside\n"
             "                          a .gguf file, else in the model's folder)\n"
+            "      --lora PATH         LoRA adapters applied at load (rgemma train --lora's folder)\n"
             "      --alias NAME        the model id clients use (default: the model folder's name)\n"
             "      --host ADDR         address to listen on (default 127.0.0.1)\n"
             "      --port N            port (default 8080; 0 = any free port, printed at start)\n"
@@ -61,7 +62,7 @@ int cmd_serve(int argc, char **argv) {
     enum {
         OPT_TOKENIZER = 256, OPT_ALIAS, OPT_HOST, OPT_PORT, OPT_PREFILL_CHUNK, OPT_QUEUE, OPT_TIMEOUT,
         OPT_CACHE_STATES, OPT_MAX_BODY, OPT_MAX_TOKENS, OPT_HEADER_TIMEOUT, OPT_MAX_CONN, OPT_MAX_CONN_PER_IP, OPT_CORS,
-        OPT_STATE_STORE, OPT_STATE_TTL, OPT_DRAIN_TIMEOUT
+        OPT_STATE_STORE, OPT_STATE_TTL, OPT_DRAIN_TIMEOUT, OPT_LORA
     };
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},
@@ -84,12 +85,13 @@ int cmd_serve(int argc, char **argv) {
         {"state-store", required_argument, 0, OPT_STATE_STORE},
         {"state-ttl", required_argument, 0, OPT_STATE_TTL},
         {"drain-timeout", required_argument, 0, OPT_DRAIN_TIMEOUT},
+        {"lora", required_argument, 0, OPT_LORA},
         {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     rg_server_opts o;
     rg_server_opts_default(&o);
-    const char *model_path = NULL, *tok_path = NULL;
+    const char *model_path = NULL, *tok_path = NULL, *lora = NULL;
     long threads = 0, x, drain_s = 30;
     /* -np N is llama.cpp's spelling of --parallel N */
     for (int i = 1; i < argc; i++)
@@ -106,6 +108,7 @@ int cmd_serve(int argc, char **argv) {
         case 'h': usage(stdout); return 0;
         case 'm': model_path = optarg; break;
         case OPT_TOKENIZER: tok_path = optarg; break;
+        case OPT_LORA: lora = optarg; break;
         case OPT_ALIAS: o.model_name = optarg; break;
         case OPT_HOST: o.host = optarg; break;
         case OPT_PORT: INT_ARG("--port", 0, 65535, o.port);
@@ -187,7 +190,7 @@ int cmd_serve(int argc, char **argv) {
             v6 ? "]" : "", rg_server_port(srv));
     rg_model *m = NULL;
     rg_tokenizer *t = NULL;
-    if (rg_model_load(model_path, &m) ||
+    if (cli_load_model(model_path, lora, &m) ||
         (tok_path ? rg_tokenizer_load(tok_path, &t) : rg_tokenizer_find(model_path, &t)) ||
         rg_server_attach(srv, m, t)) {
         cli_error("serve");

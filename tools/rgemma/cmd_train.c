@@ -22,10 +22,14 @@ static void usage(FILE *f) {
             "  --preset P           from scratch: tiny, 2b or 9b (rgemma synth's shapes)\n"
             "  --config FILE        from scratch: the shape of a config.json\n"
             "  -m, --model PATH     fine-tune this checkpoint (all weights; -hf ORG/NAME too)\n"
-            "  --lora R             with -m: train rank-R LoRA adapters of the layers' matrices\n"
-            "                       instead (projections and MLP; the rest frozen); the checkpoint\n"
-            "                       holds the merged weights, optimizer.bin the adapters\n"
+            "  --lora R             with -m: train rank-R LoRA adapters of the layers' linear\n"
+            "                       matrices instead (projections and MLP; the rest frozen).\n"
+            "                       OUTDIR gets the adapters only: adapter_model.safetensors and\n"
+            "                       adapter_config.json (rgemma generate -m MODEL --lora OUTDIR)\n"
             "  --lora-alpha X       LoRA scale X/R (default X = R)\n"
+            "  --lora-merge         with --lora: OUTDIR also gets the merged checkpoint (config.json,\n"
+            "                       model.safetensors with W + (X/R) B A, the tokenizer); with\n"
+            "                       --resume on a finished run, merges it\n"
             "  --tokenizer PATH     tokenizer.model / tokenizer.json / folder (from scratch:\n"
             "                       required; its size must fit the config's vocab_size)\n"
             "data:\n"
@@ -60,6 +64,9 @@ static void usage(FILE *f) {
             "  --stop-after N       stop (and save) after N steps of this call; the schedule\n"
             "                       still runs over --steps\n"
             "  --log-every N        a progress line every N steps (default 1)\n"
+            "  --checkpoint-activations  keep each layer's input only and recompute its\n"
+            "                       activations in the backward pass: less memory, about one more\n"
+            "                       forward pass per step, the same weights bit for bit\n"
             "  -t, --threads N      worker threads (default: all cores; results do not depend on it)\n\n"
             "Ctrl-C saves a checkpoint and stops (exit status 130); --resume continues it.\n");
 }
@@ -108,7 +115,7 @@ static void on_event(void *ctx, const rg_train_event *e) {
 enum {
     OPT_DATA = 256, OPT_PRESET, OPT_CONFIG, OPT_TOKENIZER, OPT_CTX, OPT_BATCH, OPT_STEPS, OPT_LR, OPT_MIN_LR,
     OPT_WARMUP, OPT_WD, OPT_CLIP, OPT_BETA2, OPT_EVAL_EVERY, OPT_EVAL_FRAC, OPT_SAVE_EVERY, OPT_SEED, OPT_CSV,
-    OPT_RESUME, OPT_SAVE_DTYPE, OPT_STOP_AFTER, OPT_LOG_EVERY, OPT_LORA, OPT_LORA_ALPHA
+    OPT_RESUME, OPT_SAVE_DTYPE, OPT_STOP_AFTER, OPT_LOG_EVERY, OPT_LORA, OPT_LORA_ALPHA, OPT_LORA_MERGE, OPT_CKPT_ACT
 };
 
 int cmd_train(int argc, char **argv) {
@@ -126,7 +133,8 @@ int cmd_train(int argc, char **argv) {
         {"csv", required_argument, 0, OPT_CSV}, {"resume", no_argument, 0, OPT_RESUME},
         {"save-dtype", required_argument, 0, OPT_SAVE_DTYPE}, {"stop-after", required_argument, 0, OPT_STOP_AFTER},
         {"log-every", required_argument, 0, OPT_LOG_EVERY}, {"lora", required_argument, 0, OPT_LORA},
-        {"lora-alpha", required_argument, 0, OPT_LORA_ALPHA}, {"help", no_argument, 0, 'h'},
+        {"lora-alpha", required_argument, 0, OPT_LORA_ALPHA}, {"lora-merge", no_argument, 0, OPT_LORA_MERGE},
+        {"checkpoint-activations", no_argument, 0, OPT_CKPT_ACT}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     rg_train_params p;
     rg_train_params_default(&p);
@@ -154,6 +162,8 @@ int cmd_train(int argc, char **argv) {
         case 'o': p.out_dir = optarg; break;
         case OPT_CSV: p.csv_path = optarg; break;
         case OPT_RESUME: p.resume = 1; break;
+        case OPT_LORA_MERGE: p.lora_merge = 1; break;
+        case OPT_CKPT_ACT: p.checkpoint_activations = 1; break;
         case OPT_SAVE_DTYPE:
             if (strcmp(optarg, "f32") && strcmp(optarg, "bf16")) {
                 fprintf(stderr, "rgemma: train: --save-dtype must be f32 or bf16 (got \"%s\")\n", optarg);
@@ -205,6 +215,10 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "rgemma: train: --warmup %d is longer than --steps %d\n", p.warmup, p.steps);
         return 2;
     }
+    if (p.lora_merge && !p.lora_rank) {
+        fprintf(stderr, "rgemma: train: --lora-merge needs --lora R\n");
+        return 2;
+    }
     if (p.min_lr > p.lr) {
         fprintf(stderr, "rgemma: train: --min-lr %g is above --lr %g\n", p.min_lr, p.lr);
         return 2;
@@ -229,6 +243,7 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "train: %s at step %d of %d: train loss %.4f", r.stopped ? "stopped" : "done", r.steps_done,
             p.steps, r.train_loss);
     if (!isnan(r.eval_loss)) fprintf(stderr, ", held-out loss %.4f (ppl %.3f)", r.eval_loss, exp(r.eval_loss));
-    fprintf(stderr, "; %lld tokens in %.1f s; checkpoint %s\n", (long long)r.tokens, r.seconds, p.out_dir);
+    fprintf(stderr, "; %lld tokens in %.1f s; %s %s\n", (long long)r.tokens, r.seconds,
+            p.lora_rank && !p.lora_merge ? "adapters" : "checkpoint", p.out_dir);
     return cli_interrupted ? 130 : 0;
 }
