@@ -54,12 +54,12 @@ static uint64_t checksum(const uint8_t *header, const float *data, size_t floats
     return rg_fnv1a(data, floats * sizeof(float), rg_fnv1a(header, SUM_AT, 0xcbf29ce484222325ull));
 }
 
-int rg_state_save_pending(const rg_state *s, const int32_t *pending, int n_pending, const char *path) {
-    if (n_pending < 0 || n_pending > RG_STATE_MAX_PENDING)
-        return rg_error("%s: %d pending tokens (at most %d)", path, n_pending, RG_STATE_MAX_PENDING);
-    uint8_t h[HEADER_BYTES] = {0};
+/* The header's bytes 0..55 (the rest zero): the same for files and blobs
+ * but for the version and the count of float32 values that follow. */
+static void put_header(uint8_t *h, const rg_state *s, uint32_t version, uint64_t floats) {
+    memset(h, 0, HEADER_BYTES);
     memcpy(h, MAGIC, 8);
-    put32(h + 8, VERSION);
+    put32(h + 8, version);
     put32(h + 12, HEADER_BYTES);
     put64(h + 16, rg_config_fingerprint(&s->cfg));
     put32(h + 24, (uint32_t)s->cfg.vocab_size);
@@ -67,7 +67,14 @@ int rg_state_save_pending(const rg_state *s, const int32_t *pending, int n_pendi
     put32(h + 32, (uint32_t)s->cfg.num_layers);
     put32(h + 36, (uint32_t)s->cfg.window);
     put64(h + 40, (uint64_t)s->pos);
-    put64(h + 48, (uint64_t)s->floats);
+    put64(h + 48, floats);
+}
+
+int rg_state_save_pending(const rg_state *s, const int32_t *pending, int n_pending, const char *path) {
+    if (n_pending < 0 || n_pending > RG_STATE_MAX_PENDING)
+        return rg_error("%s: %d pending tokens (at most %d)", path, n_pending, RG_STATE_MAX_PENDING);
+    uint8_t h[HEADER_BYTES];
+    put_header(h, s, VERSION, s->floats);
     put32(h + 56, (uint32_t)n_pending);
     for (int i = 0; i < n_pending; i++) put32(h + 60 + 4 * i, (uint32_t)pending[i]);
     put64(h + SUM_AT, checksum(h, s->data, s->floats));
@@ -222,18 +229,7 @@ static void blob_copy(rg_state *s, uint8_t *blob, int64_t pos, int to_blob) {
 }
 
 void rg_state_blob_write(const rg_state *s, uint8_t *out) {
-    uint8_t *h = out;
-    memset(h, 0, HEADER_BYTES);
-    memcpy(h, MAGIC, 8);
-    put32(h + 8, BLOB_VERSION);
-    put32(h + 12, HEADER_BYTES);
-    put64(h + 16, rg_config_fingerprint(&s->cfg));
-    put32(h + 24, (uint32_t)s->cfg.vocab_size);
-    put32(h + 28, (uint32_t)s->cfg.hidden_size);
-    put32(h + 32, (uint32_t)s->cfg.num_layers);
-    put32(h + 36, (uint32_t)s->cfg.window);
-    put64(h + 40, (uint64_t)s->pos);
-    put64(h + 48, (uint64_t)blob_floats(&s->cfg, s->pos));
+    put_header(out, s, BLOB_VERSION, blob_floats(&s->cfg, s->pos));
     blob_copy((rg_state *)s, out + HEADER_BYTES, s->pos, 1);
 }
 
