@@ -35,6 +35,7 @@ rg_grad *rg_grad_new(const rg_config *cfg) {
     if (rg_config_check(cfg, "rg_grad_new")) return NULL;
     rg_grad *g = rg_xcalloc(1, sizeof *g);
     g->cfg = *cfg;
+    g->pool = rg_pool_new();
     const rg_config *c = &g->cfg;
     int64_t V = c->vocab_size, D = c->hidden_size, R = c->lru_width, F = c->mlp_width, H = c->num_heads;
     int64_t hd = c->head_dim, K = c->conv_width, bw = R / H;
@@ -84,6 +85,7 @@ void rg_grad_free(rg_grad *g) {
     for (int i = 0; i < g->n_tensors; i++) free((char *)g->tensors[i].name);
     free(g->tensors);
     free(g->layers);
+    rg_pool_free(g->pool);
     free(g);
 }
 

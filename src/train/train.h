@@ -20,8 +20,23 @@ typedef struct {
     size_t q_w, k_w, v_w, o_w, o_b;                              /* [H*hd,D] [hd,D] [hd,D] [D,H*hd] [D] */
 } rg_layer_offsets;
 
+/* Buffers kept from one gradient call to the next (pool.c). A call that
+ * acquires the pool (it is free: calls on one layout may run at once, the
+ * others then allocate plainly) gets blocks from it (zeroed, or as the
+ * last call left them when the caller writes them whole), puts them back
+ * when done with them, and releases it at its end, which frees the blocks
+ * it did not use. */
+typedef struct rg_buffer_pool rg_buffer_pool;
+rg_buffer_pool *rg_pool_new(void);
+void rg_pool_free(rg_buffer_pool *pool);
+int rg_pool_acquire(rg_buffer_pool *pool); /* 1: the caller now owns it */
+void *rg_pool_get(rg_buffer_pool *pool, size_t bytes, int zero);
+void rg_pool_put(rg_buffer_pool *pool, void *p);
+void rg_pool_release(rg_buffer_pool *pool);
+
 struct rg_grad {
     rg_config cfg;
+    rg_buffer_pool *pool;     /* the gradient calls' buffers */
     size_t embed, final_norm; /* [V,D], [D] */
     rg_layer_offsets *layers;
     rg_grad_tensor *tensors;  /* in buffer order */

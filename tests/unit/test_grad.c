@@ -327,6 +327,46 @@ static void test_thread_count_independent(void **state) {
     rg_grad_free(g);
 }
 
+/* The buffers a layout keeps between calls (train/pool.c) change no bit:
+ * after calls on other tokens and another length, and while another call
+ * holds the pool (this one then allocates its own), a gradient equals a
+ * fresh layout's. */
+static void test_pool_reuse_same_bits(void **state) {
+    (void)state;
+    rg_config c = tiny_config(0, 3.0f);
+    rg_grad *used = rg_grad_new(&c), *fresh = rg_grad_new(&c);
+    size_t total = rg_grad_size(used);
+    double *p = random_params(used, 21);
+    float *p32 = rg_xmalloc(sizeof(float) * total), *want = rg_xcalloc(total, sizeof(float)),
+          *got = rg_xcalloc(total, sizeof(float)), *junk = rg_xcalloc(total, sizeof(float));
+    for (size_t i = 0; i < total; i++) p32[i] = (float)p[i];
+    int32_t tok[17], other[17];
+    for (int t = 0; t < 17; t++) {
+        tok[t] = (int32_t)((t * 7 + 3) % c.vocab_size);
+        other[t] = (int32_t)((t * 11 + 5) % c.vocab_size);
+    }
+    double lw, lg, lj;
+    assert_int_equal(rg_grad_compute(fresh, p32, tok, 17, NULL, 1.0, want, &lw, NULL), 0);
+    assert_int_equal(rg_grad_compute(used, p32, other, 17, NULL, 1.0, junk, &lj, NULL), 0);
+    assert_int_equal(rg_grad_compute(used, p32, other, 13, NULL, 1.0, junk, &lj, NULL), 0);
+    assert_int_equal(rg_grad_compute(used, p32, other, 17, NULL, 1.0, junk, &lj, NULL), 0);
+    assert_int_equal(rg_grad_compute(used, p32, tok, 17, NULL, 1.0, got, &lg, NULL), 0);
+    assert_true(lw == lg);
+    assert_memory_equal(want, got, sizeof(float) * total);
+    assert_true(rg_pool_acquire(used->pool)); /* as if another call ran */
+    memset(got, 0, sizeof(float) * total);
+    assert_int_equal(rg_grad_compute(used, p32, tok, 17, NULL, 1.0, got, &lg, NULL), 0);
+    assert_memory_equal(want, got, sizeof(float) * total);
+    rg_pool_release(used->pool);
+    free(p);
+    free(p32);
+    free(want);
+    free(got);
+    free(junk);
+    rg_grad_free(used);
+    rg_grad_free(fresh);
+}
+
 /* The training forward is the inference forward: a float32 model written
  * by rg_synth, read back through rg_grad_params_from_model, gives the loss
  * rg_forward's logits give. */
@@ -477,6 +517,7 @@ int main(void) {
         cmocka_unit_test(test_sqrt_derivative_bound),
         cmocka_unit_test(test_f32_matches_f64),
         cmocka_unit_test(test_thread_count_independent),
+        cmocka_unit_test(test_pool_reuse_same_bits),
         cmocka_unit_test(test_recompute_same_bits),
         cmocka_unit_test(test_loss_equals_inference),
         cmocka_unit_test(test_layout),
