@@ -152,6 +152,32 @@ static void went_down(rg_store *st, const char *what, const char *why) {
     st->backoff = st->backoff * 2 < BACKOFF_MAX_S ? st->backoff * 2 : BACKOFF_MAX_S;
 }
 
+/* Small replies (status, integer, error) are far below this; a GET's is
+ * at most a blob of the model plus its header line. */
+enum { SMALL_REPLY_MAX = 4096 };
+
+/* redisGetReply with a bound on the bytes a reply may buffer. hiredis 0.14
+ * buffers a bulk reply of whatever length the peer announces, so a peer
+ * that is not the Redis we expect could make us allocate without end; past
+ * `limit` unparsed bytes the connection fails (the caller drops it). */
+static int get_reply(redisContext *c, size_t limit, redisReply **reply) {
+    void *r = NULL;
+    if (redisGetReplyFromReader(c, &r) != REDIS_OK) return REDIS_ERR;
+    for (int sent = r != NULL; !sent;) /* the commands appended so far go out first */
+        if (redisBufferWrite(c, &sent) != REDIS_OK) return REDIS_ERR;
+    while (!r) {
+        if (redisBufferRead(c) != REDIS_OK) return REDIS_ERR;
+        if (c->reader->len - c->reader->pos > limit) {
+            c->err = REDIS_ERR_PROTOCOL;
+            snprintf(c->errstr, sizeof c->errstr, "a reply longer than %zu bytes", limit);
+            return REDIS_ERR;
+        }
+        if (redisGetReplyFromReader(c, &r) != REDIS_OK) return REDIS_ERR;
+    }
+    *reply = r;
+    return REDIS_OK;
+}
+
 /* Under mu: a command succeeded. */
 static void went_up(rg_store *st) {
     if (st->was_down) fprintf(stderr, "rgemma: serve: state store %s: connected again\n", st->url);
@@ -176,8 +202,9 @@ static redisContext *connect_one(rg_store *st, char *why, size_t why_size) {
         return NULL;
     }
     if (st->db) {
-        redisReply *r = redisCommand(c, "SELECT %d", st->db);
-        int ok = r && r->type == REDIS_REPLY_STATUS;
+        redisReply *r = NULL;
+        redisAppendCommand(c, "SELECT %d", st->db);
+        int ok = get_reply(c, SMALL_REPLY_MAX, &r) == REDIS_OK && r->type == REDIS_REPLY_STATUS;
         snprintf(why, why_size, "SELECT %d failed: %s", st->db, r && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
         if (r) freeReplyObject(r);
         if (!ok) {
@@ -236,7 +263,7 @@ static int ask(rg_store *st, redisContext *c, char (*keys)[RG_STORE_KEY_MAX], in
     for (int i = 0; i < nc; i++) redisAppendCommand(c, "EXISTS %s", keys[i]);
     for (int i = 0; i < nc; i++) {
         redisReply *r = NULL;
-        if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
+        if (get_reply(c, SMALL_REPLY_MAX, &r) != REDIS_OK) {
             *why = c->errstr[0] ? c->errstr : "no reply";
             return -1; /* the rest of the pipeline is lost with the connection */
         }
@@ -245,8 +272,9 @@ static int ask(rg_store *st, redisContext *c, char (*keys)[RG_STORE_KEY_MAX], in
         freeReplyObject(r);
     }
     if (found < 0) return -1;
-    redisReply *r = redisCommand(c, "GET %s", keys[found]);
-    if (!r) {
+    redisReply *r = NULL;
+    redisAppendCommand(c, "GET %s", keys[found]);
+    if (get_reply(c, st->max_blob + SMALL_REPLY_MAX, &r) != REDIS_OK) {
         *why = c->errstr[0] ? c->errstr : "no reply";
         return -1;
     }
@@ -381,14 +409,14 @@ static void write_one(rg_store *st, write_req *w) {
             redisAppendCommand(st->wconn, "EXPIRE %s %d", w->old,
                                st->ttl_s < RG_STORE_SUPERSEDED_S ? st->ttl_s : RG_STORE_SUPERSEDED_S);
         redisReply *r = NULL;
-        ok = redisGetReply(st->wconn, (void **)&r) == REDIS_OK && r && r->type == REDIS_REPLY_STATUS;
+        ok = get_reply(st->wconn, SMALL_REPLY_MAX, &r) == REDIS_OK && r->type == REDIS_REPLY_STATUS;
         if (!ok)
             snprintf(why, sizeof why, "SET: %s",
                      r && r->type == REDIS_REPLY_ERROR ? r->str : st->wconn->errstr[0] ? st->wconn->errstr : "no reply");
         if (r) freeReplyObject(r);
         r = NULL;
         /* the EXPIRE's answer (an integer) matters little; a lost connection does */
-        if (ok && w->old[0] && (redisGetReply(st->wconn, (void **)&r) != REDIS_OK || !r)) {
+        if (ok && w->old[0] && get_reply(st->wconn, SMALL_REPLY_MAX, &r) != REDIS_OK) {
             ok = 0;
             snprintf(why, sizeof why, "EXPIRE: %s", st->wconn->errstr[0] ? st->wconn->errstr : "no reply");
         }

@@ -42,4 +42,5 @@ grep -q "outside the vocabulary" "$T/err" || fail "big id: $(cat "$T/err")"
 grep -q "^rgemma: perplexity: --stride" "$T/err" || fail "stride: $(cat "$T/err")"
 "$RGEMMA" perplexity -m $M -f $IDS --ids -c 1 2>"$T/err" && fail "-c 1 must fail"
 [ "$(wc -l <"$T/err")" -eq 1 ] || fail "errors are one line: $(cat "$T/err")"
+echo "eval_perplexity: ok"
 exit 0

@@ -112,13 +112,16 @@ static void test_redis_down(void **st) {
     rg_model_free(other);
 }
 
-/* ---- a fake Redis: EXISTS answers `exists`, GET answers `get` */
+/* ---- a fake Redis: EXISTS answers `exists`, GET answers `get`, then,
+ * with `flood`, bytes without end until the client hangs up (`sent`) */
 
 typedef struct {
     int fd;
     const char *exists;
     const char *get;
     size_t get_len;
+    int flood;
+    size_t sent;
 } fake;
 
 static void *fake_main(void *arg) {
@@ -131,7 +134,11 @@ static void *fake_main(void *arg) {
         buf[n] = 0;
         for (char *p = buf; (p = strstr(p, "EXISTS\r\n")); p += 8)
             if (write(c, f->exists, strlen(f->exists)) < 0) break;
-        if (strstr(buf, "$3\r\nGET\r\n") && write(c, f->get, f->get_len) < 0) break;
+        if (!strstr(buf, "$3\r\nGET\r\n")) continue;
+        if (write(c, f->get, f->get_len) < 0) break;
+        static const char chunk[65536];
+        ssize_t w;
+        while (f->flood && (w = send(c, chunk, sizeof chunk, MSG_NOSIGNAL)) > 0) f->sent += (size_t)w;
     }
     close(c);
     return NULL;
@@ -148,9 +155,10 @@ static int fake_start(fake *f, pthread_t *th) {
     return ntohs(a.sin_port);
 }
 
-static void lookup_fake(const rg_model *m, const char *exists, const char *get, size_t get_len, int want_prefix,
-                        int want_errors, uint8_t **blob, size_t *len) {
-    fake f = {0, exists, get, get_len};
+/* a lookup against the fake; returns the bytes it flooded */
+static size_t lookup_fake(const rg_model *m, const char *exists, const char *get, size_t get_len, int flood,
+                          int want_prefix, int want_errors, uint8_t **blob, size_t *len) {
+    fake f = {0, exists, get, get_len, flood, 0};
     pthread_t th;
     char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", fake_start(&f, &th));
@@ -164,6 +172,7 @@ static void lookup_fake(const rg_model *m, const char *exists, const char *get, 
     shutdown(f.fd, SHUT_RDWR);
     close(f.fd);
     pthread_join(th, NULL);
+    return f.sent;
 }
 
 static void test_untrusted_replies(void **st) {
@@ -172,7 +181,7 @@ static void test_untrusted_replies(void **st) {
     size_t len;
     /* a string that is not a state: refused by its header */
     const char junk[] = "$10\r\n0123456789\r\n";
-    lookup_fake(m, ":1\r\n", junk, sizeof junk - 1, 0, 1, &blob, &len);
+    lookup_fake(m, ":1\r\n", junk, sizeof junk - 1, 0, 0, 1, &blob, &len);
     assert_null(blob);
     rg_state *s = rg_state_new(m);
     /* a string longer than any state of this model: refused without a copy */
@@ -181,12 +190,20 @@ static void test_untrusted_replies(void **st) {
     int h = snprintf(huge, 32, "$%zu\r\n", big);
     memset(huge + h, 'x', big);
     memcpy(huge + h + big, "\r\n", 2);
-    lookup_fake(m, ":1\r\n", huge, (size_t)h + big + 2, 0, 1, &blob, &len);
+    lookup_fake(m, ":1\r\n", huge, (size_t)h + big + 2, 0, 0, 1, &blob, &len);
     assert_null(blob);
     free(huge);
+    /* a string announced longer than memory, its bytes without end: the
+     * connection is dropped once the reply buffers more than a state (and
+     * the socket buffers hold a few MB), not after the 2 s command timeout
+     * (gigabytes on loopback) */
+    const char endless[] = "$999999999999\r\n";
+    size_t flooded = lookup_fake(m, ":1\r\n", endless, sizeof endless - 1, 1, 0, 1, &blob, &len);
+    assert_null(blob);
+    assert_true(flooded < big + ((size_t)64 << 20));
     /* EXISTS answered with a status, GET with an integer */
-    lookup_fake(m, "+OK\r\n", ":3\r\n", 4, 0, 1, &blob, &len);
-    lookup_fake(m, ":1\r\n", ":3\r\n", 4, 0, 1, &blob, &len);
+    lookup_fake(m, "+OK\r\n", ":3\r\n", 4, 0, 0, 1, &blob, &len);
+    lookup_fake(m, ":1\r\n", ":3\r\n", 4, 0, 0, 1, &blob, &len);
     /* a real state blob comes through and reads back */
     int32_t ids[3] = {1, 2, 3};
     assert_int_equal(rg_forward(m, s, ids, 3, NULL, 0), 0);
@@ -196,10 +213,10 @@ static void test_untrusted_replies(void **st) {
     rg_state_blob_write(s, (uint8_t *)reply + h);
     /* unsealed (no checksum): refused */
     memcpy(reply + h + n, "\r\n", 2);
-    lookup_fake(m, ":1\r\n", reply, (size_t)h + n + 2, 0, 1, &blob, &len);
+    lookup_fake(m, ":1\r\n", reply, (size_t)h + n + 2, 0, 0, 1, &blob, &len);
     assert_null(blob);
     rg_state_blob_seal((uint8_t *)reply + h, n);
-    lookup_fake(m, ":1\r\n", reply, (size_t)h + n + 2, 4, 0, &blob, &len);
+    lookup_fake(m, ":1\r\n", reply, (size_t)h + n + 2, 0, 4, 0, &blob, &len);
     rg_state *back = rg_state_new(m);
     assert_int_equal(rg_state_blob_read(back, blob, len, "state store"), 0);
     assert_int_equal(rg_state_pos(back), 3);
