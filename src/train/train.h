@@ -62,6 +62,7 @@ struct rg_grad {
         const rg_lora_##sfx *lora; /* at most one per matrix */                                                 \
         int n_lora;                                                                                             \
         int recompute; /* keep each layer's input only, and recompute its tape in the backward pass */         \
+        const uint16_t *embed16; /* the tied embedding in bf16, frozen; NULL: in params */                    \
     } rg_grad_opts_##sfx
 RG_TRAIN_TYPES(float, f32);
 RG_TRAIN_TYPES(double, f64);

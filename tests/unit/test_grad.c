@@ -191,13 +191,13 @@ static void test_fd_lora(void **state) {
     int32_t tok[11];
     uint64_t s = 21;
     for (int t = 0; t < n; t++) tok[t] = (int32_t)(rg_splitmix64(&s) % (uint64_t)c.vocab_size);
-    rg_grad_opts_f64 opts = {a.ad, a.n, 0};
+    rg_grad_opts_f64 opts = {a.ad, a.n, 0, NULL};
     assert_int_equal(rg_train_grad_f64(g, p, &opts, tok, n, NULL, 1.0, NULL, &nll, NULL), 0);
     assert_int_equal(rg_train_grad_f64(g, merged, NULL, tok, n, NULL, 1.0, NULL, &want, NULL), 0);
     assert_true(fabs(nll - want) <= 1e-12 * want);
     rg_lora_f64 *frozen = rg_xmalloc(sizeof *frozen * (size_t)a.n); /* the same adapters, no gradients */
     for (int k = 0; k < a.n; k++) frozen[k] = a.ad[k], frozen[k].dA = frozen[k].dB = NULL;
-    rg_grad_opts_f64 loss_only = {frozen, a.n, 0};
+    rg_grad_opts_f64 loss_only = {frozen, a.n, 0, NULL};
     const double h = 1e-5;
     double worst = 0;
     for (int k = 0; k < a.n; k++) {
@@ -259,9 +259,9 @@ static void test_sqrt_derivative_bound(void **state) {
 }
 
 /* The float32 path (rg_grad_compute) is the float64 one rounded. */
-static void test_f32_matches_f64(void **state) {
-    (void)state;
+static void f32_matches_f64(int vocab) {
     rg_config c = tiny_config(0, 3.0f);
+    c.vocab_size = vocab;
     rg_grad *g = rg_grad_new(&c);
     size_t total = rg_grad_size(g);
     double *p = random_params(g, 5), *g64 = rg_xcalloc(total, sizeof(double)), nll64, nll32;
@@ -297,6 +297,14 @@ static void test_f32_matches_f64(void **state) {
     free(p32);
     free(g32);
     rg_grad_free(g);
+}
+
+/* float32 against float64, with a vocabulary within one block of the
+ * logits' embedding rows and one over two blocks (backward.inc EMBED_ROWS) */
+static void test_f32_matches_f64(void **state) {
+    (void)state;
+    f32_matches_f64(29);
+    f32_matches_f64(2 * 4096 + 123);
 }
 
 /* The same numbers on 1 thread and on several. */
@@ -419,7 +427,7 @@ static void test_recompute_same_bits(void **state) {
     for (size_t i = 0; i < total; i++) p32[i] = (float)p[i];
     int32_t tok[17];
     for (int t = 0; t < 17; t++) tok[t] = (int32_t)((t * 5 + 2) % c.vocab_size);
-    rg_grad_opts_f32 plain = {NULL, 0, 0}, again = {NULL, 0, 1};
+    rg_grad_opts_f32 plain = {NULL, 0, 0, NULL}, again = {NULL, 0, 1, NULL};
     double la, lb;
     assert_int_equal(rg_train_grad_f32(g, p32, &plain, tok, 17, NULL, 1.0, ga, &la, NULL), 0);
     assert_int_equal(rg_train_grad_f32(g, p32, &again, tok, 17, NULL, 1.0, gb, &lb, NULL), 0);
@@ -451,7 +459,14 @@ static void test_recompute_same_bits(void **state) {
         l32b[k] = (rg_lora_f32){a.ad[k].tensor, 3, 0.5f, m32 + at, m32 + at + na, dm + mem + at, dm + mem + at + na,
                                 w16 + t->offset};
     }
-    rg_grad_opts_f32 lora = {l32, a.n, 0}, lora_again = {l32b, a.n, 1};
+    /* and the embedding too, as LoRA keeps it (frozen) */
+    const rg_grad_tensor *emb = rg_grad_tensor_at(g, rg_grad_find(g, "model.embed_tokens.weight"));
+    for (size_t i = emb->offset; i < emb->offset + emb->count; i++) {
+        w16[i] = rg_f32_to_bf16(p32[i]);
+        p32[i] = rg_bf16_to_f32(w16[i]);
+        p16[i] = NAN;
+    }
+    rg_grad_opts_f32 lora = {l32, a.n, 0, NULL}, lora_again = {l32b, a.n, 1, w16 + emb->offset};
     int threads = rg_get_threads(); /* and on 1 thread and on 3 */
     rg_set_threads(1);
     assert_int_equal(rg_train_grad_f32(g, p32, &lora, tok, 17, NULL, 1.0, NULL, &la, NULL), 0);

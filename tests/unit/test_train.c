@@ -419,6 +419,48 @@ static void test_lora_run(void **state) {
     free(base), free(out), free(out2), free(other), free(data), free(text);
 }
 
+/* LoRA on a bf16 checkpoint keeps its adapted matrices and its embedding in
+ * bf16 (the gradient engine widens them as it reads them): the merged
+ * checkpoint has the base's embedding and unadapted tensors exactly, the
+ * adapted ones changed, and the run learned. */
+static void test_lora_bf16_base(void **state) {
+    (void)state;
+    char *text = repetitive_text(), *data = write_file("rep_lora16.txt", text);
+    const char *files[] = {data};
+    rg_config c = small_config();
+    char *base = rg_path_join(tmp_root, "lora16-base"), *out = rg_path_join(tmp_root, "lora16");
+    rg_synth_options o = {.dtype = RG_DT_BF16, .seed = 5};
+    assert_int_equal(rg_synth_write(&c, base, &o, NULL), 0);
+    rg_train_params p;
+    rg_train_result r;
+    small_run(&p, &c, files, out);
+    p.config = NULL;
+    p.model_path = base;
+    p.lora_rank = 4;
+    p.lr = 1e-2;
+    p.lora_merge = 1;
+    assert_int_equal(rg_train(&p, &r), 0);
+    assert_true(r.eval_loss < 11.0);
+    rg_model *m0, *m1;
+    assert_int_equal(rg_model_load(base, &m0), 0);
+    assert_int_equal(rg_model_load(out, &m1), 0);
+    rg_grad *g = rg_grad_new(&c);
+    size_t n = rg_grad_size(g);
+    float *w0 = rg_xmalloc(sizeof(float) * n), *w1 = rg_xmalloc(sizeof(float) * n);
+    assert_int_equal(rg_grad_params_from_model(g, m0, w0), 0);
+    assert_int_equal(rg_grad_params_from_model(g, m1, w1), 0);
+    for (int k = 0; k < rg_grad_n_tensors(g); k++) {
+        const rg_grad_tensor *t = rg_grad_tensor_at(g, k);
+        int same = !memcmp(w0 + t->offset, w1 + t->offset, sizeof(float) * t->count);
+        if (same == rg_lora_target(t->name)) fail_msg("%s: %s", t->name, same ? "not trained" : "changed");
+    }
+    free(w0), free(w1);
+    rg_grad_free(g);
+    rg_model_free(m0);
+    rg_model_free(m1);
+    free(base), free(out), free(data), free(text);
+}
+
 /* Inputs the run cannot use fail first, with nothing written. */
 static void test_refused(void **state) {
     (void)state;
@@ -468,6 +510,7 @@ int main(void) {
         cmocka_unit_test(test_train_resume_threads),
         cmocka_unit_test(test_initial_weights),
         cmocka_unit_test(test_lora_run),
+        cmocka_unit_test(test_lora_bf16_base),
         cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
