@@ -104,14 +104,14 @@ static void test_blob_round_trip_and_refusals(void **state) {
         uint8_t *blob = rg_xmalloc(n);
         rg_state_blob_write(orig, blob);
         rg_state_blob_seal(blob, n);
-        assert_int_equal(rg_state_blob_check(&m->cfg, blob, n, "blob"), 0);
-        assert_int_equal(rg_state_blob_check(&other->cfg, blob, n, "blob"), -1);
+        assert_int_equal(rg_state_blob_check(&m->cfg, RG_DT_F32, blob, n, "blob"), 0);
+        assert_int_equal(rg_state_blob_check(&other->cfg, RG_DT_F32, blob, n, "blob"), -1);
         assert_non_null(strstr(rg_last_error(), "another model configuration"));
         assert_int_equal(rg_state_blob_read(wrong, blob, n, "blob"), -1);
-        assert_int_equal(rg_state_blob_check(&m->cfg, blob, n - 1, "blob"), -1);
+        assert_int_equal(rg_state_blob_check(&m->cfg, RG_DT_F32, blob, n - 1, "blob"), -1);
         assert_int_equal(rg_state_blob_read(back, blob, n - 1, "blob"), -1);
         blob[n / 2] ^= 1;
-        assert_int_equal(rg_state_blob_check(&m->cfg, blob, n, "blob"), -1);
+        assert_int_equal(rg_state_blob_check(&m->cfg, RG_DT_F32, blob, n, "blob"), -1);
         assert_non_null(strstr(rg_last_error(), "corrupt"));
         blob[47] ^= 0x40; /* the position: out of range */
         assert_int_equal(rg_state_blob_read(back, blob, n, "blob"), -1);
