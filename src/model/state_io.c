@@ -95,8 +95,8 @@ static int header_kv_type(const uint8_t *h, uint32_t f32_version, uint32_t f16_v
 
 /* The message of a state whose window type is not the receiving state's. */
 static int kv_type_mismatch(const char *what, rg_dtype saved, rg_dtype want) {
-    return rg_error("%s: the state's attention window is %s, this model's states are %s (the window type it was "
-                    "saved with: --kv-type %s, rg_model_set_kv_type)",
+    return rg_error("%s: the state's attention window is %s, this model's states are %s (read it into a state made "
+                    "with --kv-type %s, rg_model_set_kv_type)",
                     what, rg_kv_type_name(saved), rg_kv_type_name(want), rg_kv_type_name(saved));
 }
 

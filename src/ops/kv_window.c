@@ -11,6 +11,14 @@ static void store_row(rg_dtype type, void *dst, const float *src, int hd) {
     for (int i = 0; i < hd; i++) half[i] = rg_f32_to_f16(src[i]);
 }
 
+void rg_kv_window_round(const rg_kv_window *kv, float *k, float *v, int n) {
+    if (kv->type == RG_DT_F32) return;
+    for (size_t i = 0; i < (size_t)n * kv->hd; i++) {
+        k[i] = rg_f16_to_f32(rg_f32_to_f16(k[i]));
+        v[i] = rg_f16_to_f32(rg_f32_to_f16(v[i]));
+    }
+}
+
 void rg_kv_window_write(const rg_kv_window *kv, int64_t pos0, const float *k, const float *v, int n) {
     size_t row = rg_kv_row_bytes(kv->type, kv->hd);
     for (int t = n > kv->window ? n - kv->window : 0; t < n; t++) {

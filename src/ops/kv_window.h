@@ -36,6 +36,14 @@ static inline rg_kv_window rg_kv_window_at(float *block, int window, int hd, rg_
     return (rg_kv_window){block, (char *)block + (size_t)window * rg_kv_row_bytes(type, hd), type, window, hd};
 }
 
+/* Rows of k and v (n each, hd floats) rounded in place to what the window
+ * will hold of them (to float16 and back for an F16 window; nothing for
+ * F32). A chunk's queries read its own rows from these float32 rows and its
+ * earlier positions from the window: rounded first, every key and value is
+ * the same number in both, so that how the tokens are split into chunks
+ * (prefill chunks, batched steps) does not change the result. */
+void rg_kv_window_round(const rg_kv_window *kv, float *k, float *v, int n);
+
 /* Positions pos0..pos0+n-1 enter (rows of k and v, hd floats each, rounded
  * to nearest even for an F16 window); only the last W of them can stay. */
 void rg_kv_window_write(const rg_kv_window *kv, int64_t pos0, const float *k, const float *v, int n);
