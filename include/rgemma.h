@@ -150,18 +150,33 @@ RG_API int rg_model_divergence(const rg_model *ref, const rg_model *m, const int
 
 /* One sequence's whole memory: conv state, RG-LRU state (float32) and the
  * KV ring buffer of W slots per attention layer, plus the position. Its size
- * depends on the config only. */
+ * depends on the config and the window's element type only. */
 typedef struct rg_state rg_state;
 
+/* The element type of the attention windows ("KV cache") of the states
+ * rg_state_new(m) makes from now on: "f32" (the default: the reference's
+ * numbers exactly) or "f16" (IEEE half, keys and values rounded to nearest
+ * even: half the window's memory, and half the bytes each decode step reads
+ * at depth, for a relative rounding of 2^-11 on keys and values). A setting
+ * of the model, not an argument of rg_state_new, so that every place that
+ * makes states from a model (server slots and caches, eval, perplexity)
+ * follows it unchanged; states already made keep their type. Any other name
+ * is refused (-1). rg_model_kv_type gives the name in use ("f32"/"f16"). */
+RG_API int rg_model_set_kv_type(rg_model *m, const char *type);
+RG_API const char *rg_model_kv_type(const rg_model *m);
 RG_API rg_state *rg_state_new(const rg_model *m);
 RG_API void rg_state_free(rg_state *s);
 RG_API void rg_state_reset(rg_state *s);
 /* dst and src must belong to models with the same config. */
 RG_API int rg_state_copy(rg_state *dst, const rg_state *src);
+/* Bytes of a state with float32 windows (the default); rg_model_state_bytes:
+ * of what rg_state_new(m) makes now (the model's window type). */
 RG_API size_t rg_state_bytes(const rg_config *cfg);
+RG_API size_t rg_model_state_bytes(const rg_model *m);
 RG_API int64_t rg_state_pos(const rg_state *s);
-/* State files: versioned header, config fingerprint, position, checksum.
- * Loading refuses a file of another config, version or a corrupt one. */
+/* State files: versioned header, config fingerprint, window type, position,
+ * checksum. Loading refuses a file of another config, version or window
+ * type (f16 into an f32 state or back), or a corrupt one. */
 RG_API int rg_state_save(const rg_state *s, const char *path);
 RG_API int rg_state_load(rg_state *s, const char *path);
 /* The same, also carrying up to RG_STATE_MAX_PENDING ids that belong to the
@@ -171,8 +186,10 @@ RG_API int rg_state_load(rg_state *s, const char *path);
 #define RG_STATE_MAX_PENDING 16
 RG_API int rg_state_save_pending(const rg_state *s, const int32_t *pending, int n_pending, const char *path);
 RG_API int rg_state_load_pending(rg_state *s, const char *path, int32_t *pending, int *n_pending);
-/* Size of a state file: constant for a config. */
+/* Size of a state file: constant for a config, with float32 windows (the
+ * largest); rg_model_state_file_bytes: with the model's window type. */
 RG_API size_t rg_state_file_bytes(const rg_config *cfg);
+RG_API size_t rg_model_state_file_bytes(const rg_model *m);
 
 /* --------------------------------------------------------------- forward */
 

@@ -131,9 +131,10 @@ static void recurrent_block(const rg_model *m, const rg_layer *L, const segment 
     rg_matmul(&L->linear_out, 0, D, w->y, R, n, w->tout, D, L->linear_out_b);
 }
 
-/* RoPE on the segment's queries and keys, attention over its window, then
- * its keys and values enter the window (only after attention: the window
- * still holds the keys the first rows need) */
+/* RoPE on the segment's queries and keys (the keys and values then rounded
+ * to the window's type), attention over its window, then its keys and values
+ * enter the window (only after attention: the window still holds the keys
+ * the first rows need) */
 static void segment_attention(const rg_model *m, const rg_layer *L, const segment *g, int layer, workspace *w) {
     const rg_config *c = &m->cfg;
     int H = c->num_heads, hd = c->head_dim, Q = H * hd;
@@ -144,6 +145,7 @@ static void segment_attention(const rg_model *m, const rg_layer *L, const segmen
         rg_rope(k + (size_t)t * hd, 1, hd, m->rope_pairs, m->rope_inv_freq, s->pos + t);
     }
     rg_kv_window cache = rg_state_window(s, layer);
+    rg_kv_window_round(&cache, k, v, g->n);
     rg_local_attention(q, k, v, g->n, H, hd, s->pos, &cache, w->att + (size_t)g->row * Q);
     rg_kv_window_write(&cache, s->pos, k, v, g->n);
 }

@@ -1,25 +1,29 @@
 /* State files: one sequence's whole memory on disk, to continue later.
  *
- * Layout (little-endian, fixed size for a given config):
+ * Layout (little-endian, fixed size for a given config and window type):
  *   0   char[8]  magic "RGSTATE\0"
- *   8   u32      version (1)
+ *   8   u32      version (1; 3 when the windows are float16)
  *   12  u32      header bytes (HEADER_BYTES)
  *   16  u64      config fingerprint (rg_config_fingerprint)
  *   24  i32[4]   vocab, hidden, layers, window (for the error message)
  *   40  i64      position (tokens processed)
- *   48  u64      number of float32 values that follow
+ *   48  u64      number of 4-byte words that follow
  *   56  u32      pending ids (tokens of the sequence not processed yet)
  *   60  i32[16]  pending ids
- *   124 u32      reserved (0)
+ *   124 u32      the attention windows' element type, as a ggml type id:
+ *                0 float32, 1 float16 (version 1 wrote 0 here: reserved)
  *   128 u64      checksum: FNV-1a of bytes 0..127 and of the data
- *   136 f32[]    the state (model/state.h)
- * A different config, version, size or checksum is refused.
+ *   136          the state (model/state.h): float32 words, the windows'
+ *                rows float32 or float16
+ * A different config, version, window type, size or checksum is refused.
+ * Float32 windows keep version 1 (the files older builds read); float16
+ * ones are version 3, which older builds refuse by its number.
  *
  * State blobs (rg_state_blob_*: the server's shared state store) are the
- * same header with version 2, and data holding only what is in use: every
- * recurrent layer whole, each attention layer's first min(pos, W) key rows
- * then as many value rows (the ring's slots in use). A short conversation's
- * blob is thus much smaller than the state. */
+ * same header with version 2 (4 with float16 windows), and data holding only
+ * what is in use: every recurrent layer whole, each attention layer's first
+ * min(pos, W) key rows then as many value rows (the ring's slots in use). A
+ * short conversation's blob is thus much smaller than the state. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +34,9 @@
 #define MAGIC "RGSTATE"
 #define VERSION 1u
 #define BLOB_VERSION 2u
+#define VERSION_F16 3u
+#define BLOB_VERSION_F16 4u
+#define KV_TYPE_AT 124
 #define SUM_AT 128
 #define HEADER_BYTES 136
 
@@ -54,12 +61,15 @@ static uint64_t checksum(const uint8_t *header, const float *data, size_t floats
     return rg_fnv1a(data, floats * sizeof(float), rg_fnv1a(header, SUM_AT, 0xcbf29ce484222325ull));
 }
 
-/* The header's bytes 0..55 (the rest zero): the same for files and blobs
- * but for the version and the count of float32 values that follow. */
+/* The header's bytes 0..55 and the window type (the rest zero): the same
+ * for files and blobs but for the version and the count of words that
+ * follow. version: the float32 one (file or blob), raised for float16. */
 static void put_header(uint8_t *h, const rg_state *s, uint32_t version, uint64_t floats) {
     memset(h, 0, HEADER_BYTES);
     memcpy(h, MAGIC, 8);
-    put32(h + 8, version);
+    int f16 = s->kv_type == RG_DT_F16;
+    put32(h + 8, !f16 ? version : version == VERSION ? VERSION_F16 : BLOB_VERSION_F16);
+    put32(h + KV_TYPE_AT, f16 ? RG_GGML_F16 : RG_GGML_F32);
     put32(h + 12, HEADER_BYTES);
     put64(h + 16, rg_config_fingerprint(&s->cfg));
     put32(h + 24, (uint32_t)s->cfg.vocab_size);
@@ -68,6 +78,26 @@ static void put_header(uint8_t *h, const rg_state *s, uint32_t version, uint64_t
     put32(h + 36, (uint32_t)s->cfg.window);
     put64(h + 40, (uint64_t)s->pos);
     put64(h + 48, floats);
+}
+
+/* The window type a header declares, checked against the version (f32
+ * for f32_version, f16 for f16_version): 0, or -1 with *bad_version set
+ * when the version is neither, else with the message about a corrupt header. */
+static int header_kv_type(const uint8_t *h, uint32_t f32_version, uint32_t f16_version, rg_dtype *type,
+                          int *bad_version) {
+    uint32_t version = get32(h + 8), id = get32(h + KV_TYPE_AT);
+    *bad_version = (version != f32_version && version != f16_version) || get32(h + 12) != HEADER_BYTES;
+    if (*bad_version) return -1;
+    if (version == f32_version ? id != RG_GGML_F32 : id != RG_GGML_F16) return -1;
+    *type = version == f32_version ? RG_DT_F32 : RG_DT_F16;
+    return 0;
+}
+
+/* The message of a state whose window type is not the receiving state's. */
+static int kv_type_mismatch(const char *what, rg_dtype saved, rg_dtype want) {
+    return rg_error("%s: the state's attention window is %s, this model's states are %s (read it into a state made "
+                    "with --kv-type %s, rg_model_set_kv_type)",
+                    what, rg_kv_type_name(saved), rg_kv_type_name(want), rg_kv_type_name(saved));
 }
 
 int rg_state_save_pending(const rg_state *s, const int32_t *pending, int n_pending, const char *path) {
@@ -118,9 +148,15 @@ int rg_state_load_pending(rg_state *s, const char *path, int32_t *pending, int *
         rg_error("%s: not an rgemma state file", path);
         goto done;
     }
-    if (get32(h + 8) != VERSION || get32(h + 12) != HEADER_BYTES) {
-        rg_error("%s: state file version %u is not supported (this build reads version %u)", path, get32(h + 8),
-                 VERSION);
+    rg_dtype kv_type;
+    int bad_version;
+    if (header_kv_type(h, VERSION, VERSION_F16, &kv_type, &bad_version)) {
+        if (bad_version)
+            rg_error("%s: state file version %u is not supported (this build reads versions %u and %u)", path,
+                     get32(h + 8), VERSION, VERSION_F16);
+        else
+            rg_error("%s: corrupt state file (window type %u does not match version %u)", path, get32(h + KV_TYPE_AT),
+                     get32(h + 8));
         goto done;
     }
     if (get64(h + 16) != rg_config_fingerprint(&s->cfg)) {
@@ -142,6 +178,10 @@ int rg_state_load_pending(rg_state *s, const char *path, int32_t *pending, int *
                  "%u; this model: vocab %d, hidden %d, %d layers, window %d)",
                  path, get32(h + 24), get32(h + 28), get32(h + 32), get32(h + 36), s->cfg.vocab_size,
                  s->cfg.hidden_size, s->cfg.num_layers, s->cfg.window);
+        goto done;
+    }
+    if (kv_type != s->kv_type) {
+        kv_type_mismatch(path, kv_type, s->kv_type);
         goto done;
     }
     uint64_t floats = get64(h + 48);
@@ -191,16 +231,22 @@ int rg_state_load(rg_state *s, const char *path) { return rg_state_load_pending(
 
 size_t rg_state_file_bytes(const rg_config *cfg) { return HEADER_BYTES + rg_state_bytes(cfg); }
 
-/* Floats of the blob of a state at position pos (see the top). */
-static size_t blob_floats(const rg_config *c, int64_t pos) {
+size_t rg_model_state_file_bytes(const rg_model *m) { return HEADER_BYTES + rg_model_state_bytes(m); }
+
+/* 4-byte words of the blob of a state at position pos (see the top); a
+ * window's 2 x used rows of hd float16 values are a whole number of words. */
+static size_t blob_floats(const rg_config *c, rg_dtype kv_type, int64_t pos) {
     size_t used = pos < c->window ? (size_t)pos : (size_t)c->window, n = 0;
     for (int i = 0; i < c->num_layers; i++)
-        n += rg_config_layer_type(c, i) == RG_LAYER_RECURRENT ? (size_t)c->conv_width * c->lru_width
-                                                               : 2 * used * (size_t)c->head_dim;
+        n += rg_config_layer_type(c, i) == RG_LAYER_RECURRENT
+                 ? (size_t)c->conv_width * c->lru_width
+                 : 2 * used * rg_kv_row_bytes(kv_type, c->head_dim) / sizeof(float);
     return n;
 }
 
-size_t rg_state_blob_bytes(const rg_state *s) { return HEADER_BYTES + blob_floats(&s->cfg, s->pos) * sizeof(float); }
+size_t rg_state_blob_bytes(const rg_state *s) {
+    return HEADER_BYTES + blob_floats(&s->cfg, s->kv_type, s->pos) * sizeof(float);
+}
 
 /* Copy the parts in use between a state and blob data (to_blob: state ->
  * blob). The blob is bytes: it need not be aligned for floats. */
@@ -215,7 +261,7 @@ static void blob_copy(rg_state *s, uint8_t *blob, int64_t pos, int to_blob) {
             blob += n;
         } else {
             rg_kv_window w = rg_state_window(s, i);
-            size_t n = used * (size_t)s->cfg.head_dim * sizeof(float);
+            size_t n = used * rg_kv_row_bytes(s->kv_type, s->cfg.head_dim);
             if (to_blob) {
                 memcpy(blob, w.k, n);
                 memcpy(blob + n, w.v, n);
@@ -229,7 +275,7 @@ static void blob_copy(rg_state *s, uint8_t *blob, int64_t pos, int to_blob) {
 }
 
 void rg_state_blob_write(const rg_state *s, uint8_t *out) {
-    put_header(out, s, BLOB_VERSION, blob_floats(&s->cfg, s->pos));
+    put_header(out, s, BLOB_VERSION, blob_floats(&s->cfg, s->kv_type, s->pos));
     blob_copy((rg_state *)s, out + HEADER_BYTES, s->pos, 1);
 }
 
@@ -239,13 +285,21 @@ static uint64_t blob_sum(const uint8_t *p, size_t n) {
 
 void rg_state_blob_seal(uint8_t *blob, size_t n) { put64(blob + SUM_AT, blob_sum(blob, n)); }
 
-/* The header against config c and the size n (and with sum, the checksum,
- * first: a damaged header is not "another model"); *pos: the position. */
-static int blob_check(const rg_config *c, const uint8_t *p, size_t n, const char *what, int sum, int64_t *pos) {
+/* The header against config c, window type kv_type and the size n (and
+ * with sum, the checksum, first: a damaged header is not "another model");
+ * *pos: the position. */
+static int blob_check(const rg_config *c, rg_dtype kv_type, const uint8_t *p, size_t n, const char *what, int sum,
+                      int64_t *pos) {
     if (n < HEADER_BYTES || memcmp(p, MAGIC, 8)) return rg_error("%s: not an rgemma state (%zu bytes)", what, n);
-    if (get32(p + 8) != BLOB_VERSION || get32(p + 12) != HEADER_BYTES)
-        return rg_error("%s: state blob version %u is not supported (this build reads version %u)", what,
-                        get32(p + 8), BLOB_VERSION);
+    rg_dtype saved;
+    int bad_version;
+    if (header_kv_type(p, BLOB_VERSION, BLOB_VERSION_F16, &saved, &bad_version)) {
+        if (bad_version)
+            return rg_error("%s: state blob version %u is not supported (this build reads versions %u and %u)", what,
+                            get32(p + 8), BLOB_VERSION, BLOB_VERSION_F16);
+        return rg_error("%s: corrupt state (window type %u does not match version %u)", what,
+                        get32(p + KV_TYPE_AT), get32(p + 8));
+    }
     uint64_t floats = get64(p + 48);
     if (floats > (n - HEADER_BYTES) / sizeof(float) || n != HEADER_BYTES + floats * sizeof(float) ||
         (sum && blob_sum(p, n) != get64(p + SUM_AT)))
@@ -255,21 +309,22 @@ static int blob_check(const rg_config *c, const uint8_t *p, size_t n, const char
                         "window %u; this model: vocab %d, hidden %d, %d layers, window %d)",
                         what, get32(p + 24), get32(p + 28), get32(p + 32), get32(p + 36), c->vocab_size,
                         c->hidden_size, c->num_layers, c->window);
+    if (saved != kv_type) return kv_type_mismatch(what, saved, kv_type);
     *pos = (int64_t)get64(p + 40);
-    if (*pos < 0 || *pos > (1ll << 53) || floats != blob_floats(c, *pos) || get32(p + 56) != 0)
+    if (*pos < 0 || *pos > (1ll << 53) || floats != blob_floats(c, kv_type, *pos) || get32(p + 56) != 0)
         return rg_error("%s: corrupt state (position %lld does not match %llu floats)", what, (long long)*pos,
                         (unsigned long long)floats);
     return 0;
 }
 
-int rg_state_blob_check(const rg_config *c, const uint8_t *p, size_t n, const char *what) {
+int rg_state_blob_check(const rg_config *c, rg_dtype kv_type, const uint8_t *p, size_t n, const char *what) {
     int64_t pos;
-    return blob_check(c, p, n, what, 1, &pos);
+    return blob_check(c, kv_type, p, n, what, 1, &pos);
 }
 
 int rg_state_blob_read(rg_state *s, const uint8_t *p, size_t n, const char *what) {
     int64_t pos;
-    if (blob_check(&s->cfg, p, n, what, 0, &pos)) return -1;
+    if (blob_check(&s->cfg, s->kv_type, p, n, what, 0, &pos)) return -1;
     blob_copy(s, (uint8_t *)p + HEADER_BYTES, pos, 0); /* only read from: to_blob is 0 */
     s->pos = pos;
     return 0;

@@ -27,10 +27,11 @@ void rg_rope(float *x, int heads, int hd, int m, const float *inv_freq, int64_t 
 }
 
 /* The keys of one query as at most three runs of consecutive rows: the
- * window's ring (which may wrap once) and the chunk's own rows. */
+ * window's ring (which may wrap once; rows of the window's type) and the
+ * chunk's own rows (float32). */
 typedef struct {
-    const float *k, *v;
-    int count, at; /* rows, first column in the score matrix */
+    rg_kv_span rows;
+    int at; /* first column in the score matrix */
 } key_run;
 
 static int key_runs(const float *k, const float *v, int hd, int64_t pos0, int64_t p, const rg_kv_window *cache,
@@ -39,13 +40,15 @@ static int key_runs(const float *k, const float *v, int hd, int64_t pos0, int64_
     int nr = 0, at = 0;
     for (int64_t s = first; s < end;) { /* cached positions */
         key_run *r = &runs[nr++];
-        r->count = rg_kv_window_span(cache, s, end, &r->k, &r->v);
+        r->rows = rg_kv_window_span(cache, s, end);
         r->at = at;
-        at += r->count;
-        s += r->count;
+        at += r->rows.count;
+        s += r->rows.count;
     }
     int64_t s = first > pos0 ? first : pos0; /* this chunk's positions */
-    runs[nr++] = (key_run){k + (s - pos0) * hd, v + (s - pos0) * hd, (int)(p - s + 1), at};
+    runs[nr++] = (key_run){{k + (s - pos0) * hd, v + (s - pos0) * hd, RG_DT_F32, sizeof(float) * (size_t)hd,
+                            (int)(p - s + 1)},
+                           at};
     return nr;
 }
 
@@ -71,7 +74,7 @@ void rg_local_attention(const float *q, const float *k, const float *v, int n, i
         key_run runs[3];
         int nr = key_runs(k, v, hd, pos0, pos0 + t, cache, runs);
         size_t a, b; /* this part's keys, as columns of the token's score row */
-        rg_split((size_t)(runs[nr - 1].at + runs[nr - 1].count), 1, item % parts, parts, &a, &b);
+        rg_split((size_t)(runs[nr - 1].at + runs[nr - 1].rows.count), 1, item % parts, parts, &a, &b);
         int len = (int)(b - a);
         float *o = parts > 1 ? partial + stride * (size_t)item : out + Q * (size_t)t;
         float *mx = o + Q, *sum = mx + heads;
@@ -82,12 +85,15 @@ void rg_local_attention(const float *q, const float *k, const float *v, int n, i
         }
         float *scores = rg_scratch(RG_SCRATCH_OP, sizeof(float) * (size_t)heads * len);
         for (int r = 0; r < nr; r++) {
+            const rg_kv_span *rows = &runs[r].rows;
             int lo = runs[r].at > (int)a ? runs[r].at : (int)a;
-            int hi = runs[r].at + runs[r].count < (int)b ? runs[r].at + runs[r].count : (int)b;
+            int hi = runs[r].at + rows->count < (int)b ? runs[r].at + rows->count : (int)b;
+            /* keys as the weight rows: float32 or float16 rows, as stored */
+            rg_matmul_fn scores_of = ks->matmul[rows->type] ? ks->matmul[rows->type]
+                                                            : rg_kernels_scalar.matmul[rows->type];
             if (lo < hi)
-                ks->matmul[RG_DT_F32]((const uint8_t *)(runs[r].k + (size_t)(lo - runs[r].at) * hd),
-                                      sizeof(float) * hd, hi - lo, hd, q + Q * (size_t)t, hd, heads,
-                                      scores + (lo - (int)a), len);
+                scores_of((const uint8_t *)rows->k + (size_t)(lo - runs[r].at) * rows->row_bytes, rows->row_bytes,
+                          hi - lo, hd, q + Q * (size_t)t, hd, heads, scores + (lo - (int)a), len);
         }
         for (int h = 0; h < heads; h++) {
             float *sh = scores + (size_t)h * len, m, s = ks->softmax(sh, len, scale, &m);
@@ -99,11 +105,12 @@ void rg_local_attention(const float *q, const float *k, const float *v, int n, i
             }
         }
         for (int r = 0; r < nr; r++) {
+            const rg_kv_span *rows = &runs[r].rows;
             int lo = runs[r].at > (int)a ? runs[r].at : (int)a;
-            int hi = runs[r].at + runs[r].count < (int)b ? runs[r].at + runs[r].count : (int)b;
+            int hi = runs[r].at + rows->count < (int)b ? runs[r].at + rows->count : (int)b;
             if (lo < hi)
-                ks->wsum(scores + (lo - (int)a), len, heads, runs[r].v + (size_t)(lo - runs[r].at) * hd, hi - lo, hd,
-                         o, hd);
+                ks->wsum(scores + (lo - (int)a), len, heads, rows->type,
+                         (const uint8_t *)rows->v + (size_t)(lo - runs[r].at) * rows->row_bytes, hi - lo, hd, o, hd);
         }
     }
     for (int t = 0; t < n && partial; t++)

@@ -47,11 +47,16 @@ static float softmax(float *x, int n, float scale, float *max) {
     return sum;
 }
 
-static void wsum(const float *p, int ldp, int nh, const float *v, int nk, int hd, float *out, int ldo) {
+static void wsum(const float *p, int ldp, int nh, rg_dtype vt, const void *v, int nk, int hd, float *out, int ldo) {
+    const float *vf = v;
+    const uint16_t *vh = v;
     for (int h = 0; h < nh; h++)
         for (int j = 0; j < nk; j++) {
             float pj = p[(size_t)h * ldp + j];
-            for (int i = 0; i < hd; i++) out[(size_t)h * ldo + i] += pj * v[(size_t)j * hd + i];
+            for (int i = 0; i < hd; i++) {
+                size_t at = (size_t)j * hd + i;
+                out[(size_t)h * ldo + i] += pj * (vt == RG_DT_F16 ? rg_f16_to_f32(vh[at]) : vf[at]);
+            }
         }
 }
 

@@ -238,13 +238,17 @@ static float softmax(float *x, int n, float scale, float *max) {
 
 /* Heads in groups of at most WG (the 2B model's 10 heads in one),
  * WSUM_VECS * VW columns at a time: each value row segment is loaded once
- * for the group, whose accumulators stay in registers (g is a constant in
- * each copy), and each weight p is broadcast once for WSUM_VECS products.
- * The value rows go by in blocks of WSUM_BLOCK_FLOATS (32 KiB), each read
- * from memory once and then from L1 for every pass over its columns. */
-enum { WG = 12, WSUM_BLOCK_FLOATS = 8192 };
-INLINE void wsum_group(const int g, const float *p, int ldp, const float *v, int nk, int hd, float *out, int ldo) {
-    int block = WSUM_BLOCK_FLOATS / hd > 0 ? WSUM_BLOCK_FLOATS / hd : 1;
+ * for the group (widened to float32 from F16 values), whose accumulators
+ * stay in registers (g and vt are constants in each copy), and each weight
+ * p is broadcast once for WSUM_VECS products. The value rows go by in blocks
+ * of WSUM_BLOCK_BYTES (32 KiB), each read from memory once and then from L1
+ * for every pass over its columns. */
+enum { WG = 12, WSUM_BLOCK_BYTES = 32768 };
+INLINE void wsum_group(const int g, const rg_dtype vt, const float *p, int ldp, const void *v, int nk, int hd,
+                       float *out, int ldo) {
+    const uint8_t *rows = v;
+    size_t elem = vt == RG_DT_F16 ? sizeof(uint16_t) : sizeof(float), rb = elem * (size_t)hd;
+    int block = WSUM_BLOCK_BYTES / rb > 0 ? (int)(WSUM_BLOCK_BYTES / rb) : 1;
     for (int j0 = 0; j0 < nk; j0 += block) {
         int j1 = nk - j0 < block ? nk : j0 + block;
         for (int i = 0; i < hd; i += WSUM_VECS * VW) {
@@ -260,10 +264,11 @@ INLINE void wsum_group(const int g, const float *p, int ldp, const float *v, int
                  * finds them in cache (the passes' strided reads of a block
                  * are more streams than the hardware prefetcher follows) */
                 if (j + block < nk)
-                    for (int u = 0; u < WSUM_VECS * VW; u += 16) prefetch_t0(v + (size_t)(j + block) * hd + i + u);
+                    for (size_t at = 0; at < WSUM_VECS * VW * elem; at += 64)
+                        prefetch_t0(rows + (size_t)(j + block) * rb + i * elem + at);
                 vf vv[WSUM_VECS];
 #pragma GCC unroll 2
-                for (int u = 0; u < WSUM_VECS; u++) vv[u] = v_load_n(v + (size_t)j * hd + i + u * VW, c[u]);
+                for (int u = 0; u < WSUM_VECS; u++) vv[u] = load_w(vt, rows + (size_t)j * rb, i + u * VW, c[u]);
 #pragma GCC unroll 12
                 for (int h = 0; h < g; h++) {
                     vf ph = v_set1(p[(size_t)h * ldp + j]);
@@ -279,7 +284,8 @@ INLINE void wsum_group(const int g, const float *p, int ldp, const float *v, int
     }
 }
 
-static void wsum(const float *p, int ldp, int nh, const float *v, int nk, int hd, float *out, int ldo) {
+INLINE void wsum_of(const rg_dtype vt, const float *p, int ldp, int nh, const void *v, int nk, int hd, float *out,
+                    int ldo) {
     int groups = (nh + WG - 1) / WG;
     for (int h0 = 0, gi = 0; gi < groups; gi++) {
         int g = (nh - h0 + (groups - gi) - 1) / (groups - gi); /* even groups: 16 heads = 8 + 8 */
@@ -287,13 +293,19 @@ static void wsum(const float *p, int ldp, int nh, const float *v, int nk, int hd
         float *og = out + (size_t)h0 * ldo;
         switch (g) {
 #define WSUM_CASE(G) \
-    case G: wsum_group(G, pg, ldp, v, nk, hd, og, ldo); break;
+    case G: wsum_group(G, vt, pg, ldp, v, nk, hd, og, ldo); break;
             WSUM_CASE(1) WSUM_CASE(2) WSUM_CASE(3) WSUM_CASE(4) WSUM_CASE(5) WSUM_CASE(6)
             WSUM_CASE(7) WSUM_CASE(8) WSUM_CASE(9) WSUM_CASE(10) WSUM_CASE(11) default: WSUM_CASE(12)
 #undef WSUM_CASE
         }
         h0 += g;
     }
+}
+
+/* one copy per value type, so that its loads are fixed at compile time */
+static void wsum(const float *p, int ldp, int nh, rg_dtype vt, const void *v, int nk, int hd, float *out, int ldo) {
+    if (vt == RG_DT_F16) wsum_of(RG_DT_F16, p, ldp, nh, v, nk, hd, out, ldo);
+    else wsum_of(RG_DT_F32, p, ldp, nh, v, nk, hd, out, ldo);
 }
 
 /* g = gelu_tanh(g) * u, gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */

@@ -1,6 +1,8 @@
 /* The attention window's keys and values, one pair per attention layer: two
- * ring buffers of W rows of hd floats (keys, then values, in one block of
- * the sequence state), position p in slot p mod W. This module alone knows
+ * ring buffers of W rows of hd elements (keys, then values, in one block of
+ * the sequence state), position p in slot p mod W. The elements are float32,
+ * or float16 (IEEE half) when the state was made so: half the memory, and
+ * half the bytes every decode step reads at depth. This module alone knows
  * that layout; the forward pass writes through it, attention reads through
  * it, the state copies through it. */
 #ifndef RG_KV_WINDOW_H
@@ -8,31 +10,59 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "core/tensor.h"
 
 typedef struct {
-    float *k, *v; /* [W x hd] each */
+    void *k, *v;   /* [W x hd] each, of type */
+    rg_dtype type; /* RG_DT_F32 or RG_DT_F16 */
     int window, hd;
 } rg_kv_window;
 
-/* Floats of one layer's block. */
-static inline size_t rg_kv_window_floats(int window, int hd) { return 2 * (size_t)window * hd; }
-
-/* The window stored in block (rg_kv_window_floats of them). */
-static inline rg_kv_window rg_kv_window_at(float *block, int window, int hd) {
-    return (rg_kv_window){block, block + (size_t)window * hd, window, hd};
+/* Bytes of one row of hd elements of type (F32 or F16). */
+static inline size_t rg_kv_row_bytes(rg_dtype type, int hd) {
+    return (size_t)hd * (type == RG_DT_F16 ? sizeof(uint16_t) : sizeof(float));
 }
 
-/* Positions pos0..pos0+n-1 enter (rows of k and v, hd floats each); only
- * the last W of them can stay. */
+/* "f32" or "f16" (the names of the API and the CLI's --kv-type). */
+static inline const char *rg_kv_type_name(rg_dtype type) { return type == RG_DT_F16 ? "f16" : "f32"; }
+
+/* Floats (4-byte words) of one layer's block: 2 W rows. */
+static inline size_t rg_kv_window_floats(int window, int hd, rg_dtype type) {
+    return 2 * (size_t)window * rg_kv_row_bytes(type, hd) / sizeof(float);
+}
+
+/* The window stored in block (rg_kv_window_floats of them). */
+static inline rg_kv_window rg_kv_window_at(float *block, int window, int hd, rg_dtype type) {
+    return (rg_kv_window){block, (char *)block + (size_t)window * rg_kv_row_bytes(type, hd), type, window, hd};
+}
+
+/* Rows of k and v (n each, hd floats) rounded in place to what the window
+ * will hold of them (to float16 and back for an F16 window; nothing for
+ * F32). A chunk's queries read its own rows from these float32 rows and its
+ * earlier positions from the window: rounded first, every key and value is
+ * the same number in both, so that how the tokens are split into chunks
+ * (prefill chunks, batched steps) does not change the result. */
+void rg_kv_window_round(const rg_kv_window *kv, float *k, float *v, int n);
+
+/* Positions pos0..pos0+n-1 enter (rows of k and v, hd floats each, rounded
+ * to nearest even for an F16 window); only the last W of them can stay. */
 void rg_kv_window_write(const rg_kv_window *kv, int64_t pos0, const float *k, const float *v, int n);
 
-/* The cached rows of positions [s, end) that lie in consecutive slots from
- * s's: their first key and value rows; returns how many (>= 1 for s < end;
- * fewer than end - s where the ring wraps). The positions must still be in
- * the window. */
-int rg_kv_window_span(const rg_kv_window *kv, int64_t s, int64_t end, const float **k, const float **v);
+/* Rows of keys and values in consecutive memory: count rows of row_bytes
+ * bytes (hd elements of type) from k and from v. */
+typedef struct {
+    const void *k, *v;
+    rg_dtype type;
+    size_t row_bytes;
+    int count;
+} rg_kv_span;
 
-/* Copy the window of a sequence at position pos. */
+/* The cached rows of positions [s, end) that lie in consecutive slots from
+ * s's; count >= 1 for s < end, fewer than end - s where the ring wraps. The
+ * positions must still be in the window. */
+rg_kv_span rg_kv_window_span(const rg_kv_window *kv, int64_t s, int64_t end);
+
+/* Copy the window of a sequence at position pos (both of the same type). */
 void rg_kv_window_copy(const rg_kv_window *dst, const rg_kv_window *src, int64_t pos);
 
 #endif

@@ -34,7 +34,9 @@ void rg_matmul_jobs(const rg_matmul_job *jobs, int njobs, int n);
  *     y[t*ldy + r] = dot(row r, x[t*ldx ..]).
  *   softmax: x[i] = exp(x[i]*scale - m), m = max_j x[j]*scale (stored in
  *     *max), returns the sum of the x[i] (n >= 1).
- *   wsum: out[h*ldo + i] += sum_j p[h*ldp + j] * v[j*hd + i], h < nh, i < hd.
+ *   wsum: out[h*ldo + i] += sum_j p[h*ldp + j] * v[j*hd + i], h < nh, i < hd,
+ *     the value rows v of type vt: RG_DT_F32 or RG_DT_F16 (an attention
+ *     window's types; rows of hd elements, hd * 4 or hd * 2 bytes).
  *   gelu_mul: g[i] = gelu_tanh(g[i]) * u[i].
  *   softcap: x[i] = cap * tanh(x[i] / cap).
  *   rglru: the RG-LRU scan (see rg_rglru_scan) for channels [0, r) of
@@ -81,7 +83,7 @@ typedef struct {
      * are the faster (see kernels_avx2.c); otherwise it computes in float32 */
     unsigned int8_act;
     float (*softmax)(float *x, int n, float scale, float *max);
-    void (*wsum)(const float *p, int ldp, int nh, const float *v, int nk, int hd, float *out, int ldo);
+    void (*wsum)(const float *p, int ldp, int nh, rg_dtype vt, const void *v, int nk, int hd, float *out, int ldo);
     void (*gelu_mul)(float *g, const float *u, size_t count);
     void (*softcap)(float *x, size_t count, float cap);
     void (*rglru)(const float *x, const float *gx, const float *ga, const float *softplus_a, int n, int r, int ld,

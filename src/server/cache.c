@@ -117,7 +117,7 @@ void rg_state_cache_get_stats(rg_state_cache *c, rg_state_cache_stats *st) {
     st->capacity = c->cap;
     for (int i = 0; i < c->cap; i++) {
         if (c->e[i].n > 0) st->entries++;
-        if (c->e[i].state) st->bytes += rg_state_bytes(rg_model_config(c->model));
+        if (c->e[i].state) st->bytes += rg_model_state_bytes(c->model);
     }
     st->hits = c->hits;
     st->misses = c->misses;

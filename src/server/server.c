@@ -548,7 +548,8 @@ static enum MHD_Result models(rg_server *s, struct MHD_Connection *c) {
     cJSON_AddNumberToObject(meta, "hidden_size", cfg->hidden_size);
     cJSON_AddNumberToObject(meta, "num_layers", cfg->num_layers);
     cJSON_AddNumberToObject(meta, "attention_window", cfg->window);
-    cJSON_AddNumberToObject(meta, "state_bytes", (double)rg_state_bytes(cfg));
+    cJSON_AddNumberToObject(meta, "state_bytes", (double)rg_model_state_bytes(s->model));
+    cJSON_AddStringToObject(meta, "kv_type", rg_model_kv_type(s->model));
     char *json = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return send_json(s, c, 200, json);
@@ -578,7 +579,7 @@ static enum MHD_Result metrics(rg_server *s, struct MHD_Connection *c) {
     rg_sched_load(s->sched, &g.slots_busy, &g.queue_depth);
     g.slots = s->o.n_slots;
     g.queue_capacity = s->o.queue_max;
-    g.state_bytes = rg_state_bytes(rg_model_config(s->model));
+    g.state_bytes = rg_model_state_bytes(s->model);
     rg_state_cache_stats cs;
     rg_state_cache_get_stats(s->cache, &cs);
     g.cache_entries = cs.entries;

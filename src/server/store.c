@@ -36,9 +36,10 @@ typedef struct write_req {
 struct rg_store {
     char host[256], url[320];
     int port, db, ttl_s;
-    char prefix[64]; /* "rgemma:<version>:<model fingerprint>:" */
+    char prefix[64]; /* "rgemma:<version>:<model fingerprint>:", then "f16:" for float16 windows */
     const rg_config *cfg;
-    size_t max_blob; /* the largest blob of this model */
+    rg_dtype kv_type; /* the model's window type: its states' and the blobs' */
+    size_t max_blob;  /* the largest blob of this model */
 
     pthread_mutex_t mu; /* everything below */
     redisContext *pool[POOL_MAX];
@@ -325,7 +326,7 @@ int rg_store_lookup(rg_store *st, const int32_t *tokens, int max_len, int min_le
     free(keys);
     double dt = rg_time_s() - t0;
     /* the checksum pass here, on the connection's thread, not on the engine's */
-    if (*blob && rg_state_blob_check(st->cfg, *blob, *blob_len, "state store")) {
+    if (*blob && rg_state_blob_check(st->cfg, st->kv_type, *blob, *blob_len, "state store")) {
         fprintf(stderr, "rgemma: serve: %s\n", rg_last_error());
         free(*blob);
         *blob = NULL;
@@ -493,10 +494,12 @@ rg_store *rg_store_new(const char *url, const rg_model *m, int ttl_s) {
     snprintf(st->url, sizeof st->url, "%s", url);
     st->ttl_s = ttl_s;
     /* the version too: another build may lay states out otherwise, or compute them otherwise */
-    snprintf(st->prefix, sizeof st->prefix, "rgemma:%s:%016llx:", RG_VERSION,
-             (unsigned long long)rg_model_fingerprint(m));
+    /* and the window type, so that replicas of other types do not fetch blobs they would refuse */
+    st->kv_type = m->kv_type;
+    snprintf(st->prefix, sizeof st->prefix, "rgemma:%s:%016llx:%s", RG_VERSION,
+             (unsigned long long)rg_model_fingerprint(m), st->kv_type == RG_DT_F16 ? "f16:" : "");
     st->cfg = rg_model_config(m);
-    st->max_blob = rg_state_file_bytes(st->cfg);
+    st->max_blob = rg_model_state_file_bytes(m);
     st->backoff = BACKOFF_MIN_S;
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cv, NULL);

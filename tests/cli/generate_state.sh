@@ -1,7 +1,9 @@
 #!/bin/sh
 # rgemma generate --save-state / --load-state: a run split in two equals the
-# uninterrupted run token for token; the file has a constant size; a state
-# of another model or a corrupt file is refused with one line.
+# uninterrupted run token for token, with float32 and with float16 attention
+# windows (--kv-type f16); the file has a constant size; a state of another
+# model or window type, or a corrupt file, is refused with one line, and so is
+# a bad --kv-type on every command that takes it.
 set -e
 T=$(mktemp -d /tmp/rgemma-cli-state.XXXXXX)
 trap 'rm -rf "$T"' EXIT
@@ -36,6 +38,25 @@ one_line_error() { # $1 = expected text; the rest = command
     grep -q "^rgemma: .*$want" "$T/err" || fail "$*: expected '$want', got: $(cat "$T/err")"
 }
 one_line_error "another model configuration" "$RGEMMA" generate -m tests/data/golden/dev_3layer_w80 --load-state "$T/s1" -n 2
+
+# float16 windows: the split run equals the uninterrupted one (a chunk's own
+# keys are rounded like the window's), the file is smaller, and a file of the
+# other window type is refused naming it and both types
+h_full=$("$RGEMMA" generate -m $M --prompt-ids $P -n 40 --temp 0 --ignore-eos --kv-type f16 2>/dev/null)
+a=$("$RGEMMA" generate -m $M --prompt-ids $P -n 15 --temp 0 --ignore-eos --kv-type f16 --save-state "$T/h1" \
+    2>"$T/err") || fail "save f16: $(cat "$T/err")"
+grep -q "^state: .*f16 window" "$T/err" || fail "report does not name the f16 window: $(cat "$T/err")"
+b=$("$RGEMMA" generate -m $M --load-state "$T/h1" -n 25 --temp 0 --ignore-eos --kv-type f16 2>"$T/err") \
+    || fail "load f16: $(cat "$T/err")"
+[ "$a,$b" = "$h_full" ] || fail "f16 split run $a,$b != uninterrupted $h_full"
+[ "$(stat -c %s "$T/h1")" -lt "$(stat -c %s "$T/s1")" ] || fail "the f16 state file is not smaller"
+one_line_error "$T/h1: the state's attention window is f16, this model's states are f32" \
+    "$RGEMMA" generate -m $M --load-state "$T/h1" -n 2
+one_line_error "$T/s1: the state's attention window is f32, this model's states are f16" \
+    "$RGEMMA" generate -m $M --load-state "$T/s1" -n 2 --kv-type f16
+for cmd in generate chat perplexity eval serve bench; do
+    one_line_error "$cmd: --kv-type must be f32 or f16 (got \"q8_0\")" "$RGEMMA" $cmd -m $M --kv-type q8_0
+done
 cp "$T/s1" "$T/bad"
 printf 'X' | dd of="$T/bad" bs=1 seek=500 conv=notrunc 2>/dev/null
 one_line_error "checksum" "$RGEMMA" generate -m $M --load-state "$T/bad" -n 2

@@ -19,7 +19,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     rg_state_reset(state);
-    if (rg_state_blob_check(rg_model_config(model), data, size, "fuzz") == 0) {
+    if (rg_state_blob_check(rg_model_config(model), RG_DT_F32, data, size, "fuzz") == 0) {
         if (rg_state_blob_read(state, data, size, "fuzz")) abort(); /* check passed: read must too */
         int32_t t = 7;
         rg_forward(model, state, &t, 1, NULL, 0);

@@ -9,7 +9,9 @@
  * golden atol 5e-4 for float weights (the rows meet other rows only inside
  * a matrix product, where the kernel may differ with the row count: summation
  * order, measured max 2e-6), the same for Q8_0/Q4_0 files, whose activations
- * are rounded per row either way. Run on every kernel set this CPU has. */
+ * are rounded per row either way. Run on every kernel set this CPU has, with
+ * float32 and with float16 attention windows (rg_model_set_kv_type: the
+ * sequences alone then use float16 windows too, so the same bounds hold). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -144,30 +146,35 @@ static void test_batch_equals_alone(void **state) {
     if (rg_model_load(bc->model, &m)) fail_msg("%s", rg_last_error());
     int quantised = strstr(bc->model, ".gguf") != NULL, q4 = strstr(bc->model, "q4_0") != NULL;
     static const int sizes[] = {1, 2, 3, 7, 16, 33};
-    const char *paths[] = {"scalar", "avx2", "avx512", "neon", "neon-dotprod"};
+    const char *paths[] = {"scalar", "avx2", "avx512", "neon", "neon-dotprod"}, *kv_types[] = {"f32", "f16"};
     const char *before = rg_kernel_path();
-    for (int k = 0; k < (int)(sizeof paths / sizeof paths[0]); k++) {
-        if (rg_set_kernel_path(paths[k])) {
-            printf("  %s: kernel set %s not available on this CPU or in this build (not run)\n", bc->model, paths[k]);
-            continue;
+    for (int kv = 0; kv < 2; kv++)
+        for (int k = 0; k < (int)(sizeof paths / sizeof paths[0]); k++) {
+            if (rg_set_kernel_path(paths[k])) {
+                if (kv == 0)
+                    printf("  %s: kernel set %s not available on this CPU or in this build (not run)\n", bc->model,
+                           paths[k]);
+                continue;
+            }
+            assert_int_equal(rg_model_set_kv_type(m, kv_types[kv]), 0);
+            for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+                int B = sizes[i], rows;
+                /* fewer sizes where it is slow (scalar), the bound is loose
+                 * (quantised) or the sizes were run with float32 windows */
+                if ((k == 0 || quantised || kv == 1) && B != 2 && B != 7 && B != 33) continue;
+                seq_ref q[MAX_B];
+                double mean_kl;
+                make_seqs(m, q, B, 1000 + (uint64_t)B);
+                double d = run_schedule(m, q, B, 77 + (uint64_t)B, &rows, &mean_kl);
+                printf("  %s [%s, %s window] B=%d (up to %d rows a step): max|diff| = %.2e, mean KL %.2e\n",
+                       bc->model, paths[k], kv_types[kv], B, rows, d, mean_kl);
+                if (quantised)
+                    assert_true(mean_kl <= (q4 ? 0.14 : 1.2e-3));
+                else
+                    assert_true(d <= ATOL);
+                free_seqs(q, B);
+            }
         }
-        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-            int B = sizes[i], rows;
-            /* fewer sizes where it is slow (scalar) or the bound is loose (quantised) */
-            if ((k == 0 || quantised) && B != 2 && B != 7 && B != 33) continue;
-            seq_ref q[MAX_B];
-            double mean_kl;
-            make_seqs(m, q, B, 1000 + (uint64_t)B);
-            double d = run_schedule(m, q, B, 77 + (uint64_t)B, &rows, &mean_kl);
-            printf("  %s [%s] B=%d (up to %d rows a step): max|diff| = %.2e, mean KL %.2e\n", bc->model, paths[k], B,
-                   rows, d, mean_kl);
-            if (quantised)
-                assert_true(mean_kl <= (q4 ? 0.14 : 1.2e-3));
-            else
-                assert_true(d <= ATOL);
-            free_seqs(q, B);
-        }
-    }
     rg_set_kernel_path(before);
     rg_model_free(m);
 }

@@ -309,32 +309,47 @@ static void test_softmax(void **st) {
         }
 }
 
+/* Values as float32 and as float16 rows (an attention window of either
+ * type): every set against the scalar one, and the scalar one on float16
+ * rows exactly as on the same values widened to float32 rows. */
 static void test_wsum(void **st) {
     (void)st;
     int hds[] = {16, 20, 256}, nhs[] = {1, 5, 10, 16, 25};
-    for (int si = 0; si < g_nsets; si++)
-        for (int a = 0; a < 3; a++)
-            for (int b = 0; b < 5; b++) {
-                int hd = hds[a], nh = nhs[b], nk = 37, ldp = 40, ldo = hd + 1;
-                float *p = rg_xmalloc(sizeof(float) * nh * ldp), *v = rg_xmalloc(sizeof(float) * nk * hd);
-                float *o1 = rg_xmalloc(sizeof(float) * nh * ldo), *o2 = rg_xmalloc(sizeof(float) * nh * ldo);
-                for (int i = 0; i < nh * ldp; i++) p[i] = fabsf(frand());
-                for (int i = 0; i < nk * hd; i++) v[i] = frand();
-                for (int i = 0; i < nh * ldo; i++) o1[i] = o2[i] = frand();
-                rg_kernels_scalar.wsum(p, ldp, nh, v, nk, hd, o1, ldo);
-                g_sets[si]->wsum(p, ldp, nh, v, nk, hd, o2, ldo);
-                for (int h = 0; h < nh; h++)
-                    for (int i = 0; i < ldo; i++) {
-                        double mag = 1; /* |out0| <= 1 */
-                        for (int j = 0; j < nk && i < hd; j++) mag += fabs(p[h * ldp + j] * v[j * hd + i]);
-                        float e = fabsf(o1[h * ldo + i] - o2[h * ldo + i]);
-                        assert_true(e <= 2 * (nk + 1) * 5.96e-8 * mag); /* both within the summation bound */
+    rg_dtype types[] = {RG_DT_F32, RG_DT_F16};
+    for (int ti = 0; ti < 2; ti++)
+        for (int si = 0; si < g_nsets; si++)
+            for (int a = 0; a < 3; a++)
+                for (int b = 0; b < 5; b++) {
+                    int hd = hds[a], nh = nhs[b], nk = 37, ldp = 40, ldo = hd + 1;
+                    float *p = rg_xmalloc(sizeof(float) * nh * ldp), *v = rg_xmalloc(sizeof(float) * nk * hd);
+                    float *o1 = rg_xmalloc(sizeof(float) * nh * ldo), *o2 = rg_xmalloc(sizeof(float) * nh * ldo);
+                    float *o3 = rg_xmalloc(sizeof(float) * nh * ldo);
+                    uint16_t *vh = rg_xmalloc(sizeof(uint16_t) * nk * hd);
+                    for (int i = 0; i < nh * ldp; i++) p[i] = fabsf(frand());
+                    for (int i = 0; i < nk * hd; i++) { /* v: values a float16 holds exactly */
+                        vh[i] = rg_f32_to_f16(frand());
+                        v[i] = rg_f16_to_f32(vh[i]);
                     }
-                free(p);
-                free(v);
-                free(o1);
-                free(o2);
-            }
+                    for (int i = 0; i < nh * ldo; i++) o1[i] = o2[i] = o3[i] = frand();
+                    const void *rows = types[ti] == RG_DT_F16 ? (const void *)vh : (const void *)v;
+                    rg_kernels_scalar.wsum(p, ldp, nh, types[ti], rows, nk, hd, o1, ldo);
+                    g_sets[si]->wsum(p, ldp, nh, types[ti], rows, nk, hd, o2, ldo);
+                    rg_kernels_scalar.wsum(p, ldp, nh, RG_DT_F32, v, nk, hd, o3, ldo);
+                    assert_memory_equal(o1, o3, sizeof(float) * nh * ldo);
+                    for (int h = 0; h < nh; h++)
+                        for (int i = 0; i < ldo; i++) {
+                            double mag = 1; /* |out0| <= 1 */
+                            for (int j = 0; j < nk && i < hd; j++) mag += fabs(p[h * ldp + j] * v[j * hd + i]);
+                            float e = fabsf(o1[h * ldo + i] - o2[h * ldo + i]);
+                            assert_true(e <= 2 * (nk + 1) * 5.96e-8 * mag); /* both within the summation bound */
+                        }
+                    free(p);
+                    free(v);
+                    free(vh);
+                    free(o1);
+                    free(o2);
+                    free(o3);
+                }
 }
 
 static void test_activations(void **st) {

@@ -147,9 +147,18 @@ char *cli_path_join(const char *dir, const char *name) {
     return p;
 }
 
-int cli_load_model(const char *path, const char *lora, rg_model **m) {
+int cli_kv_type(const char *cmd, const char *arg, const char **kv_type) {
+    if (strcmp(arg, "f32") && strcmp(arg, "f16")) {
+        fprintf(stderr, "rgemma: %s: --kv-type must be f32 or f16 (got \"%s\")\n", cmd, arg);
+        return -1;
+    }
+    *kv_type = arg;
+    return 0;
+}
+
+int cli_load_model(const char *path, const char *lora, const char *kv_type, rg_model **m) {
     if (rg_model_load(path, m)) return -1;
-    if (lora && rg_model_apply_lora(*m, lora)) {
+    if ((lora && rg_model_apply_lora(*m, lora)) || (kv_type && rg_model_set_kv_type(*m, kv_type))) {
         rg_model_free(*m);
         *m = NULL;
         return -1;
@@ -309,7 +318,7 @@ char *cli_bytes(size_t n, char buf[32]) {
 
 static double rate(int n, double s) { return s > 0 ? n / s : 0; }
 
-void cli_report(const rg_generate_result *r, const rg_config *cfg) {
+void cli_report(const rg_generate_result *r, const rg_model *m) {
     fprintf(stderr, "\n");
     fprintf(stderr, "prompt:    %6d tokens  %8.3f s  %9.2f tok/s\n", r->prompt_tokens, r->prompt_seconds,
             rate(r->prompt_tokens, r->prompt_seconds));
@@ -317,7 +326,8 @@ void cli_report(const rg_generate_result *r, const rg_config *cfg) {
             r->generate_seconds, rate(r->generated_tokens, r->generate_seconds), cli_stop_name(r->stop_reason),
             (unsigned long long)r->seed);
     char a[32], b[32];
-    fprintf(stderr, "state:     %s (fixed: does not grow with the sequence)\n", cli_bytes(rg_state_bytes(cfg), a));
+    fprintf(stderr, "state:     %s (%s window; fixed: does not grow with the sequence)\n",
+            cli_bytes(rg_model_state_bytes(m), a), rg_model_kv_type(m));
     fprintf(stderr, "peak RSS:  %s\n", cli_bytes(cli_peak_rss(), b));
 }
 

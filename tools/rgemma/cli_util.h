@@ -37,9 +37,18 @@ int cli_generation_option(const char *cmd, int c, const char *arg, rg_generate_p
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *cli_errmsg(void);
 
+/* --kv-type f32|f16, an option of every command that makes states from a
+ * model: the attention window's element type (rg_model_set_kv_type). Its
+ * long-option code lies above every command's own. cli_kv_type checks the
+ * value: 0 with *kv_type = arg, or -1 after printing the error. */
+enum { CLI_OPT_KV_TYPE = 1000 };
+#define CLI_KV_TYPE_OPTION {"kv-type", required_argument, 0, CLI_OPT_KV_TYPE}
+int cli_kv_type(const char *cmd, const char *arg, const char **kv_type);
+
 /* rg_model_load, then, when lora is not NULL, rg_model_apply_lora (the
- * --lora FILE of the commands that take -m). -1 with the library's error. */
-int cli_load_model(const char *path, const char *lora, rg_model **m);
+ * --lora FILE of the commands that take -m), and when kv_type is not NULL,
+ * rg_model_set_kv_type. -1 with the library's error. */
+int cli_load_model(const char *path, const char *lora, const char *kv_type, rg_model **m);
 
 /* Print cli_errmsg() as "rgemma: CMD: message". A leading command
  * name in the message ("generate: ", "perplexity: ", ...: the library names
@@ -99,7 +108,7 @@ char *cli_bytes(size_t n, char buf[32]);
 size_t cli_peak_rss(void);
 /* The end-of-run report on stderr: prompt and generation speed, state
  * memory, peak RSS. */
-void cli_report(const rg_generate_result *r, const rg_config *cfg);
+void cli_report(const rg_generate_result *r, const rg_model *m);
 const char *cli_stop_name(rg_stop_reason r);
 
 #endif

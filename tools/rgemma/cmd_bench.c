@@ -57,7 +57,9 @@ static void usage(FILE *f) {
             "  -t, --threads N      threads (default: all cores)\n"
             "  -k, --kernels PATH   auto (default), scalar, avx2 or avx512 (x86-64),\n"
             "                       neon or neon-dotprod (arm64)\n"
-            "  -o, --output FMT     md (default) or json\n",
+            "  -o, --output FMT     md (default) or json\n"
+            "      --kv-type f32|f16  the states' attention window (KV cache) element type\n"
+            "                       (default f32; f16 halves what each step reads at depth)\n",
             MAX_BATCH);
 }
 
@@ -208,7 +210,7 @@ typedef struct {
 
 typedef struct {
     const char *path, *name, *compute;
-    char wtype[48]; /* the projections' type, and the embedding's if it differs */
+    char wtype[48]; /* the projections' type, the embedding's if it differs, the window's if not f32 */
     int int8;
     size_t weight_bytes, state_bytes;
     row *rows;
@@ -234,12 +236,12 @@ static void fill_tokens(int32_t *tok, int n, int vocab) {
 /* Bytes of one sequence's state a decode step reads at position pos: the
  * keys and values in its attention windows, the conv inputs and RG-LRU
  * state of its recurrent layers. */
-static double state_read_bytes(const rg_config *c, double pos) {
-    double floats = 0;
+static double state_read_bytes(const rg_config *c, const char *kv_type, double pos) {
+    double bytes = 0, kv_bytes = strcmp(kv_type, "f16") ? sizeof(float) : sizeof(uint16_t);
     for (int l = 0; l < c->num_layers; l++)
-        if (rg_config_layer_type(c, l) == RG_LAYER_RECURRENT) floats += (double)c->conv_width * c->lru_width;
-        else floats += 2 * fmin(pos + 1, c->window) * c->head_dim;
-    return floats * sizeof(float);
+        if (rg_config_layer_type(c, l) == RG_LAYER_RECURRENT) bytes += sizeof(float) * c->conv_width * c->lru_width;
+        else bytes += kv_bytes * 2 * fmin(pos + 1, c->window) * c->head_dim;
+    return bytes;
 }
 
 /* A row against its roofline: pp rows against the peak FLOP/s (roof), tg
@@ -307,11 +309,11 @@ static int decode_row(const rg_model *m, const rg_state *base, rg_state **st, fl
     return rc;
 }
 
-static int bench_model(machine *mc, const char *path, const long *pp, int npp, const long *tg, int ntg,
-                       const long *depth, int nd, const long *batch, int nb, int reps, model_result *res) {
+static int bench_model(machine *mc, const char *path, const char *kv_type, const long *pp, int npp, const long *tg,
+                       int ntg, const long *depth, int nd, const long *batch, int nb, int reps, model_result *res) {
     rg_model *m;
     fprintf(stderr, "loading %s\n", path);
-    if (rg_model_load(path, &m)) {
+    if (cli_load_model(path, NULL, kv_type, &m)) {
         cli_error("bench");
         return -1;
     }
@@ -323,15 +325,15 @@ static int bench_model(machine *mc, const char *path, const long *pp, int npp, c
     res->path = path;
     const char *slash = strrchr(path, '/');
     res->name = slash && slash[1] ? slash + 1 : path;
-    if (strcmp(et, wt))
-        snprintf(res->wtype, sizeof res->wtype, "%s, embedding %s", wt, et);
-    else
-        snprintf(res->wtype, sizeof res->wtype, "%s", wt);
+    kv_type = rg_model_kv_type(m);
+    int at = strcmp(et, wt) ? snprintf(res->wtype, sizeof res->wtype, "%s, embedding %s", wt, et)
+                            : snprintf(res->wtype, sizeof res->wtype, "%s", wt);
+    if (strcmp(kv_type, "f32")) snprintf(res->wtype + at, sizeof res->wtype - at, ", %s window", kv_type);
     res->compute = int8 ? "int8 dot" : "f32 FMA";
     res->int8 = int8;
     res->weight_bytes = rg_model_weight_bytes(m);
     double macs = layer_macs(c);
-    size_t sb = rg_state_bytes(c), mem = physical_memory();
+    size_t sb = rg_model_state_bytes(m), mem = physical_memory();
     res->state_bytes = sb;
     long maxb = batch[nb - 1];
     if (ntg > 0 && maxb > 1 && mem > 0 && (double)maxb * sb > 0.9 * mem) {
@@ -405,7 +407,7 @@ static int bench_model(machine *mc, const char *path, const long *pp, int npp, c
                 stats(r);
                 r->work = (double)res->weight_bytes;
                 r->flops = 2 * (macs + (double)c->vocab_size * c->hidden_size);
-                r->state_read = state_read_bytes(c, depth[d] + tg[i] / 2.0);
+                r->state_read = state_read_bytes(c, kv_type, depth[d] + tg[i] / 2.0);
                 double after = row_bandwidth(mc);
                 r->bw = after > r->bw ? after : r->bw;
                 if (B > 1) {
@@ -528,8 +530,8 @@ int cmd_bench(int argc, char **argv) {
         {"reps", required_argument, 0, 'r'},  {"threads", required_argument, 0, 't'},
         {"kernels", required_argument, 0, 'k'}, {"output", required_argument, 0, 'o'},
         {"batch", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    const char *models[MAX_MODELS], *fmt = "md";
+        CLI_KV_TYPE_OPTION,                   {0, 0, 0, 0}};
+    const char *models[MAX_MODELS], *fmt = "md", *kv_type = NULL;
     int nmodels = 0, npp = 1, ntg = 1, nd = 3, nb = 1;
     long pp[MAX_LIST] = {512}, tg[MAX_LIST] = {128}, depth[MAX_LIST] = {0, 2048, 8192}, batch[MAX_LIST] = {1};
     long reps = 3, v;
@@ -566,6 +568,9 @@ int cmd_bench(int argc, char **argv) {
                 return 2;
             }
             fmt = optarg;
+            break;
+        case CLI_OPT_KV_TYPE:
+            if (cli_kv_type("bench", optarg, &kv_type)) return 2;
             break;
         case 'h': usage(stdout); return 0;
         default:
@@ -614,7 +619,7 @@ int cmd_bench(int argc, char **argv) {
     model_result *res = cli_calloc((size_t)nmodels, sizeof *res);
     int rc = 0, nres = 0;
     for (int i = 0; i < nmodels && !rc; i++, nres++)
-        rc = bench_model(&mc, models[i], pp, npp, tg, ntg, depth, nd, batch, nb, (int)reps, &res[i]);
+        rc = bench_model(&mc, models[i], kv_type, pp, npp, tg, ntg, depth, nd, batch, nb, (int)reps, &res[i]);
     int rows = 0;
     for (int i = 0; i < nres; i++) rows += res[i].nrows;
     if (rows > 0) {

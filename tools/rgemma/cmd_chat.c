@@ -31,6 +31,7 @@ static void usage(FILE *f) {
             "                           become those pieces (default: off, they are plain text)\n"
             "      --tokenizer PATH     tokenizer.model / tokenizer.json / folder (default: the model's folder)\n"
             "      --lora PATH          LoRA adapters applied at load (rgemma train --lora's folder)\n"
+            "      --kv-type f32|f16    attention window (KV cache) element type (default f32); f16 halves the state\n"
             "  -t, --threads N          worker threads (default: all cores)\n");
 }
 
@@ -113,9 +114,10 @@ int cmd_chat(int argc, char **argv) {
         {"save-state", required_argument, 0, OPT_SAVE_STATE},
         {"load-state", required_argument, 0, OPT_LOAD_STATE},
         {"lora", required_argument, 0, OPT_LORA},
+        CLI_KV_TYPE_OPTION,
         {0, 0, 0, 0}};
     const char *cmd = "chat", *model_path = NULL, *save_path = NULL, *load_path = NULL, *system_arg = NULL,
-               *tok_arg = NULL, *lora = NULL;
+               *tok_arg = NULL, *lora = NULL, *kv_type = NULL;
     int verbose = 0, parse_special = 0;
     rg_generate_params gp;
     rg_generate_params_default(&gp);
@@ -131,6 +133,9 @@ int cmd_chat(int argc, char **argv) {
         case OPT_SAVE_STATE: save_path = optarg; break;
         case OPT_LOAD_STATE: load_path = optarg; break;
         case OPT_LORA: lora = optarg; break;
+        case CLI_OPT_KV_TYPE:
+            if (cli_kv_type(cmd, optarg, &kv_type)) return 2;
+            break;
         case OPT_SYSTEM: system_arg = optarg; break;
         case OPT_TOKENIZER: tok_arg = optarg; break;
         case OPT_VERBOSE: verbose = 1; break;
@@ -156,7 +161,7 @@ int cmd_chat(int argc, char **argv) {
     rg_model *m = NULL;
     rg_state *st = NULL;
     rg_tokenizer *tok = NULL;
-    if (cli_load_model(model_path, lora, &m)) {
+    if (cli_load_model(model_path, lora, kv_type, &m)) {
         cli_error(cmd);
         goto done;
     }
@@ -194,7 +199,7 @@ int cmd_chat(int argc, char **argv) {
     if (tty)
         fprintf(stderr, "rgemma chat: %d layers, state %zu bytes whatever the length of the conversation. "
                         "/exit to quit, /reset to start over.\n",
-                cfg->num_layers, rg_state_bytes(cfg));
+                cfg->num_layers, rg_model_state_bytes(m));
     int turn = 0, refused = 0;
     for (;;) {
         cli_interrupted = 0;
@@ -262,7 +267,7 @@ int cmd_chat(int argc, char **argv) {
                 "the state holds %lld tokens in %zu bytes]\n",
                 turn, res.prompt_tokens, res.prompt_seconds, res.generated_tokens,
                 res.generate_seconds > 0 ? res.generated_tokens / res.generate_seconds : 0.0,
-                cli_stop_name(res.stop_reason), (long long)rg_state_pos(st), rg_state_bytes(cfg));
+                cli_stop_name(res.stop_reason), (long long)rg_state_pos(st), rg_model_state_bytes(m));
     }
     if (tty) fputc('\n', stdout);
     if (save_path) {
@@ -270,7 +275,7 @@ int cmd_chat(int argc, char **argv) {
             cli_error(cmd);
             goto done;
         }
-        fprintf(stderr, "saved the conversation's state to %s (%zu bytes)\n", save_path, rg_state_file_bytes(cfg));
+        fprintf(stderr, "saved the conversation's state to %s (%zu bytes)\n", save_path, rg_model_state_file_bytes(m));
     }
     rc = refused ? 1 : 0; /* a refused message: the conversation is not what the input asked for */
 done:

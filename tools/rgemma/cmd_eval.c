@@ -57,6 +57,7 @@ static void usage(FILE *f) {
             "      --by-group        add a table row per group\n"
             "      --progress, --no-progress   progress bar on stderr (default: if a terminal)\n"
             "      --tokenizer PATH  tokenizer (default: the model folder's)\n"
+            "      --kv-type f32|f16 attention window (KV cache) element type (default f32)\n"
             "      --check           only validate the task (and shots) file and count its items\n"
             "  -t, --threads N       worker threads (default: all cores)\n");
 }
@@ -222,7 +223,7 @@ static int needs_text(const rg_task *t) {
 /* ---------------------------------------------------------------- options */
 
 typedef struct {
-    const char *model_path, *task_path, *shots_path, *name, *json_path, *items_path, *tok_path;
+    const char *model_path, *task_path, *shots_path, *name, *json_path, *items_path, *tok_path, *kv_type;
     char *sep;    /* --shot-sep, unescaped (NULL: the evaluator's default) */
     char **stops; /* --stop, unescaped */
     int n_stop, by_group, progress, check;
@@ -255,7 +256,7 @@ static int parse_args(int argc, char **argv, eval_args *a) {
         {"by-group", no_argument, 0, O_BYGROUP},    {"progress", no_argument, 0, O_PROGRESS},
         {"no-progress", no_argument, 0, O_NOPROGRESS}, {"tokenizer", required_argument, 0, O_TOK},
         {"threads", required_argument, 0, 't'},     {"check", no_argument, 0, O_CHECK},
-        {"batch", required_argument, 0, 'b'},
+        {"batch", required_argument, 0, 'b'},       CLI_KV_TYPE_OPTION,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
@@ -286,6 +287,9 @@ static int parse_args(int argc, char **argv, eval_args *a) {
         case O_JSON: a->json_path = optarg; break;
         case O_ITEMS: a->items_path = optarg; break;
         case O_TOK: a->tok_path = optarg; break;
+        case CLI_OPT_KV_TYPE:
+            if (cli_kv_type("eval", optarg, &a->kv_type)) return -1;
+            break;
         case O_NOREUSE: a->eo.reuse = 0; break;
         case O_BYGROUP: a->by_group = 1; break;
         case O_CHECK: a->check = 1; break;
@@ -505,7 +509,7 @@ int cmd_eval(int argc, char **argv) {
         rc = 0;
         goto done;
     }
-    if (rg_model_load(a.model_path, &m) < 0) goto done;
+    if (cli_load_model(a.model_path, NULL, a.kv_type, &m) < 0) goto done;
     if ((needs_text(&task) || needs_text(a.shots_path ? &shots : NULL)) &&
         (cli_load_tokenizer(a.model_path, a.tok_path, &tok) < 0 ||
          rg_tokenizer_check_vocab(tok, rg_model_config(m)->vocab_size)))

@@ -18,6 +18,8 @@ static void usage(FILE *f) {
             "  -hf ORG/NAME[@REV]       a model of Hugging Face, pulled first (rgemma pull; --offline: cache only)\n"
             "      --lora PATH          LoRA adapters applied at load (rgemma train --lora's folder or its\n"
             "                           adapter_model.safetensors; float weights only)\n"
+            "      --kv-type f32|f16    attention window (KV cache) element type (default f32); f16 halves the\n"
+            "                           state (README \"Attention window in float16\")\n"
             "  -p, --prompt TEXT        prompt text (BOS is added at the start of a sequence)\n"
             "  -f, --file FILE          read the prompt from FILE ('-' = stdin)\n"
             "      --prompt-ids IDS     prompt as token ids, e.g. 2,651,6037 (used as given: include BOS 2);\n"
@@ -133,7 +135,6 @@ static const char *finish_reason(rg_stop_reason r) {
 static int run_parallel(rg_model *m, const rg_tokenizer *tok, rg_state *st, const int32_t *prompt, int n_prompt,
                         const rg_generate_params *gp0, int n, int as_ids, const char *shown, size_t shown_len,
                         int json) {
-    const rg_config *cfg = rg_model_config(m);
     int rc = 1;
     uint64_t seed = gp0->sampling.seed;
     double t0 = cli_time_s();
@@ -219,7 +220,7 @@ static int run_parallel(rg_model *m, const rg_tokenizer *tok, rg_state *st, cons
     fprintf(stderr, "\nprompt:    %6d tokens  %8.3f s  (processed once for %d samples)\n", n_prompt, t_prompt, n);
     fprintf(stderr, "generated: %6lld tokens  %8.3f s  %9.2f tok/s aggregate, %.2f tok/s per sample\n", generated,
             t_gen, t_gen > 0 ? generated / t_gen : 0, t_gen > 0 ? generated / t_gen / n : 0);
-    fprintf(stderr, "state:     %d x %s\n", n, cli_bytes(rg_state_bytes(cfg), a));
+    fprintf(stderr, "state:     %d x %s (%s window)\n", n, cli_bytes(rg_model_state_bytes(m), a), rg_model_kv_type(m));
     fprintf(stderr, "peak RSS:  %s\n", cli_bytes(cli_peak_rss(), b));
     rc = failed ? 1 : interrupted ? 130 : 0;
 done:
@@ -257,9 +258,11 @@ int cmd_generate(int argc, char **argv) {
         {"parallel", required_argument, 0, OPT_PARALLEL},
         {"json", no_argument, 0, OPT_JSON},
         {"lora", required_argument, 0, OPT_LORA},
+        CLI_KV_TYPE_OPTION,
         {0, 0, 0, 0}};
     const char *cmd = "generate", *model_path = NULL, *ids_arg = NULL, *save_path = NULL, *load_path = NULL;
     const char *text_arg = NULL, *file_arg = NULL, *system_arg = NULL, *tok_arg = NULL, *lora = NULL;
+    const char *kv_type = NULL;
     const char *stops[MAX_STOPS];
     int n_stops = 0, chat = 0, display_prompt = 1, json = 0, parse_special = -1; /* -1: the default for the prompt's kind */
     long parallel = 0;
@@ -288,6 +291,9 @@ int cmd_generate(int argc, char **argv) {
         case OPT_NO_PARSE_SPECIAL: parse_special = 0; break;
         case OPT_JSON: json = 1; break;
         case OPT_LORA: lora = optarg; break;
+        case CLI_OPT_KV_TYPE:
+            if (cli_kv_type(cmd, optarg, &kv_type)) return 2;
+            break;
         case OPT_PARALLEL:
             if (cli_int(cmd, "--parallel", optarg, 1, MAX_PARALLEL, &parallel)) return 2;
             break;
@@ -366,7 +372,7 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "rgemma: generate: the prompt is empty\n");
         goto done;
     }
-    if (cli_load_model(model_path, lora, &m)) {
+    if (cli_load_model(model_path, lora, kv_type, &m)) {
         cli_error(cmd);
         goto done;
     }
@@ -446,10 +452,10 @@ int cmd_generate(int argc, char **argv) {
             cli_error(cmd);
             goto done;
         }
-        fprintf(stderr, "saved state to %s (%zu bytes, position %lld)\n", save_path, rg_state_file_bytes(cfg),
+        fprintf(stderr, "saved state to %s (%zu bytes, position %lld)\n", save_path, rg_model_state_file_bytes(m),
                 (long long)rg_state_pos(st));
     }
-    cli_report(&res, cfg);
+    cli_report(&res, m);
     rc = res.stop_reason == RG_STOP_CALLBACK ? 130 : 0; /* 130: interrupted, as shells report Ctrl-C */
 done:
     free(text);

@@ -32,6 +32,7 @@ static void usage(FILE *f) {
             "                       newlines), used exactly as given, no tokenizer needed\n"
             "      --tokenizer PATH tokenizer (default: the model folder's)\n"
             "      --lora PATH      LoRA adapters applied at load (rgemma train --lora's folder)\n"
+            "      --kv-type f32|f16 attention window (KV cache) element type (default f32)\n"
             "      --json           print a JSON report on stdout (the running values go to stderr)\n"
             "  -t, --threads N      worker threads (default: all cores)\n");
 }
@@ -87,8 +88,8 @@ int cmd_perplexity(int argc, char **argv) {
         {"ids", no_argument, 0, 'I'},         {"tokenizer", required_argument, 0, 'T'},
         {"json", no_argument, 0, 'J'},        {"threads", required_argument, 0, 't'},
         {"lora", required_argument, 0, 'L'},  {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    const char *model_path = NULL, *file = NULL, *tok_path = NULL, *lora = NULL;
+        CLI_KV_TYPE_OPTION,                   {0, 0, 0, 0}};
+    const char *model_path = NULL, *file = NULL, *tok_path = NULL, *lora = NULL, *kv_type = NULL;
     long ctx = 512, stride = -1, v;
     int ids_mode = 0, json = 0, c;
     optind = 1;
@@ -99,6 +100,9 @@ int cmd_perplexity(int argc, char **argv) {
         case 'f': file = optarg; break;
         case 'T': tok_path = optarg; break;
         case 'L': lora = optarg; break;
+        case CLI_OPT_KV_TYPE:
+            if (cli_kv_type("perplexity", optarg, &kv_type)) return 2;
+            break;
         case 'I': ids_mode = 1; break;
         case 'J': json = 1; break;
         case 'c':
@@ -144,7 +148,7 @@ int cmd_perplexity(int argc, char **argv) {
     cJSON *report = NULL;
     int64_t n = 0, nw = 0;
     int rc = 1;
-    if (cli_load_model(model_path, lora, &m) < 0) goto fail;
+    if (cli_load_model(model_path, lora, kv_type, &m) < 0) goto fail;
     const rg_config *cfg = rg_model_config(m);
     int32_t bos;
     if (ids_mode) {

@@ -28,6 +28,8 @@ static void usage(FILE *f) {
             "      --tokenizer PATH    tokenizer.model / tokenizer.json or its folder (default: the model's own: inside\n"
             "                          a .gguf file, else in the model's folder)\n"
             "      --lora PATH         LoRA adapters applied at load (rgemma train --lora's folder)\n"
+            "      --kv-type f32|f16   attention window (KV cache) element type of the slots' and cached states\n"
+            "                          (default f32); f16 halves each state\n"
             "      --alias NAME        the model id clients use (default: the model folder's name)\n"
             "      --host ADDR         address to listen on (default 127.0.0.1)\n"
             "      --port N            port (default 8080; 0 = any free port, printed at start)\n"
@@ -86,12 +88,13 @@ int cmd_serve(int argc, char **argv) {
         {"state-ttl", required_argument, 0, OPT_STATE_TTL},
         {"drain-timeout", required_argument, 0, OPT_DRAIN_TIMEOUT},
         {"lora", required_argument, 0, OPT_LORA},
+        CLI_KV_TYPE_OPTION,
         {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     rg_server_opts o;
     rg_server_opts_default(&o);
-    const char *model_path = NULL, *tok_path = NULL, *lora = NULL;
+    const char *model_path = NULL, *tok_path = NULL, *lora = NULL, *kv_type = NULL;
     long threads = 0, x, drain_s = 30;
     /* -np N is llama.cpp's spelling of --parallel N */
     for (int i = 1; i < argc; i++)
@@ -109,6 +112,9 @@ int cmd_serve(int argc, char **argv) {
         case 'm': model_path = optarg; break;
         case OPT_TOKENIZER: tok_path = optarg; break;
         case OPT_LORA: lora = optarg; break;
+        case CLI_OPT_KV_TYPE:
+            if (cli_kv_type("serve", optarg, &kv_type)) return 2;
+            break;
         case OPT_ALIAS: o.model_name = optarg; break;
         case OPT_HOST: o.host = optarg; break;
         case OPT_PORT: INT_ARG("--port", 0, 65535, o.port);
@@ -190,7 +196,7 @@ int cmd_serve(int argc, char **argv) {
             v6 ? "]" : "", rg_server_port(srv));
     rg_model *m = NULL;
     rg_tokenizer *t = NULL;
-    if (cli_load_model(model_path, lora, &m) ||
+    if (cli_load_model(model_path, lora, kv_type, &m) ||
         (tok_path ? rg_tokenizer_load(tok_path, &t) : rg_tokenizer_find(model_path, &t)) ||
         rg_server_attach(srv, m, t)) {
         cli_error("serve");
@@ -199,8 +205,7 @@ int cmd_serve(int argc, char **argv) {
         rg_model_free(m);
         return 1;
     }
-    const rg_config *cfg = rg_model_config(m);
-    double state_mb = rg_state_bytes(cfg) / 1048576.0;
+    double state_mb = rg_model_state_bytes(m) / 1048576.0;
     fprintf(stderr,
             "rgemma serve: model '%s', %d slot%s in batched steps on %d thread%s, queue %d, state %.2f MiB (cache up to %d states, "
             "%.1f MiB)%s%s\n",
