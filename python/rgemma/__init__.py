@@ -231,6 +231,17 @@ class Model(_Owned):
             self._tok_looked = True
         return self._tok
 
+    @property
+    def kv_type(self):
+        """The attention windows' element type of the states made from now on:
+        'f32' (the default) or 'f16' (half the memory; rg_model_set_kv_type)."""
+        return _C.rg_model_kv_type(self._handle()).decode()
+
+    @kv_type.setter
+    def kv_type(self, name):
+        if _C.rg_model_set_kv_type(self._handle(), str(name).encode()) != 0:
+            _fail()
+
     def new_state(self):
         return State(self)
 

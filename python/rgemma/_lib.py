@@ -57,6 +57,8 @@ _FUNCS = {
     'rg_model_load': (c_int, [c_char_p, POINTER(c_void_p)]),
     'rg_model_free': (None, [c_void_p]),
     'rg_model_config': (POINTER(rg_config), [c_void_p]),
+    'rg_model_set_kv_type': (c_int, [c_void_p, c_char_p]),
+    'rg_model_kv_type': (c_char_p, [c_void_p]),
     'rg_state_new': (c_void_p, [c_void_p]),
     'rg_state_free': (None, [c_void_p]),
     'rg_state_reset': (None, [c_void_p]),

@@ -140,6 +140,29 @@ class StateTest(unittest.TestCase):
             s.reset()
             self.assertEqual(s.pos, 0)
 
+    def test_float16_window(self):
+        # states made after the switch hold float16 windows: logits close to
+        # float32's (test_kv16.c bounds them on every golden case), and a
+        # float32 state file is refused by a float16 state
+        ids = [2, 5, 9, 100, 200, 300, 17, 18, 19, 20, 33, 44]
+        with rgemma.Model(CASE) as m, tempfile.TemporaryDirectory() as d:
+            self.assertEqual(m.kv_type, 'f32')
+            s32 = m.new_state()
+            want = m.forward(s32, ids, numpy=False).tolist()
+            path = os.path.join(d, 'f32.state')
+            s32.save(path)
+            m.kv_type = 'f16'
+            self.assertEqual(m.kv_type, 'f16')
+            s16 = m.new_state()
+            got = m.forward(s16, ids, numpy=False).tolist()
+            self.assertLess(max(abs(a - b) for a, b in zip(want, got)), 1e-2)
+            self.assertNotEqual(want, got)
+            with self.assertRaisesRegex(rgemma.RgemmaError, 'f16'):
+                m.new_state().load(path)
+            with self.assertRaises(rgemma.RgemmaError):
+                m.kv_type = 'bf16'
+            self.assertEqual(m.kv_type, 'f16')
+
     def test_generate_continues_a_state(self):
         # 4 tokens, then 4 more from the saved state (with the pending token
         # the state has not processed) = the first 8 of one generation
