@@ -302,3 +302,21 @@ int rg_find_case_dirs(const char *root, int (*is_case)(const char *dir), char **
 }
 
 int rg_find_golden_cases(const char *root, char ***cases) { return rg_find_case_dirs(root, rg_is_golden_case, cases); }
+
+int rg_find_all_golden_cases(char ***cases) {
+    int n = rg_find_golden_cases("tests/data/golden", cases);
+    const char *sh = getenv("RGEMMA_SHARED");
+    if (!sh || !*sh) return n;
+    char *shared = rg_path_join(sh, "testdata/golden"), **more;
+    if (!rg_is_dir(shared)) {
+        printf("note: %s not found; checking the project's copy of the golden cases only\n", shared);
+        free(shared);
+        return n;
+    }
+    int k = rg_find_golden_cases(shared, &more);
+    free(shared);
+    *cases = rg_xrealloc(*cases, sizeof **cases * (size_t)(n + k + 1));
+    memcpy(*cases + n, more, sizeof *more * (size_t)k);
+    free(more);
+    return n + k;
+}

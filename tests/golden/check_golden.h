@@ -16,5 +16,9 @@ int rg_is_golden_case(const char *dir);
 int rg_find_case_dirs(const char *root, int (*is_case)(const char *dir), char ***cases);
 /* Sorted list of case folders directly under root (malloc'd strings). */
 int rg_find_golden_cases(const char *root, char ***cases);
+/* The case folders of tests/data/golden, then those of
+ * $RGEMMA_SHARED/testdata/golden when it is set and exists (a note on
+ * stdout when it is set and missing); malloc'd strings. */
+int rg_find_all_golden_cases(char ***cases);
 
 #endif

@@ -22,32 +22,18 @@ static void test_case(void **state) {
 }
 
 int main(void) {
-    const char *roots[2] = {"tests/data/golden", NULL};
-    char *shared = NULL;
-    const char *sh = getenv("RGEMMA_SHARED");
-    if (sh && *sh) {
-        shared = rg_path_join(sh, "testdata/golden");
-        if (rg_is_dir(shared)) roots[1] = shared;
-        else printf("note: %s not found; checking the project's copy of the golden cases only\n", shared);
-    }
-    struct CMUnitTest *tests = NULL;
-    int n = 0;
-    for (int r = 0; r < 2 && roots[r]; r++) {
-        char **cases;
-        int k = rg_find_golden_cases(roots[r], &cases);
-        for (int i = 0; i < k; i++) {
-            tests = realloc(tests, sizeof *tests * (size_t)(n + 1));
-            tests[n++] = (struct CMUnitTest){cases[i], test_case, NULL, NULL, cases[i]};
-        }
-        free(cases);
-    }
+    char **cases;
+    int n = rg_find_all_golden_cases(&cases);
     if (n == 0) {
         fprintf(stderr, "no golden cases found under tests/data/golden\n");
+        free(cases);
         return 1;
     }
+    struct CMUnitTest *tests = malloc(sizeof *tests * (size_t)n);
+    for (int i = 0; i < n; i++) tests[i] = (struct CMUnitTest){cases[i], test_case, NULL, NULL, cases[i]};
     int rc = _cmocka_run_group_tests("golden", tests, (size_t)n, NULL, NULL);
-    for (int i = 0; i < n; i++) free((void *)tests[i].initial_state);
+    for (int i = 0; i < n; i++) free(cases[i]);
+    free(cases);
     free(tests);
-    free(shared);
     return rc;
 }

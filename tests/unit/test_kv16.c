@@ -144,28 +144,15 @@ static void test_kv_type_names(void **state) {
 }
 
 int main(void) {
-    const char *roots[2] = {"tests/data/golden", NULL};
-    char *shared = NULL;
-    const char *sh = getenv("RGEMMA_SHARED");
-    if (sh && *sh) {
-        shared = rg_path_join(sh, "testdata/golden");
-        if (rg_is_dir(shared)) roots[1] = shared;
-    }
-    struct CMUnitTest *tests = malloc(sizeof *tests);
-    int n = 0;
+    char **cases;
+    int k = rg_find_all_golden_cases(&cases), n = 0;
+    struct CMUnitTest *tests = malloc(sizeof *tests * (size_t)(k + 1));
     tests[n++] = (struct CMUnitTest){"kv type names", test_kv_type_names, NULL, NULL, NULL};
-    for (int r = 0; r < 2 && roots[r]; r++) {
-        char **cases;
-        int k = rg_find_golden_cases(roots[r], &cases);
-        for (int i = 0; i < k; i++) {
-            tests = realloc(tests, sizeof *tests * (size_t)(n + 1));
-            tests[n++] = (struct CMUnitTest){cases[i], test_f16_window_vs_f32, NULL, NULL, cases[i]};
-        }
-        free(cases);
-    }
+    for (int i = 0; i < k; i++)
+        tests[n++] = (struct CMUnitTest){cases[i], test_f16_window_vs_f32, NULL, NULL, cases[i]};
     int rc = _cmocka_run_group_tests("kv16", tests, (size_t)n, NULL, NULL);
-    for (int i = 1; i < n; i++) free((void *)tests[i].initial_state);
+    for (int i = 0; i < k; i++) free(cases[i]);
+    free(cases);
     free(tests);
-    free(shared);
     return rc;
 }
