@@ -141,10 +141,12 @@ INLINE void gemv_q(rg_dtype dt, const uint8_t *w, size_t rb, int rows, int k, co
 enum { PR = PANEL_ROWS, PT = PANEL_PT }; /* PT <= 8 tokens at a time */
 
 /* y[t][r] = sum over blocks of d_w d_x (start + dot) for the panel's nr
- * rows, nt <= PT tokens (a constant after inlining); one or two tokens
- * stream the panel from memory, prefetched ahead. */
+ * rows, nt <= PT tokens (a constant after inlining); one or two tokens, and
+ * the first tile of a step over the panel (`first`: it brings the panel
+ * from memory), prefetch the panel ahead. A batched step's tiles also
+ * prefetch their share of the next panel (simd.h, next_panel_share). */
 INLINE void panel_tile(rg_dtype dt, const int nt, const uint8_t *p, int nb, const qact *a, int k, float *y, int ldy,
-                       int nr) {
+                       int nr, int first, panel_share next) {
     const __m256i one = _mm256_set1_epi16(1), lo4 = _mm256_set1_epi8(0x0f);
     const size_t qb = panel_quant_bytes(dt);
     const uint8_t *scales = panel_scales(dt, p, nb);
@@ -153,10 +155,11 @@ INLINE void panel_tile(rg_dtype dt, const int nt, const uint8_t *p, int nb, cons
     for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++) {
         const __m256i *wq = (const __m256i *)(p + (size_t)b * qb);
-        if (nt <= 2) {
+        if (nt <= 2 || first) {
             gemv_prefetch((const uint8_t *)wq, qb);
             if (b % 4 == 0) gemv_prefetch(scales + (size_t)b * 2 * PR, 64);
         }
+        prefetch_share(next, b, nb);
         __m256i s[8]; /* Q8_0: int32 sums; Q4_0: int16 pair sums */
 #pragma GCC unroll 8
         for (int t = 0; t < nt; t++) s[t] = _mm256_setzero_si256();
@@ -202,14 +205,18 @@ INLINE void panel_tile(rg_dtype dt, const int nt, const uint8_t *p, int nb, cons
 }
 
 /* Every token of the step over one panel of nr rows. */
-static void panel_tokens(rg_dtype dt, const uint8_t *p, int nr, int k, const qact *a, int n, float *y, int ldy) {
-    int nb = k / RG_QBLOCK;
+static void panel_tokens(rg_dtype dt, const uint8_t *p, int nr, int k, const qact *a, int n, float *y, int ldy,
+                         const uint8_t *next, size_t next_bytes) {
+    int nb = k / RG_QBLOCK, tiles = (n + PT - 1) / PT;
+    const int batched = n <= PANEL_PREFETCH_MAX_N;
+    if (!batched) next = NULL;
     for (int t0 = 0; t0 < n; t0 += PT) {
+        panel_share share = next_panel_share(next, next_bytes, t0 / PT, tiles);
         qact at = {a->q + (size_t)t0 * k, a->aq ? a->aq + (size_t)t0 * k : NULL, a->meta + (size_t)t0 * nb, NULL};
         float *yt = y + (size_t)t0 * ldy;
         switch (n - t0 < PT ? n - t0 : PT) {
 #define PANEL_CASE(NT) \
-    case NT: panel_tile(dt, NT <= PT ? NT : PT, p, nb, &at, k, yt, ldy, nr); break;
+    case NT: panel_tile(dt, NT <= PT ? NT : PT, p, nb, &at, k, yt, ldy, nr, t0 == 0 && batched, share); break;
             PANEL_CASE(1) PANEL_CASE(2) PANEL_CASE(3) PANEL_CASE(4) PANEL_CASE(5) PANEL_CASE(6) PANEL_CASE(7)
             default: PANEL_CASE(8)
 #undef PANEL_CASE
@@ -223,8 +230,8 @@ static void matmul_panels(rg_dtype dt, const uint8_t *w, size_t rb, int rows, in
     for (int r0 = 0; r0 < rows; r0 += PR) {
         int nr = rows - r0 < PR ? rows - r0 : PR;
         pack_panel(dt, w + (size_t)r0 * rb, rb, nr, k / RG_QBLOCK, p);
-        if (dt == RG_DT_Q8_0) panel_tokens(RG_DT_Q8_0, p, nr, k, a, n, y + r0, ldy);
-        else panel_tokens(RG_DT_Q4_0, p, nr, k, a, n, y + r0, ldy);
+        if (dt == RG_DT_Q8_0) panel_tokens(RG_DT_Q8_0, p, nr, k, a, n, y + r0, ldy, NULL, 0);
+        else panel_tokens(RG_DT_Q4_0, p, nr, k, a, n, y + r0, ldy, NULL, 0);
     }
 }
 
@@ -281,7 +288,8 @@ INLINE void matmul_packed(rg_dtype dt, const uint8_t *p, int rows, int k, const 
     qact a = round_act(dt, x, ldx, n, k, 0);
     size_t pb = panel_bytes(dt, k / RG_QBLOCK);
     for (int r0 = 0; r0 < rows; r0 += PR)
-        panel_tokens(dt, p + (size_t)(r0 / PR) * pb, rows - r0 < PR ? rows - r0 : PR, k, &a, n, y + r0, ldy);
+        panel_tokens(dt, p + (size_t)(r0 / PR) * pb, rows - r0 < PR ? rows - r0 : PR, k, &a, n, y + r0, ldy,
+                     r0 + PR < rows ? p + (size_t)(r0 / PR + 1) * pb : NULL, pb);
 }
 
 void rg_matmul_packed_q8_0_avx2(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y, int ldy) {

@@ -215,12 +215,14 @@ INLINE __m512i dot_act4(__m512i acc, __m512i w, const int8_t *q, int k, int t, i
 /* y[t][r] = sum over blocks of d_w d_x (start + dot) for the panel's nr
  * rows and nt <= PT tokens (compact activation metadata). With one or two
  * tokens each keeps two integer sums (even and odd vectors), as a chain of
- * 8 dependent vpdpbusd per block would bound the rate; those tiles also
- * stream the panel from memory, prefetched ahead. */
+ * 8 dependent vpdpbusd per block would bound the rate. Those tiles, and
+ * the first tile of a batched step over a panel (`first`: it brings the
+ * panel from memory), prefetch the panel ahead, and a batched step's tiles
+ * prefetch their share of the next panel (simd.h, next_panel_share). */
 INLINE void panel_tile(rg_dtype dt, const int nt, const uint8_t *p, int nb, const int8_t *q, int k,
-                       const qmeta *meta, float *y, int ldy, int nr) {
+                       const qmeta *meta, float *y, int ldy, int nr, int first, panel_share next) {
     const size_t qb = panel_quant_bytes(dt);
-    const int split = nt <= 2, stream = nt <= 2;
+    const int split = nt <= 2, stream = nt <= 2 || first;
     const uint8_t *scales = panel_scales(dt, p, nb);
     const __m512i lo4 = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8((char)0x80);
     __m512 acc[PT];
@@ -232,6 +234,7 @@ INLINE void panel_tile(rg_dtype dt, const int nt, const uint8_t *p, int nb, cons
             gemv_prefetch((const uint8_t *)wq, qb);
             if (b % 2 == 0) gemv_prefetch(scales + (size_t)b * 2 * PR, 64);
         }
+        prefetch_share(next, b, nb);
         __m512i s[PT], s2[PT];
 #pragma GCC unroll 8
         for (int t = 0; t < nt; t++) {
@@ -275,15 +278,18 @@ INLINE void panel_tile(rg_dtype dt, const int nt, const uint8_t *p, int nb, cons
 
 /* Every token of the step over one panel of nr rows. */
 static void panel_tokens(rg_dtype dt, const uint8_t *p, int nr, int k, const int8_t *q, const qmeta *meta, int n,
-                         float *y, int ldy) {
-    int nb = k / RG_QBLOCK;
+                         float *y, int ldy, const uint8_t *next, size_t next_bytes) {
+    int nb = k / RG_QBLOCK, tiles = (n + PT - 1) / PT;
+    const int batched = n <= PANEL_PREFETCH_MAX_N;
+    if (!batched) next = NULL;
     for (int t0 = 0; t0 < n; t0 += PT) {
+        panel_share share = next_panel_share(next, next_bytes, t0 / PT, tiles);
         const int8_t *qt = q + (size_t)t0 * k;
         const qmeta *mt = meta + (size_t)t0 * nb;
         float *yt = y + (size_t)t0 * ldy;
         switch (n - t0) {
 #define PANEL_CASE(NT) \
-    case NT: panel_tile(dt, NT, p, nb, qt, k, mt, yt, ldy, nr); break;
+    case NT: panel_tile(dt, NT, p, nb, qt, k, mt, yt, ldy, nr, t0 == 0 && batched, share); break;
             PANEL_CASE(1) PANEL_CASE(2) PANEL_CASE(3) PANEL_CASE(4) PANEL_CASE(5) PANEL_CASE(6) PANEL_CASE(7)
             default: PANEL_CASE(8)
 #undef PANEL_CASE
@@ -297,8 +303,8 @@ static void matmul_panels(rg_dtype dt, const uint8_t *w, size_t rb, int rows, in
     for (int r0 = 0; r0 < rows; r0 += PR) {
         int nr = rows - r0 < PR ? rows - r0 : PR;
         pack_panel(dt, w + (size_t)r0 * rb, rb, nr, k / RG_QBLOCK, p);
-        if (dt == RG_DT_Q8_0) panel_tokens(RG_DT_Q8_0, p, nr, k, q, meta, n, y + r0, ldy);
-        else panel_tokens(RG_DT_Q4_0, p, nr, k, q, meta, n, y + r0, ldy);
+        if (dt == RG_DT_Q8_0) panel_tokens(RG_DT_Q8_0, p, nr, k, q, meta, n, y + r0, ldy, NULL, 0);
+        else panel_tokens(RG_DT_Q4_0, p, nr, k, q, meta, n, y + r0, ldy, NULL, 0);
     }
 }
 
@@ -356,7 +362,8 @@ INLINE void matmul_packed(rg_dtype dt, const uint8_t *p, int rows, int k, const 
     int8_t *q = round_act(dt, x, ldx, n, k, 0, &meta);
     size_t pb = panel_bytes(dt, k / RG_QBLOCK);
     for (int r0 = 0; r0 < rows; r0 += PR)
-        panel_tokens(dt, p + (size_t)(r0 / PR) * pb, rows - r0 < PR ? rows - r0 : PR, k, q, meta, n, y + r0, ldy);
+        panel_tokens(dt, p + (size_t)(r0 / PR) * pb, rows - r0 < PR ? rows - r0 : PR, k, q, meta, n, y + r0, ldy,
+                     r0 + PR < rows ? p + (size_t)(r0 / PR + 1) * pb : NULL, pb);
 }
 
 void rg_matmul_packed_q8_0_avx512(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y,
