@@ -321,6 +321,46 @@ static void logits_of(rg_model *m, float *logits) {
     rg_state_free(st);
 }
 
+/* A base checkpoint synthesised in dt, then a LoRA run (rank 4) on it
+ * merged into out; the run learned (eval loss from about 13). */
+static void lora_merged_run(rg_train_params *p, const rg_config *c, rg_dtype dt, uint64_t seed,
+                            const char *const *files, const char *base, const char *out) {
+    rg_synth_options o = {.dtype = dt, .seed = seed};
+    assert_int_equal(rg_synth_write(c, base, &o, NULL), 0);
+    rg_train_result r;
+    small_run(p, c, files, out);
+    p->config = NULL;
+    p->model_path = base;
+    p->lora_rank = 4;
+    p->lr = 1e-2;
+    p->lora_merge = 1;
+    assert_int_equal(rg_train(p, &r), 0);
+    assert_true(r.eval_loss < 11.0);
+}
+
+/* The merged checkpoint differs from the base in the adapted matrices (the
+ * layers' 2-D weights) and in nothing else, the embedding included. */
+static void assert_only_adapted_changed(const rg_config *c, const char *base, const char *merged) {
+    rg_model *m0, *m1;
+    assert_int_equal(rg_model_load(base, &m0), 0);
+    assert_int_equal(rg_model_load(merged, &m1), 0);
+    rg_grad *g = rg_grad_new(c);
+    size_t n = rg_grad_size(g);
+    float *w0 = rg_xmalloc(sizeof(float) * n), *w1 = rg_xmalloc(sizeof(float) * n);
+    assert_int_equal(rg_grad_params_from_model(g, m0, w0), 0);
+    assert_int_equal(rg_grad_params_from_model(g, m1, w1), 0);
+    for (int k = 0; k < rg_grad_n_tensors(g); k++) {
+        const rg_grad_tensor *t = rg_grad_tensor_at(g, k);
+        int adapted = t->ndim == 2 && !strstr(t->name, "bias") && strcmp(t->name, "model.embed_tokens.weight");
+        int same = !memcmp(w0 + t->offset, w1 + t->offset, sizeof(float) * t->count);
+        if (same == adapted) fail_msg("%s: %s", t->name, adapted ? "not trained" : "changed");
+    }
+    free(w0), free(w1);
+    rg_grad_free(g);
+    rg_model_free(m0);
+    rg_model_free(m1);
+}
+
 /* A LoRA run trains only the adapters: the merged checkpoint (lora_merge)
  * differs from the base in the adapted matrices only and the loss falls;
  * recomputing the activations changes no bit of the adapters; the adapter
@@ -335,17 +375,9 @@ static void test_lora_run(void **state) {
     char *base = rg_path_join(tmp_root, "lora-base"), *out = rg_path_join(tmp_root, "lora");
     char *out2 = rg_path_join(tmp_root, "lora-recomputed"), *other = rg_path_join(tmp_root, "lora-other");
     rg_synth_options o = {.dtype = RG_DT_F32, .seed = 3};
-    assert_int_equal(rg_synth_write(&c, base, &o, NULL), 0);
     rg_train_params p;
     rg_train_result r;
-    small_run(&p, &c, files, out);
-    p.config = NULL;
-    p.model_path = base;
-    p.lora_rank = 4;
-    p.lr = 1e-2;
-    p.lora_merge = 1;
-    assert_int_equal(rg_train(&p, &r), 0);
-    assert_true(r.eval_loss < 11.0); /* from about 13 */
+    lora_merged_run(&p, &c, RG_DT_F32, 3, files, base, out);
     p.out_dir = out2;
     p.lora_merge = 0;
     p.checkpoint_activations = 1;
@@ -360,20 +392,9 @@ static void test_lora_run(void **state) {
     assert_true(la < 64 * 1024); /* 19 pairs of rank 4, not the model */
     free(a), free(b);
 
-    rg_model *m0, *m1, *m2;
-    assert_int_equal(rg_model_load(base, &m0), 0);
+    assert_only_adapted_changed(&c, base, out);
+    rg_model *m1, *m2;
     assert_int_equal(rg_model_load(out, &m1), 0);
-    rg_grad *g = rg_grad_new(&c);
-    size_t n = rg_grad_size(g);
-    float *w0 = rg_xmalloc(sizeof(float) * n), *w1 = rg_xmalloc(sizeof(float) * n);
-    assert_int_equal(rg_grad_params_from_model(g, m0, w0), 0);
-    assert_int_equal(rg_grad_params_from_model(g, m1, w1), 0);
-    for (int k = 0; k < rg_grad_n_tensors(g); k++) {
-        const rg_grad_tensor *t = rg_grad_tensor_at(g, k);
-        int adapted = t->ndim == 2 && !strstr(t->name, "bias") && strcmp(t->name, "model.embed_tokens.weight");
-        int same = !memcmp(w0 + t->offset, w1 + t->offset, sizeof(float) * t->count);
-        if (same == adapted) fail_msg("%s: %s", t->name, adapted ? "not trained" : "changed");
-    }
     size_t nl = (size_t)12 * c.vocab_size;
     float *l1 = rg_xmalloc(sizeof(float) * nl), *l2 = rg_xmalloc(sizeof(float) * nl);
     assert_int_equal(rg_model_load(base, &m2), 0);
@@ -412,9 +433,7 @@ static void test_lora_run(void **state) {
     assert_non_null(strstr(rg_last_error(), "adapter_model.safetensors"));
     assert_non_null(strstr(rg_last_error(), "mlp_block.gate_proj.lora_A.weight"));
     rg_model_free(m2);
-    free(l1), free(l2), free(w0), free(w1);
-    rg_grad_free(g);
-    rg_model_free(m0);
+    free(l1), free(l2);
     rg_model_free(m1);
     free(base), free(out), free(out2), free(other), free(data), free(text);
 }
@@ -429,35 +448,9 @@ static void test_lora_bf16_base(void **state) {
     const char *files[] = {data};
     rg_config c = small_config();
     char *base = rg_path_join(tmp_root, "lora16-base"), *out = rg_path_join(tmp_root, "lora16");
-    rg_synth_options o = {.dtype = RG_DT_BF16, .seed = 5};
-    assert_int_equal(rg_synth_write(&c, base, &o, NULL), 0);
     rg_train_params p;
-    rg_train_result r;
-    small_run(&p, &c, files, out);
-    p.config = NULL;
-    p.model_path = base;
-    p.lora_rank = 4;
-    p.lr = 1e-2;
-    p.lora_merge = 1;
-    assert_int_equal(rg_train(&p, &r), 0);
-    assert_true(r.eval_loss < 11.0);
-    rg_model *m0, *m1;
-    assert_int_equal(rg_model_load(base, &m0), 0);
-    assert_int_equal(rg_model_load(out, &m1), 0);
-    rg_grad *g = rg_grad_new(&c);
-    size_t n = rg_grad_size(g);
-    float *w0 = rg_xmalloc(sizeof(float) * n), *w1 = rg_xmalloc(sizeof(float) * n);
-    assert_int_equal(rg_grad_params_from_model(g, m0, w0), 0);
-    assert_int_equal(rg_grad_params_from_model(g, m1, w1), 0);
-    for (int k = 0; k < rg_grad_n_tensors(g); k++) {
-        const rg_grad_tensor *t = rg_grad_tensor_at(g, k);
-        int same = !memcmp(w0 + t->offset, w1 + t->offset, sizeof(float) * t->count);
-        if (same == rg_lora_target(t->name)) fail_msg("%s: %s", t->name, same ? "not trained" : "changed");
-    }
-    free(w0), free(w1);
-    rg_grad_free(g);
-    rg_model_free(m0);
-    rg_model_free(m1);
+    lora_merged_run(&p, &c, RG_DT_BF16, 5, files, base, out);
+    assert_only_adapted_changed(&c, base, out);
     free(base), free(out), free(data), free(text);
 }
 
