@@ -41,7 +41,7 @@ struct rg_model {
     void **owned;             /* buffers made at load time (conversions) */
     int n_owned;
     uint64_t adapters;        /* hash of the LoRA adapters merged in (rg_model_apply_lora), 0 if none */
-    rg_dtype kv_type;         /* element type of the windows of new states: RG_DT_F32 (0) or RG_DT_F16 */
+    rg_dtype kv_type;         /* element type of the windows of new states: RG_DT_F32 (0), RG_DT_F16 or RG_DT_Q8_0 */
 };
 
 /* Bind every tensor the config requires through lookup (checks shapes and

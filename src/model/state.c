@@ -21,7 +21,14 @@ size_t rg_model_state_bytes(const rg_model *m) { return rg_state_floats(&m->cfg,
 int rg_model_set_kv_type(rg_model *m, const char *type) {
     if (type && !strcmp(type, "f32")) m->kv_type = RG_DT_F32;
     else if (type && !strcmp(type, "f16")) m->kv_type = RG_DT_F16;
-    else return rg_error("attention window type \"%s\" is not supported (expected f32 or f16)", type ? type : "");
+    else if (type && !strcmp(type, "q8_0")) {
+        if (m->cfg.head_dim % RG_QBLOCK)
+            return rg_error("attention window type q8_0 needs a head dimension that is a multiple of %d (this "
+                            "model's is %d)",
+                            RG_QBLOCK, m->cfg.head_dim);
+        m->kv_type = RG_DT_Q8_0;
+    } else
+        return rg_error("attention window type \"%s\" is not supported (expected f32, f16 or q8_0)", type ? type : "");
     return 0;
 }
 

@@ -12,7 +12,7 @@
 struct rg_state {
     rg_config cfg;
     int64_t pos;    /* next position = tokens processed so far */
-    rg_dtype kv_type; /* the windows' element type: RG_DT_F32 or RG_DT_F16 */
+    rg_dtype kv_type; /* the windows' element type: RG_DT_F32, RG_DT_F16 or RG_DT_Q8_0 */
     float *data;    /* all layers' state */
     size_t floats;  /* length of data in 4-byte words */
     size_t *offset; /* per layer: start of its state in data */

@@ -2,7 +2,7 @@
  *
  * Layout (little-endian, fixed size for a given config and window type):
  *   0   char[8]  magic "RGSTATE\0"
- *   8   u32      version (1; 3 when the windows are float16)
+ *   8   u32      version (1; 3 when the windows are float16, 5 Q8_0)
  *   12  u32      header bytes (HEADER_BYTES)
  *   16  u64      config fingerprint (rg_config_fingerprint)
  *   24  i32[4]   vocab, hidden, layers, window (for the error message)
@@ -11,16 +11,16 @@
  *   56  u32      pending ids (tokens of the sequence not processed yet)
  *   60  i32[16]  pending ids
  *   124 u32      the attention windows' element type, as a ggml type id:
- *                0 float32, 1 float16 (version 1 wrote 0 here: reserved)
+ *                0 float32, 1 float16, 8 Q8_0 (version 1 wrote 0 here: reserved)
  *   128 u64      checksum: FNV-1a of bytes 0..127 and of the data
  *   136          the state (model/state.h): float32 words, the windows'
- *                rows float32 or float16
+ *                rows float32, float16 or Q8_0 blocks
  * A different config, version, window type, size or checksum is refused.
  * Float32 windows keep version 1 (the files older builds read); float16
- * ones are version 3, which older builds refuse by its number.
+ * ones are version 3 and Q8_0 ones 5, which older builds refuse by number.
  *
  * State blobs (rg_state_blob_*: the server's shared state store) are the
- * same header with version 2 (4 with float16 windows), and data holding only
+ * same header with version 2 (4 with float16 windows, 6 with Q8_0), and data holding only
  * what is in use: every recurrent layer whole, each attention layer's first
  * min(pos, W) key rows then as many value rows (the ring's slots in use). A
  * short conversation's blob is thus much smaller than the state. */
@@ -32,10 +32,12 @@
 #include "util/util.h"
 
 #define MAGIC "RGSTATE"
-#define VERSION 1u
-#define BLOB_VERSION 2u
-#define VERSION_F16 3u
-#define BLOB_VERSION_F16 4u
+/* The versions of a file and of a blob for each window type */
+static const struct {
+    rg_dtype type;
+    uint32_t ggml_type, file_version, blob_version;
+} kv_formats[] = {{RG_DT_F32, RG_GGML_F32, 1, 2}, {RG_DT_F16, RG_GGML_F16, 3, 4}, {RG_DT_Q8_0, RG_GGML_Q8_0, 5, 6}};
+enum { N_KV_FORMATS = sizeof kv_formats / sizeof kv_formats[0] };
 #define KV_TYPE_AT 124
 #define SUM_AT 128
 #define HEADER_BYTES 136
@@ -62,14 +64,15 @@ static uint64_t checksum(const uint8_t *header, const float *data, size_t floats
 }
 
 /* The header's bytes 0..55 and the window type (the rest zero): the same
- * for files and blobs but for the version and the count of words that
- * follow. version: the float32 one (file or blob), raised for float16. */
-static void put_header(uint8_t *h, const rg_state *s, uint32_t version, uint64_t floats) {
+ * for files and blobs but for the version (kv_formats) and the count of
+ * words that follow. */
+static void put_header(uint8_t *h, const rg_state *s, int blob, uint64_t floats) {
     memset(h, 0, HEADER_BYTES);
     memcpy(h, MAGIC, 8);
-    int f16 = s->kv_type == RG_DT_F16;
-    put32(h + 8, !f16 ? version : version == VERSION ? VERSION_F16 : BLOB_VERSION_F16);
-    put32(h + KV_TYPE_AT, f16 ? RG_GGML_F16 : RG_GGML_F32);
+    int f = 0;
+    while (f + 1 < N_KV_FORMATS && kv_formats[f].type != s->kv_type) f++;
+    put32(h + 8, blob ? kv_formats[f].blob_version : kv_formats[f].file_version);
+    put32(h + KV_TYPE_AT, kv_formats[f].ggml_type);
     put32(h + 12, HEADER_BYTES);
     put64(h + 16, rg_config_fingerprint(&s->cfg));
     put32(h + 24, (uint32_t)s->cfg.vocab_size);
@@ -80,17 +83,27 @@ static void put_header(uint8_t *h, const rg_state *s, uint32_t version, uint64_t
     put64(h + 48, floats);
 }
 
-/* The window type a header declares, checked against the version (f32
- * for f32_version, f16 for f16_version): 0, or -1 with *bad_version set
- * when the version is neither, else with the message about a corrupt header. */
-static int header_kv_type(const uint8_t *h, uint32_t f32_version, uint32_t f16_version, rg_dtype *type,
-                          int *bad_version) {
+/* The window type a header declares, checked against its version (of a
+ * file, or with blob of a blob): 0, or -1 with *bad_version set when the
+ * version is none of kv_formats', else with the message about a corrupt
+ * header. */
+static int header_kv_type(const uint8_t *h, int blob, rg_dtype *type, int *bad_version) {
     uint32_t version = get32(h + 8), id = get32(h + KV_TYPE_AT);
-    *bad_version = (version != f32_version && version != f16_version) || get32(h + 12) != HEADER_BYTES;
-    if (*bad_version) return -1;
-    if (version == f32_version ? id != RG_GGML_F32 : id != RG_GGML_F16) return -1;
-    *type = version == f32_version ? RG_DT_F32 : RG_DT_F16;
+    int f = 0;
+    while (f < N_KV_FORMATS && version != (blob ? kv_formats[f].blob_version : kv_formats[f].file_version)) f++;
+    *bad_version = f == N_KV_FORMATS || get32(h + 12) != HEADER_BYTES;
+    if (*bad_version || id != kv_formats[f].ggml_type) return -1;
+    *type = kv_formats[f].type;
     return 0;
+}
+
+/* "versions 1, 3 and 5": the versions this build reads (of blobs with blob) */
+static const char *known_versions(int blob, char *buf, size_t size) {
+    int at = snprintf(buf, size, "versions");
+    for (int f = 0; f < N_KV_FORMATS && at > 0 && (size_t)at < size; f++)
+        at += snprintf(buf + at, size - (size_t)at, "%s %u", f == 0 ? "" : f + 1 < N_KV_FORMATS ? "," : " and",
+                       blob ? kv_formats[f].blob_version : kv_formats[f].file_version);
+    return buf;
 }
 
 /* The message of a state whose window type is not the receiving state's. */
@@ -104,7 +117,7 @@ int rg_state_save_pending(const rg_state *s, const int32_t *pending, int n_pendi
     if (n_pending < 0 || n_pending > RG_STATE_MAX_PENDING)
         return rg_error("%s: %d pending tokens (at most %d)", path, n_pending, RG_STATE_MAX_PENDING);
     uint8_t h[HEADER_BYTES];
-    put_header(h, s, VERSION, s->floats);
+    put_header(h, s, 0, s->floats);
     put32(h + 56, (uint32_t)n_pending);
     for (int i = 0; i < n_pending; i++) put32(h + 60 + 4 * i, (uint32_t)pending[i]);
     put64(h + SUM_AT, checksum(h, s->data, s->floats));
@@ -150,10 +163,11 @@ int rg_state_load_pending(rg_state *s, const char *path, int32_t *pending, int *
     }
     rg_dtype kv_type;
     int bad_version;
-    if (header_kv_type(h, VERSION, VERSION_F16, &kv_type, &bad_version)) {
+    char known[64];
+    if (header_kv_type(h, 0, &kv_type, &bad_version)) {
         if (bad_version)
-            rg_error("%s: state file version %u is not supported (this build reads versions %u and %u)", path,
-                     get32(h + 8), VERSION, VERSION_F16);
+            rg_error("%s: state file version %u is not supported (this build reads %s)", path, get32(h + 8),
+                     known_versions(0, known, sizeof known));
         else
             rg_error("%s: corrupt state file (window type %u does not match version %u)", path, get32(h + KV_TYPE_AT),
                      get32(h + 8));
@@ -234,7 +248,7 @@ size_t rg_state_file_bytes(const rg_config *cfg) { return HEADER_BYTES + rg_stat
 size_t rg_model_state_file_bytes(const rg_model *m) { return HEADER_BYTES + rg_model_state_bytes(m); }
 
 /* 4-byte words of the blob of a state at position pos (see the top); a
- * window's 2 x used rows of hd float16 values are a whole number of words. */
+ * window's 2 x used rows (float16: hd x 4 bytes, Q8_0: hd / 32 x 68) are a whole number of words. */
 static size_t blob_floats(const rg_config *c, rg_dtype kv_type, int64_t pos) {
     size_t used = pos < c->window ? (size_t)pos : (size_t)c->window, n = 0;
     for (int i = 0; i < c->num_layers; i++)
@@ -275,7 +289,7 @@ static void blob_copy(rg_state *s, uint8_t *blob, int64_t pos, int to_blob) {
 }
 
 void rg_state_blob_write(const rg_state *s, uint8_t *out) {
-    put_header(out, s, BLOB_VERSION, blob_floats(&s->cfg, s->kv_type, s->pos));
+    put_header(out, s, 1, blob_floats(&s->cfg, s->kv_type, s->pos));
     blob_copy((rg_state *)s, out + HEADER_BYTES, s->pos, 1);
 }
 
@@ -293,10 +307,11 @@ static int blob_check(const rg_config *c, rg_dtype kv_type, const uint8_t *p, si
     if (n < HEADER_BYTES || memcmp(p, MAGIC, 8)) return rg_error("%s: not an rgemma state (%zu bytes)", what, n);
     rg_dtype saved;
     int bad_version;
-    if (header_kv_type(p, BLOB_VERSION, BLOB_VERSION_F16, &saved, &bad_version)) {
+    char known[64];
+    if (header_kv_type(p, 1, &saved, &bad_version)) {
         if (bad_version)
-            return rg_error("%s: state blob version %u is not supported (this build reads versions %u and %u)", what,
-                            get32(p + 8), BLOB_VERSION, BLOB_VERSION_F16);
+            return rg_error("%s: state blob version %u is not supported (this build reads %s)", what, get32(p + 8),
+                            known_versions(1, known, sizeof known));
         return rg_error("%s: corrupt state (window type %u does not match version %u)", what,
                         get32(p + KV_TYPE_AT), get32(p + 8));
     }

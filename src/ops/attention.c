@@ -2,8 +2,9 @@
  * softmax(q.k / sqrt(hd)), q and k rotated by RoPE on their first half
  * (tests/reference/griffin_ref.py). All heads share one key/value head,
  * so the scores of a token's heads are one small matrix product (keys as
- * the rows, heads as the tokens), done by the active matmul kernel, and the
- * weighted sum of values reads each value row once for all heads. */
+ * the rows, heads as the tokens: the kernel set's scores, in float32
+ * arithmetic for every window type), and the weighted sum of values reads
+ * each value row once for all heads. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -88,12 +89,10 @@ void rg_local_attention(const float *q, const float *k, const float *v, int n, i
             const rg_kv_span *rows = &runs[r].rows;
             int lo = runs[r].at > (int)a ? runs[r].at : (int)a;
             int hi = runs[r].at + rows->count < (int)b ? runs[r].at + rows->count : (int)b;
-            /* keys as the weight rows: float32 or float16 rows, as stored */
-            rg_matmul_fn scores_of = ks->matmul[rows->type] ? ks->matmul[rows->type]
-                                                            : rg_kernels_scalar.matmul[rows->type];
+            /* keys as the weight rows, as stored */
             if (lo < hi)
-                scores_of((const uint8_t *)rows->k + (size_t)(lo - runs[r].at) * rows->row_bytes, rows->row_bytes,
-                          hi - lo, hd, q + Q * (size_t)t, hd, heads, scores + (lo - (int)a), len);
+                ks->scores(rows->type, (const uint8_t *)rows->k + (size_t)(lo - runs[r].at) * rows->row_bytes,
+                           rows->row_bytes, hi - lo, hd, q + Q * (size_t)t, hd, heads, scores + (lo - (int)a), len);
         }
         for (int h = 0; h < heads; h++) {
             float *sh = scores + (size_t)h * len, m, s = ks->softmax(sh, len, scale, &m);

@@ -4,6 +4,7 @@
  * activation, RG-LRU and GEMM loops in plain C. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include "ops/ops.h"
 #include "util/util.h"
 
@@ -27,6 +28,11 @@ static void matmul_scalar(rg_dtype dt, const uint8_t *w, size_t row_bytes, int r
 static RG_MATMUL_OF(matmul_f32, RG_DT_F32, matmul_scalar)
 static RG_MATMUL_OF(matmul_f16, RG_DT_F16, matmul_scalar)
 static RG_MATMUL_OF(matmul_bf16, RG_DT_BF16, matmul_scalar)
+
+static void scores(rg_dtype kt, const uint8_t *k, size_t rb, int nk, int hd, const float *q, int ldq, int nh, float *s,
+                   int lds) {
+    matmul_scalar(kt, k, rb, nk, hd, q, ldq, nh, s, lds);
+}
 static RG_MATMUL_OF(matmul_q8_0, RG_DT_Q8_0, matmul_scalar)
 static RG_MATMUL_OF(matmul_q4_0, RG_DT_Q4_0, matmul_scalar)
 static RG_MATMUL_OF(matmul_q4_k, RG_DT_Q4_K, matmul_scalar)
@@ -47,16 +53,21 @@ static float softmax(float *x, int n, float scale, float *max) {
     return sum;
 }
 
+/* element i of value row j (rows of rg_kv_row_bytes) */
+static float value_at(rg_dtype vt, const void *v, int hd, int j, int i) {
+    if (vt == RG_DT_F32) return ((const float *)v)[(size_t)j * hd + i];
+    if (vt == RG_DT_F16) return rg_f16_to_f32(((const uint16_t *)v)[(size_t)j * hd + i]);
+    const uint8_t *blk = (const uint8_t *)v + ((size_t)j * (hd / RG_QBLOCK) + i / RG_QBLOCK) * RG_Q8_0_BLOCK_BYTES;
+    uint16_t d;
+    memcpy(&d, blk, sizeof d);
+    return rg_f16_to_f32(d) * (float)(int8_t)blk[2 + i % RG_QBLOCK];
+}
+
 static void wsum(const float *p, int ldp, int nh, rg_dtype vt, const void *v, int nk, int hd, float *out, int ldo) {
-    const float *vf = v;
-    const uint16_t *vh = v;
     for (int h = 0; h < nh; h++)
         for (int j = 0; j < nk; j++) {
             float pj = p[(size_t)h * ldp + j];
-            for (int i = 0; i < hd; i++) {
-                size_t at = (size_t)j * hd + i;
-                out[(size_t)h * ldo + i] += pj * (vt == RG_DT_F16 ? rg_f16_to_f32(vh[at]) : vf[at]);
-            }
+            for (int i = 0; i < hd; i++) out[(size_t)h * ldo + i] += pj * value_at(vt, v, hd, j, i);
         }
 }
 

@@ -215,6 +215,15 @@ static RG_MATMUL_OF(matmul_f32, RG_DT_F32, matmul_float)
 static RG_MATMUL_OF(matmul_f16, RG_DT_F16, matmul_float)
 static RG_MATMUL_OF(matmul_bf16, RG_DT_BF16, matmul_float)
 
+/* Keys of any window type in float32 arithmetic (ops.h): Q8_0 keys widened
+ * in registers, as the float16 ones are. */
+static void scores(rg_dtype kt, const uint8_t *k, size_t rb, int nk, int hd, const float *q, int ldq, int nh, float *s,
+                   int lds) {
+    if (kt == RG_DT_Q8_0) SIMD_NAME(rg_matmul_widened)(RG_DT_Q8_0, k, rb, nk, hd, q, ldq, nh, s, lds);
+    else if (kt == RG_DT_F16) matmul_f16(k, rb, nk, hd, q, ldq, nh, s, lds);
+    else matmul_f32(k, rb, nk, hd, q, ldq, nh, s, lds);
+}
+
 /* ------------------------------------------------ attention, activations */
 
 static float softmax(float *x, int n, float scale, float *max) {
@@ -238,16 +247,21 @@ static float softmax(float *x, int n, float scale, float *max) {
 
 /* Heads in groups of at most WG (the 2B model's 10 heads in one),
  * WSUM_VECS * VW columns at a time: each value row segment is loaded once
- * for the group (widened to float32 from F16 values), whose accumulators
+ * for the group (widened to float32 from F16 or Q8_0 values), whose accumulators
  * stay in registers (g and vt are constants in each copy), and each weight
  * p is broadcast once for WSUM_VECS products. The value rows go by in blocks
  * of WSUM_BLOCK_BYTES (32 KiB), each read from memory once and then from L1
  * for every pass over its columns. */
 enum { WG = 12, WSUM_BLOCK_BYTES = 32768 };
+
+/* Bytes of the first n elements of a value row (n a multiple of 32 for Q8_0). */
+INLINE size_t cols_bytes(rg_dtype vt, int n) {
+    return vt == RG_DT_Q8_0 ? (size_t)n / RG_QBLOCK * 34 : (size_t)n * (vt == RG_DT_F16 ? 2 : 4);
+}
 INLINE void wsum_group(const int g, const rg_dtype vt, const float *p, int ldp, const void *v, int nk, int hd,
                        float *out, int ldo) {
     const uint8_t *rows = v;
-    size_t elem = vt == RG_DT_F16 ? sizeof(uint16_t) : sizeof(float), rb = elem * (size_t)hd;
+    size_t rb = vt == RG_DT_Q8_0 ? (size_t)hd / RG_QBLOCK * 34 : (size_t)hd * (vt == RG_DT_F16 ? 2 : 4);
     int block = WSUM_BLOCK_BYTES / rb > 0 ? (int)(WSUM_BLOCK_BYTES / rb) : 1;
     for (int j0 = 0; j0 < nk; j0 += block) {
         int j1 = nk - j0 < block ? nk : j0 + block;
@@ -264,8 +278,8 @@ INLINE void wsum_group(const int g, const rg_dtype vt, const float *p, int ldp, 
                  * finds them in cache (the passes' strided reads of a block
                  * are more streams than the hardware prefetcher follows) */
                 if (j + block < nk)
-                    for (size_t at = 0; at < WSUM_VECS * VW * elem; at += 64)
-                        prefetch_t0(rows + (size_t)(j + block) * rb + i * elem + at);
+                    for (size_t at = 0; at < cols_bytes(vt, WSUM_VECS * VW); at += 64)
+                        prefetch_t0(rows + (size_t)(j + block) * rb + cols_bytes(vt, i) + at);
                 vf vv[WSUM_VECS];
 #pragma GCC unroll 2
                 for (int u = 0; u < WSUM_VECS; u++) vv[u] = load_w(vt, rows + (size_t)j * rb, i + u * VW, c[u]);
@@ -305,6 +319,7 @@ INLINE void wsum_of(const rg_dtype vt, const float *p, int ldp, int nh, const vo
 /* one copy per value type, so that its loads are fixed at compile time */
 static void wsum(const float *p, int ldp, int nh, rg_dtype vt, const void *v, int nk, int hd, float *out, int ldo) {
     if (vt == RG_DT_F16) wsum_of(RG_DT_F16, p, ldp, nh, v, nk, hd, out, ldo);
+    else if (vt == RG_DT_Q8_0) wsum_of(RG_DT_Q8_0, p, ldp, nh, v, nk, hd, out, ldo);
     else wsum_of(RG_DT_F32, p, ldp, nh, v, nk, hd, out, ldo);
 }
 

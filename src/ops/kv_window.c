@@ -1,3 +1,4 @@
+#include <stdlib.h>
 #include <string.h>
 #include "ops/kv_window.h"
 #include "util/util.h"
@@ -5,18 +6,39 @@
 static void store_row(rg_dtype type, void *dst, const float *src, int hd) {
     if (type == RG_DT_F32) {
         memcpy(dst, src, sizeof(float) * (size_t)hd);
-        return;
+    } else if (type == RG_DT_F16) {
+        uint16_t *half = dst;
+        for (int i = 0; i < hd; i++) half[i] = rg_f32_to_f16(src[i]);
+    } else if (rg_quantize_row(RG_DT_Q8_0, src, hd, dst)) {
+        /* a non-finite key or value (broken weights): every block's scale
+         * NaN, so that the logits show it (they are checked) */
+        rg_clear_error();
+        for (int b = 0; b < hd / RG_QBLOCK; b++) {
+            uint8_t *blk = (uint8_t *)dst + (size_t)b * RG_Q8_0_BLOCK_BYTES;
+            uint16_t nan = 0x7e00;
+            memcpy(blk, &nan, sizeof nan);
+        }
     }
-    uint16_t *half = dst;
-    for (int i = 0; i < hd; i++) half[i] = rg_f32_to_f16(src[i]);
+}
+
+/* row (hd floats) as the window stores it, then widened back */
+static void round_row(rg_dtype type, float *row, int hd, uint8_t *tmp) {
+    if (type == RG_DT_F16) {
+        for (int i = 0; i < hd; i++) row[i] = rg_f16_to_f32(rg_f32_to_f16(row[i]));
+    } else {
+        store_row(type, tmp, row, hd);
+        rg_dtype_info(type)->to_float(tmp, hd, row);
+    }
 }
 
 void rg_kv_window_round(const rg_kv_window *kv, float *k, float *v, int n) {
     if (kv->type == RG_DT_F32) return;
-    for (size_t i = 0; i < (size_t)n * kv->hd; i++) {
-        k[i] = rg_f16_to_f32(rg_f32_to_f16(k[i]));
-        v[i] = rg_f16_to_f32(rg_f32_to_f16(v[i]));
+    uint8_t *tmp = rg_xmalloc(rg_kv_row_bytes(kv->type, kv->hd));
+    for (size_t t = 0; t < (size_t)n; t++) {
+        round_row(kv->type, k + t * kv->hd, kv->hd, tmp);
+        round_row(kv->type, v + t * kv->hd, kv->hd, tmp);
     }
+    free(tmp);
 }
 
 void rg_kv_window_write(const rg_kv_window *kv, int64_t pos0, const float *k, const float *v, int n) {

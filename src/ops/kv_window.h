@@ -1,8 +1,10 @@
 /* The attention window's keys and values, one pair per attention layer: two
  * ring buffers of W rows of hd elements (keys, then values, in one block of
  * the sequence state), position p in slot p mod W. The elements are float32,
- * or float16 (IEEE half) when the state was made so: half the memory, and
- * half the bytes every decode step reads at depth. This module alone knows
+ * float16 (IEEE half) or Q8_0 (ggml's blocks of 32: a float16 scale and 32
+ * int8, 8.5 bits an element; head dimensions that are a multiple of 32) when
+ * the state was made so: half or about a quarter of the memory, and of the
+ * bytes every decode step reads at depth. This module alone knows
  * that layout; the forward pass writes through it, attention reads through
  * it, the state copies through it. */
 #ifndef RG_KV_WINDOW_H
@@ -14,17 +16,21 @@
 
 typedef struct {
     void *k, *v;   /* [W x hd] each, of type */
-    rg_dtype type; /* RG_DT_F32 or RG_DT_F16 */
+    rg_dtype type; /* RG_DT_F32, RG_DT_F16 or RG_DT_Q8_0 */
     int window, hd;
 } rg_kv_window;
 
-/* Bytes of one row of hd elements of type (F32 or F16). */
+/* Bytes of one row of hd elements of type (F32, F16, or Q8_0 with hd a
+ * multiple of 32). Two rows are always a whole number of 4-byte words. */
 static inline size_t rg_kv_row_bytes(rg_dtype type, int hd) {
+    if (type == RG_DT_Q8_0) return (size_t)hd / RG_QBLOCK * RG_Q8_0_BLOCK_BYTES;
     return (size_t)hd * (type == RG_DT_F16 ? sizeof(uint16_t) : sizeof(float));
 }
 
-/* "f32" or "f16" (the names of the API and the CLI's --kv-type). */
-static inline const char *rg_kv_type_name(rg_dtype type) { return type == RG_DT_F16 ? "f16" : "f32"; }
+/* "f32", "f16" or "q8_0" (the names of the API and the CLI's --kv-type). */
+static inline const char *rg_kv_type_name(rg_dtype type) {
+    return type == RG_DT_F16 ? "f16" : type == RG_DT_Q8_0 ? "q8_0" : "f32";
+}
 
 /* Floats (4-byte words) of one layer's block: 2 W rows. */
 static inline size_t rg_kv_window_floats(int window, int hd, rg_dtype type) {
@@ -37,15 +43,15 @@ static inline rg_kv_window rg_kv_window_at(float *block, int window, int hd, rg_
 }
 
 /* Rows of k and v (n each, hd floats) rounded in place to what the window
- * will hold of them (to float16 and back for an F16 window; nothing for
- * F32). A chunk's queries read its own rows from these float32 rows and its
+ * will hold of them (to float16 or Q8_0 and back; nothing for F32). A chunk's queries read its own rows from these float32 rows and its
  * earlier positions from the window: rounded first, every key and value is
  * the same number in both, so that how the tokens are split into chunks
  * (prefill chunks, batched steps) does not change the result. */
 void rg_kv_window_round(const rg_kv_window *kv, float *k, float *v, int n);
 
 /* Positions pos0..pos0+n-1 enter (rows of k and v, hd floats each, rounded
- * to nearest even for an F16 window); only the last W of them can stay. */
+ * to nearest even for an F16 window, quantised for Q8_0); only the last W of
+ * them can stay. */
 void rg_kv_window_write(const rg_kv_window *kv, int64_t pos0, const float *k, const float *v, int n);
 
 /* Rows of keys and values in consecutive memory: count rows of row_bytes

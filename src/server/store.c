@@ -36,7 +36,7 @@ typedef struct write_req {
 struct rg_store {
     char host[256], url[320];
     int port, db, ttl_s;
-    char prefix[64]; /* "rgemma:<version>:<model fingerprint>:", then "f16:" for float16 windows */
+    char prefix[64]; /* "rgemma:<version>:<model fingerprint>:", then "f16:" or "q8_0:" for those windows */
     const rg_config *cfg;
     rg_dtype kv_type; /* the model's window type: its states' and the blobs' */
     size_t max_blob;  /* the largest blob of this model */
@@ -496,8 +496,9 @@ rg_store *rg_store_new(const char *url, const rg_model *m, int ttl_s) {
     /* the version too: another build may lay states out otherwise, or compute them otherwise */
     /* and the window type, so that replicas of other types do not fetch blobs they would refuse */
     st->kv_type = m->kv_type;
-    snprintf(st->prefix, sizeof st->prefix, "rgemma:%s:%016llx:%s", RG_VERSION,
-             (unsigned long long)rg_model_fingerprint(m), st->kv_type == RG_DT_F16 ? "f16:" : "");
+    const char *kv = st->kv_type == RG_DT_F32 ? "" : rg_model_kv_type(m); /* "f16", "q8_0"; f32 keys unchanged */
+    snprintf(st->prefix, sizeof st->prefix, "rgemma:%s:%016llx:%s%s", RG_VERSION,
+             (unsigned long long)rg_model_fingerprint(m), kv, *kv ? ":" : "");
     st->cfg = rg_model_config(m);
     st->max_blob = rg_model_state_file_bytes(m);
     st->backoff = BACKOFF_MIN_S;

@@ -2,8 +2,9 @@
 # rgemma generate --save-state / --load-state: a run split in two equals the
 # uninterrupted run token for token, with float32 and with float16 attention
 # windows (--kv-type f16); the file has a constant size; a state of another
-# model or window type, or a corrupt file, is refused with one line, and so is
-# a bad --kv-type on every command that takes it.
+# model or window type, or a corrupt file, is refused with one line, and so are
+# a bad --kv-type on every command that takes it and q8_0 windows for a head
+# dimension that is not a multiple of 32.
 set -e
 T=$(mktemp -d /tmp/rgemma-cli-state.XXXXXX)
 trap 'rm -rf "$T"' EXIT
@@ -55,8 +56,11 @@ one_line_error "$T/h1: the state's attention window is f16, this model's states 
 one_line_error "$T/s1: the state's attention window is f32, this model's states are f16" \
     "$RGEMMA" generate -m $M --load-state "$T/s1" -n 2 --kv-type f16
 for cmd in generate chat perplexity eval serve bench; do
-    one_line_error "$cmd: --kv-type must be f32 or f16 (got \"q8_0\")" "$RGEMMA" $cmd -m $M --kv-type q8_0
+    one_line_error "$cmd: --kv-type must be f32, f16 or q8_0 (got \"q4_0\")" "$RGEMMA" $cmd -m $M --kv-type q4_0
 done
+# Q8_0 windows need a head dimension that is a multiple of 32 (this model's is 16)
+one_line_error "q8_0 needs a head dimension that is a multiple of 32 (this model's is 16)" \
+    "$RGEMMA" generate -m $M --prompt-ids $P -n 2 --kv-type q8_0
 cp "$T/s1" "$T/bad"
 printf 'X' | dd of="$T/bad" bs=1 seek=500 conv=notrunc 2>/dev/null
 one_line_error "checksum" "$RGEMMA" generate -m $M --load-state "$T/bad" -n 2

@@ -10,8 +10,10 @@
  * a matrix product, where the kernel may differ with the row count: summation
  * order, measured max 2e-6), the same for Q8_0/Q4_0 files, whose activations
  * are rounded per row either way. Run on every kernel set this CPU has, with
- * float32 and with float16 attention windows (rg_model_set_kv_type: the
- * sequences alone then use float16 windows too, so the same bounds hold). */
+ * float32, float16 and (head dimensions that are a multiple of 32: a
+ * synthetic case of 32 is added) Q8_0 attention windows
+ * (rg_model_set_kv_type: the sequences alone then use the same windows, so
+ * the same bounds hold). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +24,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "../golden/check_golden.h"
+#include "model/synth.h"
 #include "rgemma.h"
 #include "util/util.h"
 
@@ -146,22 +149,25 @@ static void test_batch_equals_alone(void **state) {
     if (rg_model_load(bc->model, &m)) fail_msg("%s", rg_last_error());
     int quantised = strstr(bc->model, ".gguf") != NULL, q4 = strstr(bc->model, "q4_0") != NULL;
     static const int sizes[] = {1, 2, 3, 7, 16, 33};
-    const char *paths[] = {"scalar", "avx2", "avx512", "neon", "neon-dotprod"}, *kv_types[] = {"f32", "f16"};
+    const char *paths[] = {"scalar", "avx2", "avx512", "neon", "neon-dotprod"}, *kv_types[] = {"f32", "f16", "q8_0"};
     const char *before = rg_kernel_path();
-    for (int kv = 0; kv < 2; kv++)
+    for (int kv = 0; kv < 3; kv++)
         for (int k = 0; k < (int)(sizeof paths / sizeof paths[0]); k++) {
+            if (rg_model_set_kv_type(m, kv_types[kv])) {
+                printf("  %s: %s windows refused (%s): not run\n", bc->model, kv_types[kv], rg_last_error());
+                break;
+            }
             if (rg_set_kernel_path(paths[k])) {
                 if (kv == 0)
                     printf("  %s: kernel set %s not available on this CPU or in this build (not run)\n", bc->model,
                            paths[k]);
                 continue;
             }
-            assert_int_equal(rg_model_set_kv_type(m, kv_types[kv]), 0);
             for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
                 int B = sizes[i], rows;
                 /* fewer sizes where it is slow (scalar), the bound is loose
                  * (quantised) or the sizes were run with float32 windows */
-                if ((k == 0 || quantised || kv == 1) && B != 2 && B != 7 && B != 33) continue;
+                if ((k == 0 || quantised || kv > 0) && B != 2 && B != 7 && B != 33) continue;
                 seq_ref q[MAX_B];
                 double mean_kl;
                 make_seqs(m, q, B, 1000 + (uint64_t)B);
@@ -290,8 +296,8 @@ int main(void) {
     }
     /* per case: the float model, and its Q8_0 and Q4_0 files when its rows
      * are a multiple of 32 (else the quantiser keeps them in bf16) */
-    batch_case *bc = calloc((size_t)n * 3, sizeof *bc);
-    struct CMUnitTest *tests = calloc((size_t)n * 5, sizeof *tests);
+    batch_case *bc = calloc((size_t)n * 3 + 1, sizeof *bc);
+    struct CMUnitTest *tests = calloc((size_t)n * 5 + 1, sizeof *tests);
     int nb = 0, nt = 0;
     for (int i = 0; i < n; i++) {
         bc[nb] = (batch_case){cases[i], strdup(cases[i])};
@@ -317,8 +323,29 @@ int main(void) {
             nb++;
         }
     }
+    /* a float case whose head dimension (32) admits Q8_0 windows: 2
+     * attention layers of 2 heads, a window of 16 */
+    rg_config c;
+    rg_synth_preset("tiny", &c);
+    c.vocab_size = 512;
+    c.num_heads = 2;
+    c.head_dim = 32;
+    c.hidden_size = c.lru_width = 64;
+    c.mlp_width = 192;
+    c.num_layers = 6;
+    c.window = 16;
+    char *synth = rg_path_join(tmp_dir, "hd32");
+    rg_synth_options o = {.dtype = RG_DT_F32, .seed = 5};
+    if (rg_synth_write(&c, synth, &o, NULL)) {
+        fprintf(stderr, "rg_synth_write: %s\n", rg_last_error());
+        return 1;
+    }
+    bc[nb] = (batch_case){synth, strdup(synth)};
+    tests[nt++] = (struct CMUnitTest){"batch == alone (head dim 32)", test_batch_equals_alone, NULL, NULL, &bc[nb]};
+    nb++;
     int rc = _cmocka_run_group_tests("batch", tests, (size_t)nt, NULL, NULL);
     for (int i = 0; i < nb; i++) free(bc[i].model);
+    free(synth);
     for (int i = 0; i < n; i++) free(cases[i]);
     free(cases);
     free(bc);

@@ -1,7 +1,9 @@
 /* The state object: fixed size, copies that continue exactly like the
  * original (snapshots for eval and the server's conversation cache), state
- * files and blobs; each with float32 and with float16 attention windows
- * (the test's prestate: the model's window type). */
+ * files and blobs; each with float32, float16 and Q8_0 attention windows
+ * (the test's prestate: the window type and the models: golden cases for
+ * float32 and float16, synthetic models of the same layer pattern with a
+ * head dimension of 32 for Q8_0). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,19 +14,31 @@
 #include <cmocka.h>
 #include "model/model.h"
 #include "model/state.h"
+#include "model/synth.h"
 #include "util/util.h"
 
-#define CASE "tests/data/golden/dev_4layer"
+typedef struct {
+    const char *kv_type;
+    const char *model; /* 3 recurrent layers and 1 attention layer */
+    const char *other; /* another configuration */
+} variant;
+
+static char tmp_dir[] = "/tmp/rgemma-test-state-XXXXXX";
+static char q8_model[128], q8_other[128];
+static variant variants[] = {{"f32", "tests/data/golden/dev_4layer", "tests/data/golden/dev_6layer"},
+                             {"f16", "tests/data/golden/dev_4layer", "tests/data/golden/dev_6layer"},
+                             {"q8_0", q8_model, q8_other}};
 
 static void run(const rg_model *m, rg_state *s, const int32_t *tok, int n, float *logits) {
     assert_int_equal(rg_forward(m, s, tok, n, logits, 1), 0);
 }
 
-/* The test case's model with the window type of the test's prestate. */
-static rg_model *load(const char *path, void **state) {
+/* The variant's model (or with other, its other one) with its window type. */
+static rg_model *load(void **state, int other) {
+    const variant *v = *state;
     rg_model *m;
-    assert_int_equal(rg_model_load(path, &m), 0);
-    assert_int_equal(rg_model_set_kv_type(m, *state), 0);
+    assert_int_equal(rg_model_load(other ? v->other : v->model, &m), 0);
+    assert_int_equal(rg_model_set_kv_type(m, v->kv_type), 0);
     return m;
 }
 
@@ -32,7 +46,7 @@ static rg_model *load(const char *path, void **state) {
  * sequence (its ring buffers full of other keys) continues bit for bit like
  * the original, for p below, at and above the window. */
 static void test_copy_continues_exactly(void **state) {
-    rg_model *m = load(CASE, state);
+    rg_model *m = load(state, 0);
     int V = m->cfg.vocab_size, W = m->cfg.window;
     int32_t tok[64], other[64];
     for (int i = 0; i < 64; i++) {
@@ -60,13 +74,16 @@ static void test_copy_continues_exactly(void **state) {
 }
 
 static void test_size_is_fixed_by_config(void **state) {
-    rg_model *m = load(CASE, state);
+    rg_model *m = load(state, 0);
     const rg_config *c = &m->cfg;
     /* 3 recurrent layers: conv (K-1) x R + h R, float32; 1 attention layer:
-     * 2 W hd of 4 or 2 bytes */
-    size_t window = 2 * (size_t)c->window * c->head_dim, kv_bytes = m->kv_type == RG_DT_F16 ? 2 : 4;
-    size_t want = 3 * (size_t)c->conv_width * c->lru_width * 4 + window * kv_bytes;
-    assert_int_equal(rg_state_bytes(c), want + window * (4 - kv_bytes)); /* float32 windows */
+     * 2 W rows of hd elements: 4 or 2 bytes each, or for Q8_0 34 bytes a 32 */
+    size_t rows = 2 * (size_t)c->window, f32_row = 4 * (size_t)c->head_dim;
+    size_t row = m->kv_type == RG_DT_F32   ? f32_row
+                 : m->kv_type == RG_DT_F16 ? 2 * (size_t)c->head_dim
+                                           : (size_t)c->head_dim / 32 * 34;
+    size_t want = 3 * (size_t)c->conv_width * c->lru_width * 4 + rows * row;
+    assert_int_equal(rg_state_bytes(c), want + rows * (f32_row - row)); /* float32 windows */
     assert_int_equal(rg_model_state_bytes(m), want);
     rg_state *s = rg_state_new(m);
     int32_t t = 7;
@@ -77,7 +94,7 @@ static void test_size_is_fixed_by_config(void **state) {
 }
 
 static void test_copy_between_configs_refused(void **state) {
-    rg_model *a = load(CASE, state), *b = load("tests/data/golden/dev_6layer", state);
+    rg_model *a = load(state, 0), *b = load(state, 1);
     rg_state *sa = rg_state_new(a), *sb = rg_state_new(b);
     assert_int_equal(rg_state_copy(sa, sb), -1);
     assert_non_null(strstr(rg_last_error(), "different model"));
@@ -93,7 +110,7 @@ static void test_copy_between_configs_refused(void **state) {
  * types, and the receiving state stays as it was. */
 static void test_other_window_type_refused(void **state) {
     rg_model *m;
-    assert_int_equal(rg_model_load(CASE, &m), 0);
+    assert_int_equal(rg_model_load(variants[0].model, &m), 0);
     rg_state *f32 = rg_state_new(m);
     assert_int_equal(rg_model_set_kv_type(m, "f16"), 0);
     rg_state *f16 = rg_state_new(m);
@@ -131,11 +148,38 @@ static void test_other_window_type_refused(void **state) {
     rg_model_free(m);
 }
 
+/* The same for a Q8_0 window against a float16 one (the versions 5 and 3). */
+static void test_q8_window_refused_by_f16(void **state) {
+    (void)state;
+    rg_model *m;
+    assert_int_equal(rg_model_load(q8_model, &m), 0);
+    assert_int_equal(rg_model_set_kv_type(m, "q8_0"), 0);
+    rg_state *q8 = rg_state_new(m);
+    assert_int_equal(rg_model_set_kv_type(m, "f16"), 0);
+    rg_state *f16 = rg_state_new(m);
+    int32_t tok[5] = {2, 7, 9, 11, 13};
+    run(m, q8, tok, 5, NULL);
+    assert_int_equal(rg_state_copy(f16, q8), -1);
+    assert_non_null(strstr(rg_last_error(), "source's attention window is q8_0, the destination's f16"));
+    char path[] = "/tmp/rgemma-test-state-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(rg_state_save(q8, path), 0);
+    assert_int_equal(rg_state_load(f16, path), -1);
+    assert_non_null(strstr(rg_last_error(), "attention window is q8_0, this model's states are f16"));
+    assert_int_equal(rg_state_pos(f16), 0);
+    remove(path);
+    rg_state_free(q8);
+    rg_state_free(f16);
+    rg_model_free(m);
+}
+
 /* A state file written and read back gives the same state bit for bit (the
  * window as stored), which continues exactly; a float32 window's file keeps
- * version 1 (older builds read it), a float16 one is version 3. */
+ * version 1 (older builds read it), a float16 one is version 3, Q8_0 5. */
 static void test_file_round_trip(void **state) {
-    rg_model *m = load(CASE, state);
+    rg_model *m = load(state, 0);
     int V = m->cfg.vocab_size, W = m->cfg.window;
     int32_t tok[64];
     for (int i = 0; i < 64; i++) tok[i] = (int32_t)((i * 37 + 11) % V);
@@ -156,7 +200,7 @@ static void test_file_round_trip(void **state) {
         fseek(f, 0, SEEK_END);
         assert_int_equal(ftell(f), (long)rg_model_state_file_bytes(m));
         fclose(f);
-        assert_int_equal(header[8], m->kv_type == RG_DT_F16 ? 3 : 1);
+        assert_int_equal(header[8], m->kv_type == RG_DT_F16 ? 3 : m->kv_type == RG_DT_Q8_0 ? 5 : 1);
         assert_int_equal(rg_state_load(back, path), 0);
         assert_int_equal(rg_state_pos(back), points[k]);
         assert_memory_equal(back->data, orig->data, orig->floats * sizeof(float));
@@ -177,7 +221,7 @@ static void test_file_round_trip(void **state) {
  * another model, a damaged one (the checksum) or a truncated one is refused
  * and leaves the state as it was. */
 static void test_blob_round_trip_and_refusals(void **state) {
-    rg_model *m = load(CASE, state), *other = load("tests/data/golden/dev_6layer", state);
+    rg_model *m = load(state, 0), *other = load(state, 1);
     int V = m->cfg.vocab_size, W = m->cfg.window;
     int32_t tok[64];
     for (int i = 0; i < 64; i++) tok[i] = (int32_t)((i * 37 + 11) % V);
@@ -228,15 +272,41 @@ static void test_blob_round_trip_and_refusals(void **state) {
     rg_model_free(other);
 }
 
+/* A synthetic float32 model in tmp_dir/name: the golden case's layer
+ * pattern and window (config of dir) with head dimension 32. */
+static int write_q8_model(const char *like, const char *name, char *out, size_t size) {
+    rg_model *g;
+    if (rg_model_load(like, &g)) return -1;
+    rg_config c = *rg_model_config(g);
+    rg_model_free(g);
+    c.head_dim = 32;
+    c.hidden_size = c.lru_width = c.num_heads * 32;
+    c.mlp_width = 3 * c.hidden_size;
+    snprintf(out, size, "%s/%s", tmp_dir, name);
+    rg_synth_options o = {.dtype = RG_DT_F32, .seed = 21};
+    return rg_synth_write(&c, out, &o, NULL);
+}
+
 int main(void) {
-#define BOTH_TYPES(f) cmocka_unit_test_prestate(f, "f32"), cmocka_unit_test_prestate(f, "f16")
+    if (!mkdtemp(tmp_dir) || write_q8_model(variants[0].model, "q8", q8_model, sizeof q8_model) ||
+        write_q8_model(variants[0].other, "q8-other", q8_other, sizeof q8_other)) {
+        fprintf(stderr, "test_state: cannot write the synthetic models: %s\n", rg_last_error());
+        return 1;
+    }
+#define ALL_TYPES(f)                                                                                          \
+    cmocka_unit_test_prestate(f, &variants[0]), cmocka_unit_test_prestate(f, &variants[1]),                   \
+        cmocka_unit_test_prestate(f, &variants[2])
     const struct CMUnitTest tests[] = {
-        BOTH_TYPES(test_copy_continues_exactly),
-        BOTH_TYPES(test_size_is_fixed_by_config),
-        BOTH_TYPES(test_copy_between_configs_refused),
-        BOTH_TYPES(test_blob_round_trip_and_refusals),
-        BOTH_TYPES(test_file_round_trip),
+        ALL_TYPES(test_copy_continues_exactly),
+        ALL_TYPES(test_size_is_fixed_by_config),
+        ALL_TYPES(test_copy_between_configs_refused),
+        ALL_TYPES(test_blob_round_trip_and_refusals),
+        ALL_TYPES(test_file_round_trip),
         cmocka_unit_test(test_other_window_type_refused),
+        cmocka_unit_test(test_q8_window_refused_by_f16),
     };
-    return cmocka_run_group_tests_name("state", tests, NULL, NULL);
+    int rc = cmocka_run_group_tests_name("state", tests, NULL, NULL);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
+    return system(cmd) ? 1 : rc;
 }

@@ -148,8 +148,8 @@ char *cli_path_join(const char *dir, const char *name) {
 }
 
 int cli_kv_type(const char *cmd, const char *arg, const char **kv_type) {
-    if (strcmp(arg, "f32") && strcmp(arg, "f16")) {
-        fprintf(stderr, "rgemma: %s: --kv-type must be f32 or f16 (got \"%s\")\n", cmd, arg);
+    if (strcmp(arg, "f32") && strcmp(arg, "f16") && strcmp(arg, "q8_0")) {
+        fprintf(stderr, "rgemma: %s: --kv-type must be f32, f16 or q8_0 (got \"%s\")\n", cmd, arg);
         return -1;
     }
     *kv_type = arg;

@@ -58,8 +58,9 @@ static void usage(FILE *f) {
             "  -k, --kernels PATH   auto (default), scalar, avx2 or avx512 (x86-64),\n"
             "                       neon or neon-dotprod (arm64)\n"
             "  -o, --output FMT     md (default) or json\n"
-            "      --kv-type f32|f16  the states' attention window (KV cache) element type\n"
-            "                       (default f32; f16 halves what each step reads at depth)\n",
+            "      --kv-type f32|f16|q8_0  the states' attention window (KV cache) element type\n"
+            "                       (default f32; f16 halves what each step reads at depth, q8_0\n"
+            "                       takes 27%% of f32's bytes)\n",
             MAX_BATCH);
 }
 
@@ -237,7 +238,7 @@ static void fill_tokens(int32_t *tok, int n, int vocab) {
  * keys and values in its attention windows, the conv inputs and RG-LRU
  * state of its recurrent layers. */
 static double state_read_bytes(const rg_config *c, const char *kv_type, double pos) {
-    double bytes = 0, kv_bytes = strcmp(kv_type, "f16") ? sizeof(float) : sizeof(uint16_t);
+    double bytes = 0, kv_bytes = !strcmp(kv_type, "f16") ? 2.0 : !strcmp(kv_type, "q8_0") ? 34.0 / 32 : 4.0;
     for (int l = 0; l < c->num_layers; l++)
         if (rg_config_layer_type(c, l) == RG_LAYER_RECURRENT) bytes += sizeof(float) * c->conv_width * c->lru_width;
         else bytes += kv_bytes * 2 * fmin(pos + 1, c->window) * c->head_dim;

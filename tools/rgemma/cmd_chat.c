@@ -31,7 +31,8 @@ static void usage(FILE *f) {
             "                           become those pieces (default: off, they are plain text)\n"
             "      --tokenizer PATH     tokenizer.model / tokenizer.json / folder (default: the model's folder)\n"
             "      --lora PATH          LoRA adapters applied at load (rgemma train --lora's folder)\n"
-            "      --kv-type f32|f16    attention window (KV cache) element type (default f32); f16 halves the state\n"
+            "      --kv-type f32|f16|q8_0   attention window (KV cache) element type (default f32); f16 halves\n"
+            "                           the state, q8_0 takes 27%% of f32's window bytes\n"
             "  -t, --threads N          worker threads (default: all cores)\n");
 }
 

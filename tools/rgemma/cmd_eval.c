@@ -57,7 +57,7 @@ static void usage(FILE *f) {
             "      --by-group        add a table row per group\n"
             "      --progress, --no-progress   progress bar on stderr (default: if a terminal)\n"
             "      --tokenizer PATH  tokenizer (default: the model folder's)\n"
-            "      --kv-type f32|f16 attention window (KV cache) element type (default f32)\n"
+            "      --kv-type f32|f16|q8_0 attention window (KV cache) element type (default f32)\n"
             "      --check           only validate the task (and shots) file and count its items\n"
             "  -t, --threads N       worker threads (default: all cores)\n");
 }

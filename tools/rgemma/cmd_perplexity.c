@@ -32,7 +32,7 @@ static void usage(FILE *f) {
             "                       newlines), used exactly as given, no tokenizer needed\n"
             "      --tokenizer PATH tokenizer (default: the model folder's)\n"
             "      --lora PATH      LoRA adapters applied at load (rgemma train --lora's folder)\n"
-            "      --kv-type f32|f16 attention window (KV cache) element type (default f32)\n"
+            "      --kv-type f32|f16|q8_0 attention window (KV cache) element type (default f32)\n"
             "      --json           print a JSON report on stdout (the running values go to stderr)\n"
             "  -t, --threads N      worker threads (default: all cores)\n");
 }
