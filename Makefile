@@ -187,7 +187,8 @@ fuzz-run: fuzz
 ARM64_CC ?= aarch64-linux-gnu-gcc
 cross-arm64:
 	$(MAKE) CC=$(ARM64_CC) BUILD=build-arm64 LIB_OMIT="hub server" LDLIBS="-lcjson -lm -lpthread" \
-	    build-arm64/check-golden build-arm64/tests/test_kernels build-arm64/tests/test_gemm
+	    build-arm64/check-golden build-arm64/tests/test_kernels build-arm64/tests/test_gemm \
+	    build-arm64/tests/test_kv_window
 
 test-arm64: cross-arm64
 	sh tests/arm64/run.sh build-arm64

@@ -12,7 +12,9 @@
 #               checks scalar and neon, check-golden runs on the set picked
 #               (neon).
 # On both, test_gemm checks each set's float32 GEMM (the trainer's) against
-# its reference. check-golden covers tests/data/golden and
+# its reference; on max, test_kv_window runs the float16 and Q8_0 attention
+# windows (scores and weighted sums of those types) on every set.
+# check-golden covers tests/data/golden and
 # $RGEMMA_SHARED/testdata/golden.
 # Prints a line per step, "N passed, N failed" last; non-zero if any failed.
 BUILD=${1:-build-arm64}
@@ -66,6 +68,13 @@ for spec in "max|scalar neon neon-dotprod|auto=neon-dotprod scalar=scalar" "cort
     n=$(printf '%s
 ' "$out" | sed -n 's/^\[  PASSED  \] \([0-9][0-9]*\) test.*/\1/p')
     result "$cpu: test_gemm (${n:-0} tests)" "$rc" "$out"
+    if [ "$cpu" = max ]; then
+        out=$("$QEMU" -cpu "$cpu" "$BUILD/tests/test_kv_window" 2>&1)
+        rc=$?
+        n=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9][0-9]*\) test.*/\1/p')
+        printf '%s\n' "$out" | grep -q 'head dim 32 \[neon-dotprod\], q8_0 window' || rc=1
+        result "$cpu: test_kv_window (${n:-0} tests)" "$rc" "$out"
+    fi
     for run in $runs; do
         path=${run%%=*}
         want=${run#*=}
