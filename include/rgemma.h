@@ -159,9 +159,10 @@ typedef struct rg_state rg_state;
  * even: half the window's memory, and half the bytes each decode step reads
  * at depth, for a relative rounding of 2^-11 on keys and values) or "q8_0"
  * (ggml's Q8_0 blocks of 32: 8.5 bits an element, 27% of f32's bytes, keys
- * and values within 1/254 of their block's largest magnitude, the
- * arithmetic float32 as for the others; only for a head dimension that is a
- * multiple of 32). A setting of the model, not an
+ * and values within 1/254 of their block's largest magnitude; the scores
+ * are then int8 dot products where the kernels have them, the queries
+ * rounded to Q8_0 as activations are for Q8_0 weights; only for a head
+ * dimension that is a multiple of 32). A setting of the model, not an
  * argument of rg_state_new, so that every place that makes states from a
  * model (server slots and caches, eval, perplexity) follows it unchanged;
  * states already made keep their type. Any other name is refused (-1).

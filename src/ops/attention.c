@@ -2,9 +2,9 @@
  * softmax(q.k / sqrt(hd)), q and k rotated by RoPE on their first half
  * (tests/reference/griffin_ref.py). All heads share one key/value head,
  * so the scores of a token's heads are one small matrix product (keys as
- * the rows, heads as the tokens: the kernel set's scores, in float32
- * arithmetic for every window type), and the weighted sum of values reads
- * each value row once for all heads. */
+ * the rows, heads as the tokens), done by the active matmul kernel of the
+ * keys' type, and the weighted sum of values reads each value row once for
+ * all heads. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -29,14 +29,13 @@ void rg_rope(float *x, int heads, int hd, int m, const float *inv_freq, int64_t 
 
 /* The keys of one query as at most three runs of consecutive rows: the
  * window's ring (which may wrap once; rows of the window's type) and the
- * chunk's own rows (float32). */
+ * chunk's own rows (own: float32, or Q8_0 for a Q8_0 window). */
 typedef struct {
     rg_kv_span rows;
     int at; /* first column in the score matrix */
 } key_run;
 
-static int key_runs(const float *k, const float *v, int hd, int64_t pos0, int64_t p, const rg_kv_window *cache,
-                    key_run *runs) {
+static int key_runs(const rg_kv_span *own, int64_t pos0, int64_t p, const rg_kv_window *cache, key_run *runs) {
     int64_t first = p - cache->window > 0 ? p - cache->window : 0, end = pos0 < p + 1 ? pos0 : p + 1;
     int nr = 0, at = 0;
     for (int64_t s = first; s < end;) { /* cached positions */
@@ -47,7 +46,8 @@ static int key_runs(const float *k, const float *v, int hd, int64_t pos0, int64_
         s += r->rows.count;
     }
     int64_t s = first > pos0 ? first : pos0; /* this chunk's positions */
-    runs[nr++] = (key_run){{k + (s - pos0) * hd, v + (s - pos0) * hd, RG_DT_F32, sizeof(float) * (size_t)hd,
+    size_t skip = (size_t)(s - pos0) * own->row_bytes;
+    runs[nr++] = (key_run){{(const char *)own->k + skip, (const char *)own->v + skip, own->type, own->row_bytes,
                             (int)(p - s + 1)},
                            at};
     return nr;
@@ -69,11 +69,25 @@ void rg_local_attention(const float *q, const float *k, const float *v, int n, i
     if (parts > MAX_PARTS) parts = MAX_PARTS;
     size_t Q = (size_t)heads * hd, stride = Q + 2 * (size_t)heads; /* a part: o [Q], m [H], s [H] */
     float *partial = parts > 1 ? rg_xmalloc(sizeof(float) * stride * (size_t)n * parts) : NULL;
+    /* A Q8_0 window's keys are scored by the Q8_0 matmul (int8 dot products
+     * where the set has them, the queries rounded to Q8_0): the chunk's own
+     * rows are stored as Q8_0 too, so that a key gives the same score
+     * whether it is read from the window or from its chunk, and how the
+     * tokens are split into steps does not change the result. */
+    rg_kv_span own = {k, v, RG_DT_F32, sizeof(float) * (size_t)hd, n};
+    uint8_t *own_rows = NULL;
+    if (cache->type == RG_DT_Q8_0) {
+        size_t rb = rg_kv_row_bytes(RG_DT_Q8_0, hd);
+        own_rows = rg_xmalloc(2 * rb * (size_t)n);
+        rg_kv_rows_store(RG_DT_Q8_0, k, n, hd, own_rows);
+        rg_kv_rows_store(RG_DT_Q8_0, v, n, hd, own_rows + rb * (size_t)n);
+        own = (rg_kv_span){own_rows, own_rows + rb * (size_t)n, RG_DT_Q8_0, rb, n};
+    }
 #pragma omp parallel for schedule(static) if (n * parts > 1)
     for (int item = 0; item < n * parts; item++) {
         int t = item / parts;
         key_run runs[3];
-        int nr = key_runs(k, v, hd, pos0, pos0 + t, cache, runs);
+        int nr = key_runs(&own, pos0, pos0 + t, cache, runs);
         size_t a, b; /* this part's keys, as columns of the token's score row */
         rg_split((size_t)(runs[nr - 1].at + runs[nr - 1].rows.count), 1, item % parts, parts, &a, &b);
         int len = (int)(b - a);
@@ -90,9 +104,11 @@ void rg_local_attention(const float *q, const float *k, const float *v, int n, i
             int lo = runs[r].at > (int)a ? runs[r].at : (int)a;
             int hi = runs[r].at + rows->count < (int)b ? runs[r].at + rows->count : (int)b;
             /* keys as the weight rows, as stored */
+            rg_matmul_fn scores_of = ks->matmul[rows->type] ? ks->matmul[rows->type]
+                                                            : rg_kernels_scalar.matmul[rows->type];
             if (lo < hi)
-                ks->scores(rows->type, (const uint8_t *)rows->k + (size_t)(lo - runs[r].at) * rows->row_bytes,
-                           rows->row_bytes, hi - lo, hd, q + Q * (size_t)t, hd, heads, scores + (lo - (int)a), len);
+                scores_of((const uint8_t *)rows->k + (size_t)(lo - runs[r].at) * rows->row_bytes, rows->row_bytes,
+                          hi - lo, hd, q + Q * (size_t)t, hd, heads, scores + (lo - (int)a), len);
         }
         for (int h = 0; h < heads; h++) {
             float *sh = scores + (size_t)h * len, m, s = ks->softmax(sh, len, scale, &m);
@@ -129,4 +145,5 @@ void rg_local_attention(const float *q, const float *k, const float *v, int n, i
             }
         }
     free(partial);
+    free(own_rows);
 }

@@ -28,11 +28,6 @@ static void matmul_scalar(rg_dtype dt, const uint8_t *w, size_t row_bytes, int r
 static RG_MATMUL_OF(matmul_f32, RG_DT_F32, matmul_scalar)
 static RG_MATMUL_OF(matmul_f16, RG_DT_F16, matmul_scalar)
 static RG_MATMUL_OF(matmul_bf16, RG_DT_BF16, matmul_scalar)
-
-static void scores(rg_dtype kt, const uint8_t *k, size_t rb, int nk, int hd, const float *q, int ldq, int nh, float *s,
-                   int lds) {
-    matmul_scalar(kt, k, rb, nk, hd, q, ldq, nh, s, lds);
-}
 static RG_MATMUL_OF(matmul_q8_0, RG_DT_Q8_0, matmul_scalar)
 static RG_MATMUL_OF(matmul_q4_0, RG_DT_Q4_0, matmul_scalar)
 static RG_MATMUL_OF(matmul_q4_k, RG_DT_Q4_K, matmul_scalar)

@@ -215,15 +215,6 @@ static RG_MATMUL_OF(matmul_f32, RG_DT_F32, matmul_float)
 static RG_MATMUL_OF(matmul_f16, RG_DT_F16, matmul_float)
 static RG_MATMUL_OF(matmul_bf16, RG_DT_BF16, matmul_float)
 
-/* Keys of any window type in float32 arithmetic (ops.h): Q8_0 keys widened
- * in registers, as the float16 ones are. */
-static void scores(rg_dtype kt, const uint8_t *k, size_t rb, int nk, int hd, const float *q, int ldq, int nh, float *s,
-                   int lds) {
-    if (kt == RG_DT_Q8_0) SIMD_NAME(rg_matmul_widened)(RG_DT_Q8_0, k, rb, nk, hd, q, ldq, nh, s, lds);
-    else if (kt == RG_DT_F16) matmul_f16(k, rb, nk, hd, q, ldq, nh, s, lds);
-    else matmul_f32(k, rb, nk, hd, q, ldq, nh, s, lds);
-}
-
 /* ------------------------------------------------ attention, activations */
 
 static float softmax(float *x, int n, float scale, float *max) {

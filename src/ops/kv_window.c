@@ -21,6 +21,11 @@ static void store_row(rg_dtype type, void *dst, const float *src, int hd) {
     }
 }
 
+void rg_kv_rows_store(rg_dtype type, const float *x, int n, int hd, void *out) {
+    size_t rb = rg_kv_row_bytes(type, hd);
+    for (int t = 0; t < n; t++) store_row(type, (char *)out + (size_t)t * rb, x + (size_t)t * hd, hd);
+}
+
 /* row (hd floats) as the window stores it, then widened back */
 static void round_row(rg_dtype type, float *row, int hd, uint8_t *tmp) {
     if (type == RG_DT_F16) {

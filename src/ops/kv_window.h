@@ -49,6 +49,10 @@ static inline rg_kv_window rg_kv_window_at(float *block, int window, int hd, rg_
  * (prefill chunks, batched steps) does not change the result. */
 void rg_kv_window_round(const rg_kv_window *kv, float *k, float *v, int n);
 
+/* n rows of hd floats stored as the window of type stores them (row after
+ * row, rg_kv_row_bytes each) into out. */
+void rg_kv_rows_store(rg_dtype type, const float *x, int n, int hd, void *out);
+
 /* Positions pos0..pos0+n-1 enter (rows of k and v, hd floats each, rounded
  * to nearest even for an F16 window, quantised for Q8_0); only the last W of
  * them can stay. */

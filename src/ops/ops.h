@@ -34,12 +34,6 @@ void rg_matmul_jobs(const rg_matmul_job *jobs, int njobs, int n);
  *     y[t*ldy + r] = dot(row r, x[t*ldx ..]).
  *   softmax: x[i] = exp(x[i]*scale - m), m = max_j x[j]*scale (stored in
  *     *max), returns the sum of the x[i] (n >= 1).
- *   scores: the rg_matmul_fn contract for rows of type kt (an attention
- *     window's keys: RG_DT_F32, RG_DT_F16 or RG_DT_Q8_0; the heads as the
- *     tokens) in float32 arithmetic whatever kt: a key read from the window
- *     and the same key still among its chunk's float32 rows (rounded to the
- *     window's type) give the same score, so that how a sequence is split
- *     into steps does not change its result.
  *   wsum: out[h*ldo + i] += sum_j p[h*ldp + j] * v[j*hd + i], h < nh, i < hd,
  *     the value rows v of type vt: RG_DT_F32, RG_DT_F16 or RG_DT_Q8_0 (an
  *     attention window's types; rows of hd elements, rg_kv_row_bytes).
@@ -89,8 +83,6 @@ typedef struct {
      * are the faster (see kernels_avx2.c); otherwise it computes in float32 */
     unsigned int8_act;
     float (*softmax)(float *x, int n, float scale, float *max);
-    void (*scores)(rg_dtype kt, const uint8_t *k, size_t row_bytes, int nk, int hd, const float *q, int ldq, int nh,
-                   float *s, int lds);
     void (*wsum)(const float *p, int ldp, int nh, rg_dtype vt, const void *v, int nk, int hd, float *out, int ldo);
     void (*gelu_mul)(float *g, const float *u, size_t count);
     void (*softcap)(float *x, size_t count, float cap);
@@ -113,7 +105,7 @@ typedef struct {
     {NAME,                                                                                                    \
      {[RG_DT_F32] = F32, [RG_DT_F16] = F16, [RG_DT_BF16] = BF16, [RG_DT_Q8_0] = Q8_0, [RG_DT_Q4_0] = Q4_0,       \
       [RG_DT_Q4_K] = Q4_K, [RG_DT_Q6_K] = Q6_K},                                                              \
-     PACKED, INT8_ACT, softmax, scores, wsum, gelu_mul, softcap, rglru, gemm, read_sum, peak_loop}
+     PACKED, INT8_ACT, softmax, wsum, gelu_mul, softcap, rglru, gemm, read_sum, peak_loop}
 
 /* The sets a build has: scalar everywhere, and those of its target (the
  * Makefile compiles the SIMD ones for that architecture only). */

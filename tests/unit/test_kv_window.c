@@ -21,9 +21,11 @@
  * run's top-2 margin exceeds 2 tol (each of the two logits may move by tol).
  *
  * Q8_0 stores each block of 32 as d q, d = max|x| / 127, q integer: each
- * element moves by at most d / 2 = u max|x|, u = 1/254, max over its block.
- * The argument above with that u, and a factor 2 because the bound is the
- * block's largest magnitude rather than the element's own, gives
+ * element moves by at most d / 2 = u max|x|, u = 1/254, max over its block,
+ * and where the kernels multiply int8 the query is rounded the same way for
+ * the scores. The argument above with that u for the keys, the values and
+ * the query, and a factor 2 because the bound is the block's largest
+ * magnitude rather than the element's own, gives
  * tol = 2 u * n_attention_layers * max_v |logit_v| (measured: printed). */
 #include <math.h>
 #include <setjmp.h>
