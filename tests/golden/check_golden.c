@@ -5,6 +5,7 @@
 #include <string.h>
 #include "check_golden.h"
 #include "model/model.h"
+#include "model/synth.h"
 #include "util/util.h"
 
 typedef struct {
@@ -319,4 +320,18 @@ int rg_find_all_golden_cases(char ***cases) {
     memcpy(*cases + n, more, sizeof *more * (size_t)k);
     free(more);
     return n + k;
+}
+
+int rg_write_test_synth(const char *dir, int head_dim, uint64_t seed) {
+    rg_config c;
+    if (rg_synth_preset("tiny", &c)) return -1;
+    c.vocab_size = 512;
+    c.num_heads = 2;
+    c.head_dim = head_dim;
+    c.hidden_size = c.lru_width = 2 * head_dim;
+    c.mlp_width = 3 * c.hidden_size;
+    c.num_layers = 6;
+    c.window = 16;
+    rg_synth_options o = {.dtype = RG_DT_F32, .seed = seed};
+    return rg_synth_write(&c, dir, &o, NULL);
 }

@@ -3,6 +3,7 @@
 #ifndef RG_CHECK_GOLDEN_H
 #define RG_CHECK_GOLDEN_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 /* Prints one line per run to out. Returns the number of failed runs
@@ -20,5 +21,11 @@ int rg_find_golden_cases(const char *root, char ***cases);
  * $RGEMMA_SHARED/testdata/golden when it is set and exists (a note on
  * stdout when it is set and missing); malloc'd strings. */
 int rg_find_all_golden_cases(char ***cases);
+
+/* For what the golden cases cannot show (their head dimension is 16: no
+ * Q8_0 windows): a synthetic float32 model written to dir, 6 layers (2
+ * attention), 2 heads of head_dim, a window of 16, vocabulary 512. 0, or -1
+ * with the library's error. */
+int rg_write_test_synth(const char *dir, int head_dim, uint64_t seed);
 
 #endif

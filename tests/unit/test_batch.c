@@ -24,7 +24,6 @@
 #include <string.h>
 #include <cmocka.h>
 #include "../golden/check_golden.h"
-#include "model/synth.h"
 #include "rgemma.h"
 #include "util/util.h"
 
@@ -324,20 +323,9 @@ int main(void) {
             nb++;
         }
     }
-    /* a float case whose head dimension (32) admits Q8_0 windows: 2
-     * attention layers of 2 heads, a window of 16 */
-    rg_config c;
-    rg_synth_preset("tiny", &c);
-    c.vocab_size = 512;
-    c.num_heads = 2;
-    c.head_dim = 32;
-    c.hidden_size = c.lru_width = 64;
-    c.mlp_width = 192;
-    c.num_layers = 6;
-    c.window = 16;
+    /* a float case whose head dimension (32) admits Q8_0 windows */
     char *synth = rg_path_join(tmp_dir, "hd32");
-    rg_synth_options o = {.dtype = RG_DT_F32, .seed = 5};
-    if (rg_synth_write(&c, synth, &o, NULL)) {
+    if (rg_write_test_synth(synth, 32, 5)) {
         fprintf(stderr, "rg_synth_write: %s\n", rg_last_error());
         return 1;
     }

@@ -37,7 +37,6 @@
 #include <string.h>
 #include <cmocka.h>
 #include "../golden/check_golden.h"
-#include "model/synth.h"
 #include "rgemma.h"
 #include "util/util.h"
 
@@ -145,23 +144,12 @@ static void test_f16_window_vs_f32(void **state) {
 
 static char tmp_dir[] = "/tmp/rgemma-test-kv-window-XXXXXX";
 
-/* A synthetic float32 model of head dimension hd: 6 layers (2 attention),
- * a window of 16, vocabulary 512. */
+/* A synthetic float32 model of head dimension hd (rg_write_test_synth). */
 static char *write_model(int hd) {
-    rg_config c;
-    assert_int_equal(rg_synth_preset("tiny", &c), 0);
-    c.vocab_size = 512;
-    c.num_heads = 2;
-    c.head_dim = hd;
-    c.hidden_size = c.lru_width = 2 * hd;
-    c.mlp_width = 3 * c.hidden_size;
-    c.num_layers = 6;
-    c.window = 16;
     char name[32];
     snprintf(name, sizeof name, "hd%d", hd);
     char *dir = rg_path_join(tmp_dir, name);
-    rg_synth_options o = {.dtype = RG_DT_F32, .seed = 11 + (uint64_t)hd};
-    if (rg_synth_write(&c, dir, &o, NULL)) fail_msg("%s", rg_last_error());
+    if (rg_write_test_synth(dir, hd, 11 + (uint64_t)hd)) fail_msg("%s", rg_last_error());
     return dir;
 }
 
