@@ -107,71 +107,58 @@ static void test_copy_between_configs_refused(void **state) {
 }
 
 /* Between window types: a copy, a file and a blob are refused, naming both
- * types, and the receiving state stays as it was. */
+ * types, and the receiving state stays as it was. The prestate: the model,
+ * the type of the state that runs (from) and of the one that refuses (to). */
+typedef struct {
+    const char *model, *from, *to;
+} type_pair;
+
 static void test_other_window_type_refused(void **state) {
+    const type_pair *tp = *state;
     rg_model *m;
-    assert_int_equal(rg_model_load(variants[0].model, &m), 0);
-    rg_state *f32 = rg_state_new(m);
-    assert_int_equal(rg_model_set_kv_type(m, "f16"), 0);
-    rg_state *f16 = rg_state_new(m);
+    assert_int_equal(rg_model_load(tp->model, &m), 0);
+    assert_int_equal(rg_model_set_kv_type(m, tp->to), 0);
+    rg_state *to = rg_state_new(m);
+    rg_dtype to_type = m->kv_type;
+    assert_int_equal(rg_model_set_kv_type(m, tp->from), 0);
+    rg_state *from = rg_state_new(m);
     int32_t tok[5] = {2, 7, 9, 11, 13};
-    run(m, f16, tok, 5, NULL);
-    assert_int_equal(rg_state_copy(f32, f16), -1);
-    assert_non_null(strstr(rg_last_error(), "source's attention window is f16, the destination's f32"));
-    assert_int_equal(rg_state_copy(f16, f32), -1);
+    run(m, from, tok, 5, NULL);
+    char want[160];
+    snprintf(want, sizeof want, "source's attention window is %s, the destination's %s", tp->from, tp->to);
+    assert_int_equal(rg_state_copy(to, from), -1);
+    assert_non_null(strstr(rg_last_error(), want));
+    assert_int_equal(rg_state_copy(from, to), -1);
     char path[] = "/tmp/rgemma-test-state-XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     close(fd);
-    assert_int_equal(rg_state_save(f16, path), 0);
-    assert_int_equal(rg_state_load(f32, path), -1);
+    assert_int_equal(rg_state_save(from, path), 0);
+    assert_int_equal(rg_state_load(to, path), -1);
     printf("  refused: %s\n", rg_last_error());
     assert_non_null(strstr(rg_last_error(), path));
-    assert_non_null(strstr(rg_last_error(), "attention window is f16, this model's states are f32"));
-    assert_int_equal(rg_state_pos(f32), 0);
-    assert_int_equal(rg_state_save(f32, path), 0);
-    assert_int_equal(rg_state_load(f16, path), -1);
-    assert_non_null(strstr(rg_last_error(), "attention window is f32, this model's states are f16"));
-    assert_int_equal(rg_state_pos(f16), 5);
-    size_t n = rg_state_blob_bytes(f16);
+    snprintf(want, sizeof want, "attention window is %s, this model's states are %s", tp->from, tp->to);
+    assert_non_null(strstr(rg_last_error(), want));
+    assert_int_equal(rg_state_pos(to), 0);
+    assert_int_equal(rg_state_save(to, path), 0);
+    assert_int_equal(rg_state_load(from, path), -1);
+    snprintf(want, sizeof want, "attention window is %s, this model's states are %s", tp->to, tp->from);
+    assert_non_null(strstr(rg_last_error(), want));
+    assert_int_equal(rg_state_pos(from), 5);
+    size_t n = rg_state_blob_bytes(from);
     uint8_t *blob = rg_xmalloc(n);
-    rg_state_blob_write(f16, blob);
+    rg_state_blob_write(from, blob);
     rg_state_blob_seal(blob, n);
-    assert_int_equal(rg_state_blob_check(&m->cfg, RG_DT_F32, blob, n, "blob"), -1);
-    assert_non_null(strstr(rg_last_error(), "blob: the state's attention window is f16, this model's states are f32"));
-    assert_int_equal(rg_state_blob_read(f32, blob, n, "blob"), -1);
-    assert_int_equal(rg_state_pos(f32), 0);
+    assert_int_equal(rg_state_blob_check(&m->cfg, to_type, blob, n, "blob"), -1);
+    snprintf(want, sizeof want, "blob: the state's attention window is %s, this model's states are %s", tp->from,
+             tp->to);
+    assert_non_null(strstr(rg_last_error(), want));
+    assert_int_equal(rg_state_blob_read(to, blob, n, "blob"), -1);
+    assert_int_equal(rg_state_pos(to), 0);
     free(blob);
     remove(path);
-    rg_state_free(f32);
-    rg_state_free(f16);
-    rg_model_free(m);
-}
-
-/* The same for a Q8_0 window against a float16 one (the versions 5 and 3). */
-static void test_q8_window_refused_by_f16(void **state) {
-    (void)state;
-    rg_model *m;
-    assert_int_equal(rg_model_load(q8_model, &m), 0);
-    assert_int_equal(rg_model_set_kv_type(m, "q8_0"), 0);
-    rg_state *q8 = rg_state_new(m);
-    assert_int_equal(rg_model_set_kv_type(m, "f16"), 0);
-    rg_state *f16 = rg_state_new(m);
-    int32_t tok[5] = {2, 7, 9, 11, 13};
-    run(m, q8, tok, 5, NULL);
-    assert_int_equal(rg_state_copy(f16, q8), -1);
-    assert_non_null(strstr(rg_last_error(), "source's attention window is q8_0, the destination's f16"));
-    char path[] = "/tmp/rgemma-test-state-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    assert_int_equal(rg_state_save(q8, path), 0);
-    assert_int_equal(rg_state_load(f16, path), -1);
-    assert_non_null(strstr(rg_last_error(), "attention window is q8_0, this model's states are f16"));
-    assert_int_equal(rg_state_pos(f16), 0);
-    remove(path);
-    rg_state_free(q8);
-    rg_state_free(f16);
+    rg_state_free(to);
+    rg_state_free(from);
     rg_model_free(m);
 }
 
@@ -293,6 +280,8 @@ int main(void) {
         fprintf(stderr, "test_state: cannot write the synthetic models: %s\n", rg_last_error());
         return 1;
     }
+    /* float16 against float32, and Q8_0 against float16 (files of versions 3, 1 and 5) */
+    type_pair pairs[] = {{variants[0].model, "f16", "f32"}, {q8_model, "q8_0", "f16"}};
 #define ALL_TYPES(f)                                                                                          \
     cmocka_unit_test_prestate(f, &variants[0]), cmocka_unit_test_prestate(f, &variants[1]),                   \
         cmocka_unit_test_prestate(f, &variants[2])
@@ -302,8 +291,8 @@ int main(void) {
         ALL_TYPES(test_copy_between_configs_refused),
         ALL_TYPES(test_blob_round_trip_and_refusals),
         ALL_TYPES(test_file_round_trip),
-        cmocka_unit_test(test_other_window_type_refused),
-        cmocka_unit_test(test_q8_window_refused_by_f16),
+        cmocka_unit_test_prestate(test_other_window_type_refused, &pairs[0]),
+        cmocka_unit_test_prestate(test_other_window_type_refused, &pairs[1]),
     };
     int rc = cmocka_run_group_tests_name("state", tests, NULL, NULL);
     char cmd[160];
