@@ -145,7 +145,6 @@ static void segment_attention(const rg_model *m, const rg_layer *L, const segmen
         rg_rope(k + (size_t)t * hd, 1, hd, m->rope_pairs, m->rope_inv_freq, s->pos + t);
     }
     rg_kv_window cache = rg_state_window(s, layer);
-    rg_kv_window_round(&cache, k, v, g->n);
     rg_local_attention(q, k, v, g->n, H, hd, s->pos, &cache, w->att + (size_t)g->row * Q);
     rg_kv_window_write(&cache, s->pos, k, v, g->n);
 }

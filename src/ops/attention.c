@@ -29,7 +29,7 @@ void rg_rope(float *x, int heads, int hd, int m, const float *inv_freq, int64_t 
 
 /* The keys of one query as at most three runs of consecutive rows: the
  * window's ring (which may wrap once; rows of the window's type) and the
- * chunk's own rows (own: float32, or Q8_0 for a Q8_0 window). */
+ * chunk's own rows (own: in the window's type). */
 typedef struct {
     rg_kv_span rows;
     int at; /* first column in the score matrix */
@@ -69,19 +69,19 @@ void rg_local_attention(const float *q, const float *k, const float *v, int n, i
     if (parts > MAX_PARTS) parts = MAX_PARTS;
     size_t Q = (size_t)heads * hd, stride = Q + 2 * (size_t)heads; /* a part: o [Q], m [H], s [H] */
     float *partial = parts > 1 ? rg_xmalloc(sizeof(float) * stride * (size_t)n * parts) : NULL;
-    /* A Q8_0 window's keys are scored by the Q8_0 matmul (int8 dot products
-     * where the set has them, the queries rounded to Q8_0): the chunk's own
-     * rows are stored as Q8_0 too, so that a key gives the same score
-     * whether it is read from the window or from its chunk, and how the
-     * tokens are split into steps does not change the result. */
+    /* The chunk's own keys and values as the window stores them (float16,
+     * Q8_0: rg_kv_rows_store), so that a key gives the same score whether it
+     * is read from the window or from its chunk; a Q8_0 window's keys are
+     * scored by the Q8_0 matmul (int8 dot products where the set has them,
+     * the queries rounded to Q8_0). */
     rg_kv_span own = {k, v, RG_DT_F32, sizeof(float) * (size_t)hd, n};
     uint8_t *own_rows = NULL;
-    if (cache->type == RG_DT_Q8_0) {
-        size_t rb = rg_kv_row_bytes(RG_DT_Q8_0, hd);
+    if (cache->type != RG_DT_F32) {
+        size_t rb = rg_kv_row_bytes(cache->type, hd);
         own_rows = rg_xmalloc(2 * rb * (size_t)n);
-        rg_kv_rows_store(RG_DT_Q8_0, k, n, hd, own_rows);
-        rg_kv_rows_store(RG_DT_Q8_0, v, n, hd, own_rows + rb * (size_t)n);
-        own = (rg_kv_span){own_rows, own_rows + rb * (size_t)n, RG_DT_Q8_0, rb, n};
+        rg_kv_rows_store(cache->type, k, n, hd, own_rows);
+        rg_kv_rows_store(cache->type, v, n, hd, own_rows + rb * (size_t)n);
+        own = (rg_kv_span){own_rows, own_rows + rb * (size_t)n, cache->type, rb, n};
     }
 #pragma omp parallel for schedule(static) if (n * parts > 1)
     for (int item = 0; item < n * parts; item++) {

@@ -252,7 +252,7 @@ INLINE size_t cols_bytes(rg_dtype vt, int n) {
 INLINE void wsum_group(const int g, const rg_dtype vt, const float *p, int ldp, const void *v, int nk, int hd,
                        float *out, int ldo) {
     const uint8_t *rows = v;
-    size_t rb = vt == RG_DT_Q8_0 ? (size_t)hd / RG_QBLOCK * 34 : (size_t)hd * (vt == RG_DT_F16 ? 2 : 4);
+    size_t rb = cols_bytes(vt, hd);
     int block = WSUM_BLOCK_BYTES / rb > 0 ? (int)(WSUM_BLOCK_BYTES / rb) : 1;
     for (int j0 = 0; j0 < nk; j0 += block) {
         int j1 = nk - j0 < block ? nk : j0 + block;

@@ -1,4 +1,3 @@
-#include <stdlib.h>
 #include <string.h>
 #include "ops/kv_window.h"
 #include "util/util.h"
@@ -24,26 +23,6 @@ static void store_row(rg_dtype type, void *dst, const float *src, int hd) {
 void rg_kv_rows_store(rg_dtype type, const float *x, int n, int hd, void *out) {
     size_t rb = rg_kv_row_bytes(type, hd);
     for (int t = 0; t < n; t++) store_row(type, (char *)out + (size_t)t * rb, x + (size_t)t * hd, hd);
-}
-
-/* row (hd floats) as the window stores it, then widened back */
-static void round_row(rg_dtype type, float *row, int hd, uint8_t *tmp) {
-    if (type == RG_DT_F16) {
-        for (int i = 0; i < hd; i++) row[i] = rg_f16_to_f32(rg_f32_to_f16(row[i]));
-    } else {
-        store_row(type, tmp, row, hd);
-        rg_dtype_info(type)->to_float(tmp, hd, row);
-    }
-}
-
-void rg_kv_window_round(const rg_kv_window *kv, float *k, float *v, int n) {
-    if (kv->type == RG_DT_F32) return;
-    uint8_t *tmp = rg_xmalloc(rg_kv_row_bytes(kv->type, kv->hd));
-    for (size_t t = 0; t < (size_t)n; t++) {
-        round_row(kv->type, k + t * kv->hd, kv->hd, tmp);
-        round_row(kv->type, v + t * kv->hd, kv->hd, tmp);
-    }
-    free(tmp);
 }
 
 void rg_kv_window_write(const rg_kv_window *kv, int64_t pos0, const float *k, const float *v, int n) {

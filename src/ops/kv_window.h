@@ -42,15 +42,12 @@ static inline rg_kv_window rg_kv_window_at(float *block, int window, int hd, rg_
     return (rg_kv_window){block, (char *)block + (size_t)window * rg_kv_row_bytes(type, hd), type, window, hd};
 }
 
-/* Rows of k and v (n each, hd floats) rounded in place to what the window
- * will hold of them (to float16 or Q8_0 and back; nothing for F32). A chunk's queries read its own rows from these float32 rows and its
- * earlier positions from the window: rounded first, every key and value is
- * the same number in both, so that how the tokens are split into chunks
- * (prefill chunks, batched steps) does not change the result. */
-void rg_kv_window_round(const rg_kv_window *kv, float *k, float *v, int n);
-
 /* n rows of hd floats stored as the window of type stores them (row after
- * row, rg_kv_row_bytes each) into out. */
+ * row, rg_kv_row_bytes each) into out. Attention reads a chunk's own keys
+ * and values so for a float16 or Q8_0 window: every key and value is then
+ * the same number whether read from the window or from its chunk, so that
+ * how the tokens are split into chunks (prefill chunks, batched steps) does
+ * not change the result. */
 void rg_kv_rows_store(rg_dtype type, const float *x, int n, int hd, void *out);
 
 /* Positions pos0..pos0+n-1 enter (rows of k and v, hd floats each, rounded
