@@ -62,6 +62,9 @@ $(BUILD)/src/%.o: CFLAGS += -fPIC -fvisibility=hidden
 $(BUILD)/src/ops/%_avx2.o:   CFLAGS += -mavx2 -mfma -mf16c -DRG_SIMD_AVX2
 $(BUILD)/src/ops/%_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq \
                                         -mavx512vnni -mfma -mf16c -DRG_SIMD_AVX512
+# The avx512 int8 kernels also hold the "amx" set's tile multiplies (used only
+# where matmul.c finds AMX-TILE and AMX-INT8 and the kernel grants them).
+$(BUILD)/src/ops/kernels_avx512.o: CFLAGS += -mamx-tile -mamx-int8
 $(BUILD)/src/ops/%_neon.o:         CFLAGS += -DRG_SIMD_NEON
 $(BUILD)/src/ops/%_neon_dotprod.o: CFLAGS += -march=armv8.2-a+dotprod -DRG_SIMD_NEON -DRG_SIMD_DOTPROD
 

@@ -227,8 +227,9 @@ RG_API int rg_forward_batch(const rg_model *m, const rg_batch_seq *seqs, int n_s
 RG_API void rg_set_threads(int n);
 RG_API int rg_get_threads(void);
 
-/* Kernel path: "auto", "scalar", and "avx2", "avx512" on x86-64 or "neon",
- * "neon-dotprod" on arm64. Also settable with the environment variable
+/* Kernel path: "auto", "scalar", and "avx2", "avx512", "amx" (avx512 with
+ * AMX tile multiplies for Q8_0/Q4_0 steps of 16 tokens or more) on x86-64
+ * or "neon", "neon-dotprod" on arm64. Also settable with the environment variable
  * RGEMMA_KERNEL. Returns -1 if the CPU lacks it or the build has no such
  * path. */
 RG_API int rg_set_kernel_path(const char *name);

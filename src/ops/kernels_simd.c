@@ -548,3 +548,20 @@ static const rg_pack_set packed = {
 const rg_kernel_set SIMD_NAME(rg_kernels) =
     RG_KERNEL_SET(SIMD_SET_NAME, 1u << RG_DT_Q8_0 | 1u << RG_DT_Q4_0 | SIMD_KQUANT_INT8, matmul_f32, matmul_f16,
                   matmul_bf16, SIMD_NAME(rg_matmul_q8_0), SIMD_NAME(rg_matmul_q4_0), SIMD_Q4_K, SIMD_Q6_K, SIMD_PACKED);
+
+#ifdef RG_SIMD_AVX512
+/* "amx": the avx512 set whose packed Q8_0/Q4_0 matmuls multiply tiles
+ * (kernels_avx512.c), over the same panels. */
+static const rg_pack_set packed_amx = {
+    PANEL_ROWS, packed_bytes, pack, {[RG_DT_Q8_0] = rg_matmul_packed_q8_0_amx, [RG_DT_Q4_0] = rg_matmul_packed_q4_0_amx},
+    packed_row};
+/* its int8 peak: the tile multiply's */
+static double peak_loop_amx(int int8, long iters) {
+    return int8 && iters > 0 ? rg_peak_int8_amx(iters) : peak_loop(int8, iters);
+}
+#define peak_loop peak_loop_amx
+const rg_kernel_set rg_kernels_amx =
+    RG_KERNEL_SET("amx", 1u << RG_DT_Q8_0 | 1u << RG_DT_Q4_0 | SIMD_KQUANT_INT8, matmul_f32, matmul_f16, matmul_bf16,
+                  SIMD_NAME(rg_matmul_q8_0), SIMD_NAME(rg_matmul_q4_0), SIMD_Q4_K, SIMD_Q6_K, &packed_amx);
+#undef peak_loop
+#endif

@@ -20,8 +20,22 @@ static pthread_once_t g_kernels_once = PTHREAD_ONCE_INIT;
  * the Makefile's flags for its objects. */
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
-static const rg_kernel_set *const all_sets[] = {&rg_kernels_scalar, &rg_kernels_avx2, &rg_kernels_avx512};
+static const rg_kernel_set *const all_sets[] = {&rg_kernels_scalar, &rg_kernels_avx2, &rg_kernels_avx512,
+                                                 &rg_kernels_amx};
+
+/* AMX-TILE and AMX-INT8 (CPUID leaf 7: EDX bits 24, 25), and the kernel's
+ * leave to use the tile registers, asked for once for the whole process
+ * (arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA, Linux 5.16 on). */
+static int g_amx;
+static pthread_once_t g_amx_once = PTHREAD_ONCE_INIT;
+static void amx_check(void) {
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) || !(edx & (1u << 24)) || !(edx & (1u << 25))) return;
+    g_amx = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+}
 
 static int cpu_has(const char *name) {
     if (!strcmp(name, "scalar")) return 1;
@@ -36,6 +50,10 @@ static int cpu_has(const char *name) {
         return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                __builtin_cpu_supports("avx512vnni");
+    if (!strcmp(name, "amx")) {
+        pthread_once(&g_amx_once, amx_check);
+        return cpu_has("avx512") && g_amx;
+    }
     return 0;
 }
 
@@ -186,6 +204,13 @@ unsigned long rg_matmul_call_id(void) { return g_call_id; }
 /* Work is handed out in multiples of this many rows (the kernels' row tiles). */
 #define ROW_ALIGN 16
 
+/* Whether w's packed copy is in set ks's layout: packed by ks, or by a set
+ * that packs as ks does (avx512 and amx share their panels). */
+static int packed_for(const rg_tensor *w, const rg_kernel_set *ks) {
+    const rg_kernel_set *by = w->packed_for;
+    return w->packed && ks->packed && (by == ks || by->packed->pack == ks->packed->pack);
+}
+
 /* Rows [r0, r1) of one job: from the weights packed for this set when they
  * are and the rows start a panel, else as stored. */
 static void run_rows(const rg_kernel_set *ks, const rg_matmul_job *j, int n, size_t r0, size_t r1,
@@ -194,7 +219,7 @@ static void run_rows(const rg_kernel_set *ks, const rg_matmul_job *j, int n, siz
     int k = (int)w->shape[w->ndim - 1];
     size_t first = (size_t)j->row0 + r0;
     g_call_id = call;
-    if (w->packed && w->packed_for == ks && first % (size_t)ks->packed->rows == 0) {
+    if (packed_for(w, ks) && first % (size_t)ks->packed->rows == 0) {
         size_t panel = ks->packed->bytes(w->dtype, ks->packed->rows, k);
         ks->packed->matmul[w->dtype]((const uint8_t *)w->packed + first / (size_t)ks->packed->rows * panel,
                                      (int)(r1 - r0), k, j->x, j->ldx, n, j->y + r0, j->ldy);

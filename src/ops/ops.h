@@ -111,7 +111,7 @@ typedef struct {
  * Makefile compiles the SIMD ones for that architecture only). */
 extern const rg_kernel_set rg_kernels_scalar;
 #if defined(__x86_64__) || defined(__i386__)
-extern const rg_kernel_set rg_kernels_avx2, rg_kernels_avx512;
+extern const rg_kernel_set rg_kernels_avx2, rg_kernels_avx512, rg_kernels_amx;
 #elif defined(__aarch64__)
 extern const rg_kernel_set rg_kernels_neon, rg_kernels_neon_dotprod;
 #endif

@@ -528,6 +528,12 @@ void SIMD_NAME(rg_matmul_packed_q8_0)(const uint8_t *p, int rows, int k, const f
                                       int ldy);
 void SIMD_NAME(rg_matmul_packed_q4_0)(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y,
                                       int ldy);
+#ifdef RG_SIMD_AVX512
+/* The same by AMX tile multiplies from 16 tokens on (the "amx" set). */
+void rg_matmul_packed_q8_0_amx(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y, int ldy);
+void rg_matmul_packed_q4_0_amx(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y, int ldy);
+double rg_peak_int8_amx(long iters);
+#endif
 #ifdef SIMD_KQUANTS
 /* The K-quant matmuls (rg_matmul_fn, int8 activations per 256). */
 void SIMD_NAME(rg_matmul_q4_k)(const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n, float *y,

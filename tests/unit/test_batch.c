@@ -149,7 +149,7 @@ static void test_batch_equals_alone(void **state) {
     if (rg_model_load(bc->model, &m)) fail_msg("%s", rg_last_error());
     int quantised = strstr(bc->model, ".gguf") != NULL, q4 = strstr(bc->model, "q4_0") != NULL;
     static const int sizes[] = {1, 2, 3, 7, 16, 33};
-    const char *paths[] = {"scalar", "avx2", "avx512", "neon", "neon-dotprod"}, *kv_types[] = {"f32", "f16", "q8_0"};
+    const char *paths[] = {"scalar", "avx2", "avx512", "amx", "neon", "neon-dotprod"}, *kv_types[] = {"f32", "f16", "q8_0"};
     const char *before = rg_kernel_path();
     for (int kv = bc->q8_only ? 2 : 0; kv < 3; kv++)
         for (int k = 0; k < (int)(sizeof paths / sizeof paths[0]); k++) {

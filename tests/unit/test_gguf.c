@@ -152,7 +152,7 @@ static void check_quality(const char *case_dir, const char *type) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         tok[i] = i % ctx == 0 ? 2 : (int32_t)((s >> 33) % (uint64_t)V);
     }
-    static const char *const paths[] = {"scalar", "avx2", "avx512", "neon", "neon-dotprod"};
+    static const char *const paths[] = {"scalar", "avx2", "avx512", "amx", "neon", "neon-dotprod"};
     for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++) {
         if (rg_set_kernel_path(paths[p])) continue; /* this CPU or this build lacks it */
         int int8_act = (rg_active_kernels()->int8_act >> want) & 1;
@@ -214,7 +214,7 @@ static void test_kquant_quality(void **state) {
                  {"q4_k_m", RG_DT_Q4_K, RG_DT_Q6_K, 0.066, 0.79}, {"q4_k", RG_DT_Q4_K, RG_DT_Q4_K, 0.084, 0.78},
                  {"q4_0", RG_DT_Q4_0, RG_DT_Q4_0, 0.096, 0.77}};
     enum { NK = sizeof kinds / sizeof kinds[0] };
-    static const char *const paths[] = {"scalar", "avx2", "avx512", "neon", "neon-dotprod"};
+    static const char *const paths[] = {"scalar", "avx2", "avx512", "amx", "neon", "neon-dotprod"};
     enum { NP = sizeof paths / sizeof paths[0] };
     double kl[NK][NP] = {{0}};
     rg_model *ref = load_or_fail(dir);

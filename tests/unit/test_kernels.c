@@ -1,6 +1,7 @@
 /* Every kernel set this CPU can run (scalar; AVX2, AVX-512 on x86-64; NEON
  * with and without dot products on arm64) against a float64 reference, for
- * every weight type and awkward sizes: row lengths that are not a multiple
+ * every weight type and awkward sizes (and the amx set, which shares
+ * avx512's panels, bit for bit against it): row lengths that are not a multiple
  * of the vector width or of the k block, row counts that are not a multiple
  * of the row tile, 1..70 tokens, padded strides.
  *
@@ -28,7 +29,7 @@
 #include "ops/ops.h"
 #include "util/util.h"
 
-static const rg_kernel_set *g_sets[4];
+static const rg_kernel_set *g_sets[8];
 static int g_nsets;
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
@@ -165,6 +166,45 @@ static void run_shapes(rg_dtype dt, const int *ks, int nk, const int *rows, int 
                                      packed ? " packed" : "", rg_dtype_name(dt), rows[b], ks[a], ns[c], e);
                     }
     }
+}
+
+/* The amx set's tile multiplies add the same integer block sums in the
+ * same order as avx512's panels: equal bit for bit, over the same packed
+ * weights, for token counts around its groups of 16 (the rest go to the
+ * avx512 panels) and partial panels. */
+static void test_amx_equals_avx512(void **st) {
+    (void)st;
+    const rg_kernel_set *amx = NULL, *avx512 = NULL;
+    for (int i = 0; i < g_nsets; i++) {
+        if (!strcmp(g_sets[i]->name, "amx")) amx = g_sets[i];
+        if (!strcmp(g_sets[i]->name, "avx512")) avx512 = g_sets[i];
+    }
+    if (!amx || !avx512) {
+        printf("note: amx not on this CPU: its bit-for-bit check against avx512 did not run\n");
+        return;
+    }
+    const int rows[] = {16, 37}, ks[] = {64, 544}, ns[] = {16, 17, 31, 32, 33, 64, 70};
+    int runs = 0;
+    for (rg_dtype dt = RG_DT_Q8_0; dt <= RG_DT_Q4_0; dt++)
+        for (int a = 0; a < 2; a++)
+            for (int b = 0; b < 2; b++)
+                for (int c = 0; c < (int)(sizeof ns / sizeof ns[0]); c++) {
+                    int R = rows[a], k = ks[b], n = ns[c];
+                    float *v = rg_xmalloc(sizeof(float) * (size_t)R * k), *x = rg_xmalloc(sizeof(float) * (size_t)n * k);
+                    for (size_t i = 0; i < (size_t)R * k; i++) v[i] = frand();
+                    for (size_t i = 0; i < (size_t)n * k; i++) x[i] = frand() * (i % 97 == 0 ? 8.0f : 1.0f);
+                    size_t rb;
+                    uint8_t *w = encode(dt, v, R, k, &rb), *p = rg_aligned_alloc(avx512->packed->bytes(dt, R, k));
+                    avx512->packed->pack(dt, w, rb, R, k, p);
+                    float *y1 = rg_xcalloc((size_t)n * R, sizeof(float)), *y2 = rg_xcalloc((size_t)n * R, sizeof(float));
+                    avx512->packed->matmul[dt](p, R, k, x, k, n, y1, R);
+                    amx->packed->matmul[dt](p, R, k, x, k, n, y2, R);
+                    if (memcmp(y1, y2, sizeof(float) * (size_t)n * R))
+                        fail_msg("amx %s rows=%d k=%d n=%d differs from avx512", rg_dtype_name(dt), R, k, n);
+                    runs++;
+                    free(v), free(x), free(w), free(p), free(y1), free(y2);
+                }
+    printf("  amx equals avx512 bit for bit in %d products\n", runs);
 }
 
 static const int float_k[] = {1, 7, 15, 16, 17, 33, 80, 255, 513, 1100};
@@ -557,7 +597,7 @@ static void test_int8_golden(void **st) {
 }
 
 int main(void) {
-    g_nsets = rg_kernel_sets(g_sets, 4);
+    g_nsets = rg_kernel_sets(g_sets, 8);
     const rg_kernel_set *all[8];
     int nall = rg_kernel_sets_built(all, 8);
     printf("kernel sets on this CPU:");
@@ -577,7 +617,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_packed_driver),
         cmocka_unit_test(test_softmax), cmocka_unit_test(test_wsum),
         cmocka_unit_test(test_activations), cmocka_unit_test(test_rglru),
-        cmocka_unit_test(test_int8_golden),
+        cmocka_unit_test(test_int8_golden), cmocka_unit_test(test_amx_equals_avx512),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

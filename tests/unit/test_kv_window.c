@@ -155,7 +155,7 @@ static char *write_model(int hd) {
 
 static void test_q8_window_vs_f32(void **state) {
     (void)state;
-    const char *paths[] = {"scalar", "avx2", "avx512", "neon", "neon-dotprod"}, *before = rg_kernel_path();
+    const char *paths[] = {"scalar", "avx2", "avx512", "amx", "neon", "neon-dotprod"}, *before = rg_kernel_path();
     const int dims[] = {32, 64};
     for (int d = 0; d < 2; d++) {
         char *dir = write_model(dims[d]);

@@ -55,7 +55,7 @@ static void usage(FILE *f) {
             "                       holds one state, e.g. 32.7 MiB for the 2B shape)\n"
             "  -r, --reps N         repetitions per row (default 3)\n"
             "  -t, --threads N      threads (default: all cores)\n"
-            "  -k, --kernels PATH   auto (default), scalar, avx2 or avx512 (x86-64),\n"
+            "  -k, --kernels PATH   auto (default), scalar, avx2, avx512 or amx (x86-64),\n"
             "                       neon or neon-dotprod (arm64)\n"
             "  -o, --output FMT     md (default) or json\n"
             "      --kv-type f32|f16|q8_0  the states' attention window (KV cache) element type\n"
