@@ -1,6 +1,6 @@
 #!/bin/sh
-# The golden check under every kernel path: RGEMMA_KERNEL=scalar, avx2 and
-# avx512 on x86-64, neon and neon-dotprod on arm64 (a path this CPU cannot
+# The golden check under every kernel path: RGEMMA_KERNEL=scalar, avx2,
+# avx512 and amx on x86-64, neon and neon-dotprod on arm64 (a path this CPU cannot
 # run, or this build does not have, is skipped with a line saying so). All
 # compute with float32 activations for the float32/bf16 golden models, so
 # each keeps golden.json's tolerance (atol 5e-4).
@@ -10,7 +10,7 @@ if [ -n "$RGEMMA_SHARED" ] && [ -d "$RGEMMA_SHARED/testdata/golden" ]; then
     dirs="$dirs $RGEMMA_SHARED/testdata/golden"
 fi
 status=0
-for path in scalar avx2 avx512 neon neon-dotprod; do
+for path in scalar avx2 avx512 amx neon neon-dotprod; do
     for d in $dirs; do
         out=$(RGEMMA_KERNEL=$path "$BUILD/check-golden" "$d" 2>&1)
         rc=$?
