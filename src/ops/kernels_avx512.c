@@ -8,7 +8,8 @@
  * that adds is taken off by starting the integer sum from a bias (see
  * qmeta). Rounding the activations to int8 is the only approximation:
  * |error| of a block's dot product <= d_x/2 * sum|w| (tests/unit/
- * test_kernels.c checks that bound). */
+ * test_kernels.c checks that bound). The "amx" set's tile multiplies over
+ * the same panels are at the end of the file. */
 #include "ops/simd.h"
 #include "util/util.h"
 
