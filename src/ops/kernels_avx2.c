@@ -211,7 +211,7 @@ static void panel_tokens(rg_dtype dt, const uint8_t *p, int nr, int k, const qac
     const int batched = n <= PANEL_PREFETCH_MAX_N;
     if (!batched) next = NULL;
     for (int t0 = 0; t0 < n; t0 += PT) {
-        panel_share share = next_panel_share(next, next_bytes, t0 / PT, tiles);
+        panel_share share = next_panel_share(tiles > 1 ? next : NULL, next_bytes, t0 / PT, tiles);
         qact at = {a->q + (size_t)t0 * k, a->aq ? a->aq + (size_t)t0 * k : NULL, a->meta + (size_t)t0 * nb, NULL};
         float *yt = y + (size_t)t0 * ldy;
         switch (n - t0 < PT ? n - t0 : PT) {

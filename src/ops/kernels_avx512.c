@@ -223,10 +223,7 @@ INLINE __m512i dot_act4(__m512i acc, __m512i w, const int8_t *q, int k, int t, i
 INLINE void panel_tile(rg_dtype dt, const int nt, const uint8_t *p, int nb, const int8_t *q, int k,
                        const qmeta *meta, float *y, int ldy, int nr, int first, panel_share next) {
     const size_t qb = panel_quant_bytes(dt);
-#ifndef SPLIT_MAX
-#define SPLIT_MAX 2
-#endif
-    const int split = nt <= SPLIT_MAX, stream = nt <= 2 || first;
+    const int split = nt <= 2, stream = nt <= 2 || first;
     const uint8_t *scales = panel_scales(dt, p, nb);
     const __m512i lo4 = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8((char)0x80);
     __m512 acc[PT];
@@ -287,7 +284,7 @@ static void panel_tokens(rg_dtype dt, const uint8_t *p, int nr, int k, const int
     const int batched = n <= PANEL_PREFETCH_MAX_N;
     if (!batched) next = NULL;
     for (int t0 = 0; t0 < n; t0 += PT) {
-        panel_share share = next_panel_share(next, next_bytes, t0 / PT, tiles);
+        panel_share share = next_panel_share(tiles > 1 ? next : NULL, next_bytes, t0 / PT, tiles);
         const int8_t *qt = q + (size_t)t0 * k;
         const qmeta *mt = meta + (size_t)t0 * nb;
         float *yt = y + (size_t)t0 * ldy;
@@ -523,7 +520,7 @@ INLINE void matmul_packed_amx(rg_dtype dt, const uint8_t *p, int rows, int k, co
         for (int g = 0; g < groups; g++)
             amx_tile(w, panel_scales(dt, panel, nb), nb, q + (size_t)g * AMX_T * k, k, mq + (size_t)g * AMX_T * nb,
                      y + (size_t)g * AMX_T * ldy + r0, ldy, nr, g == 0 && batched && !wide,
-                     groups > 1 || !wide ? next_panel_share(next, pb, g, groups) : (panel_share){next, next ? pb : 0});
+                     next_panel_share(groups > 1 || wide ? next : NULL, pb, g, groups));
         if (rest)
             panel_tokens(dt, panel, nr, k, q + (size_t)groups * AMX_T * k, mq + (size_t)groups * AMX_T * nb, rest,
                          y + (size_t)groups * AMX_T * ldy + r0, ldy, NULL, 0);

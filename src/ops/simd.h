@@ -59,8 +59,10 @@ typedef struct {
     size_t bytes;
 } panel_share;
 
+/* Tile `tile` of `tiles`: its share (next: NULL for none; a step of one
+ * tile streams its panel instead, and passes none) */
 INLINE panel_share next_panel_share(const uint8_t *next, size_t panel_bytes, int tile, int tiles) {
-    if (!next || tiles < 2) return (panel_share){NULL, 0};
+    if (!next) return (panel_share){NULL, 0};
     size_t lo = panel_bytes * (size_t)tile / (size_t)tiles, hi = panel_bytes * (size_t)(tile + 1) / (size_t)tiles;
     return (panel_share){next + lo, hi - lo};
 }
