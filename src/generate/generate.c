@@ -29,9 +29,11 @@ typedef struct {
     size_t len, cap;
 } text_buf;
 
+/* s may be NULL when n is 0 (a token that decodes to nothing, e.g. one
+ * past the tokenizer's pieces in a padded vocabulary) */
 static void tb_append(text_buf *b, const char *s, size_t n) {
     b->buf = rg_grow(b->buf, &b->cap, b->len + n + 1, 1);
-    memcpy(b->buf + b->len, s, n);
+    if (n) memcpy(b->buf + b->len, s, n);
     b->len += n;
     b->buf[b->len] = 0;
 }
