@@ -392,11 +392,10 @@ double rg_peak_int8_avx512(long iters) {
  * scaled and added as in panel_tile (acc += float(sum) * d_w * d_x), in
  * the same order: the results equal the avx512 set's bit for bit. Q8_0's
  * weights are used signed as stored; Q4_0's nibbles are widened to q - 8
- * into a buffer once per panel, so neither needs the integer sums' start.
- * Steps of fewer than 16 tokens, and the last n % 16, take the avx512
- * tiles. Measured on the 2B shape (Sapphire Rapids, 2 threads): pp512 and
- * 64 sequences 1.2-1.5x the avx512 set's, 16 sequences about the same
- * (README "Speed").
+ * (amx_weights), so neither needs the integer sums' start. Steps of fewer
+ * than 16 tokens, and the last n % 16, take the avx512 tiles. Measured on
+ * the 2B shape (Sapphire Rapids, 2 threads): pp512 and 64 sequences
+ * 1.2-1.5x the avx512 set's, 16 sequences 1.1-1.2x (README "Speed").
  *
  * Tiles: 0 and 1 block sums, 2 and 3 activations, 4 and 5 weights; two
  * blocks in flight, so that one block's sums are scaled while the next is
@@ -418,26 +417,36 @@ static const amx_config g_amx_config = {
     .rows = {AMX_T, AMX_T, AMX_T, AMX_T, RG_QBLOCK / 4, RG_QBLOCK / 4},
 };
 
-/* A Q4_0 panel's nibbles widened to q - 8, block by block as a Q8_0
- * panel's (8 rows of 64 bytes a block; the low nibbles are elements
- * 4g..4g+3, the high ones 16 + 4g.., so rows 0..3 then 4..7 keep the
- * block's order), once per panel for all its token groups: the tile loads
- * then read bytes stored long before, not ones still in the store buffer.
+/* Block b of a Q4_0 panel's nibbles widened to q - 8, as a Q8_0 panel's
+ * block (8 rows of 64 bytes; the low nibbles are elements 4g..4g+3, the
+ * high ones 16 + 4g.., so rows 0..3 then 4..7 keep the block's order).
  * Streams the panel from memory with the decode's prefetch. */
-static void amx_widen_q4_0(const uint8_t *p, int nb, int8_t *out) {
+INLINE void amx_widen_block(const uint8_t *p, int b, int8_t *out) {
     const __m512i lo4 = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
-    const size_t qb = panel_quant_bytes(RG_DT_Q4_0);
-    for (int b = 0; b < nb; b++) {
-        const __m512i *wq = (const __m512i *)(p + (size_t)b * qb);
-        gemv_prefetch((const uint8_t *)wq, qb);
-        int8_t *o = out + (size_t)b * RG_QBLOCK * PR;
+    const __m512i *wq = (const __m512i *)(p + (size_t)b * panel_quant_bytes(RG_DT_Q4_0));
+    gemv_prefetch((const uint8_t *)wq, panel_quant_bytes(RG_DT_Q4_0));
 #pragma GCC unroll 4
-        for (int g = 0; g < 4; g++) {
-            __m512i v = _mm512_load_si512(wq + g);
-            _mm512_store_si512(o + 64 * g, _mm512_sub_epi8(_mm512_and_si512(v, lo4), eight));
-            _mm512_store_si512(o + 64 * (4 + g), _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), lo4), eight));
-        }
+    for (int g = 0; g < 4; g++) {
+        __m512i v = _mm512_load_si512(wq + g);
+        _mm512_store_si512(out + 64 * g, _mm512_sub_epi8(_mm512_and_si512(v, lo4), eight));
+        _mm512_store_si512(out + 64 * (4 + g), _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), lo4), eight));
     }
+}
+
+/* Where the Q4_0 panels' widened blocks live. A panel used by more than
+ * AMX_RING_GROUPS token groups is widened whole, once, into a buffer
+ * (nibbles NULL) that the groups share. Fewer groups widen each block on
+ * the way, AMX_AHEAD blocks before its multiply, into a ring of AMX_RING
+ * blocks (nibbles: the panel): the widened panel (20-60 KiB for the 2B
+ * shape) and the activations no longer fight over L1, and the tile loads
+ * still read bytes stored several blocks earlier, not ones in the store
+ * buffer. Measured on one core, 16 tokens: 165 -> 209-219 GMAC/s; 32 and
+ * 48 tokens 1.0-1.07x; 64 and more were slower by the ring. */
+enum { AMX_RING = 8, AMX_AHEAD = 4, AMX_RING_GROUPS = 3 };
+INLINE const int8_t *amx_weights(int8_t *w, const uint8_t *nibbles, int nb, int b) {
+    if (!nibbles) return w + (size_t)b * RG_QBLOCK * PR;
+    if (b + AMX_AHEAD < nb) amx_widen_block(nibbles, b + AMX_AHEAD, w + (size_t)((b + AMX_AHEAD) % AMX_RING) * RG_QBLOCK * PR);
+    return w + (size_t)(b % AMX_RING) * RG_QBLOCK * PR;
 }
 
 /* acc[t] += float(sums[t]) * d_w * d_x(t, b) for the 16 tokens */
@@ -453,22 +462,23 @@ INLINE void amx_scale(const int32_t *sums, const uint8_t *scales, const qmeta *m
  * tile W; tile numbers are constants of the instructions) */
 #define AMX_MULTIPLY(C, A, W, b)                                              \
     do {                                                                      \
-        _tile_loadd(W, w + (size_t)(b) * RG_QBLOCK * PR, 4 * PR);             \
+        _tile_loadd(W, amx_weights(w, nibbles, nb, b), 4 * PR);              \
         _tile_loadd(A, q + (size_t)(b) * RG_QBLOCK, k);                       \
         _tile_zero(C);                                                        \
         _tile_dpbssd(C, A, W);                                                \
     } while (0)
 
 /* 16 tokens over one panel of nr rows: w its signed weights (512 bytes a
- * block), scales its d_w. Software-pipelined: block b + 1's multiply is
+ * block; with nibbles, the ring they are widened into), scales its d_w. Software-pipelined: block b + 1's multiply is
  * issued before block b's sums are stored and scaled. `stream`: prefetch
  * the weights ahead (they come from memory). */
-INLINE void amx_tile(const int8_t *w, const uint8_t *scales, int nb, const int8_t *q, int k, const qmeta *meta,
-                     float *y, int ldy, int nr, int stream, panel_share next) {
+INLINE void amx_tile(int8_t *w, const uint8_t *nibbles, const uint8_t *scales, int nb, const int8_t *q, int k,
+                     const qmeta *meta, float *y, int ldy, int nr, int stream, panel_share next) {
     int32_t sums[AMX_T * PR] __attribute__((aligned(64)));
     __m512 acc[AMX_T];
 #pragma GCC unroll 16
     for (int t = 0; t < AMX_T; t++) acc[t] = _mm512_setzero_ps();
+    for (int b = 0; nibbles && b < AMX_AHEAD && b < nb; b++) amx_widen_block(nibbles, b, w + (size_t)b * RG_QBLOCK * PR);
     AMX_MULTIPLY(0, 2, 4, 0);
     for (int b = 0; b < nb; b += 2) {
         if (stream) {
@@ -509,17 +519,15 @@ INLINE void matmul_packed_amx(rg_dtype dt, const uint8_t *p, int rows, int k, co
     for (int r0 = 0; r0 < rows; r0 += PR) {
         const uint8_t *panel = p + (size_t)(r0 / PR) * pb, *next = batched && r0 + PR < rows ? panel + pb : NULL;
         int nr = rows - r0 < PR ? rows - r0 : PR;
-        const int8_t *w = (const int8_t *)panel;
-        if (wide) {
-            amx_widen_q4_0(panel, nb, wide);
-            w = wide;
-        }
-        /* the first group streams the panel (Q8_0) or the widening did
+        int8_t *w = wide ? wide : (int8_t *)panel;
+        const uint8_t *nibbles = wide && groups <= AMX_RING_GROUPS ? panel : NULL;
+        for (int b = 0; wide && !nibbles && b < nb; b++) amx_widen_block(panel, b, wide + (size_t)b * RG_QBLOCK * PR);
+        /* the first group streams the panel (Q8_0) or the widening does
          * (Q4_0); the groups share the next panel's prefetch, a lone Q4_0
-         * group all of it (its widening pass would otherwise wait on it) */
+         * group all of it (its widening would otherwise wait on it) */
         for (int g = 0; g < groups; g++)
-            amx_tile(w, panel_scales(dt, panel, nb), nb, q + (size_t)g * AMX_T * k, k, mq + (size_t)g * AMX_T * nb,
-                     y + (size_t)g * AMX_T * ldy + r0, ldy, nr, g == 0 && batched && !wide,
+            amx_tile(w, nibbles, panel_scales(dt, panel, nb), nb, q + (size_t)g * AMX_T * k, k,
+                     mq + (size_t)g * AMX_T * nb, y + (size_t)g * AMX_T * ldy + r0, ldy, nr, g == 0 && batched && !wide,
                      next_panel_share(groups > 1 || wide ? next : NULL, pb, g, groups));
         if (rest)
             panel_tokens(dt, panel, nr, k, q + (size_t)groups * AMX_T * k, mq + (size_t)groups * AMX_T * nb, rest,
