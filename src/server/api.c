@@ -166,7 +166,7 @@ static int get_bool(const cJSON *o, const char *name, int *out, rg_api_error *e)
 
 static char *dup_bytes(const char *s, size_t n) {
     char *d = rg_xmalloc(n + 1);
-    memcpy(d, s, n);
+    if (n) memcpy(d, s, n); /* s may be NULL when n is 0 (a job's text before its first piece) */
     d[n] = 0;
     return d;
 }

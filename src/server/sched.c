@@ -138,7 +138,7 @@ static int on_token(void *ctx, int32_t id, const char *text, size_t len) {
     if (sl->t_first == 0) sl->t_first = rg_time_s();
     pthread_mutex_lock(&j->mu);
     j->text = rg_grow(j->text, &j->cap, j->len + len + 1, 1);
-    memcpy(j->text + j->len, text, len);
+    if (len) memcpy(j->text + j->len, text, len); /* text may be NULL: an id with no piece */
     j->len += len;
     j->text[j->len] = 0;
     pthread_cond_broadcast(&j->cv);

@@ -362,7 +362,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
         pthread_mutex_unlock(&j->mu);
     }
     size_t n = st->blen - st->boff < max ? st->blen - st->boff : max;
-    memcpy(out, st->buf + st->boff, n);
+    if (n) memcpy(out, st->buf + st->boff, n); /* buf is NULL until the first event */
     st->boff += n;
     return (ssize_t)n;
 }

@@ -76,6 +76,7 @@ static void sha1_block(uint32_t h[5], const uint8_t *p) {
         const uint8_t *p_ = (const uint8_t *)(data);                                                             \
         size_t n_ = (len);                                                                                         \
         (c)->len += n_;                                                                                            \
+        if (!n_) break; /* data may be NULL with no bytes */                                                      \
         if ((c)->n) {                                                                                              \
             size_t k_ = 64 - (c)->n < n_ ? 64 - (c)->n : n_;                                                     \
             memcpy((c)->buf + (c)->n, p_, k_);                                                                    \

@@ -103,4 +103,21 @@ read held closed secs <"$TMP/idle.out"
 [ "$closed" -eq "$held" ] || fail "$closed of $held idle connections were closed by the server (per-address limit, 2 s header timeout)"
 expect "$(get /health)" 200 "/health after the idle sockets"
 stop_server
+
+# --- a padded vocabulary (1024 ids, 1000 pieces): sampled ids past the
+# pieces decode to nothing, in streamed and whole answers alike (the CLI
+# once stopped on such an empty piece under UBSan; the server's path of
+# pieces, events and usage is checked here the same way)
+sed 's/"vocab_size": 512/"vocab_size": 1024/' tests/data/golden/dev_4layer/config.json >"$TMP/padded.json"
+"$RGEMMA" synth --preset "$TMP/padded.json" --dtype f32 --seed 7 -o "$TMP/padded" >"$TMP/synth.log" 2>&1 \
+    || fail "synth of the padded model: $(cat "$TMP/synth.log")"
+MODEL=$TMP/padded
+start_server -np 2 -t 1
+for seed in $(seq 1 24); do
+    stream=$([ $((seed % 2)) -eq 0 ] && echo true || echo false)
+    expect "$(post /v1/completions "{\"prompt\":\"Hi\",\"max_tokens\":8,\"temperature\":1.5,\"seed\":$seed,\"stream\":$stream}")" \
+        200 "padded vocabulary, seed $seed, stream $stream"
+done
+expect "$(get /health)" 200 "/health after the padded vocabulary's answers"
+stop_server
 exit 0
