@@ -440,12 +440,13 @@ INLINE void amx_widen_block(const uint8_t *p, int b, int8_t *out) {
  * blocks (nibbles: the panel): the widened panel (20-60 KiB for the 2B
  * shape) and the activations no longer fight over L1, and the tile loads
  * still read bytes stored several blocks earlier, not ones in the store
- * buffer. Measured on one core, 16 tokens: 165 -> 209-219 GMAC/s; 32 and
+ * buffer. Measured on one core, 16 tokens: 165 -> 202-219 GMAC/s; 32 and
  * 48 tokens 1.0-1.07x; 64 and more were slower by the ring. */
 enum { AMX_RING = 8, AMX_AHEAD = 4, AMX_RING_GROUPS = 3 };
 INLINE const int8_t *amx_weights(int8_t *w, const uint8_t *nibbles, int nb, int b) {
     if (!nibbles) return w + (size_t)b * RG_QBLOCK * PR;
-    if (b + AMX_AHEAD < nb) amx_widen_block(nibbles, b + AMX_AHEAD, w + (size_t)((b + AMX_AHEAD) % AMX_RING) * RG_QBLOCK * PR);
+    int ahead = b + AMX_AHEAD;
+    if (ahead < nb) amx_widen_block(nibbles, ahead, w + (size_t)(ahead % AMX_RING) * RG_QBLOCK * PR);
     return w + (size_t)(b % AMX_RING) * RG_QBLOCK * PR;
 }
 
@@ -469,16 +470,18 @@ INLINE void amx_scale(const int32_t *sums, const uint8_t *scales, const qmeta *m
     } while (0)
 
 /* 16 tokens over one panel of nr rows: w its signed weights (512 bytes a
- * block; with nibbles, the ring they are widened into), scales its d_w. Software-pipelined: block b + 1's multiply is
- * issued before block b's sums are stored and scaled. `stream`: prefetch
- * the weights ahead (they come from memory). */
+ * block; with nibbles, the ring they are widened into), scales its d_w.
+ * Software-pipelined: block b + 1's multiply is issued before block b's
+ * sums are stored and scaled. `stream`: prefetch the weights ahead (they
+ * come from memory). */
 INLINE void amx_tile(int8_t *w, const uint8_t *nibbles, const uint8_t *scales, int nb, const int8_t *q, int k,
                      const qmeta *meta, float *y, int ldy, int nr, int stream, panel_share next) {
     int32_t sums[AMX_T * PR] __attribute__((aligned(64)));
     __m512 acc[AMX_T];
 #pragma GCC unroll 16
     for (int t = 0; t < AMX_T; t++) acc[t] = _mm512_setzero_ps();
-    for (int b = 0; nibbles && b < AMX_AHEAD && b < nb; b++) amx_widen_block(nibbles, b, w + (size_t)b * RG_QBLOCK * PR);
+    for (int b = 0; nibbles && b < AMX_AHEAD && b < nb; b++) /* the ring's first blocks */
+        amx_widen_block(nibbles, b, w + (size_t)b * RG_QBLOCK * PR);
     AMX_MULTIPLY(0, 2, 4, 0);
     for (int b = 0; b < nb; b += 2) {
         if (stream) {

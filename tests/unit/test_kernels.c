@@ -350,29 +350,32 @@ static void test_softmax(void **st) {
         }
 }
 
-/* Values as float32 and as float16 rows (an attention window of either
- * type): every set against the scalar one, and the scalar one on float16
- * rows exactly as on the same values widened to float32 rows. */
+/* Values as float32, float16 and Q8_0 rows (an attention window of each
+ * type): every set against the scalar one, and the scalar one on typed
+ * rows exactly as on the same values widened to float32 rows. Q8_0 rows
+ * take the head sizes that are whole blocks. */
 static void test_wsum(void **st) {
     (void)st;
-    int hds[] = {16, 20, 256}, nhs[] = {1, 5, 10, 16, 25};
-    rg_dtype types[] = {RG_DT_F32, RG_DT_F16};
-    for (int ti = 0; ti < 2; ti++)
+    int hds[] = {16, 20, 32, 256}, nhs[] = {1, 5, 10, 16, 25};
+    rg_dtype types[] = {RG_DT_F32, RG_DT_F16, RG_DT_Q8_0};
+    for (int ti = 0; ti < 3; ti++)
         for (int si = 0; si < g_nsets; si++)
-            for (int a = 0; a < 3; a++)
+            for (int a = 0; a < 4; a++)
                 for (int b = 0; b < 5; b++) {
                     int hd = hds[a], nh = nhs[b], nk = 37, ldp = 40, ldo = hd + 1;
+                    if (types[ti] == RG_DT_Q8_0 && hd % RG_QBLOCK) continue;
+                    size_t rb = rg_kv_row_bytes(types[ti], hd);
                     float *p = rg_xmalloc(sizeof(float) * nh * ldp), *v = rg_xmalloc(sizeof(float) * nk * hd);
                     float *o1 = rg_xmalloc(sizeof(float) * nh * ldo), *o2 = rg_xmalloc(sizeof(float) * nh * ldo);
                     float *o3 = rg_xmalloc(sizeof(float) * nh * ldo);
-                    uint16_t *vh = rg_xmalloc(sizeof(uint16_t) * nk * hd);
+                    uint8_t *rows = rg_xmalloc(rb * nk);
                     for (int i = 0; i < nh * ldp; i++) p[i] = fabsf(frand());
-                    for (int i = 0; i < nk * hd; i++) { /* v: values a float16 holds exactly */
-                        vh[i] = rg_f32_to_f16(frand());
-                        v[i] = rg_f16_to_f32(vh[i]);
-                    }
+                    for (int i = 0; i < nk * hd; i++) v[i] = frand() * (1 + i % 7);
+                    /* rows of the type, and v: the values they hold */
+                    rg_kv_rows_store(types[ti], v, nk, hd, rows);
+                    rg_tensor t = {.dtype = types[ti], .ndim = 2, .shape = {nk, hd}, .data = rows, .nbytes = rb * nk};
+                    for (int j = 0; j < nk; j++) rg_dequant_row(&t, j, v + (size_t)j * hd);
                     for (int i = 0; i < nh * ldo; i++) o1[i] = o2[i] = o3[i] = frand();
-                    const void *rows = types[ti] == RG_DT_F16 ? (const void *)vh : (const void *)v;
                     rg_kernels_scalar.wsum(p, ldp, nh, types[ti], rows, nk, hd, o1, ldo);
                     g_sets[si]->wsum(p, ldp, nh, types[ti], rows, nk, hd, o2, ldo);
                     rg_kernels_scalar.wsum(p, ldp, nh, RG_DT_F32, v, nk, hd, o3, ldo);
@@ -382,53 +385,17 @@ static void test_wsum(void **st) {
                             double mag = 1; /* |out0| <= 1 */
                             for (int j = 0; j < nk && i < hd; j++) mag += fabs(p[h * ldp + j] * v[j * hd + i]);
                             float e = fabsf(o1[h * ldo + i] - o2[h * ldo + i]);
-                            assert_true(e <= 2 * (nk + 1) * 5.96e-8 * mag); /* both within the summation bound */
-                        }
-                    free(p);
-                    free(v);
-                    free(vh);
-                    free(o1);
-                    free(o2);
-                    free(o3);
-                }
-}
-
-/* Values as Q8_0 rows (a Q8_0 attention window): every set against the
- * scalar one, within the summation bound over the rows' values. */
-static void test_wsum_q8_0(void **st) {
-    (void)st;
-    int hds[] = {32, 256}, nhs[] = {1, 10, 16, 25}, nks[] = {37, 70};
-    for (int si = 0; si < g_nsets; si++)
-        for (int a = 0; a < 2; a++)
-            for (int b = 0; b < 4; b++)
-                for (int c = 0; c < 2; c++) {
-                    int hd = hds[a], nh = nhs[b], nk = nks[c], ldp = nk + 3, ldo = hd + 1;
-                    size_t rb = rg_kv_row_bytes(RG_DT_Q8_0, hd);
-                    float *p = rg_xmalloc(sizeof(float) * nh * ldp), *v = rg_xmalloc(sizeof(float) * nk * hd);
-                    float *o1 = rg_xmalloc(sizeof(float) * nh * ldo), *o2 = rg_xmalloc(sizeof(float) * nh * ldo);
-                    uint8_t *rows = rg_xmalloc(rb * nk);
-                    for (int i = 0; i < nh * ldp; i++) p[i] = fabsf(frand());
-                    for (int i = 0; i < nk * hd; i++) v[i] = frand() * (1 + i % 7);
-                    rg_kv_rows_store(RG_DT_Q8_0, v, nk, hd, rows);
-                    rg_tensor t = {.dtype = RG_DT_Q8_0, .ndim = 2, .shape = {nk, hd}, .data = rows, .nbytes = rb * nk};
-                    for (int j = 0; j < nk; j++) rg_dequant_row(&t, j, v + (size_t)j * hd); /* v: the rows' values */
-                    for (int i = 0; i < nh * ldo; i++) o1[i] = o2[i] = frand();
-                    rg_kernels_scalar.wsum(p, ldp, nh, RG_DT_Q8_0, rows, nk, hd, o1, ldo);
-                    g_sets[si]->wsum(p, ldp, nh, RG_DT_Q8_0, rows, nk, hd, o2, ldo);
-                    for (int h = 0; h < nh; h++)
-                        for (int i = 0; i < ldo; i++) {
-                            double mag = 1; /* |out0| <= 1 */
-                            for (int j = 0; j < nk && i < hd; j++) mag += fabs(p[h * ldp + j] * v[j * hd + i]);
-                            float e = fabsf(o1[h * ldo + i] - o2[h * ldo + i]);
-                            if (!(e <= 2 * (nk + 1) * 5.96e-8 * mag))
-                                fail_msg("%s hd=%d nh=%d nk=%d: out[%d][%d] %.9g vs scalar %.9g", g_sets[si]->name, hd,
-                                         nh, nk, h, i, (double)o2[h * ldo + i], (double)o1[h * ldo + i]);
+                            if (!(e <= 2 * (nk + 1) * 5.96e-8 * mag)) /* both within the summation bound */
+                                fail_msg("%s type %d hd=%d nh=%d: out[%d][%d] %.9g vs scalar %.9g", g_sets[si]->name,
+                                         (int)types[ti], hd, nh, h, i, (double)o2[h * ldo + i],
+                                         (double)o1[h * ldo + i]);
                         }
                     free(p);
                     free(v);
                     free(rows);
                     free(o1);
                     free(o2);
+                    free(o3);
                 }
 }
 
@@ -655,7 +622,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_float), cmocka_unit_test(test_matmul_quant),
         cmocka_unit_test(test_matmul_tokens), cmocka_unit_test(test_matmul_driver),
         cmocka_unit_test(test_matmul_packed_driver),
-        cmocka_unit_test(test_softmax), cmocka_unit_test(test_wsum), cmocka_unit_test(test_wsum_q8_0),
+        cmocka_unit_test(test_softmax), cmocka_unit_test(test_wsum),
         cmocka_unit_test(test_activations), cmocka_unit_test(test_rglru),
         cmocka_unit_test(test_int8_golden), cmocka_unit_test(test_amx_equals_avx512),
     };
