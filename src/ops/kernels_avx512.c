@@ -382,7 +382,7 @@ double rg_peak_int8_avx512(long iters) {
     return (double)iters * 12 * 64 * 2;
 }
 
-/* ---- AMX (the "amx" set: avx512's, with these two packed matmuls) ------
+/* ---- AMX (the "amx" set: avx512's, with these three matmuls) -----------
  * A tile multiply (tdpbssd) takes 16 tokens' activation block (16 rows of
  * 32 signed bytes, read in place with the row stride k) times one block of
  * a panel's 16 weight rows, which the panels already hold in the layout
@@ -395,7 +395,8 @@ double rg_peak_int8_avx512(long iters) {
  * (amx_weights), so neither needs the integer sums' start. Steps of fewer
  * than 16 tokens, and the last n % 16, take the avx512 tiles. Measured on
  * the 2B shape (Sapphire Rapids, 2 threads): pp512 and 64 sequences
- * 1.2-1.5x the avx512 set's, 16 sequences 1.1-1.2x (README "Speed").
+ * 1.2-1.5x the avx512 set's, 16 sequences 1.1-1.2x (README "Speed"). The
+ * third, Q8_0 rows as stored (attention keys), is at the end.
  *
  * Tiles: 0 and 1 block sums, 2 and 3 activations, 4 and 5 weights; two
  * blocks in flight, so that one block's sums are scaled while the next is
@@ -535,6 +536,139 @@ INLINE void matmul_packed_amx(rg_dtype dt, const uint8_t *p, int rows, int k, co
         if (rest)
             panel_tokens(dt, panel, nr, k, q + (size_t)groups * AMX_T * k, mq + (size_t)groups * AMX_T * nb, rest,
                          y + (size_t)groups * AMX_T * ldy + r0, ldy, NULL, 0);
+    }
+    _tile_release();
+}
+
+/* Q8_0 rows as stored, not packed at load time: above all an attention
+ * window's keys, scored for one token's heads (the heads are the tokens: 10
+ * for the 2B shape, 16 for 9B). The rows are the tile multiply's first
+ * operand, read in place (a block's 32 bytes of 16 rows, at the row stride),
+ * and the tokens its second, rearranged once a call, so nothing is packed
+ * per panel (packing cost more than the panels' multiplies it would save).
+ * A sums tile is then 16 rows x nt tokens, and y[t][r] += float(sum) *
+ * (d_w * d_x) row by row, in block order: equal to avx512's panels bit for
+ * bit. 8..16 tokens; other counts take the avx512 kernels. Measured, 2048
+ * rows x k = 256 (a 2B window's keys), 10 tokens: one thread, rows in L2,
+ * 33-38 us a call against avx512's 66-71; two threads, rows from memory,
+ * 56-61 us against 143-146 (65 without the prefetch AMX_STORED_AHEAD panels
+ * ahead into L2). */
+#ifndef AMX_STORED_AHEAD
+#define AMX_STORED_AHEAD 4
+#endif
+#define AMX_STORED_CONFIG(NT)                                                                      \
+    {.palette = 1, .colsb = {4 * (NT), 4 * (NT), RG_QBLOCK, RG_QBLOCK, 4 * (NT), 4 * (NT)},        \
+     .rows = {PR, PR, PR, PR, RG_QBLOCK / 4, RG_QBLOCK / 4}}
+/* Tiles 0, 1: sums (16 rows x nt tokens of int32); 2, 3: the rows' block
+ * (16 x 32 bytes); 4, 5: the tokens' block (8 x nt x 4 bytes). By nt. */
+static const amx_config g_amx_stored_configs[AMX_T + 1] = {
+    AMX_STORED_CONFIG(0),  AMX_STORED_CONFIG(1),  AMX_STORED_CONFIG(2),  AMX_STORED_CONFIG(3),
+    AMX_STORED_CONFIG(4),  AMX_STORED_CONFIG(5),  AMX_STORED_CONFIG(6),  AMX_STORED_CONFIG(7),
+    AMX_STORED_CONFIG(8),  AMX_STORED_CONFIG(9),  AMX_STORED_CONFIG(10), AMX_STORED_CONFIG(11),
+    AMX_STORED_CONFIG(12), AMX_STORED_CONFIG(13), AMX_STORED_CONFIG(14), AMX_STORED_CONFIG(15),
+    AMX_STORED_CONFIG(16)};
+#undef AMX_STORED_CONFIG
+
+/* acc[r] += float(sums[r]) * (d_w(r, b) * d_x) for the 16 rows, d_x the
+ * tokens' scales of block b (lanes past nt 0) */
+INLINE void amx_stored_scale(const int32_t *sums, const uint8_t *w, size_t rb, int b, __m512 dx, __m512 *acc) {
+    const __m512i at = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                          _mm512_set1_epi32((int)rb));
+    float dw[PR] __attribute__((aligned(64)));
+    __m512i half = _mm512_i32gather_epi32(at, w + (size_t)b * 34, 1); /* d_w in the low 16 bits */
+    _mm512_store_ps(dw, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(half)));
+#pragma GCC unroll 16
+    for (int r = 0; r < PR; r++) {
+        __m512 dwr; /* broadcast from memory: gcc would otherwise permute a register (port 5) */
+        __asm__("vbroadcastss %1, %0" : "=v"(dwr) : "m"(dw[r]));
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(sums + AMX_T * r)), _mm512_mul_ps(dx, dwr),
+                                 acc[r]);
+    }
+}
+
+/* Block b's tile multiply into sums tile C (rows tile R, tokens tile X) */
+#define AMX_STORED_MULTIPLY(C, R, X, b)                                       \
+    do {                                                                      \
+        _tile_loadd(R, w + 2 + (size_t)(b) * 34, rb);                         \
+        _tile_loadd(X, xt + (size_t)(b) * (RG_QBLOCK / 4) * 64, 64);          \
+        _tile_zero(C);                                                        \
+        _tile_dpbssd(C, R, X);                                                \
+    } while (0)
+
+/* One panel: 16 rows from w (rb bytes each, all readable), nr stored; xt
+ * the tokens' blocks as the second operand, dx their scales by block. */
+static void amx_stored_panel(const uint8_t *w, size_t rb, int nb, const int8_t *xt, const __m512 *dx, int nt, int nr,
+                             float *y, int ldy, const uint8_t *next, const uint8_t *ahead, int32_t *sums) {
+    float out[PR * AMX_T] __attribute__((aligned(64)));
+    __m512 acc[PR];
+#pragma GCC unroll 16
+    for (int r = 0; r < PR; r++) acc[r] = _mm512_setzero_ps();
+    AMX_STORED_MULTIPLY(0, 2, 4, 0);
+    for (int b = 0; b < nb; b += 2) {
+        /* the next panel into L1, over this one's blocks: a tile load waits
+         * for its rows */
+        for (size_t at = (size_t)b * PR * rb / nb & ~(size_t)63; next && at < (size_t)(b + 2) * PR * rb / nb; at += 64)
+            prefetch_t0(next + at);
+        for (size_t at = (size_t)b * PR * rb / nb & ~(size_t)63; ahead && at < (size_t)(b + 2) * PR * rb / nb; at += 64)
+            prefetch_t1(ahead + at);
+        if (b + 1 < nb) AMX_STORED_MULTIPLY(1, 3, 5, b + 1);
+        _tile_stored(0, sums, 4 * AMX_T);
+        amx_stored_scale(sums, w, rb, b, dx[b], acc);
+        if (b + 1 >= nb) break;
+        if (b + 2 < nb) AMX_STORED_MULTIPLY(0, 2, 4, b + 2);
+        _tile_stored(1, sums, 4 * AMX_T);
+        amx_stored_scale(sums, w, rb, b + 1, dx[b + 1], acc);
+    }
+    /* out[r][t] -> y[t][r] */
+#pragma GCC unroll 16
+    for (int r = 0; r < PR; r++) _mm512_store_ps(out + AMX_T * r, acc[r]);
+    const __m512i col = _mm512_set_epi32(240, 224, 208, 192, 176, 160, 144, 128, 112, 96, 80, 64, 48, 32, 16, 0);
+    for (int t = 0; t < nt; t++) v_store_n(y + (size_t)t * ldy, (size_t)nr, _mm512_i32gather_ps(col, out + t, 4));
+}
+#undef AMX_STORED_MULTIPLY
+
+void rg_matmul_q8_0_amx(const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n, float *y,
+                        int ldy) {
+    if (n < Q_PANEL_MIN_N || n > AMX_T || rb > INT32_MAX / PR) { /* (the scales' gather offsets are int32) */
+        rg_matmul_q8_0_avx512(w, rb, rows, k, x, ldx, n, y, ldy);
+        return;
+    }
+    void *meta;
+    const int8_t *q = round_act(RG_DT_Q8_0, x, ldx, n, k, 0, &meta);
+    const qmeta *mq = meta;
+    int nb = k / RG_QBLOCK;
+    /* scratch: the tokens' blocks (8 rows of 64 bytes each: dword g of
+     * token t at 4t), their scales by block, a last panel's rows padded */
+    size_t xt_bytes = (size_t)nb * (RG_QBLOCK / 4) * 64, dx_bytes = sizeof(__m512) * (size_t)nb;
+    uint8_t *buf = rg_scratch(RG_SCRATCH_KERNEL, xt_bytes + dx_bytes + PR * rb);
+    int8_t *xt = (int8_t *)buf;
+    __m512 *dx = (__m512 *)(buf + xt_bytes);
+    uint8_t *pad = buf + xt_bytes + dx_bytes;
+    memset(xt, 0, xt_bytes);
+    for (int b = 0; b < nb; b++) {
+        float d[AMX_T] = {0};
+        for (int t = 0; t < n; t++) {
+            d[t] = mq[(size_t)t * nb + b].d;
+            for (int g = 0; g < RG_QBLOCK / 4; g++)
+                memcpy(xt + ((size_t)b * (RG_QBLOCK / 4) + g) * 64 + 4 * t, q + (size_t)t * k + b * RG_QBLOCK + 4 * g, 4);
+        }
+        dx[b] = _mm512_loadu_ps(d);
+    }
+    /* a tile store fills n lanes of each row; the others (times d_x = 0) are
+     * zero once */
+    int32_t sums[PR * AMX_T] __attribute__((aligned(64))) = {0};
+    _tile_loadconfig(&g_amx_stored_configs[n]);
+    for (int r0 = 0; r0 < rows; r0 += PR) {
+        int nr = rows - r0 < PR ? rows - r0 : PR;
+        const uint8_t *panel = w + (size_t)r0 * rb;
+        if (nr < PR) { /* the tile loads read 16 rows */
+            memset(pad, 0, PR * rb);
+            memcpy(pad, panel, (size_t)nr * rb);
+            panel = pad;
+        }
+        const uint8_t *next = r0 + 2 * PR <= rows ? panel + PR * rb : NULL;
+        const uint8_t *ahead = r0 + (AMX_STORED_AHEAD + 1) * PR <= rows ? panel + AMX_STORED_AHEAD * PR * rb : NULL;
+        amx_stored_panel(panel, rb, nb, xt, dx, n, nr, y + r0, ldy, next, AMX_STORED_AHEAD ? ahead : NULL, sums);
     }
     _tile_release();
 }

@@ -254,9 +254,15 @@ INLINE void wsum_group(const int g, const rg_dtype vt, const float *p, int ldp, 
     const uint8_t *rows = v;
     size_t rb = cols_bytes(vt, hd);
     int block = WSUM_BLOCK_BYTES / rb > 0 ? (int)(WSUM_BLOCK_BYTES / rb) : 1;
+    const int pass_cols = WSUM_VECS * VW, passes = (hd + pass_cols - 1) / pass_cols;
     for (int j0 = 0; j0 < nk; j0 += block) {
         int j1 = nk - j0 < block ? nk : j0 + block;
-        for (int i = 0; i < hd; i += WSUM_VECS * VW) {
+        /* the block after next, into L2 in order over this block's passes
+         * (one line every few rows), so that the next block's prefetches
+         * below find it there: from memory they wait on few line buffers */
+        int far = j0 + 2 * block < nk ? j0 + 2 * block : nk;
+        size_t far_bytes = (size_t)((nk - far < block ? nk : far + block) - far) * rb;
+        for (int i = 0; i < hd; i += pass_cols) {
             size_t c[WSUM_VECS];
             vf acc[WG][WSUM_VECS];
             for (int u = 0; u < WSUM_VECS; u++) c[u] = hd - i > u * VW ? (size_t)(hd - i - u * VW) : 0;
@@ -271,6 +277,10 @@ INLINE void wsum_group(const int g, const rg_dtype vt, const float *p, int ldp, 
                 if (j + block < nk)
                     for (size_t at = 0; at < cols_bytes(vt, WSUM_VECS * VW); at += 64)
                         prefetch_t0(rows + (size_t)(j + block) * rb + cols_bytes(vt, i) + at);
+                if (far_bytes)
+                    prefetch_t1(rows + (size_t)far * rb +
+                                ((size_t)((i / pass_cols) * (j1 - j0) + (j - j0)) * far_bytes /
+                                 ((size_t)passes * (j1 - j0)) & ~(size_t)63));
                 vf vv[WSUM_VECS];
 #pragma GCC unroll 2
                 for (int u = 0; u < WSUM_VECS; u++) vv[u] = load_w(vt, rows + (size_t)j * rb, i + u * VW, c[u]);
@@ -550,7 +560,8 @@ const rg_kernel_set SIMD_NAME(rg_kernels) =
                   matmul_bf16, SIMD_NAME(rg_matmul_q8_0), SIMD_NAME(rg_matmul_q4_0), SIMD_Q4_K, SIMD_Q6_K, SIMD_PACKED);
 
 #ifdef RG_SIMD_AVX512
-/* "amx": the avx512 set whose packed Q8_0/Q4_0 matmuls multiply tiles
+/* "amx": the avx512 set whose packed Q8_0/Q4_0 matmuls, and the Q8_0 one
+ * over rows as stored (attention windows' keys), multiply tiles
  * (kernels_avx512.c), over the same panels. */
 static const rg_pack_set packed_amx = {
     PANEL_ROWS, packed_bytes, pack, {[RG_DT_Q8_0] = rg_matmul_packed_q8_0_amx, [RG_DT_Q4_0] = rg_matmul_packed_q4_0_amx},
@@ -562,6 +573,6 @@ static double peak_loop_amx(int int8, long iters) {
 #define peak_loop peak_loop_amx
 const rg_kernel_set rg_kernels_amx =
     RG_KERNEL_SET("amx", 1u << RG_DT_Q8_0 | 1u << RG_DT_Q4_0 | SIMD_KQUANT_INT8, matmul_f32, matmul_f16, matmul_bf16,
-                  SIMD_NAME(rg_matmul_q8_0), SIMD_NAME(rg_matmul_q4_0), SIMD_Q4_K, SIMD_Q6_K, &packed_amx);
+                  rg_matmul_q8_0_amx, SIMD_NAME(rg_matmul_q4_0), SIMD_Q4_K, SIMD_Q6_K, &packed_amx);
 #undef peak_loop
 #endif

@@ -534,6 +534,9 @@ void SIMD_NAME(rg_matmul_packed_q4_0)(const uint8_t *p, int rows, int k, const f
 /* The same by AMX tile multiplies from 16 tokens on (the "amx" set). */
 void rg_matmul_packed_q8_0_amx(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y, int ldy);
 void rg_matmul_packed_q4_0_amx(const uint8_t *p, int rows, int k, const float *x, int ldx, int n, float *y, int ldy);
+/* Q8_0 rows as stored (rg_matmul_fn) by tile multiplies for 8..16 tokens. */
+void rg_matmul_q8_0_amx(const uint8_t *w, size_t rb, int rows, int k, const float *x, int ldx, int n, float *y,
+                        int ldy);
 double rg_peak_int8_amx(long iters);
 #endif
 #ifdef SIMD_KQUANTS

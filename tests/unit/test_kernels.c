@@ -172,7 +172,8 @@ static void run_shapes(rg_dtype dt, const int *ks, int nk, const int *rows, int 
 /* The amx set's tile multiplies add the same integer block sums in the
  * same order as avx512's panels: equal bit for bit, over the same packed
  * weights, for token counts around its groups of 16 (the rest go to the
- * avx512 panels) and partial panels. */
+ * avx512 panels) and partial panels; and over Q8_0 rows as stored, for
+ * every token count around its 8..16. */
 static void test_amx_equals_avx512(void **st) {
     (void)st;
     const rg_kernel_set *amx = NULL, *avx512 = NULL;
@@ -205,6 +206,26 @@ static void test_amx_equals_avx512(void **st) {
                     runs++;
                     free(v), free(x), free(w), free(p), free(y1), free(y2);
                 }
+    /* Q8_0 rows as stored (attention keys, heads as tokens): tile
+     * multiplies for 8..16 tokens, avx512's kernels around them */
+    const int stored_rows[] = {5, 16, 37};
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 2; b++)
+            for (int n = 1; n <= 20; n++) {
+                int R = stored_rows[a], k = ks[b];
+                float *v = rg_xmalloc(sizeof(float) * (size_t)R * k), *x = rg_xmalloc(sizeof(float) * (size_t)n * k);
+                for (size_t i = 0; i < (size_t)R * k; i++) v[i] = frand();
+                for (size_t i = 0; i < (size_t)n * k; i++) x[i] = frand() * (i % 89 == 0 ? 8.0f : 1.0f);
+                size_t rb;
+                uint8_t *w = encode(RG_DT_Q8_0, v, R, k, &rb);
+                float *y1 = rg_xcalloc((size_t)n * R, sizeof(float)), *y2 = rg_xcalloc((size_t)n * R, sizeof(float));
+                avx512->matmul[RG_DT_Q8_0](w, rb, R, k, x, k, n, y1, R);
+                amx->matmul[RG_DT_Q8_0](w, rb, R, k, x, k, n, y2, R);
+                if (memcmp(y1, y2, sizeof(float) * (size_t)n * R))
+                    fail_msg("amx q8_0 rows as stored, rows=%d k=%d n=%d differs from avx512", R, k, n);
+                runs++;
+                free(v), free(x), free(w), free(y1), free(y2);
+            }
     printf("  amx equals avx512 bit for bit in %d products\n", runs);
 }
 
