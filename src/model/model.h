@@ -16,7 +16,7 @@ typedef struct {
     /* recurrent block */
     rg_tensor linear_x, linear_y, linear_out; /* [R, D], [R, D], [D, R] */
     const float *linear_x_b, *linear_y_b, *linear_out_b;
-    const float *conv_w, *conv_b;  /* [R, K], [R] */
+    const float *conv_w, *conv_b;  /* [K][R] (taps by position), [R] */
     const float *softplus_a;       /* softplus(recurrent_param) [R] */
     rg_tensor input_gate, a_gate;  /* block-diagonal gates, transposed to [H*bw (out), bw (in)] */
     const float *input_gate_b, *a_gate_b; /* [R] */

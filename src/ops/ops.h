@@ -181,7 +181,8 @@ void rg_softcap(float *x, size_t count, float cap);
 /* ---- conv1d (ops/conv1d.c) ---------------------------------------------
  * Depthwise causal conv of width K over n rows of u [n x R], continuing from
  * state [K-1 x R] (the previous K-1 inputs, oldest first), which is updated.
- * w is [R x K] (tap K-1 multiplies the current input). out may not alias u. */
+ * w is [K x R], taps by position (tap K-1 multiplies the current input).
+ * out may not alias u. */
 void rg_conv1d(const float *u, int n, int r, int k, const float *w, const float *bias, float *state, float *out);
 
 /* ---- RG-LRU (ops/rglru.c) ------------------------------------------------
