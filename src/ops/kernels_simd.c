@@ -257,12 +257,17 @@ INLINE void wsum_group(const int g, const rg_dtype vt, const float *p, int ldp, 
     const int pass_cols = WSUM_VECS * VW, passes = (hd + pass_cols - 1) / pass_cols;
     for (int j0 = 0; j0 < nk; j0 += block) {
         int j1 = nk - j0 < block ? nk : j0 + block;
-        /* the block after next, into L2 in order over this block's passes
-         * (one line every few rows), so that the next block's prefetches
-         * below find it there: from memory they wait on few line buffers */
+        /* the block after next, into L2 in order, a line a row from the
+         * start of each pass until the pass's share is asked for, so that
+         * the next block's prefetches below find it there: from memory
+         * they wait on few line buffers. Measured (10 heads x 2048 keys x
+         * 256, Q8_0, two threads, values from memory): avx2 334-391 ->
+         * 181-192 us, avx512 123-131 -> 114-122; in cache unchanged. */
         int far = j0 + 2 * block < nk ? j0 + 2 * block : nk;
         size_t far_bytes = (size_t)((nk - far < block ? nk : far + block) - far) * rb;
         for (int i = 0; i < hd; i += pass_cols) {
+            size_t far_at = far_bytes * (size_t)(i / pass_cols) / (size_t)passes & ~(size_t)63,
+                   far_end = far_bytes * (size_t)(i / pass_cols + 1) / (size_t)passes;
             size_t c[WSUM_VECS];
             vf acc[WG][WSUM_VECS];
             for (int u = 0; u < WSUM_VECS; u++) c[u] = hd - i > u * VW ? (size_t)(hd - i - u * VW) : 0;
@@ -277,10 +282,10 @@ INLINE void wsum_group(const int g, const rg_dtype vt, const float *p, int ldp, 
                 if (j + block < nk)
                     for (size_t at = 0; at < cols_bytes(vt, WSUM_VECS * VW); at += 64)
                         prefetch_t0(rows + (size_t)(j + block) * rb + cols_bytes(vt, i) + at);
-                if (far_bytes)
-                    prefetch_t1(rows + (size_t)far * rb +
-                                ((size_t)((i / pass_cols) * (j1 - j0) + (j - j0)) * far_bytes /
-                                 ((size_t)passes * (j1 - j0)) & ~(size_t)63));
+                if (far_at < far_end) {
+                    prefetch_t1(rows + (size_t)far * rb + far_at);
+                    far_at += 64;
+                }
                 vf vv[WSUM_VECS];
 #pragma GCC unroll 2
                 for (int u = 0; u < WSUM_VECS; u++) vv[u] = load_w(vt, rows + (size_t)j * rb, i + u * VW, c[u]);
