@@ -63,7 +63,9 @@ static const float *vec(binder *b, const rg_tensor *t) {
 
 /* The conv taps [R, 1, K] as [K][R] (an owned copy, K x R floats a layer),
  * so that rg_conv1d's inner loop runs over contiguous channels. */
-static const float *taps_by_position(binder *b, const float *w, int64_t r, int k) {
+static const float *taps_by_position(binder *b, const rg_tensor *taps, int64_t r, int k) {
+    const float *w = vec(b, taps);
+    if (!w) return NULL;
     float *t = rg_model_own(b->m, sizeof(float) * (size_t)r * (size_t)k);
     for (int64_t c = 0; c < r; c++)
         for (int j = 0; j < k; j++) t[(size_t)j * (size_t)r + (size_t)c] = w[(size_t)c * (size_t)k + (size_t)j];
@@ -185,7 +187,7 @@ int rg_model_bind(rg_model *m, rg_tensor_lookup lookup, void *ctx, const char *s
                 get_mat(&b, &L->linear_out, NAME("%s.%d.%s.linear_out.weight", p, i, tb), D, R) ||
                 get_vec(&b, &L->linear_out_b, NAME("%s.%d.%s.linear_out.bias", p, i, tb), D) ||
                 !(conv = need(&b, NAME("%s.%d.%s.conv_1d.weight", p, i, tb), 3, R, 1, c->conv_width)) ||
-                !(L->conv_w = vec(&b, conv)) || !(L->conv_w = taps_by_position(&b, L->conv_w, R, c->conv_width)) ||
+                !(L->conv_w = taps_by_position(&b, conv, R, c->conv_width)) ||
                 get_vec(&b, &L->conv_b, NAME("%s.%d.%s.conv_1d.bias", p, i, tb), R) ||
                 get_vec(&b, &a_param, NAME("%s.%d.%s.rg_lru.recurrent_param", p, i, tb), R) ||
                 get_block_diag(&b, &L->input_gate, NAME("%s.%d.%s.rg_lru.input_gate_weight", p, i, tb), (int)H,
